@@ -1,0 +1,1 @@
+"""Herald's shared code: models, settings, stores, channels and the logic every function runs."""

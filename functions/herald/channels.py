@@ -1,0 +1,161 @@
+"""The channels a delivery goes out through: SES email, SNS SMS, SNS mobile push, in-app inbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from herald.domain import Channel, DeliveryJob, Platform
+from herald.inbox import Inbox
+
+# Provider answers that no retry can fix.
+PERMANENT_ERROR_CODES = frozenset(
+    {
+        "MessageRejected",  # SES: rejected recipient or unverified sender
+        "InvalidParameter",
+        "InvalidParameterValue",
+        "EndpointDisabled",  # SNS: the push token was reported invalid
+        "NotFound",  # SNS: the endpoint is gone
+        "InvalidClientTokenId",
+    }
+)
+
+
+class DeliveryFailed(Exception):
+    """A provider did not take the delivery. `permanent` failures are not retried."""
+
+    def __init__(self, reason: str, permanent: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+def failure_from(error: Exception) -> DeliveryFailed:
+    """Classifies what a provider raised as transient or permanent."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        return DeliveryFailed(f"{code}: {message}", permanent=code in PERMANENT_ERROR_CODES)
+    if isinstance(error, BotoCoreError):
+        return DeliveryFailed(f"{type(error).__name__}: {error}")
+    return DeliveryFailed(f"{type(error).__name__}: {error}")
+
+
+class ChannelSender(Protocol):
+    def send(self, job: DeliveryJob) -> str:
+        """Hands the job to the provider; returns the provider's message id."""
+        ...
+
+
+class EmailSender:
+    def __init__(self, ses: Any, sender: str):
+        self._ses = ses
+        self._sender = sender
+
+    def send(self, job: DeliveryJob) -> str:
+        if not job.address:
+            raise DeliveryFailed("device has no email address", permanent=True)
+        response = self._ses.send_email(
+            Source=self._sender,
+            Destination={"ToAddresses": [job.address]},
+            Message={
+                "Subject": {"Data": job.title, "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": job.body, "Charset": "UTF-8"}},
+            },
+        )
+        return str(response["MessageId"])
+
+
+class SmsSender:
+    def __init__(self, sns: Any):
+        self._sns = sns
+
+    def send(self, job: DeliveryJob) -> str:
+        if not job.address:
+            raise DeliveryFailed("device has no phone number", permanent=True)
+        response = self._sns.publish(
+            PhoneNumber=job.address,
+            Message=f"{job.title}: {job.body}" if job.title else job.body,
+            MessageAttributes={
+                "AWS.SNS.SMS.SMSType": {
+                    "DataType": "String",
+                    "StringValue": "Transactional" if job.priority.value == "high" else "Promotional",
+                }
+            },
+        )
+        return str(response["MessageId"])
+
+
+class PushSender:
+    def __init__(self, sns: Any):
+        self._sns = sns
+
+    def send(self, job: DeliveryJob) -> str:
+        if not job.endpoint_arn:
+            raise DeliveryFailed("push device has no platform endpoint", permanent=True)
+        response = self._sns.publish(
+            TargetArn=job.endpoint_arn,
+            MessageStructure="json",
+            Message=json.dumps(push_payload(job)),
+        )
+        return str(response["MessageId"])
+
+
+def push_payload(job: DeliveryJob) -> dict[str, str]:
+    """One message per platform, as SNS expects with MessageStructure=json."""
+    apns = {"aps": {"alert": {"title": job.title, "body": job.body}}, **job.data}
+    fcm = {"notification": {"title": job.title, "body": job.body}, "data": {k: str(v) for k, v in job.data.items()}}
+    return {
+        "default": job.body,
+        "APNS": json.dumps(apns),
+        "APNS_SANDBOX": json.dumps(apns),
+        "GCM": json.dumps({"fcmV1Message": {"message": fcm}}),
+    }
+
+
+class InAppSender:
+    def __init__(self, inbox: Inbox, expires_at: Any):
+        self._inbox = inbox
+        self._expires_at = expires_at
+
+    def send(self, job: DeliveryJob) -> str:
+        self._inbox.add(job, self._expires_at())
+        return f"inbox:{job.user_id}:{job.notification_id}"
+
+
+Senders = Mapping[Channel, ChannelSender]
+
+
+class PushEndpoints:
+    """Creates and updates the SNS platform endpoint behind a push device."""
+
+    def __init__(self, sns: Any, applications: Mapping[Platform, str]):
+        self._sns = sns
+        self._applications = {platform: arn for platform, arn in applications.items() if arn}
+
+    def supports(self, platform: Platform) -> bool:
+        return platform in self._applications
+
+    def register(self, platform: Platform, token: str, user_id: str, existing_arn: str | None) -> str:
+        if existing_arn:
+            try:
+                self._sns.set_endpoint_attributes(
+                    EndpointArn=existing_arn, Attributes={"Token": token, "Enabled": "true"}
+                )
+                return existing_arn
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "NotFound":
+                    raise
+        response = self._sns.create_platform_endpoint(
+            PlatformApplicationArn=self._applications[platform], Token=token, CustomUserData=user_id
+        )
+        arn = str(response["EndpointArn"])
+        # CreatePlatformEndpoint returns the existing endpoint for a known token: make sure it is on.
+        self._sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "true"})
+        return arn
+
+    def remove(self, endpoint_arn: str) -> None:
+        self._sns.delete_endpoint(EndpointArn=endpoint_arn)

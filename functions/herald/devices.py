@@ -1,0 +1,64 @@
+"""The device registry: which devices each user has, in DynamoDB (user_id, device_id)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from herald.domain import Device
+
+
+class DeviceRegistry(Protocol):
+    def put(self, device: Device) -> None: ...
+    def get(self, user_id: str, device_id: str) -> Device | None: ...
+    def delete(self, user_id: str, device_id: str) -> bool: ...
+    def devices_of(self, user_id: str) -> Iterator[Device]: ...
+
+
+class DynamoDeviceRegistry:
+    def __init__(self, dynamodb: Any, table: str):
+        self._dynamodb = dynamodb
+        self._table = table
+
+    def put(self, device: Device) -> None:
+        self._dynamodb.put_item(TableName=self._table, Item=_to_item(device))
+
+    def get(self, user_id: str, device_id: str) -> Device | None:
+        response = self._dynamodb.get_item(
+            TableName=self._table,
+            Key={"user_id": {"S": user_id}, "device_id": {"S": device_id}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    def delete(self, user_id: str, device_id: str) -> bool:
+        response = self._dynamodb.delete_item(
+            TableName=self._table,
+            Key={"user_id": {"S": user_id}, "device_id": {"S": device_id}},
+            ReturnValues="ALL_OLD",
+        )
+        return "Attributes" in response
+
+    def devices_of(self, user_id: str) -> Iterator[Device]:
+        paginator = self._dynamodb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": user_id}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield _from_item(item)
+
+
+def _to_item(device: Device) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for name, value in device.model_dump(mode="json").items():
+        if value is not None:
+            item[name] = {"S": str(value)}
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> Device:
+    return Device.model_validate({name: value["S"] for name, value in item.items() if "S" in value})

@@ -1,0 +1,134 @@
+"""The product's vocabulary: priorities, channels, devices and the messages between functions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ids travel in URL paths and DynamoDB sort keys ("delivery#<user>#<device>"): no '#', '/' or spaces.
+ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
+ID_RE = re.compile(ID_PATTERN)
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+
+MAX_RECIPIENTS = 100
+MAX_TITLE = 200
+MAX_BODY = 4000
+MAX_DATA_BYTES = 4096
+MAX_PUSH_TOKEN = 4096
+
+
+class Priority(str, Enum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Channel(str, Enum):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    IN_APP = "in_app"
+
+
+class Platform(str, Enum):
+    APNS = "apns"
+    FCM = "fcm"
+
+
+class DeliveryState(str, Enum):
+    """Where one delivery (one notification to one device) stands."""
+
+    QUEUED = "queued"  # published to its priority queue, not yet tried
+    RETRYING = "retrying"  # an attempt failed; the queue brings it back after a backoff
+    SENT = "sent"  # the provider accepted it
+    FAILED = "failed"  # cannot be delivered; no retry
+    DEAD_LETTERED = "dead_lettered"  # the last allowed attempt failed; the message sits in the DLQ
+
+
+TERMINAL_DELIVERY_STATES = {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED}
+
+
+class NotificationState(str, Enum):
+    """A notification's overall status, derived from its deliveries."""
+
+    ACCEPTED = "accepted"  # in the intake queue, not fanned out yet
+    IN_PROGRESS = "in_progress"  # fanned out, some deliveries not terminal yet
+    DELIVERED = "delivered"  # every delivery sent
+    PARTIALLY_DELIVERED = "partially_delivered"  # all terminal, some sent, some not
+    FAILED = "failed"  # all terminal, none sent
+    NO_DEVICES = "no_devices"  # fanned out, but no recipient had a matching device
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Device(BaseModel):
+    """A registered device as Herald stores it."""
+
+    model_config = ConfigDict(use_enum_values=False)
+
+    user_id: str
+    device_id: str
+    channel: Channel
+    address: str | None = None
+    platform: Platform | None = None
+    endpoint_arn: str | None = None  # SNS platform endpoint of a push device
+    created_at: datetime
+    updated_at: datetime
+
+
+class Notification(BaseModel):
+    """The intake queue's message: an accepted notification waiting for fan-out."""
+
+    notification_id: str
+    recipients: list[str]
+    title: str
+    body: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    channels: list[Channel] | None = None
+    accepted_at: datetime
+
+
+class DeliveryJob(BaseModel):
+    """A priority queue's message: one notification to one device."""
+
+    notification_id: str
+    user_id: str
+    device_id: str
+    channel: Channel
+    address: str | None = None
+    platform: Platform | None = None
+    endpoint_arn: str | None = None
+    title: str
+    body: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority
+    accepted_at: datetime
+
+    @property
+    def delivery_id(self) -> str:
+        return f"{self.user_id}#{self.device_id}"
+
+    @classmethod
+    def for_device(cls, notification: Notification, device: Device) -> DeliveryJob:
+        return cls(
+            notification_id=notification.notification_id,
+            user_id=device.user_id,
+            device_id=device.device_id,
+            channel=device.channel,
+            address=device.address,
+            platform=device.platform,
+            endpoint_arn=device.endpoint_arn,
+            title=notification.title,
+            body=notification.body,
+            data=notification.data,
+            priority=notification.priority,
+            accepted_at=notification.accepted_at,
+        )

@@ -1,0 +1,70 @@
+"""Each function's settings: read once from the environment the template gives it, validated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from herald.domain import Priority
+
+
+class Settings(BaseModel):
+    """Base for the settings of one function. Field names match the template's variables."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:
+        source = os.environ if environ is None else environ
+        values = {name: source[name.upper()] for name in cls.model_fields if name.upper() in source}
+        return cls.model_validate(values)
+
+
+class TablesSettings(Settings):
+    devices_table: str
+    status_table: str
+    inbox_table: str
+    status_retention_days: int = Field(default=30, ge=1)
+
+
+class QueueUrls(Settings):
+    """The priority queues and their dead-letter queues."""
+
+    high_queue_url: str
+    normal_queue_url: str
+    low_queue_url: str
+    high_dlq_url: str
+    normal_dlq_url: str
+    low_dlq_url: str
+
+    def queue_url(self, priority: Priority) -> str:
+        return str(getattr(self, f"{priority.value}_queue_url"))
+
+    def dlq_url(self, priority: Priority) -> str:
+        return str(getattr(self, f"{priority.value}_dlq_url"))
+
+
+class ApiSettings(TablesSettings, QueueUrls):
+    intake_queue_url: str
+    apns_platform_application_arn: str = ""
+    fcm_platform_application_arn: str = ""
+
+
+class FanoutSettings(TablesSettings):
+    topic_arn: str
+
+
+class DeliverSettings(TablesSettings):
+    priority: Priority
+    queue_url: str
+    sender_email: str
+    max_receive_count: int = Field(default=5, ge=1)
+    retry_base_seconds: int = Field(default=2, ge=0)
+    retry_cap_seconds: int = Field(default=900, ge=0, le=43200)
+
+
+class RedriveSettings(QueueUrls):
+    pass
