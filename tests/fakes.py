@@ -1,0 +1,276 @@
+"""In-memory stand-ins for Herald's adapters, so logic and handlers are tested without AWS.
+
+Each fake keeps what it was asked to do in plain attributes for the test to assert on. Fakes
+that take a `journal` append one line per call to it; hand the same list to several fakes to
+assert the order of calls across them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from herald.batches import BatchEntryFailed
+from herald.domain import (
+    Channel,
+    DeliveryJob,
+    DeliveryState,
+    Device,
+    Notification,
+    Platform,
+    now,
+)
+from herald.status import DeliveryRecord, NotificationRecord, overall_state
+
+
+class FakeDeviceRegistry:
+    """A DeviceRegistry in a dict keyed by (user_id, device_id)."""
+
+    def __init__(self, devices: Iterable[Device] = ()):
+        self.devices: dict[tuple[str, str], Device] = {}
+        for device in devices:
+            self.put(device)
+
+    def put(self, device: Device) -> None:
+        self.devices[(device.user_id, device.device_id)] = device
+
+    def get(self, user_id: str, device_id: str) -> Device | None:
+        return self.devices.get((user_id, device_id))
+
+    def delete(self, user_id: str, device_id: str) -> bool:
+        return self.devices.pop((user_id, device_id), None) is not None
+
+    def devices_of(self, user_id: str) -> Iterator[Device]:
+        # Sorted by device id, as the DynamoDB query returns them.
+        for (owner, _), device in sorted(self.devices.items()):
+            if owner == user_id:
+                yield device
+
+
+class Attempt(NamedTuple):
+    delivery_id: str
+    state: DeliveryState
+    error: str | None
+    provider_message_id: str | None
+
+
+@dataclass
+class FannedOut:
+    delivery_count: int
+    without_devices: list[str]
+
+
+class FakeStatusStore:
+    """A StatusStore that keeps the summary and delivery records the way DynamoStatusStore does."""
+
+    def __init__(self, journal: list[str] | None = None):
+        self.journal = journal if journal is not None else []
+        self.accepted: dict[str, Notification] = {}
+        self.fanned_out: dict[str, FannedOut] = {}
+        self.deliveries: dict[str, dict[str, DeliveryRecord]] = {}
+        self.attempts: list[Attempt] = []
+
+    def record_accepted(self, notification: Notification) -> None:
+        self.journal.append("status.record_accepted")
+        self.accepted[notification.notification_id] = notification
+
+    def record_queued(self, jobs: list[DeliveryJob]) -> None:
+        self.journal.append("status.record_queued")
+        at = now()
+        for job in jobs:
+            self.deliveries.setdefault(job.notification_id, {})[job.delivery_id] = DeliveryRecord(
+                user_id=job.user_id,
+                device_id=job.device_id,
+                channel=job.channel,
+                status=DeliveryState.QUEUED,
+                queued_at=at,
+                updated_at=at,
+            )
+
+    def record_fanned_out(self, notification_id: str, delivery_count: int, without_devices: list[str]) -> None:
+        self.journal.append("status.record_fanned_out")
+        self.fanned_out[notification_id] = FannedOut(delivery_count, list(without_devices))
+
+    def record_attempt(
+        self,
+        job: DeliveryJob,
+        state: DeliveryState,
+        error: str | None = None,
+        provider_message_id: str | None = None,
+    ) -> None:
+        self.journal.append("status.record_attempt")
+        self.attempts.append(Attempt(job.delivery_id, state, error, provider_message_id))
+        at = now()
+        records = self.deliveries.setdefault(job.notification_id, {})
+        previous = records.get(job.delivery_id)
+        changes = {"status": state, "attempts": (previous.attempts if previous else 0) + 1, "updated_at": at}
+        if error is not None:
+            changes["last_error"] = error
+        if state is DeliveryState.SENT:
+            changes["sent_at"] = at
+            if provider_message_id:
+                changes["provider_message_id"] = provider_message_id
+        if previous is None:
+            records[job.delivery_id] = DeliveryRecord(
+                user_id=job.user_id, device_id=job.device_id, channel=job.channel, **changes
+            )
+        else:
+            records[job.delivery_id] = previous.model_copy(update=changes)
+
+    def delivery(self, notification_id: str, delivery_id: str) -> DeliveryRecord:
+        return self.deliveries[notification_id][delivery_id]
+
+    def get(self, notification_id: str) -> NotificationRecord | None:
+        notification = self.accepted.get(notification_id)
+        if notification is None:
+            return None
+        deliveries = list(self.deliveries.get(notification_id, {}).values())
+        fanned_out = self.fanned_out.get(notification_id)
+        return NotificationRecord(
+            notification_id=notification_id,
+            status=overall_state(fanned_out is not None, deliveries),
+            priority=notification.priority,
+            recipients=notification.recipients,
+            channels=notification.channels,
+            accepted_at=notification.accepted_at,
+            fanned_out_at=now() if fanned_out else None,
+            recipients_without_devices=fanned_out.without_devices if fanned_out else [],
+            counts=dict(Counter(delivery.status.value for delivery in deliveries)),
+            deliveries=deliveries,
+        )
+
+
+class FakePublisher:
+    """A Publisher (the delivery topic) that keeps what it published.
+
+    Publishing a job of a notification in `failing` raises BatchEntryFailed, as DeliveryTopic
+    does when SNS refuses an entry; the jobs of that call are then not kept.
+    """
+
+    def __init__(self, failing: Iterable[str] = (), journal: list[str] | None = None):
+        self.failing = set(failing)
+        self.journal = journal if journal is not None else []
+        self.published: list[DeliveryJob] = []
+
+    def publish(self, jobs: list[DeliveryJob]) -> int:
+        self.journal.append("topic.publish")
+        failed = [
+            {"Id": str(index), "Code": "InternalError", "Message": "SNS is unavailable", "SenderFault": False}
+            for index, job in enumerate(jobs)
+            if job.notification_id in self.failing
+        ]
+        if failed:
+            raise BatchEntryFailed(failed)
+        self.published.extend(jobs)
+        return len(jobs)
+
+
+class FakeSender:
+    """A ChannelSender: answers `provider-<n>` message ids, or raises `error` when given one."""
+
+    def __init__(self, error: Exception | None = None):
+        self.error = error
+        self.sent: list[DeliveryJob] = []
+        self.tried: list[DeliveryJob] = []
+
+    def send(self, job: DeliveryJob) -> str:
+        self.tried.append(job)
+        if self.error is not None:
+            raise self.error
+        self.sent.append(job)
+        return f"provider-{len(self.sent)}"
+
+
+class FakeBackoff:
+    """The deliver function's Backoff: keeps (receipt_handle, seconds) per delay asked."""
+
+    def __init__(self) -> None:
+        self.delays: list[tuple[str, int]] = []
+
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        self.delays.append((receipt_handle, seconds))
+
+
+class FakePushEndpoints:
+    """PushEndpoints over an in-memory SNS: endpoint ARN -> (platform, token).
+
+    Like SNS, updating an existing endpoint changes its token, never its platform application.
+    """
+
+    def __init__(self, platforms: Iterable[Platform] = (Platform.APNS, Platform.FCM)):
+        self.platforms = set(platforms)
+        self.endpoints: dict[str, tuple[Platform, str]] = {}
+        self.removed: list[str] = []
+        self._created = 0
+
+    def supports(self, platform: Platform) -> bool:
+        return platform in self.platforms
+
+    def register(self, platform: Platform, token: str, user_id: str, existing_arn: str | None) -> str:
+        if existing_arn and existing_arn in self.endpoints:
+            self.endpoints[existing_arn] = (self.endpoints[existing_arn][0], token)
+            return existing_arn
+        self._created += 1
+        arn = f"arn:aws:sns:us-east-1:123456789012:endpoint/{platform.value.upper()}/herald/{self._created}"
+        self.endpoints[arn] = (platform, token)
+        return arn
+
+    def remove(self, endpoint_arn: str) -> None:
+        self.removed.append(endpoint_arn)
+        self.endpoints.pop(endpoint_arn, None)
+
+
+class FakeIntakeQueue:
+    """The API's IntakeQueue: keeps the notifications sent."""
+
+    def __init__(self, journal: list[str] | None = None):
+        self.journal = journal if journal is not None else []
+        self.sent: list[Notification] = []
+
+    def send(self, notification: Notification) -> None:
+        self.journal.append("intake.send")
+        self.sent.append(notification)
+
+
+@dataclass
+class FakeContext:
+    """The attributes of a LambdaContext that Powertools' logger and batch processor read."""
+
+    function_name: str = "herald-test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:herald-test-function"
+    aws_request_id: str = "52fdfc07-2182-454f-963f-5f0f9a621d72"
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/herald-test-function"
+    log_stream_name: str = "2026/11/21/[$LATEST]0123456789abcdef"
+    remaining_millis: int = field(default=30_000, repr=False)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
+
+
+REGISTERED_AT = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+
+
+def make_device(
+    user_id: str,
+    device_id: str,
+    channel: Channel,
+    address: str | None = None,
+    platform: Platform | None = None,
+    endpoint_arn: str | None = None,
+) -> Device:
+    """A stored device, registered at a fixed time in the past."""
+    return Device(
+        user_id=user_id,
+        device_id=device_id,
+        channel=channel,
+        address=address,
+        platform=platform,
+        endpoint_arn=endpoint_arn,
+        created_at=REGISTERED_AT,
+        updated_at=REGISTERED_AT,
+    )
