@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -45,9 +47,14 @@ class Dependencies:
         )
 
 
+def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
+    """One container's dependencies, from the environment the template gives this function."""
+    return Dependencies.from_settings(DeliverSettings.from_environment(environ))
+
+
 @lru_cache(maxsize=1)
 def default_dependencies() -> Dependencies:
-    return Dependencies.from_settings(DeliverSettings.from_environment())
+    return dependencies_from(os.environ)
 
 
 @logger.inject_lambda_context(clear_state=True)

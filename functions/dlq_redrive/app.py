@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -25,23 +28,31 @@ class RedriveResult(BaseModel):
     total: int
 
 
+@dataclass(frozen=True)
+class Dependencies:
+    settings: RedriveSettings
+    sqs: Any
+
+
+def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
+    """One container's dependencies, from the environment the template gives this function."""
+    return Dependencies(settings=RedriveSettings.from_environment(environ), sqs=client("sqs"))
+
+
 @lru_cache(maxsize=1)
-def default_settings() -> RedriveSettings:
-    return RedriveSettings.from_environment()
+def default_dependencies() -> Dependencies:
+    return dependencies_from(os.environ)
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(
-    event: dict[str, Any], context: LambdaContext, settings: RedriveSettings | None = None, sqs: Any = None
-) -> dict[str, Any]:
-    settings = settings or default_settings()
-    sqs = sqs or client("sqs")
+def lambda_handler(event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None) -> dict[str, Any]:
+    d = dependencies or default_dependencies()
     request = RedriveRequest.model_validate(event or {})
     priorities = list(Priority) if request.priority == "all" else [Priority(request.priority)]
     moved = {}
     for priority in priorities:
         moved[priority.value] = redrive(
-            sqs, settings.dlq_url(priority), settings.queue_url(priority), limit=request.limit
+            d.sqs, d.settings.dlq_url(priority), d.settings.queue_url(priority), limit=request.limit
         )
         logger.info("redrove", priority=priority.value, moved=moved[priority.value])
     return RedriveResult(moved=moved, total=sum(moved.values())).model_dump()

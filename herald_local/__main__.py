@@ -1,0 +1,63 @@
+"""`python -m herald_local`: runs Herald on this machine until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+from herald_local.stack import LocalStack, StackOptions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m herald_local", description=__doc__)
+    parser.add_argument("--port", type=int, default=3000, help="API port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--aws-port", type=int, default=0, help="moto server port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--api-key", help="API key to require (default: $HERALD_API_KEY or a random one)")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as with sam deploy",
+    )
+    parser.add_argument("--log-level", default="INFO", help="the functions' POWERTOOLS_LOG_LEVEL")
+    args = parser.parse_args(argv)
+    parameters = dict(item.split("=", 1) for item in args.parameter_overrides)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    started = time.monotonic()
+    stack = LocalStack(
+        StackOptions(
+            api_port=args.port,
+            aws_port=args.aws_port,
+            api_key=args.api_key,
+            parameters=parameters,
+            log_level=args.log_level,
+        )
+    )
+    stack.start()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    print(f"Herald is running locally (ready in {time.monotonic() - started:.2f} s).", flush=True)
+    print(f"  API URL:      {stack.api_url}", flush=True)
+    print(f"  API key:      {stack.api_key}", flush=True)
+    print(f"  AWS endpoint: {stack.endpoint}", flush=True)
+    if stack.emulated:
+        print(f"  Sent items:   {stack.endpoint}/moto-api/data.json", flush=True)
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    print("stopping...", flush=True)
+    stack.stop()
+    print("stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Lambda's SQS event source mapping, in-process: poll, batch, invoke, delete only what succeeded."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from herald_local.functions import LocalFunction
+from herald_local.template import EventSourceSpec
+
+IDLE_SLEEP_MIN = 0.02
+IDLE_SLEEP_MAX = 0.2
+
+
+class QueuePoller:
+    """One mapping: a receiver thread and at most `concurrency` batches in flight.
+
+    As on AWS: the batch size and batching window come from the template; a handler that raises
+    returns every message to the queue after its visibility timeout; with ReportBatchItemFailures
+    only the listed messages return; the queue's redrive policy moves a message to its DLQ once
+    it has been received maxReceiveCount times.
+    """
+
+    def __init__(
+        self,
+        sqs: Any,
+        spec: EventSourceSpec,
+        queue_url: str,
+        queue_arn: str,
+        function: LocalFunction,
+        concurrency: int,
+        on_error: Any = None,
+    ):
+        self._sqs = sqs
+        self.spec = spec
+        self._url = queue_url
+        self._arn = queue_arn
+        self._function = function
+        self._slots = threading.Semaphore(concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=spec.name)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"poll-{spec.name}", daemon=True)
+        self._on_error = on_error or (lambda message: None)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pool.shutdown(wait=True)
+
+    def _run(self) -> None:
+        idle = IDLE_SLEEP_MIN
+        while not self._stop.is_set():
+            self._slots.acquire()
+            try:
+                batch = self._collect()
+            except Exception as error:  # the endpoint went away or hiccuped: try again shortly
+                self._slots.release()
+                self._on_error(f"{self.spec.name}: receive failed: {error!r}")
+                self._stop.wait(1.0)
+                continue
+            if not batch:
+                self._slots.release()
+                self._stop.wait(idle)
+                idle = min(idle * 2, IDLE_SLEEP_MAX)
+                continue
+            idle = IDLE_SLEEP_MIN
+            self._pool.submit(self._invoke, batch)
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        response = self._sqs.receive_message(
+            QueueUrl=self._url,
+            MaxNumberOfMessages=min(count, 10),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    def _collect(self) -> list[dict[str, Any]]:
+        batch = self._receive(self.spec.batch_size)
+        if not batch or self.spec.batching_window == 0:
+            return batch
+        deadline = time.monotonic() + self.spec.batching_window
+        while len(batch) < self.spec.batch_size and time.monotonic() < deadline and not self._stop.is_set():
+            more = self._receive(self.spec.batch_size - len(batch))
+            if more:
+                batch.extend(more)
+            else:
+                self._stop.wait(min(IDLE_SLEEP_MAX, max(deadline - time.monotonic(), 0)))
+        return batch
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            try:
+                result = self._function.invoke(self._event(messages))
+            except Exception as error:
+                self._on_error(f"{self._function.name} raised {error!r}: the batch returns after its visibility timeout")
+                return
+            failed = self._failed_ids(result, messages)
+            done = [m for m in messages if m["MessageId"] not in failed]
+            for start in range(0, len(done), 10):
+                chunk = done[start : start + 10]
+                self._sqs.delete_message_batch(
+                    QueueUrl=self._url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+                )
+        except Exception as error:
+            self._on_error(f"{self.spec.name}: {error!r}")
+        finally:
+            self._slots.release()
+
+    def _failed_ids(self, result: Any, messages: list[dict[str, Any]]) -> set[str]:
+        if not self.spec.report_batch_item_failures or not isinstance(result, dict):
+            return set()
+        ids = {m["MessageId"] for m in messages}
+        failed = set()
+        for failure in result.get("batchItemFailures", []):
+            identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+            if not identifier or identifier not in ids:
+                return ids  # Lambda treats a malformed response as a failure of the whole batch
+            failed.add(identifier)
+        return failed
+
+    def _event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        region = self._arn.split(":")[3]
+        return {"Records": [_record(m, self._arn, region) for m in messages]}
+
+
+def _record(message: dict[str, Any], arn: str, region: str) -> dict[str, Any]:
+    attributes = message.get("Attributes", {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            key: attributes[key]
+            for key in (
+                "ApproximateReceiveCount",
+                "SentTimestamp",
+                "SenderId",
+                "ApproximateFirstReceiveTimestamp",
+                "DeadLetterQueueSourceArn",
+            )
+            if key in attributes
+        },
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": value["DataType"],
+            }
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": arn,
+        "awsRegion": region,
+    }

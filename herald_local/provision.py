@@ -1,0 +1,138 @@
+"""Creates Herald's queues, topic, subscriptions and tables from the template, through CloudFormation."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from herald_local.template import HeraldTemplate, Resolver
+
+
+@dataclass
+class Stack:
+    name: str
+    parameters: dict[str, str]
+    resolver: Resolver
+
+    def ref(self, logical_id: str) -> str:
+        return self.resolver.refs[logical_id]
+
+    def arn(self, logical_id: str) -> str:
+        return self.resolver.attributes[f"{logical_id}.Arn"]
+
+
+def provision(
+    template: HeraldTemplate,
+    parameters: dict[str, str],
+    cloudformation: Any,
+    sns: Any,
+    region: str,
+    stack_name: str = "herald-local",
+    timeout: float = 120,
+) -> Stack:
+    """Deploys the data-plane part of the template and returns what it created, by logical id.
+
+    Where the emulator's CloudFormation skips a resource type (moto skips SNS subscriptions),
+    the subscription is created here from the template's own properties.
+    """
+    values = {**template.parameter_defaults(), **parameters}
+    body = template.data_plane()
+    declared = body["Parameters"]
+    try:
+        cloudformation.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(body),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items() if k in declared],
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "AlreadyExistsException":
+            raise
+    outputs = _wait(cloudformation, stack_name, timeout)
+    refs: dict[str, str] = dict(values)
+    attributes: dict[str, str] = {}
+    for key, value in outputs.items():
+        if key.endswith("Ref"):
+            refs[key[:-3]] = value
+        elif key.endswith("Arn"):
+            attributes[f"{key[:-3]}.Arn"] = value
+    for name, resource in body["Resources"].items():
+        if resource["Type"] == "AWS::SQS::Queue":
+            attributes[f"{name}.QueueName"] = refs[name].rsplit("/", 1)[-1]
+        if resource["Type"] == "AWS::SNS::Topic":
+            attributes[f"{name}.TopicName"] = refs[name].rsplit(":", 1)[-1]
+    any_arn = next(iter(attributes.values()), f"arn:aws:sqs:{region}:000000000000:x")
+    refs.update(
+        {
+            "AWS::Region": region,
+            "AWS::AccountId": any_arn.split(":")[4],
+            "AWS::Partition": "aws",
+            "AWS::StackName": stack_name,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+    )
+    resolver = Resolver(refs, attributes, _conditions(template.cfn.get("Conditions", {}), values))
+    _ensure_subscriptions(body["Resources"], resolver, sns)
+    return Stack(stack_name, values, resolver)
+
+
+def _wait(cloudformation: Any, stack_name: str, timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        status = stack["StackStatus"]
+        if status.endswith("_COMPLETE") and "ROLLBACK" not in status and "DELETE" not in status:
+            return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        if status.endswith("FAILED") or "ROLLBACK" in status or time.monotonic() > deadline:
+            raise RuntimeError(f"stack {stack_name} is {status}: {stack.get('StackStatusReason', '')}")
+        time.sleep(0.5)
+
+
+def _conditions(conditions: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (key, argument), = node.items()
+            if key == "Ref":
+                return values.get(argument, "")
+            if key == "Condition":
+                return evaluate(conditions[argument])
+            if key == "Fn::Equals":
+                return str(evaluate(argument[0])) == str(evaluate(argument[1]))
+            if key == "Fn::Not":
+                return not evaluate(argument[0])
+            if key == "Fn::And":
+                return all(evaluate(a) for a in argument)
+            if key == "Fn::Or":
+                return any(evaluate(a) for a in argument)
+        return node
+
+    return {name: bool(evaluate(condition)) for name, condition in conditions.items()}
+
+
+def _ensure_subscriptions(resources: dict[str, Any], resolver: Resolver, sns: Any) -> None:
+    for resource in resources.values():
+        if resource["Type"] != "AWS::SNS::Subscription":
+            continue
+        props = resolver(resource["Properties"])
+        existing = sns.list_subscriptions_by_topic(TopicArn=props["TopicArn"])["Subscriptions"]
+        if any(s["Endpoint"] == props["Endpoint"] and s["Protocol"] == props["Protocol"] for s in existing):
+            continue
+        attributes = {}
+        if "RawMessageDelivery" in props:
+            attributes["RawMessageDelivery"] = str(props["RawMessageDelivery"]).lower()
+        if "FilterPolicy" in props:
+            attributes["FilterPolicy"] = json.dumps(props["FilterPolicy"])
+        if "FilterPolicyScope" in props:
+            attributes["FilterPolicyScope"] = props["FilterPolicyScope"]
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        sns.subscribe(
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )

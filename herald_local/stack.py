@@ -1,0 +1,184 @@
+"""The local stack: an AWS endpoint, Herald's resources from template.yaml, its API and its pollers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from herald_local.api_gateway import ApiGateway
+from herald_local.event_source import QueuePoller
+from herald_local.functions import DependencyHook, LocalFunction
+from herald_local.provision import Stack, provision
+from herald_local.template import HeraldTemplate
+
+log = logging.getLogger("herald_local")
+
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB")
+DEFAULT_ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+
+@dataclass
+class StackOptions:
+    api_port: int = 3000
+    aws_port: int = 0  # 0: any free port
+    api_key: str | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+    hook: DependencyHook | None = None  # wraps a function's dependencies (tests, fault injection)
+    max_concurrency: int = 4  # batches in flight per mapping, at most, on one laptop
+    log_level: str = "INFO"
+    stack_name: str = "herald-local"
+
+
+def _quiet_emulator() -> None:
+    """moto logs every request and warns about each resource type it skips: noise for a developer."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None):
+        self.options = options or StackOptions()
+        self.endpoint: str | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[QueuePoller] = []
+        self.gateway: ApiGateway | None = None
+        self.stack: Stack | None = None
+        self.api_key = ""
+        self._moto: Any = None
+        self._saved_environment: dict[str, str | None] = {}
+
+    @property
+    def api_url(self) -> str:
+        assert self.gateway is not None, "start() the stack first"
+        return self.gateway.url
+
+    @property
+    def emulated(self) -> bool:
+        """True when this stack started its own moto server (it owns every resource)."""
+        return self._moto is not None
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        _quiet_emulator()
+        for name, value in DEFAULT_ENVIRONMENT.items():
+            if not os.environ.get(name):
+                self._set_environment(name, value)
+        if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+            from moto.server import ThreadedMotoServer
+
+            # Never the default 0.0.0.0: nothing of Herald's listens beyond this machine.
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self._set_environment("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        self.endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_SQS")
+        from herald.clients import client
+
+        client.cache_clear()
+        template = HeraldTemplate.load()
+        parameters = {**self._emulator_parameters(template, client), **self.options.parameters}
+        region = os.environ["AWS_DEFAULT_REGION"]
+        self.stack = provision(
+            template, parameters, client("cloudformation"), client("sns"), region, self.options.stack_name
+        )
+        self._build_functions(template)
+        for source in template.event_sources:
+            concurrency = min(source.maximum_concurrency or 5, self.options.max_concurrency)
+            poller = QueuePoller(
+                client("sqs"),
+                source,
+                self.stack.ref(source.queue),
+                self.stack.arn(source.queue),
+                self.functions[source.function],
+                concurrency,
+                on_error=log.warning,
+            )
+            self.pollers.append(poller)
+        api = template.apis[0]
+        self.api_key = self.options.api_key or os.environ.get("HERALD_API_KEY") or secrets.token_urlsafe(24)
+        self.gateway = ApiGateway(
+            [(route, self.functions[route.function]) for route in api.routes],
+            api_key=self.api_key,
+            stage=str(self.stack.resolver(api.stage)),
+            rate_limit=api.rate_limit,
+            burst_limit=api.burst_limit,
+            port=self.options.api_port,
+        )
+        for poller in self.pollers:
+            poller.start()
+        self.gateway.start()
+
+    def _emulator_parameters(self, template: HeraldTemplate, client: Any) -> dict[str, str]:
+        """What CloudFormation cannot create and the template takes as parameters: made here."""
+        defaults = {**template.parameter_defaults(), **self.options.parameters}
+        client("ses").verify_email_identity(EmailAddress=defaults["SenderEmail"])
+        sns = client("sns")
+        made = {}
+        for parameter, platform in (("ApnsPlatformApplicationArn", "APNS"), ("FcmPlatformApplicationArn", "GCM")):
+            if not defaults.get(parameter):
+                response = sns.create_platform_application(
+                    Name=f"herald-local-{platform.lower()}",
+                    Platform=platform,
+                    Attributes={"PlatformCredential": "local-credential", "PlatformPrincipal": "local-principal"},
+                )
+                made[parameter] = response["PlatformApplicationArn"]
+        return made
+
+    def _build_functions(self, template: HeraldTemplate) -> None:
+        assert self.stack is not None
+        environments = {
+            name: {key: str(self.stack.resolver(value)) for key, value in spec.environment.items()}
+            for name, spec in template.functions.items()
+        }
+        # Powertools reads its settings at import: the template's Globals go into the process.
+        for key, value in next(iter(environments.values())).items():
+            if key.startswith("POWERTOOLS_"):
+                self._set_environment(key, value)
+        self._set_environment("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
+        self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
+        for name, spec in template.functions.items():
+            self.functions[name] = LocalFunction(spec, environments[name], self.options.hook)
+
+    def stop(self) -> None:
+        if self.gateway:
+            self.gateway.stop()
+        for poller in self.pollers:
+            poller.stop()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environment.clear()
+        from herald.clients import client
+
+        client.cache_clear()
+
+    def _set_environment(self, name: str, value: str) -> None:
+        self._saved_environment.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
