@@ -1,0 +1,119 @@
+"""Fan-out: one delivery per matching device, recorded before it is published."""
+
+from __future__ import annotations
+
+import pytest
+
+from herald.batches import BatchEntryFailed
+from herald.domain import Channel, Notification, Platform
+from herald.fanout import fan_out
+from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeStatusStore, make_device
+
+PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/herald/1"
+
+
+@pytest.fixture
+def registry() -> FakeDeviceRegistry:
+    """user-42 reads email and the in-app inbox, user-43 has a phone; nobody else has devices."""
+    return FakeDeviceRegistry(
+        [
+            make_device("user-42", "laptop-mail", Channel.EMAIL, address="ada@example.com"),
+            make_device("user-42", "web-inbox", Channel.IN_APP),
+            make_device(
+                "user-43", "iphone", Channel.PUSH, address="f0e1d2", platform=Platform.APNS, endpoint_arn=PUSH_ARN
+            ),
+            make_device("user-99", "old-phone", Channel.SMS, address="+14155550100"),
+        ]
+    )
+
+
+def for_users(notification: Notification, *recipients: str, channels: list[Channel] | None = None) -> Notification:
+    return notification.model_copy(update={"recipients": list(recipients), "channels": channels})
+
+
+def test_one_job_per_device_of_every_recipient(notification, registry):
+    # Given two recipients with three devices between them
+    topic, status = FakePublisher(), FakeStatusStore()
+
+    # When the notification is fanned out
+    result = fan_out(notification, registry, topic, status)
+
+    # Then each device gets one job carrying the notification and the device's address
+    published = {(job.user_id, job.device_id): job for job in topic.published}
+    assert sorted(published) == [("user-42", "laptop-mail"), ("user-42", "web-inbox"), ("user-43", "iphone")]
+    assert published["user-42", "laptop-mail"].address == "ada@example.com"
+    assert published["user-43", "iphone"].endpoint_arn == PUSH_ARN
+    assert {job.notification_id for job in topic.published} == {notification.notification_id}
+    assert {job.priority for job in topic.published} == {notification.priority}
+    assert result.jobs == topic.published
+    assert result.without_devices == []
+
+
+def test_only_devices_of_the_requested_channels_get_a_job(notification, registry):
+    # Given a notification for the in-app inbox only
+    in_app_only = for_users(notification, "user-42", "user-43", channels=[Channel.IN_APP])
+    topic, status = FakePublisher(), FakeStatusStore()
+
+    # When it is fanned out
+    result = fan_out(in_app_only, registry, topic, status)
+
+    # Then only the inbox device gets a job, and user-43 (a phone only) counts as without devices
+    assert [(job.user_id, job.device_id) for job in topic.published] == [("user-42", "web-inbox")]
+    assert result.without_devices == ["user-43"]
+
+
+def test_recipients_without_devices_are_recorded(notification, registry):
+    # Given one recipient with devices and two without
+    mixed = for_users(notification, "user-7", "user-42", "user-8")
+    topic, status = FakePublisher(), FakeStatusStore()
+
+    # When it is fanned out
+    fan_out(mixed, registry, topic, status)
+
+    # Then the notification is marked fanned out with its delivery count and who had no device
+    fanned_out = status.fanned_out[notification.notification_id]
+    assert fanned_out.delivery_count == 2
+    assert fanned_out.without_devices == ["user-7", "user-8"]
+
+
+def test_deliveries_are_recorded_queued_before_they_are_published(notification, registry):
+    # Given a status store and topic that write to one journal
+    journal: list[str] = []
+    topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
+
+    # When the notification is fanned out
+    fan_out(notification, registry, topic, status)
+
+    # Then a fast deliver function can never find its delivery missing or see it reset to queued
+    assert journal == ["status.record_queued", "topic.publish", "status.record_fanned_out"]
+    queued = status.deliveries[notification.notification_id]
+    assert sorted(queued) == sorted(job.delivery_id for job in topic.published)
+    assert {record.status.value for record in queued.values()} == {"queued"}
+
+
+def test_a_failed_publish_propagates_and_leaves_the_notification_not_fanned_out(notification, registry):
+    # Given a topic that refuses this notification's jobs
+    topic, status = FakePublisher(failing=[notification.notification_id]), FakeStatusStore()
+
+    # When the notification is fanned out
+    with pytest.raises(BatchEntryFailed) as raised:
+        fan_out(notification, registry, topic, status)
+
+    # Then the failure reaches the caller, so the intake message is retried, and nothing marks it done
+    assert len(raised.value.failed) == 3
+    assert notification.notification_id not in status.fanned_out
+
+
+def test_no_devices_at_all_publishes_nothing_and_still_marks_fanned_out(notification, registry):
+    # Given recipients none of whom has a device
+    nobody = for_users(notification, "user-7", "user-8")
+    journal: list[str] = []
+    topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
+
+    # When it is fanned out
+    result = fan_out(nobody, registry, topic, status)
+
+    # Then nothing is queued or published, and the status can say "no devices"
+    assert journal == ["status.record_fanned_out"]
+    assert result.jobs == []
+    assert status.fanned_out[notification.notification_id].without_devices == ["user-7", "user-8"]
