@@ -27,7 +27,8 @@ def register_device(
         platform = registration.platform
         if not endpoints.supports(platform):
             raise PlatformNotConfigured(f"push platform {platform.value} is not configured on this deployment")
-        previous = existing.endpoint_arn if existing and existing.channel is Channel.PUSH else None
+        # An endpoint belongs to one platform application: a device that changed platform needs a new one.
+        previous = existing.endpoint_arn if existing and existing.platform is platform else None
         endpoint_arn = endpoints.register(platform, registration.address, user_id, previous)
     device = Device(
         user_id=user_id,
