@@ -37,6 +37,31 @@ class StackOptions:
     stack_name: str = "herald-local"
 
 
+def emulator_parameters(template: HeraldTemplate, overrides: dict[str, str], client: Any) -> dict[str, str]:
+    """What CloudFormation cannot create and the template takes as parameters, made on the emulator:
+    the verified SES sender and the SNS platform applications for APNs and FCM."""
+    values = {**template.parameter_defaults(), **overrides}
+    client("ses").verify_email_identity(EmailAddress=values["SenderEmail"])
+    made = {}
+    for parameter, platform in (("ApnsPlatformApplicationArn", "APNS"), ("FcmPlatformApplicationArn", "GCM")):
+        if not values.get(parameter):
+            response = client("sns").create_platform_application(
+                Name=f"herald-local-{platform.lower()}",
+                Platform=platform,
+                Attributes={"PlatformCredential": "local-credential", "PlatformPrincipal": "local-principal"},
+            )
+            made[parameter] = response["PlatformApplicationArn"]
+    return made
+
+
+def function_environments(template: HeraldTemplate, stack: Stack) -> dict[str, dict[str, str]]:
+    """Each function's environment variables, resolved against the provisioned stack."""
+    return {
+        name: {key: str(stack.resolver(value)) for key, value in spec.environment.items()}
+        for name, spec in template.functions.items()
+    }
+
+
 def _quiet_emulator() -> None:
     """moto logs every request and warns about each resource type it skips: noise for a developer."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -92,7 +117,7 @@ class LocalStack:
 
         client.cache_clear()
         template = HeraldTemplate.load()
-        parameters = {**self._emulator_parameters(template, client), **self.options.parameters}
+        parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
         self.stack = provision(
             template, parameters, client("cloudformation"), client("sns"), region, self.options.stack_name
@@ -124,28 +149,9 @@ class LocalStack:
             poller.start()
         self.gateway.start()
 
-    def _emulator_parameters(self, template: HeraldTemplate, client: Any) -> dict[str, str]:
-        """What CloudFormation cannot create and the template takes as parameters: made here."""
-        defaults = {**template.parameter_defaults(), **self.options.parameters}
-        client("ses").verify_email_identity(EmailAddress=defaults["SenderEmail"])
-        sns = client("sns")
-        made = {}
-        for parameter, platform in (("ApnsPlatformApplicationArn", "APNS"), ("FcmPlatformApplicationArn", "GCM")):
-            if not defaults.get(parameter):
-                response = sns.create_platform_application(
-                    Name=f"herald-local-{platform.lower()}",
-                    Platform=platform,
-                    Attributes={"PlatformCredential": "local-credential", "PlatformPrincipal": "local-principal"},
-                )
-                made[parameter] = response["PlatformApplicationArn"]
-        return made
-
     def _build_functions(self, template: HeraldTemplate) -> None:
         assert self.stack is not None
-        environments = {
-            name: {key: str(self.stack.resolver(value)) for key, value in spec.environment.items()}
-            for name, spec in template.functions.items()
-        }
+        environments = function_environments(template, self.stack)
         # Powertools reads its settings at import: the template's Globals go into the process.
         for key, value in next(iter(environments.values())).items():
             if key.startswith("POWERTOOLS_"):

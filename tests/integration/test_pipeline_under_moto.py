@@ -1,0 +1,243 @@
+"""Each handler under moto, wired as the template wires it: api -> intake -> fanout -> topic -> queues
+-> deliver -> providers, and dlq_redrive."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import api.app
+import deliver.app
+import dlq_redrive.app
+import fanout.app
+from moto.ses.models import ses_backends
+from moto.sns.models import sns_backends
+
+from herald.clients import client
+from herald.domain import Channel
+from tests.events import load_event
+from tests.fakes import FakeContext, FakeSender
+from tests.integration.conftest import Deployed
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+def call_api(deployed: Deployed, method: str, path: str, body: Any = None, **path_parameters: str) -> dict[str, Any]:
+    event = load_event("api_send_notification")
+    resource = path
+    for name, value in path_parameters.items():
+        resource = resource.replace(value, "{" + name + "}")
+    event.update(
+        httpMethod=method,
+        path=path,
+        resource=resource,
+        pathParameters=path_parameters or None,
+        body=json.dumps(body) if body is not None else None,
+    )
+    dependencies = api.app.dependencies_from(deployed.environment("ApiFunction"))
+    response: dict[str, Any] = api.app.lambda_handler(event, FakeContext(), dependencies)
+    return response
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """What Lambda's event source mapping hands the function for these received messages."""
+    template = load_event("deliver")["Records"][0]
+    records = []
+    for message in messages:
+        record = json.loads(json.dumps(template))
+        record.update(
+            messageId=message["MessageId"],
+            receiptHandle=message["ReceiptHandle"],
+            body=message["Body"],
+            eventSourceARN=queue_arn,
+        )
+        record["attributes"]["ApproximateReceiveCount"] = message["Attributes"]["ApproximateReceiveCount"]
+        records.append(record)
+    return {"Records": records}
+
+
+def register(deployed: Deployed, user: str, device: str, body: dict[str, Any]) -> dict[str, Any]:
+    path = f"/users/{user}/devices/{device}"
+    return call_api(deployed, "PUT", path, body, user_id=user, device_id=device)
+
+
+def send(deployed: Deployed, body: dict[str, Any]) -> str:
+    response = call_api(deployed, "POST", "/notifications", body)
+    assert response["statusCode"] == 202, response
+    notification_id: str = json.loads(response["body"])["notification_id"]
+    return notification_id
+
+
+def run_fanout(deployed: Deployed) -> dict[str, Any]:
+    messages = deployed.receive_all("IntakeQueue")
+    dependencies = fanout.app.dependencies_from(deployed.environment("FanoutFunction"))
+    result: dict[str, Any] = fanout.app.lambda_handler(
+        sqs_event(messages, deployed.stack.arn("IntakeQueue")), FakeContext(), dependencies
+    )
+    return result
+
+
+def run_deliver(deployed: Deployed, priority: str) -> dict[str, Any]:
+    queue = f"{priority.capitalize()}Queue"
+    messages = deployed.receive_all(queue)
+    function = f"Deliver{priority.capitalize()}Function"
+    dependencies = deliver.app.dependencies_from(deployed.environment(function))
+    result: dict[str, Any] = deliver.app.lambda_handler(
+        sqs_event(messages, deployed.stack.arn(queue)), FakeContext(), dependencies
+    )
+    return result
+
+
+def status_of(deployed: Deployed, notification_id: str) -> dict[str, Any]:
+    path = f"/notifications/{notification_id}"
+    response = call_api(deployed, "GET", path, notification_id=notification_id)
+    assert response["statusCode"] == 200, response
+    body: dict[str, Any] = json.loads(response["body"])
+    return body
+
+
+def test_api_records_accepts_and_queues_a_notification(deployed: Deployed) -> None:
+    # Given a user with an in-app device
+    assert register(deployed, "ada", "web", {"channel": "in_app"})["statusCode"] == 200
+
+    # When a backend sends a notification through the API handler
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Hello", "body": "World"})
+
+    # Then it is recorded as accepted and waits in the intake queue
+    assert status_of(deployed, notification_id)["status"] == "accepted"
+    [queued] = deployed.bodies("IntakeQueue")
+    assert queued["notification_id"] == notification_id
+    assert queued["priority"] == "normal"
+
+
+def test_every_channel_reaches_its_provider(deployed: Deployed) -> None:
+    # Given one user with an email, an sms, a push and an in-app device
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    register(deployed, "ada", "phone", {"channel": "sms", "address": "+14155550100"})
+    register(deployed, "ada", "ios", {"channel": "push", "address": "apns-token-1", "platform": "apns"})
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    notification_id = send(
+        deployed, {"recipients": ["ada", "bob"], "title": "Code", "body": "1234", "priority": "high"}
+    )
+
+    # When fan-out and the high-priority deliver function run on what their queues hold
+    assert run_fanout(deployed) == {"batchItemFailures": []}
+    assert run_deliver(deployed, "high") == {"batchItemFailures": []}
+
+    # Then every delivery is sent, and each provider holds what it was given
+    status = status_of(deployed, notification_id)
+    assert status["status"] == "delivered"
+    assert status["recipients_without_devices"] == ["bob"]
+    assert sorted((d["device_id"], d["status"], d["attempts"]) for d in status["deliveries"]) == [
+        ("ios", "sent", 1),
+        ("mail", "sent", 1),
+        ("phone", "sent", 1),
+        ("web", "sent", 1),
+    ]
+    [email] = ses_backends[ACCOUNT][REGION].sent_messages
+    assert email.destinations["ToAddresses"] == ["ada@example.com"] and email.subject == "Code"
+    sns = sns_backends[ACCOUNT][REGION]
+    assert [(number, text) for number, text in sns.sms_messages.values()] == [("+14155550100", "Code: 1234")]
+    [endpoint] = sns.platform_endpoints.values()
+    [push] = endpoint.messages.values()
+    assert json.loads(json.loads(push)["APNS"])["aps"]["alert"] == {"title": "Code", "body": "1234"}
+    inbox = call_api(deployed, "GET", "/users/ada/inbox", user_id="ada")
+    assert [item["notification_id"] for item in json.loads(inbox["body"])["items"]] == [notification_id]
+
+
+def test_each_priority_reaches_only_its_own_queue(deployed: Deployed) -> None:
+    # Given a user with one device and one notification per priority
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    sent = {
+        p: send(deployed, {"recipients": ["ada"], "title": p, "body": p, "priority": p})
+        for p in ("high", "normal", "low")
+    }
+
+    # When fan-out publishes them to the topic
+    run_fanout(deployed)
+
+    # Then the topic's filtered subscriptions put each in its own priority's queue only
+    for priority in ("high", "normal", "low"):
+        queued = deployed.bodies(f"{priority.capitalize()}Queue")
+        assert [job["notification_id"] for job in queued] == [sent[priority]], priority
+
+
+def test_fanout_honours_the_channel_filter(deployed: Deployed) -> None:
+    # Given a user with an email and an in-app device
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    register(deployed, "ada", "web", {"channel": "in_app"})
+
+    # When a notification asks for in-app only
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "channels": ["in_app"]})
+    run_fanout(deployed)
+
+    # Then only the in-app device gets a delivery
+    assert [job["device_id"] for job in deployed.bodies("NormalQueue")] == ["web"]
+    assert [d["device_id"] for d in status_of(deployed, notification_id)["deliveries"]] == ["web"]
+
+
+def test_a_failed_delivery_is_reported_and_backed_off(deployed: Deployed) -> None:
+    # Given an email device whose provider times out
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "high"})
+    run_fanout(deployed)
+    environment = dict(deployed.environment("DeliverHighFunction"))
+    messages = deployed.receive_all("HighQueue")
+    dependencies = deliver.app.dependencies_from(environment)
+    senders = {**dependencies.senders, Channel.EMAIL: FakeSender(error=TimeoutError("SES timed out"))}
+    dependencies = dataclasses.replace(dependencies, senders=senders)
+
+    # When the deliver function runs
+    result = deliver.app.lambda_handler(
+        sqs_event(messages, deployed.stack.arn("HighQueue")), FakeContext(), dependencies
+    )
+
+    # Then the record is a batch item failure, its status says retrying, and it is invisible for the backoff
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["status"], delivery["attempts"]) == ("retrying", 1)
+    assert "SES timed out" in delivery["last_error"]
+    assert deployed.receive_all("HighQueue") == []  # hidden by the 2 s backoff
+
+
+def test_dlq_redrive_moves_dead_letters_back_to_their_queue(deployed: Deployed) -> None:
+    # Given two messages in the high DLQ and one in the low DLQ
+    sqs = client("sqs")
+    for queue, body in (("HighDeadLetterQueue", "a"), ("HighDeadLetterQueue", "b"), ("LowDeadLetterQueue", "c")):
+        sqs.send_message(
+            QueueUrl=deployed.stack.ref(queue),
+            MessageBody=body,
+            MessageAttributes={"priority": {"DataType": "String", "StringValue": "x"}},
+        )
+    dependencies = dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction"))
+
+    # When the operator redrives the high priority with the sample console event
+    result = dlq_redrive.app.lambda_handler(load_event("dlq_redrive"), FakeContext(), dependencies)
+
+    # Then both high messages are back in the high queue, attributes kept, and low is untouched
+    assert result == {"moved": {"high": 2}, "total": 2}
+    back = deployed.receive_all("HighQueue")
+    assert sorted(m["Body"] for m in back) == ["a", "b"]
+    assert all(m["MessageAttributes"]["priority"]["StringValue"] == "x" for m in back)
+    assert deployed.receive_all("HighDeadLetterQueue") == []
+    assert [m["Body"] for m in deployed.receive_all("LowDeadLetterQueue")] == ["c"]
+
+
+def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deployed) -> None:
+    # Given one visible and one in-flight message on high, and one dead letter on low
+    sqs = client("sqs")
+    for body in ("1", "2"):
+        sqs.send_message(QueueUrl=deployed.stack.ref("HighQueue"), MessageBody=body)
+    sqs.receive_message(QueueUrl=deployed.stack.ref("HighQueue"), MaxNumberOfMessages=1, VisibilityTimeout=60)
+    sqs.send_message(QueueUrl=deployed.stack.ref("LowDeadLetterQueue"), MessageBody="3")
+
+    # When GET /queues is called
+    response = call_api(deployed, "GET", "/queues")
+
+    # Then the figures say so
+    assert json.loads(response["body"]) == {
+        "high": {"visible": 1, "in_flight": 1, "dead_lettered": 0},
+        "normal": {"visible": 0, "in_flight": 0, "dead_lettered": 0},
+        "low": {"visible": 0, "in_flight": 0, "dead_lettered": 1},
+    }
