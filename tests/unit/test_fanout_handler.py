@@ -1,0 +1,87 @@
+"""The fan-out function: an intake batch in, one partial-batch answer out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import fanout.app
+from herald.domain import Channel
+from tests.events import load_event
+from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeStatusStore, make_device
+
+OTHER_NOTIFICATION_ID = "9a8b7c6d-0000-4e1f-8a2b-3c4d5e6f7a8b"
+
+
+@pytest.fixture
+def registry() -> FakeDeviceRegistry:
+    return FakeDeviceRegistry(
+        [
+            make_device("user-42", "web-inbox", Channel.IN_APP),
+            make_device("user-43", "laptop-mail", Channel.EMAIL, address="grace@example.com"),
+        ]
+    )
+
+
+def with_second_record(event: dict[str, Any]) -> dict[str, Any]:
+    """The sample event plus a second record: another notification, another message id."""
+    [record] = event["Records"]
+    second = json.loads(json.dumps(record))
+    body = json.loads(second["body"])
+    body["notification_id"] = OTHER_NOTIFICATION_ID
+    second["body"] = json.dumps(body)
+    second["messageId"] = "6b1f0c2e-1111-4d3e-9f8a-7b6c5d4e3f2a"
+    event["Records"].append(second)
+    return event
+
+
+def test_sample_event_fans_out_and_reports_no_failures(registry, lambda_context):
+    # Given the sample intake event and both recipients with one device each
+    event = load_event("fanout")
+    topic, status = FakePublisher(), FakeStatusStore()
+    dependencies = fanout.app.Dependencies(registry=registry, topic=topic, status=status)
+
+    # When the function handles it
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then both deliveries are published and the record is not reported failed
+    assert response == {"batchItemFailures": []}
+    assert sorted((job.user_id, job.channel) for job in topic.published) == [
+        ("user-42", Channel.IN_APP),
+        ("user-43", Channel.EMAIL),
+    ]
+    notification_id = json.loads(event["Records"][0]["body"])["notification_id"]
+    assert status.fanned_out[notification_id].delivery_count == 2
+
+
+def test_a_failed_publish_reports_only_that_record(registry, lambda_context):
+    # Given two intake records, and a topic refusing the second one's deliveries
+    event = with_second_record(load_event("fanout"))
+    first_id = json.loads(event["Records"][0]["body"])["notification_id"]
+    topic, status = FakePublisher(failing=[OTHER_NOTIFICATION_ID]), FakeStatusStore()
+    dependencies = fanout.app.Dependencies(registry=registry, topic=topic, status=status)
+
+    # When the function handles the batch
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then only the second message is reported, so SQS retries it alone
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert {job.notification_id for job in topic.published} == {first_id}
+    assert set(status.fanned_out) == {first_id}
+
+
+def test_a_body_that_is_not_a_notification_reports_that_record(registry, lambda_context):
+    # Given a record whose body is not a notification
+    event = load_event("fanout")
+    event["Records"][0]["body"] = '{"hello": "world"}'
+    topic, status = FakePublisher(), FakeStatusStore()
+    dependencies = fanout.app.Dependencies(registry=registry, topic=topic, status=status)
+
+    # When the function handles it
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then it is reported failed (its retries lead it to the intake DLQ) and nothing is published
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert topic.published == []
