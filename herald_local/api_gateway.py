@@ -94,7 +94,9 @@ class ApiGateway:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def handle(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         split = urlsplit(raw_path)
         path = unquote(split.path)
         if path.startswith(f"/{self.stage}/"):
@@ -220,5 +222,5 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass

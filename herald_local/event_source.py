@@ -101,7 +101,9 @@ class QueuePoller:
             try:
                 result = self._function.invoke(self._event(messages))
             except Exception as error:
-                self._on_error(f"{self._function.name} raised {error!r}: the batch returns after its visibility timeout")
+                self._on_error(
+                    f"{self._function.name} raised {error!r}: the batch returns after its visibility timeout"
+                )
                 return
             failed = self._failed_ids(result, messages)
             done = [m for m in messages if m["MessageId"] not in failed]

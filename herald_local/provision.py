@@ -94,7 +94,7 @@ def _wait(cloudformation: Any, stack_name: str, timeout: float) -> dict[str, str
 def _conditions(conditions: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
     def evaluate(node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
-            (key, argument), = node.items()
+            ((key, argument),) = node.items()
             if key == "Ref":
                 return values.get(argument, "")
             if key == "Condition":

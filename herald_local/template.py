@@ -95,9 +95,7 @@ class HeraldTemplate:
 
     def parameter_defaults(self) -> dict[str, str]:
         return {
-            name: str(spec["Default"])
-            for name, spec in self.cfn.get("Parameters", {}).items()
-            if "Default" in spec
+            name: str(spec["Default"]) for name, spec in self.cfn.get("Parameters", {}).items() if "Default" in spec
         }
 
     def data_plane(self) -> dict[str, Any]:
@@ -136,8 +134,7 @@ class HeraldTemplate:
                         queue=props["EventSourceArn"]["Fn::GetAtt"][0],
                         batch_size=int(props.get("BatchSize", 10)),
                         batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
-                        report_batch_item_failures="ReportBatchItemFailures"
-                        in props.get("FunctionResponseTypes", []),
+                        report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                         maximum_concurrency=props.get("ScalingConfig", {}).get("MaximumConcurrency"),
                     )
                 )
@@ -160,11 +157,12 @@ class HeraldTemplate:
             props_ = resource.get("Properties", {})
             if resource["Type"] == "AWS::ApiGateway::Stage" and props_.get("RestApiId") == {"Ref": api}:
                 stage = props_.get("StageName")
-            if resource["Type"] == "AWS::ApiGateway::UsagePlan":
-                if any(s.get("ApiId") == {"Ref": api} for s in props_.get("ApiStages", [])):
-                    throttle = props_.get("Throttle", {})
-                    rate_limit = throttle.get("RateLimit")
-                    burst_limit = throttle.get("BurstLimit")
+            if resource["Type"] == "AWS::ApiGateway::UsagePlan" and any(
+                s.get("ApiId") == {"Ref": api} for s in props_.get("ApiStages", [])
+            ):
+                throttle = props_.get("Throttle", {})
+                rate_limit = throttle.get("RateLimit")
+                burst_limit = throttle.get("BurstLimit")
         return ApiSpec(stage=stage, routes=routes, rate_limit=rate_limit, burst_limit=burst_limit)
 
 
@@ -182,7 +180,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, argument), = value.items()
+            ((key, argument),) = value.items()
             if key == "Ref":
                 return self.refs[argument]
             if key == "Fn::GetAtt":

@@ -30,7 +30,7 @@ from herald.api_models import (
 from herald.channels import PushEndpoints
 from herald.clients import client
 from herald.devices import DeviceRegistry, DynamoDeviceRegistry
-from herald.domain import ID_PATTERN, Platform
+from herald.domain import ID_PATTERN, Channel, Platform
 from herald.inbox import DynamoInbox, Inbox, InboxPage, InvalidCursor
 from herald.observability import logger
 from herald.queues import IntakeQueue, queue_depths
@@ -109,20 +109,27 @@ def error(status: int, message: str, field: str | None = None) -> Response[str]:
 def invalid_request(exception: RequestValidationError) -> Response[str]:
     fields = []
     for detail in exception.errors():
-        loc = [str(part) for part in detail.get("loc", ())]
         if detail.get("type") == "json_invalid":
             return error(400, "body is not valid JSON", "body")
-        # Drop the location kind ("body", "path", "query") and a union's tag ("sms", ...).
-        where = loc[1:] if loc and loc[0] in {"body", "path", "query", "header"} else loc
-        if where and where[0] in {"email", "sms", "push", "in_app"}:
-            where = where[1:]
-        fields.append(ErrorField(field=".".join(where) or loc[0] if loc else "body", message=detail.get("msg", "")))
+        fields.append(ErrorField(field=_field_name(detail), message=detail.get("msg", "")))
     message = "invalid " + ", ".join(sorted({f.field for f in fields})) if fields else "invalid request"
     return Response(
         status_code=422,
         content_type=content_types.APPLICATION_JSON,
         body=ErrorBody(message=message, errors=fields).model_dump_json(),
     )
+
+
+def _field_name(detail: dict[str, Any]) -> str:
+    """The dotted name of the field at fault, without the location kind or a union's tag."""
+    loc = [str(part) for part in detail.get("loc", ())]
+    if detail.get("type") in {"union_tag_invalid", "union_tag_not_found"}:
+        return str(detail.get("ctx", {}).get("discriminator", "channel")).strip("'")
+    # Drop the location kind ("body", "path", "query") and a union's tag ("sms", ...).
+    where = loc[1:] if loc and loc[0] in {"body", "path", "query", "header"} else loc
+    if where and where[0] in {channel.value for channel in Channel}:
+        where = where[1:]
+    return ".".join(where) or (loc[0] if loc else "body")
 
 
 @app.exception_handler(RequestUnsupportedContentType)
@@ -151,9 +158,7 @@ def unknown_route(exception: NotFoundError) -> Response[str]:
 
 
 @app.put("/users/<user_id>/devices/<device_id>", summary="Register or update a device (login)")
-def put_device(
-    user_id: UserId, device_id: DeviceId, registration: Annotated[DeviceRegistration, Body()]
-) -> DeviceView:
+def put_device(user_id: UserId, device_id: DeviceId, registration: Annotated[DeviceRegistration, Body()]) -> DeviceView:
     d = deps()
     device = register_device(d.registry, d.endpoints, user_id, device_id, registration)
     return DeviceView.of(device)
@@ -179,7 +184,12 @@ def list_devices(user_id: UserId) -> DeviceList:
 @app.post(
     "/notifications",
     summary="Send a notification to users' devices",
-    responses={202: {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotificationAccepted"}}}}},
+    responses={
+        202: {
+            "description": "Accepted",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotificationAccepted"}}},
+        }
+    },
 )
 def send_notification(request: Annotated[NotificationRequest, Body()]) -> Response[str]:
     d = deps()
@@ -226,6 +236,8 @@ def openapi() -> Response[str]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
+) -> dict[str, Any]:
     app.append_context(dependencies=dependencies or default_dependencies())
     return app.resolve(event, context)

@@ -45,7 +45,9 @@ def default_dependencies() -> Dependencies:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
+) -> dict[str, Any]:
     d = dependencies or default_dependencies()
     request = RedriveRequest.model_validate(event or {})
     priorities = list(Priority) if request.priority == "all" else [Priority(request.priority)]

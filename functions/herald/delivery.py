@@ -41,7 +41,7 @@ def deliver(
     """
     try:
         message_id = senders[job.channel].send(job)
-    except Exception as error:  # noqa: BLE001 - every provider error is classified, none escapes unrecorded
+    except Exception as error:
         failure = error if isinstance(error, DeliveryFailed) else failure_from(error)
         if failure.permanent:
             status.record_attempt(job, DeliveryState.FAILED, error=failure.reason)

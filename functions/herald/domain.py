@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,25 +22,25 @@ MAX_DATA_BYTES = 4096
 MAX_PUSH_TOKEN = 4096
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     PUSH = "push"
     IN_APP = "in_app"
 
 
-class Platform(str, Enum):
+class Platform(StrEnum):
     APNS = "apns"
     FCM = "fcm"
 
 
-class DeliveryState(str, Enum):
+class DeliveryState(StrEnum):
     """Where one delivery (one notification to one device) stands."""
 
     QUEUED = "queued"  # published to its priority queue, not yet tried
@@ -53,7 +53,7 @@ class DeliveryState(str, Enum):
 TERMINAL_DELIVERY_STATES = {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED}
 
 
-class NotificationState(str, Enum):
+class NotificationState(StrEnum):
     """A notification's overall status, derived from its deliveries."""
 
     ACCEPTED = "accepted"  # in the intake queue, not fanned out yet
@@ -65,7 +65,7 @@ class NotificationState(str, Enum):
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Device(BaseModel):

@@ -22,9 +22,7 @@ class IntakeQueue:
         self._sqs.send_message(
             QueueUrl=self._url,
             MessageBody=notification.model_dump_json(),
-            MessageAttributes={
-                PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": notification.priority.value}
-            },
+            MessageAttributes={PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": notification.priority.value}},
         )
 
 
@@ -40,9 +38,7 @@ class DeliveryTopic:
             {
                 "Id": str(index),
                 "Message": job.model_dump_json(),
-                "MessageAttributes": {
-                    PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": job.priority.value}
-                },
+                "MessageAttributes": {PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": job.priority.value}},
             }
             for index, job in enumerate(jobs)
         ]

@@ -7,13 +7,13 @@ import dataclasses
 import json
 from typing import Any
 
+from moto.ses.models import ses_backends
+from moto.sns.models import sns_backends
+
 import api.app
 import deliver.app
 import dlq_redrive.app
 import fanout.app
-from moto.ses.models import ses_backends
-from moto.sns.models import sns_backends
-
 from herald.clients import client
 from herald.domain import Channel
 from tests.events import load_event

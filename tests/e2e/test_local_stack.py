@@ -1,0 +1,180 @@
+"""Herald end to end on the local stack: HTTP in, providers out."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import Herald, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_one_notification_reaches_all_four_channels(herald: Herald) -> None:
+    # Given a user who registered an email, an sms, a push and an in-app device
+    user = unique("ada")
+    email, phone, token = f"{user}@example.com", "+14155550123", unique("apns-token")
+    assert herald.put_device(user, "mail", {"channel": "email", "address": email}).status_code == 200
+    assert herald.put_device(user, "phone", {"channel": "sms", "address": phone}).status_code == 200
+    assert herald.put_device(user, "ios", {"channel": "push", "address": token, "platform": "apns"}).status_code == 200
+    assert herald.put_device(user, "web", {"channel": "in_app"}).status_code == 200
+
+    # When a backend sends one notification over HTTP
+    notification_id = herald.send({"recipients": [user], "title": "Sign-in code", "body": "482913", "priority": "high"})
+
+    # Then all four deliveries are recorded sent...
+    status = herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered")
+    assert sorted((d["channel"], d["status"], d["attempts"]) for d in status["deliveries"]) == [
+        ("email", "sent", 1),
+        ("in_app", "sent", 1),
+        ("push", "sent", 1),
+        ("sms", "sent", 1),
+    ]
+    # ...and each provider holds what it received
+    [mail] = [m for m in herald.providers.emails() if m.to == (email,)]
+    assert (mail.subject, mail.body) == ("Sign-in code", "482913")
+    [sms] = [m for m in herald.providers.sms() if m.phone_number == phone and "482913" in m.message]
+    assert sms.message == "Sign-in code: 482913"
+    [push] = [p for p in herald.providers.pushes() if p.token == token]
+    assert json.loads(push.message["APNS"])["aps"]["alert"] == {"title": "Sign-in code", "body": "482913"}
+    inbox = herald.http.get(f"{herald.url}/users/{user}/inbox", timeout=10).json()
+    assert [(i["notification_id"], i["body"]) for i in inbox["items"]] == [(notification_id, "482913")]
+
+
+def test_each_priority_reaches_only_its_own_deliver_function(herald: Herald) -> None:
+    # Given a user with an in-app device
+    user = unique("grace")
+    herald.put_device(user, "web", {"channel": "in_app"})
+
+    # When one notification of each priority is sent
+    sent = {
+        p: herald.send({"recipients": [user], "title": p, "body": p, "priority": p}) for p in ("low", "normal", "high")
+    }
+
+    # Then each is delivered, by its own priority's function and no other
+    for notification_id in sent.values():
+        herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered")
+    functions = herald.stack.functions
+    for priority, notification_id in sent.items():
+        own = f"Deliver{priority.capitalize()}Function"
+        for name in ("DeliverHighFunction", "DeliverNormalFunction", "DeliverLowFunction"):
+            handled = [body for i in functions[name].invocations for body in i.bodies if notification_id in body]
+            assert len(handled) == (1 if name == own else 0), (priority, name)
+
+
+def test_a_delivery_that_fails_twice_is_sent_on_its_third_attempt(herald: Herald) -> None:
+    # Given an email address whose provider fails twice, then recovers
+    user = unique("flaky")
+    address = f"{user}@example.com"
+    herald.outage.failures_left[address] = 2
+    herald.put_device(user, "mail", {"channel": "email", "address": address})
+
+    # When a notification is sent to it
+    notification_id = herald.send({"recipients": [user], "title": "Receipt", "body": "Thanks", "priority": "high"})
+
+    # Then it ends sent, with three attempts, and the provider holds exactly one copy
+    status = herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered", timeout=30)
+    [delivery] = status["deliveries"]
+    assert (delivery["status"], delivery["attempts"]) == ("sent", 3)
+    assert "provider unavailable" in delivery["last_error"]
+    assert herald.outage.calls[address] == 3
+    assert len([m for m in herald.providers.emails() if m.to == (address,)]) == 1
+
+
+def test_a_delivery_that_always_fails_is_dead_lettered_then_redriven(herald: Herald) -> None:
+    # Given an email address whose provider keeps failing
+    user = unique("down")
+    address = f"{user}@example.com"
+    herald.outage.failures_left[address] = 10_000
+    herald.put_device(user, "mail", {"channel": "email", "address": address})
+
+    # When a notification is sent to it
+    notification_id = herald.send({"recipients": [user], "title": "Report", "body": "Weekly", "priority": "high"})
+
+    # Then its last allowed attempt records it dead-lettered, and the message reaches the high DLQ
+    status = herald.wait_for_status(notification_id, lambda s: s["status"] == "failed", timeout=40)
+    [delivery] = status["deliveries"]
+    assert (delivery["status"], delivery["attempts"]) == ("dead_lettered", 5)
+    queues = eventually(
+        lambda: herald.http.get(f"{herald.url}/queues", timeout=10).json(),
+        lambda q: q["high"]["dead_lettered"] == 1,
+    )
+    assert queues["high"]["visible"] + queues["high"]["in_flight"] == 0
+
+    # When the provider recovers and the operator redrives the high DLQ
+    herald.outage.failures_left[address] = 0
+    result = herald.stack.functions["DlqRedriveFunction"].invoke({"priority": "high"})
+
+    # Then one message moved, and the delivery is sent
+    assert result == {"moved": {"high": 1}, "total": 1}
+    status = herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered", timeout=20)
+    assert status["deliveries"][0]["attempts"] == 6
+    assert len([m for m in herald.providers.emails() if m.to == (address,)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "field"),
+    [
+        (
+            "POST",
+            "/notifications",
+            {"recipients": ["u"], "title": "t", "body": "b", "priority": "urgent"},
+            {},
+            422,
+            "priority",
+        ),
+        ("POST", "/notifications", {"recipients": [], "title": "t", "body": "b"}, {}, 422, "recipients"),
+        ("POST", "/notifications", {"recipients": ["u"], "body": "b"}, {}, 422, "title"),
+        ("PUT", "/users/u/devices/d", {"channel": "sms", "address": "0800"}, {}, 422, "address"),
+        ("PUT", "/users/u/devices/d", {"channel": "push", "address": "tok"}, {}, 422, "platform"),
+        ("PUT", "/users/u/devices/d", {"channel": "fax"}, {}, 422, "channel"),
+        ("POST", "/notifications", "{not json", {"content-type": "application/json"}, 400, "body"),
+        ("GET", "/users/u/inbox?limit=1000", None, {}, 422, "limit"),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_field(
+    herald: Herald, method: str, path: str, body: object, headers: dict[str, str], status: int, field: str
+) -> None:
+    # When a caller sends something wrong
+    data = body if isinstance(body, str) else None
+    response = herald.http.request(
+        method, herald.url + path, json=None if data else body, data=data, headers=headers, timeout=10
+    )
+
+    # Then the answer is that 4xx, with a JSON body naming the field
+    assert response.status_code == status, response.text
+    assert field in [error["field"] for error in response.json()["errors"]], response.text
+
+
+def test_the_api_key_is_required_on_every_route(herald: Herald) -> None:
+    # When a caller omits or forges the key, or asks for an unknown route
+    missing = herald.http.get(f"{herald.url}/queues", headers={"x-api-key": ""}, timeout=10)
+    wrong = herald.http.get(f"{herald.url}/openapi.json", headers={"x-api-key": "nope"}, timeout=10)
+    unknown = herald.http.get(f"{herald.url}/nowhere", timeout=10)
+
+    # Then API Gateway answers 403 before any function runs
+    assert (missing.status_code, wrong.status_code, unknown.status_code) == (403, 403, 403)
+    openapi = herald.http.get(f"{herald.url}/openapi.json", timeout=10).json()
+    assert "/notifications" in openapi["paths"]
+
+
+def test_unregistered_devices_get_nothing(herald: Herald) -> None:
+    # Given a user who logged out of their only device
+    user = unique("gone")
+    herald.put_device(user, "web", {"channel": "in_app"})
+    assert herald.http.delete(f"{herald.url}/users/{user}/devices/web", timeout=10).status_code == 204
+    assert herald.http.delete(f"{herald.url}/users/{user}/devices/web", timeout=10).status_code == 404
+
+    # When a notification is sent to them
+    notification_id = herald.send({"recipients": [user], "title": "t", "body": "b"})
+
+    # Then it is recorded as having no devices
+    status = herald.wait_for_status(notification_id, lambda s: s["status"] == "no_devices")
+    assert status["recipients_without_devices"] == [user]
+    assert herald.http.get(f"{herald.url}/users/{user}/devices", timeout=10).json() == {"devices": []}
