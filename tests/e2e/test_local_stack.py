@@ -178,3 +178,38 @@ def test_unregistered_devices_get_nothing(herald: Herald) -> None:
     status = herald.wait_for_status(notification_id, lambda s: s["status"] == "no_devices")
     assert status["recipients_without_devices"] == [user]
     assert herald.http.get(f"{herald.url}/users/{user}/devices", timeout=10).json() == {"devices": []}
+
+
+def test_nothing_listens_beyond_this_machine(herald: Herald) -> None:
+    # Given the running stack, Then its API and its AWS endpoint are bound to the loopback address only
+    assert herald.stack.gateway is not None
+    assert herald.stack.gateway._server.server_address[0] == "127.0.0.1"
+    assert herald.url.startswith("http://127.0.0.1:")
+    assert (herald.stack.endpoint or "").startswith("http://127.0.0.1:")
+    listening = _listening_addresses()
+    for url in (herald.url, herald.stack.endpoint or ""):
+        port = int(url.rsplit(":", 1)[1])
+        assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
+
+
+def _listening_addresses() -> dict[int, set[str]]:
+    """Port -> local addresses in LISTEN state, from /proc/net/tcp (IPv4) and tcp6."""
+    import ipaddress
+    from pathlib import Path
+
+    found: dict[int, set[str]] = {}
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            address_hex, port_hex = local.split(":")
+            raw = bytes.fromhex(address_hex)
+            # /proc stores each 32-bit word in host (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            address = str(ipaddress.ip_address(words)) if width == 8 else str(ipaddress.IPv6Address(words))
+            found.setdefault(int(port_hex, 16), set()).add(address)
+    return found

@@ -1,0 +1,105 @@
+"""The local stack's emulation rules, one at a time: routing, API keys, throttling, batch results."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from herald_local.api_gateway import ApiGateway, TokenBucket, compile_path
+from herald_local.event_source import QueuePoller
+from herald_local.template import EventSourceSpec, RouteSpec
+
+
+class RecordingFunction:
+    name = "ApiFunction"
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return {"statusCode": 201, "headers": {"X-Seen": "yes"}, "body": json.dumps({"ok": True})}
+
+
+def gateway(function: RecordingFunction, rate: float | None = None, burst: int | None = None) -> ApiGateway:
+    route = RouteSpec("PUT", "/users/{user_id}/devices/{device_id}", "ApiFunction", api_key_required=True)
+    return ApiGateway([(route, function)], api_key="k", stage="dev", rate_limit=rate, burst_limit=burst)  # type: ignore[list-item]
+
+
+def test_a_route_template_matches_its_parameters() -> None:
+    pattern = compile_path("/users/{user_id}/devices/{device_id}")
+    match = pattern.match("/users/u-1/devices/d.2")
+    assert match is not None and match.groupdict() == {"user_id": "u-1", "device_id": "d.2"}
+    assert pattern.match("/users/u-1/devices") is None
+    assert compile_path("/files/{proxy+}").match("/files/a/b/c") is not None
+
+
+def test_the_gateway_hands_the_function_a_rest_proxy_event() -> None:
+    # Given a gateway with one route
+    function = RecordingFunction()
+    api = gateway(function)
+
+    # When a request with the key arrives, under the stage prefix too
+    status, headers, body = api.handle(
+        "PUT", "/dev/users/ada/devices/web?x=1&x=2", [("x-api-key", "k")], b'{"channel":"in_app"}', "127.0.0.1"
+    )
+
+    # Then the function got a proxy event, and its response came back as HTTP
+    assert (status, json.loads(body), ("X-Seen", "yes") in headers) == (201, {"ok": True}, True)
+    [event] = function.events
+    assert event["resource"] == "/users/{user_id}/devices/{device_id}"
+    assert event["path"] == "/users/ada/devices/web"
+    assert event["pathParameters"] == {"user_id": "ada", "device_id": "web"}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
+    assert event["queryStringParameters"] == {"x": "2"}
+    assert event["requestContext"]["stage"] == "dev"
+    assert event["body"] == '{"channel":"in_app"}' and event["isBase64Encoded"] is False
+    api._server.server_close()
+
+
+def test_the_gateway_refuses_before_the_function_runs() -> None:
+    function = RecordingFunction()
+    api = gateway(function)
+    assert api.handle("PUT", "/users/a/devices/b", [], b"", "127.0.0.1")[0] == 403  # no key
+    assert api.handle("PUT", "/users/a/devices/b", [("X-Api-Key", "bad")], b"", "127.0.0.1")[0] == 403
+    assert api.handle("GET", "/users/a/devices/b", [("x-api-key", "k")], b"", "127.0.0.1")[0] == 403  # no such route
+    assert function.events == []
+    assert api._server.server_address[0] == "127.0.0.1"
+    api._server.server_close()
+
+
+def test_the_usage_plan_throttles_past_its_burst() -> None:
+    function = RecordingFunction()
+    api = gateway(function, rate=0.001, burst=2)
+    codes = [api.handle("PUT", "/users/a/devices/b", [("x-api-key", "k")], b"", "127.0.0.1")[0] for _ in range(3)]
+    assert codes == [201, 201, 429]
+    api._server.server_close()
+
+
+def test_a_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=1000, burst=1)
+    assert bucket.take()
+    bucket._at -= 0.01  # ten milliseconds later
+    assert bucket.take()
+
+
+def _poller(report: bool) -> QueuePoller:
+    spec = EventSourceSpec("M", "F", "Q", 10, 0, report, None)
+    return QueuePoller(None, spec, "url", "arn:aws:sqs:us-east-1:1:q", None, 1)  # type: ignore[arg-type]
+
+
+MESSAGES = [{"MessageId": "a"}, {"MessageId": "b"}]
+
+
+def test_only_reported_failures_return_to_the_queue() -> None:
+    assert _poller(True)._failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, MESSAGES) == {"b"}
+    assert _poller(True)._failed_ids({"batchItemFailures": []}, MESSAGES) == set()
+
+
+def test_a_malformed_failure_report_fails_the_whole_batch_as_lambda_does() -> None:
+    assert _poller(True)._failed_ids({"batchItemFailures": [{"itemIdentifier": ""}]}, MESSAGES) == {"a", "b"}
+    assert _poller(True)._failed_ids({"batchItemFailures": [{"itemIdentifier": "zz"}]}, MESSAGES) == {"a", "b"}
+
+
+def test_without_report_batch_item_failures_the_response_is_ignored() -> None:
+    assert _poller(False)._failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, MESSAGES) == set()
