@@ -33,7 +33,7 @@ test-unit: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check functions herald_local tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 validate: setup $(SAM_VENV)/.installed
