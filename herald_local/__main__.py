@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
             log_level=args.log_level,
         )
     )
-    stack.start()
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        print("interrupted while starting; stopped.", flush=True)
+        return 130
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     print(f"Herald is running locally (ready in {time.monotonic() - started:.2f} s).", flush=True)
