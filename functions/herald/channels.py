@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from herald.domain import Channel, DeliveryJob, Platform
+from herald.domain import Channel, DeliveryJob, Platform, Priority
 from herald.inbox import Inbox
 
 # Provider answers that no retry can fix.
@@ -19,7 +19,6 @@ PERMANENT_ERROR_CODES = frozenset(
         "InvalidParameterValue",
         "EndpointDisabled",  # SNS: the push token was reported invalid
         "NotFound",  # SNS: the endpoint is gone
-        "InvalidClientTokenId",
     }
 )
 
@@ -39,8 +38,7 @@ def failure_from(error: Exception) -> DeliveryFailed:
         code = error.response.get("Error", {}).get("Code", "Unknown")
         message = error.response.get("Error", {}).get("Message", "")
         return DeliveryFailed(f"{code}: {message}", permanent=code in PERMANENT_ERROR_CODES)
-    if isinstance(error, BotoCoreError):
-        return DeliveryFailed(f"{type(error).__name__}: {error}")
+    # Throttling, 5xx, timeouts, connection errors (BotoCoreError) and anything unknown: transient.
     return DeliveryFailed(f"{type(error).__name__}: {error}")
 
 
@@ -82,7 +80,7 @@ class SmsSender:
             MessageAttributes={
                 "AWS.SNS.SMS.SMSType": {
                     "DataType": "String",
-                    "StringValue": "Transactional" if job.priority.value == "high" else "Promotional",
+                    "StringValue": "Transactional" if job.priority is Priority.HIGH else "Promotional",
                 }
             },
         )
@@ -117,7 +115,7 @@ def push_payload(job: DeliveryJob) -> dict[str, str]:
 
 
 class InAppSender:
-    def __init__(self, inbox: Inbox, expires_at: Any):
+    def __init__(self, inbox: Inbox, expires_at: Callable[[], int]):
         self._inbox = inbox
         self._expires_at = expires_at
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 # Ids travel in URL paths and DynamoDB sort keys ("delivery#<user>#<device>"): no '#', '/' or spaces.
 ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
-ID_RE = re.compile(ID_PATTERN)
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 
@@ -70,8 +68,6 @@ def now() -> datetime:
 
 class Device(BaseModel):
     """A registered device as Herald stores it."""
-
-    model_config = ConfigDict(use_enum_values=False)
 
     user_id: str
     device_id: str
