@@ -60,7 +60,7 @@ class LocalFunction:
         # Powertools' API resolver keeps the current request on the app: one request at a time,
         # as in one Lambda container. SQS functions get one container per concurrent batch.
         self._serial = threading.Lock() if spec.handler.startswith("api.") else None
-        self.invocations: deque[Invocation] = deque(maxlen=100_000)
+        self.invocations: deque[Invocation] = deque(maxlen=10_000)  # enough for tests and a dev session; bounded
 
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LocalContext(self.name, self.spec.timeout)

@@ -228,11 +228,13 @@ def get_queues() -> QueuesView:
 
 @app.get("/openapi.json", summary="This API's OpenAPI description", include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="Herald", version="1.0.0"),
-    )
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document())
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> str:
+    """Built once per container: the routes do not change while it lives."""
+    return app.get_openapi_json_schema(title="Herald", version="1.0.0")
 
 
 @logger.inject_lambda_context(clear_state=True)
