@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from herald.batches import send_in_batches
 from herald_local.functions import LocalFunction
 from herald_local.template import EventSourceSpec
 
@@ -107,12 +108,10 @@ class QueuePoller:
                 return
             failed = self._failed_ids(result, messages)
             done = [m for m in messages if m["MessageId"] not in failed]
-            for start in range(0, len(done), 10):
-                chunk = done[start : start + 10]
-                self._sqs.delete_message_batch(
-                    QueueUrl=self._url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-                )
+            send_in_batches(
+                [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                lambda chunk: self._sqs.delete_message_batch(QueueUrl=self._url, Entries=chunk),
+            )
         except Exception as error:
             self._on_error(f"{self.spec.name}: {error!r}")
         finally:

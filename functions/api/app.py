@@ -96,8 +96,10 @@ def deps() -> Dependencies:
     return dependencies
 
 
-def error(status: int, message: str, field: str | None = None) -> Response[str]:
-    errors = [ErrorField(field=field, message=message)] if field else []
+def error(status: int, message: str, field: str | None = None, errors: list[ErrorField] | None = None) -> Response[str]:
+    """The JSON error body every 4xx of this API has: a message and the fields at fault."""
+    if errors is None:
+        errors = [ErrorField(field=field, message=message)] if field else []
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
@@ -113,11 +115,7 @@ def invalid_request(exception: RequestValidationError) -> Response[str]:
             return error(400, "body is not valid JSON", "body")
         fields.append(ErrorField(field=_field_name(detail), message=detail.get("msg", "")))
     message = "invalid " + ", ".join(sorted({f.field for f in fields})) if fields else "invalid request"
-    return Response(
-        status_code=422,
-        content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody(message=message, errors=fields).model_dump_json(),
-    )
+    return error(422, message, errors=fields)
 
 
 def _field_name(detail: dict[str, Any]) -> str:
