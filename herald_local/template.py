@@ -44,7 +44,7 @@ def translate(path: Path = TEMPLATE) -> dict[str, Any]:
 class FunctionSpec:
     name: str  # logical id
     handler: str
-    timeout: int
+    timeout: Any  # seconds, or a Ref to a parameter
     environment: dict[str, Any]  # unresolved: Refs to resources and parameters
 
 
@@ -98,6 +98,12 @@ class HeraldTemplate:
             name: str(spec["Default"]) for name, spec in self.cfn.get("Parameters", {}).items() if "Default" in spec
         }
 
+    def default_of(self, value: Any) -> Any:
+        """A property as deployed with the parameters' defaults: a Ref to a parameter becomes its default."""
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in self.cfn.get("Parameters", {}):
+            return self.parameter_defaults()[value["Ref"]]
+        return value
+
     def data_plane(self) -> dict[str, Any]:
         """The part of the template an emulator's CloudFormation can create, with an output per resource."""
         resources = {k: copy.deepcopy(v) for k, v in self.resources.items() if v["Type"] in DATA_PLANE_TYPES}
@@ -123,7 +129,7 @@ class HeraldTemplate:
                 self.functions[name] = FunctionSpec(
                     name=name,
                     handler=props["Handler"],
-                    timeout=int(props.get("Timeout", 3)),
+                    timeout=props.get("Timeout", 3),
                     environment=props.get("Environment", {}).get("Variables", {}),
                 )
             elif kind == "AWS::Lambda::EventSourceMapping":

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from herald.batches import BatchEntryFailed
 from herald.domain import (
@@ -23,7 +23,7 @@ from herald.domain import (
     Platform,
     now,
 )
-from herald.status import DeliveryRecord, NotificationRecord, overall_state
+from herald.status import Claim, DeliveryRecord, NotificationRecord, overall_state
 
 
 class FakeDeviceRegistry:
@@ -43,6 +43,15 @@ class FakeDeviceRegistry:
     def delete(self, user_id: str, device_id: str) -> bool:
         return self.devices.pop((user_id, device_id), None) is not None
 
+    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool:
+        device = self.devices.get((user_id, device_id))
+        if device is None or device.endpoint_arn != endpoint_arn:
+            return False
+        self.devices[(user_id, device_id)] = device.model_copy(
+            update={"active": False, "inactive_reason": reason, "inactive_since": now()}
+        )
+        return True
+
     def devices_of(self, user_id: str) -> Iterator[Device]:
         # Sorted by device id, as the DynamoDB query returns them.
         for (owner, _), device in sorted(self.devices.items()):
@@ -61,10 +70,17 @@ class Attempt(NamedTuple):
 class FannedOut:
     delivery_count: int
     without_devices: list[str]
+    inactive_skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Held:
+    owner: str
+    until: datetime
 
 
 class FakeStatusStore:
-    """A StatusStore that keeps the summary and delivery records the way DynamoStatusStore does."""
+    """A StatusStore that keeps the summary, delivery records and claims the way DynamoStatusStore does."""
 
     def __init__(self, journal: list[str] | None = None):
         self.journal = journal if journal is not None else []
@@ -72,16 +88,31 @@ class FakeStatusStore:
         self.fanned_out: dict[str, FannedOut] = {}
         self.deliveries: dict[str, dict[str, DeliveryRecord]] = {}
         self.attempts: list[Attempt] = []
+        self.fan_out_claims: dict[str, Held] = {}
+        self.claims: dict[tuple[str, str], Held] = {}
 
     def record_accepted(self, notification: Notification) -> None:
         self.journal.append("status.record_accepted")
         self.accepted[notification.notification_id] = notification
 
-    def record_queued(self, jobs: list[DeliveryJob]) -> None:
+    def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim:
+        self.journal.append("status.claim_fan_out")
+        if notification_id in self.fanned_out:
+            return Claim(granted=False, done=True)
+        held = self.fan_out_claims.get(notification_id)
+        if held and held.until >= now():
+            return Claim(granted=False, busy_until=held.until)
+        self.fan_out_claims[notification_id] = Held(owner, until)
+        return Claim(granted=True, taken_over=held is not None)
+
+    def record_queued(self, jobs: list[DeliveryJob], only_missing: bool = False) -> None:
         self.journal.append("status.record_queued")
         at = now()
         for job in jobs:
-            self.deliveries.setdefault(job.notification_id, {})[job.delivery_id] = DeliveryRecord(
+            records = self.deliveries.setdefault(job.notification_id, {})
+            if only_missing and job.delivery_id in records:
+                continue
+            records[job.delivery_id] = DeliveryRecord(
                 user_id=job.user_id,
                 device_id=job.device_id,
                 channel=job.channel,
@@ -90,35 +121,68 @@ class FakeStatusStore:
                 updated_at=at,
             )
 
-    def record_fanned_out(self, notification_id: str, delivery_count: int, without_devices: list[str]) -> None:
+    def record_fanned_out(
+        self, notification_id: str, delivery_count: int, without_devices: list[str], inactive_skipped: list[str]
+    ) -> None:
         self.journal.append("status.record_fanned_out")
-        self.fanned_out[notification_id] = FannedOut(delivery_count, list(without_devices))
+        self.fanned_out[notification_id] = FannedOut(delivery_count, list(without_devices), list(inactive_skipped))
+        self.fan_out_claims.pop(notification_id, None)
 
-    def record_attempt(
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
+        self.journal.append("status.claim_delivery")
+        key = (job.notification_id, job.delivery_id)
+        records = self.deliveries.setdefault(job.notification_id, {})
+        previous = records.get(job.delivery_id)
+        state = previous.status if previous else None
+        if state in (DeliveryState.SENT, DeliveryState.FAILED):
+            return Claim(granted=False, done=True)
+        held = self.claims.get(key)
+        if state is DeliveryState.SENDING and held and held.until >= now():
+            return Claim(granted=False, busy_until=held.until)
+        self.claims[key] = Held(owner, until)
+        changes = {"status": DeliveryState.SENDING, "attempts": (previous.attempts if previous else 0) + 1}
+        if previous is None:
+            records[job.delivery_id] = DeliveryRecord(
+                user_id=job.user_id, device_id=job.device_id, channel=job.channel, updated_at=now(), **changes
+            )
+        else:
+            records[job.delivery_id] = previous.model_copy(update={**changes, "updated_at": now()})
+        return Claim(
+            granted=True,
+            taken_over=state is DeliveryState.SENDING,
+            redriven=state is DeliveryState.DEAD_LETTERED,
+        )
+
+    def record_outcome(
         self,
         job: DeliveryJob,
+        owner: str,
         state: DeliveryState,
         error: str | None = None,
         provider_message_id: str | None = None,
-    ) -> None:
-        self.journal.append("status.record_attempt")
+        redriven: bool = False,
+    ) -> bool:
+        self.journal.append("status.record_outcome")
+        key = (job.notification_id, job.delivery_id)
+        held = self.claims.get(key)
+        if held is None or held.owner != owner:
+            return False
+        del self.claims[key]
         self.attempts.append(Attempt(job.delivery_id, state, error, provider_message_id))
         at = now()
-        records = self.deliveries.setdefault(job.notification_id, {})
-        previous = records.get(job.delivery_id)
-        changes = {"status": state, "attempts": (previous.attempts if previous else 0) + 1, "updated_at": at}
+        previous = self.deliveries[job.notification_id][job.delivery_id]
+        changes: dict[str, object] = {"status": state, "updated_at": at}
         if error is not None:
             changes["last_error"] = error
         if state is DeliveryState.SENT:
             changes["sent_at"] = at
             if provider_message_id:
                 changes["provider_message_id"] = provider_message_id
-        if previous is None:
-            records[job.delivery_id] = DeliveryRecord(
-                user_id=job.user_id, device_id=job.device_id, channel=job.channel, **changes
-            )
-        else:
-            records[job.delivery_id] = previous.model_copy(update=changes)
+        if redriven:
+            changes["redrives"] = previous.redrives + 1
+            changes["redriven_at"] = at
+        self.deliveries[job.notification_id][job.delivery_id] = previous.model_copy(update=changes)
+        return True
 
     def delivery(self, notification_id: str, delivery_id: str) -> DeliveryRecord:
         return self.deliveries[notification_id][delivery_id]
@@ -138,6 +202,7 @@ class FakeStatusStore:
             accepted_at=notification.accepted_at,
             fanned_out_at=now() if fanned_out else None,
             recipients_without_devices=fanned_out.without_devices if fanned_out else [],
+            inactive_devices_skipped=fanned_out.inactive_skipped if fanned_out else [],
             counts=dict(Counter(delivery.status.value for delivery in deliveries)),
             deliveries=deliveries,
         )
@@ -184,14 +249,26 @@ class FakeSender:
         return f"provider-{len(self.sent)}"
 
 
-class FakeBackoff:
-    """The deliver function's Backoff: keeps (receipt_handle, seconds) per delay asked."""
+class FakeSqs:
+    """The few SQS calls a consumer makes: dead letters sent and visibility changes, kept in lists."""
 
-    def __init__(self) -> None:
-        self.delays: list[tuple[str, int]] = []
+    def __init__(self, failing_sends: bool = False) -> None:
+        self.failing_sends = failing_sends
+        self.sent: list[dict[str, Any]] = []
+        self.visibility: list[tuple[str, int]] = []
 
-    def delay(self, receipt_handle: str, seconds: int) -> None:
-        self.delays.append((receipt_handle, seconds))
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        if self.failing_sends:
+            raise RuntimeError("SQS is unavailable")
+        self.sent.append(request)
+        return {"MessageId": f"dlq-{len(self.sent)}"}
+
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.visibility.extend((entry["ReceiptHandle"], entry["VisibilityTimeout"]) for entry in Entries)
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries]}
+
+    def reasons(self) -> list[str]:
+        return [request["MessageAttributes"]["herald-reason"]["StringValue"] for request in self.sent]
 
 
 class FakePushEndpoints:

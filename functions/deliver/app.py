@@ -5,21 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.channels import EmailSender, InAppSender, PushSender, Senders, SmsSender
 from herald.clients import client
-from herald.delivery import RetryLater, deliver
-from herald.domain import Channel, DeliveryJob
+from herald.consumer import Consumer, DeadLetter, Done, QueueRecord, Retry, Verdict
+from herald.dead_letters import DeadLetterQueue
+from herald.delivery import Outcome, RetryPolicy, deliver
+from herald.devices import DeviceRegistry, DynamoDeviceRegistry
+from herald.domain import Channel, DeliveryJob, now
 from herald.inbox import DynamoInbox
 from herald.observability import logger
-from herald.queues import Backoff
 from herald.settings import DeliverSettings
 from herald.status import DynamoStatusStore, StatusStore
 
@@ -29,11 +29,14 @@ class Dependencies:
     settings: DeliverSettings
     senders: Senders
     status: StatusStore
-    backoff: Backoff
+    devices: DeviceRegistry
+    sqs: Any
+    dead_letters: DeadLetterQueue
+    policy: RetryPolicy
 
     @classmethod
     def from_settings(cls, settings: DeliverSettings) -> Dependencies:
-        dynamodb, sns = client("dynamodb"), client("sns")
+        dynamodb, sns, sqs = client("dynamodb"), client("sns"), client("sqs")
         status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
         return cls(
             settings=settings,
@@ -44,7 +47,14 @@ class Dependencies:
                 Channel.IN_APP: InAppSender(DynamoInbox(dynamodb, settings.inbox_table), status.expires_at),
             },
             status=status,
-            backoff=Backoff(client("sqs"), settings.queue_url),
+            devices=DynamoDeviceRegistry(dynamodb, settings.devices_table),
+            sqs=sqs,
+            dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source=settings.priority.value),
+            policy=RetryPolicy(
+                max_attempts=settings.max_receive_count,
+                base=settings.retry_base_seconds,
+                cap=settings.retry_cap_seconds,
+            ),
         )
 
 
@@ -61,35 +71,45 @@ def default_dependencies() -> Dependencies:
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
-) -> PartialItemFailureResponse:
+) -> dict[str, Any]:
     d = dependencies or default_dependencies()
     settings = d.settings
+    # A claim lasts as long as this invocation may run: after that, Lambda has stopped it.
+    deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
 
-    def handle(record: SQSRecord) -> None:
-        job = DeliveryJob.model_validate_json(record.body)
-        receive_count = int(record.attributes.approximate_receive_count or 1)
-        try:
-            state = deliver(
-                job,
-                receive_count,
-                d.senders,
-                d.status,
-                max_receive_count=settings.max_receive_count,
-                retry_base=settings.retry_base_seconds,
-                retry_cap=settings.retry_cap_seconds,
-            )
-        except RetryLater as retry:
-            logger.warning(
-                "delivery failed, will retry",
-                notification_id=job.notification_id,
-                device_id=job.device_id,
-                attempt=receive_count,
-                retry_in=retry.delay,
-                reason=retry.reason,
-            )
-            d.backoff.delay(record.receipt_handle, retry.delay)
-            raise
-        logger.info("delivered", notification_id=job.notification_id, device_id=job.device_id, status=state.value)
+    def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
+        owner = f"{context.aws_request_id}/{record.message_id}"
+        result = deliver(job, record.receive_count, owner, deadline, d.senders, d.status, d.devices, d.policy)
+        where: dict[str, object] = {
+            "notification_id": job.notification_id,
+            "device_id": job.device_id,
+            "attempt": record.receive_count,
+        }
+        if result.outcome is Outcome.RETRY:
+            logger.warning("delivery will be retried", retry_in=result.retry_in, reason=result.reason, extra=where)
+            return Retry(result.reason or "", delay=result.retry_in)
+        if result.outcome is Outcome.DEAD_LETTER:
+            return DeadLetter(result.reason or "")
+        if result.outcome is Outcome.FAILED:
+            logger.warning("delivery failed for good", reason=result.reason, extra=where)
+        else:
+            logger.info("delivered", outcome=result.outcome.value, extra=where)
+        return Done()
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    consumer = Consumer(
+        parse=DeliveryJob.model_validate_json,
+        handle=handle,
+        dead_letters=d.dead_letters,
+        sqs=d.sqs,
+        queue_url=settings.queue_url,
+        max_receive_count=settings.max_receive_count,
+        parallel=settings.parallel_sends,
+        lane_of=lambda job: job.channel.value,
+        lane_limits={
+            Channel.EMAIL.value: settings.email_parallel_sends,
+            Channel.SMS.value: settings.sms_parallel_sends,
+            Channel.PUSH.value: settings.push_parallel_sends,
+            Channel.IN_APP.value: settings.in_app_parallel_sends,
+        },
+    )
+    return consumer.process(event).response()

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.clients import client
+from herald.consumer import Consumer, Done, QueueRecord, Retry, Verdict
+from herald.dead_letters import DeadLetterQueue
 from herald.devices import DeviceRegistry, DynamoDeviceRegistry
-from herald.domain import Notification
+from herald.domain import Notification, now
 from herald.fanout import Publisher, fan_out
 from herald.observability import logger
 from herald.queues import DeliveryTopic
@@ -25,17 +25,23 @@ from herald.status import DynamoStatusStore, StatusStore
 
 @dataclass(frozen=True)
 class Dependencies:
+    settings: FanoutSettings
     registry: DeviceRegistry
     topic: Publisher
     status: StatusStore
+    sqs: Any
+    dead_letters: DeadLetterQueue
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
-        dynamodb = client("dynamodb")
+        dynamodb, sqs = client("dynamodb"), client("sqs")
         return cls(
+            settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
             topic=DeliveryTopic(client("sns"), settings.topic_arn),
             status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
+            sqs=sqs,
+            dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source="intake"),
         )
 
 
@@ -52,18 +58,31 @@ def default_dependencies() -> Dependencies:
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
-) -> PartialItemFailureResponse:
+) -> dict[str, Any]:
     d = dependencies or default_dependencies()
+    deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
 
-    def handle(record: SQSRecord) -> None:
-        notification = Notification.model_validate_json(record.body)
-        result = fan_out(notification, d.registry, d.topic, d.status)
+    def handle(record: QueueRecord, notification: Notification) -> Verdict:
+        owner = f"{context.aws_request_id}/{record.message_id}"
+        result = fan_out(notification, d.registry, d.topic, d.status, owner, deadline)
+        if result.busy_for:
+            return Retry("another invocation is fanning this notification out", delay=result.busy_for)
         logger.info(
             "fanned out",
             notification_id=notification.notification_id,
             deliveries=len(result.jobs),
             recipients_without_devices=len(result.without_devices),
+            inactive_devices_skipped=len(result.inactive_skipped),
+            duplicate=result.already_done,
         )
+        return Done()
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    consumer = Consumer(
+        parse=Notification.model_validate_json,
+        handle=handle,
+        dead_letters=d.dead_letters,
+        sqs=d.sqs,
+        queue_url=d.settings.queue_url,
+        max_receive_count=d.settings.max_receive_count,
+    )
+    return consumer.process(event).response()

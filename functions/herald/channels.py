@@ -11,34 +11,50 @@ from botocore.exceptions import ClientError
 from herald.domain import Channel, DeliveryJob, Platform, Priority
 from herald.inbox import Inbox
 
-# Provider answers that no retry can fix.
-PERMANENT_ERROR_CODES = frozenset(
+# SNS answers for a push endpoint that will never take a message again: the device goes inactive.
+DEVICE_GONE_ERROR_CODES = frozenset(
     {
-        "MessageRejected",  # SES: rejected recipient or unverified sender
-        "InvalidParameter",
-        "InvalidParameterValue",
-        "EndpointDisabled",  # SNS: the push token was reported invalid
-        "NotFound",  # SNS: the endpoint is gone
+        "EndpointDisabled",  # SNS: APNs/FCM reported the token invalid, SNS disabled the endpoint
+        "NotFound",  # SNS: the endpoint was deleted
     }
 )
+# Provider answers that no retry can fix.
+PERMANENT_ERROR_CODES = DEVICE_GONE_ERROR_CODES | {
+    "MessageRejected",  # SES: rejected recipient or unverified sender
+    "InvalidParameter",  # SNS: bad phone number, oversized message
+    "InvalidParameterValue",
+    "ValidationError",
+    "OptedOut",  # SNS: the phone number opted out of SMS
+}
 
 
 class DeliveryFailed(Exception):
-    """A provider did not take the delivery. `permanent` failures are not retried."""
+    """A provider did not take the delivery. `permanent` failures are not retried; `device_gone`
+    ones also mean the device will never take a message again."""
 
-    def __init__(self, reason: str, permanent: bool = False):
+    def __init__(self, reason: str, permanent: bool = False, device_gone: bool = False):
         super().__init__(reason)
         self.reason = reason
-        self.permanent = permanent
+        self.permanent = permanent or device_gone
+        self.device_gone = device_gone
 
 
 def failure_from(error: Exception) -> DeliveryFailed:
-    """Classifies what a provider raised as transient or permanent."""
+    """Classifies what a provider raised: permanent (a code no retry can fix) or transient.
+
+    Transient: throttling, 5xx, timeouts, connection errors (BotoCoreError) and anything unknown,
+    so an unforeseen error is retried and then dead-lettered with its reason, never dropped.
+    """
+    if isinstance(error, DeliveryFailed):
+        return error
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "Unknown")
         message = error.response.get("Error", {}).get("Message", "")
-        return DeliveryFailed(f"{code}: {message}", permanent=code in PERMANENT_ERROR_CODES)
-    # Throttling, 5xx, timeouts, connection errors (BotoCoreError) and anything unknown: transient.
+        return DeliveryFailed(
+            f"{code}: {message}",
+            permanent=code in PERMANENT_ERROR_CODES,
+            device_gone=code in DEVICE_GONE_ERROR_CODES,
+        )
     return DeliveryFailed(f"{type(error).__name__}: {error}")
 
 

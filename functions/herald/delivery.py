@@ -1,55 +1,119 @@
-"""Delivery: one job to one device through its channel, with the outcome recorded."""
+"""Delivery: one job to one device through its channel, claimed first, with the outcome recorded."""
 
 from __future__ import annotations
 
-from herald.channels import DeliveryFailed, Senders, failure_from
-from herald.domain import DeliveryJob, DeliveryState
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from herald.channels import Senders, failure_from
+from herald.devices import DeviceRegistry
+from herald.domain import Channel, DeliveryJob, DeliveryState
 from herald.status import StatusStore
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
+# Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery
+# whose earlier attempt may or may not have reached the provider can safely be sent again.
+IDEMPOTENT_CHANNELS = frozenset({Channel.IN_APP})
+OUTCOME_UNKNOWN = (
+    "outcome unknown: an earlier attempt stopped after calling the provider and before recording the result;"
+    " not sent again, to avoid a duplicate"
+)
 
 
-class RetryLater(Exception):
-    """The delivery failed for now; its message should come back after `delay` seconds."""
-
-    def __init__(self, reason: str, delay: int):
-        super().__init__(reason)
-        self.reason = reason
-        self.delay = delay
+def backoff_ceiling(attempt: int, base: int, cap: int) -> int:
+    """The longest wait after failed attempt `attempt` (1-based): base, 2 base, 4 base ... up to cap and 12 h."""
+    exponent = min(max(attempt - 1, 0), 32)
+    return min(base * 2**exponent, cap, SQS_MAX_VISIBILITY)
 
 
-def retry_delay(receive_count: int, base: int, cap: int) -> int:
-    """Seconds before attempt `receive_count + 1`: base, 2 base, 4 base ... up to cap and 12 h."""
-    exponent = max(receive_count - 1, 0)
-    return min(base * (2 ** min(exponent, 32)), cap, SQS_MAX_VISIBILITY)
+def retry_delay(attempt: int, base: int, cap: int, draw: Callable[[], float] = random.random) -> int:
+    """Seconds before the next attempt: exponential backoff with full jitter, uniform in [0, ceiling].
+
+    `draw` returns a float in [0, 1); tests pass their own to read the table exactly.
+    """
+    return int(draw() * (backoff_ceiling(attempt, base, cap) + 1))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int  # the attempt that reaches this is the last; its failure is dead-lettered
+    base: int
+    cap: int
+    draw: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> int:
+        return retry_delay(attempt, self.base, self.cap, self.draw)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"  # the provider took it
+    FAILED = "failed"  # permanently undeliverable (or its outcome is unknown): recorded, not retried
+    ALREADY_DONE = "already_done"  # a duplicate: another attempt already sent or failed it
+    RETRY = "retry"  # return the message to the queue after `retry_in` seconds
+    DEAD_LETTER = "dead_letter"  # the last allowed attempt failed: park the message in the DLQ
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    reason: str | None = None
+    retry_in: int = 0
 
 
 def deliver(
     job: DeliveryJob,
-    receive_count: int,
+    attempt: int,
+    owner: str,
+    deadline: datetime,
     senders: Senders,
     status: StatusStore,
-    max_receive_count: int,
-    retry_base: int,
-    retry_cap: int,
-) -> DeliveryState:
-    """Sends the job and records the outcome. Raises RetryLater when the queue should retry it.
+    devices: DeviceRegistry,
+    policy: RetryPolicy,
+) -> Result:
+    """Claims the delivery, calls its provider once, records the outcome.
 
-    The attempt that reaches `max_receive_count` is the last: its failure is recorded
-    dead_lettered and the message is released at once, so the queue's redrive policy moves it
-    to the dead-letter queue on its next receive.
+    `attempt` is the message's receive count; `owner` names this invocation's claim, which
+    holds until `deadline` (the invocation's timeout). The caller acts on the result: delete
+    the message, change its visibility to `retry_in`, or send it to the DLQ with `reason`.
     """
+    claim = status.claim_delivery(job, owner, deadline)
+    if claim.done:
+        return Result(Outcome.ALREADY_DONE)
+    if not claim.granted:
+        return Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
+    record = _Recorder(job, owner, status, redriven=claim.redriven)
+    if claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
+        record(DeliveryState.FAILED, error=OUTCOME_UNKNOWN)
+        return Result(Outcome.FAILED, OUTCOME_UNKNOWN)
     try:
         message_id = senders[job.channel].send(job)
-    except Exception as error:
-        failure = error if isinstance(error, DeliveryFailed) else failure_from(error)
+    except Exception as error:  # a crash (BaseException) leaves the claim to expire
+        failure = failure_from(error)
+        if failure.device_gone and job.endpoint_arn:
+            devices.mark_inactive(job.user_id, job.device_id, job.endpoint_arn, failure.reason)
         if failure.permanent:
-            status.record_attempt(job, DeliveryState.FAILED, error=failure.reason)
-            return DeliveryState.FAILED
-        if receive_count >= max_receive_count:
-            status.record_attempt(job, DeliveryState.DEAD_LETTERED, error=failure.reason)
-            raise RetryLater(failure.reason, delay=0) from error
-        status.record_attempt(job, DeliveryState.RETRYING, error=failure.reason)
-        raise RetryLater(failure.reason, delay=retry_delay(receive_count, retry_base, retry_cap)) from error
-    status.record_attempt(job, DeliveryState.SENT, provider_message_id=message_id)
-    return DeliveryState.SENT
+            record(DeliveryState.FAILED, error=failure.reason)
+            return Result(Outcome.FAILED, failure.reason)
+        if attempt >= policy.max_attempts:
+            record(DeliveryState.DEAD_LETTERED, error=failure.reason)
+            return Result(Outcome.DEAD_LETTER, f"attempt {attempt} of {policy.max_attempts} failed: {failure.reason}")
+        record(DeliveryState.RETRYING, error=failure.reason)
+        return Result(Outcome.RETRY, failure.reason, retry_in=policy.delay(attempt))
+    record(DeliveryState.SENT, provider_message_id=message_id)
+    return Result(Outcome.SENT)
+
+
+@dataclass(frozen=True)
+class _Recorder:
+    job: DeliveryJob
+    owner: str
+    status: StatusStore
+    redriven: bool
+
+    def __call__(self, state: DeliveryState, error: str | None = None, provider_message_id: str | None = None) -> None:
+        self.status.record_outcome(
+            self.job, self.owner, state, error=error, provider_message_id=provider_message_id, redriven=self.redriven
+        )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from herald.domain import Device
+from botocore.exceptions import ClientError
+
+from herald.domain import Device, now
 
 
 class DeviceRegistry(Protocol):
@@ -13,6 +15,7 @@ class DeviceRegistry(Protocol):
     def get(self, user_id: str, device_id: str) -> Device | None: ...
     def delete(self, user_id: str, device_id: str) -> bool: ...
     def devices_of(self, user_id: str) -> Iterator[Device]: ...
+    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool: ...
 
 
 class DynamoDeviceRegistry:
@@ -39,6 +42,27 @@ class DynamoDeviceRegistry:
             ReturnValues="ALL_OLD",
         )
         return "Attributes" in response
+
+    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool:
+        """Marks the device inactive if it still has this endpoint (a new registration since wins)."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"user_id": {"S": user_id}, "device_id": {"S": device_id}},
+                UpdateExpression="SET active = :f, inactive_reason = :r, inactive_since = :t",
+                ConditionExpression="endpoint_arn = :arn",
+                ExpressionAttributeValues={
+                    ":f": {"S": "False"},
+                    ":r": {"S": reason[:500]},
+                    ":t": {"S": now().isoformat()},
+                    ":arn": {"S": endpoint_arn},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def devices_of(self, user_id: str) -> Iterator[Device]:
         paginator = self._dynamodb.get_paginator("query")

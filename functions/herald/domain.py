@@ -42,6 +42,7 @@ class DeliveryState(StrEnum):
     """Where one delivery (one notification to one device) stands."""
 
     QUEUED = "queued"  # published to its priority queue, not yet tried
+    SENDING = "sending"  # claimed by a deliver function, which is calling the provider
     RETRYING = "retrying"  # an attempt failed; the queue brings it back after a backoff
     SENT = "sent"  # the provider accepted it
     FAILED = "failed"  # cannot be delivered; no retry
@@ -77,6 +78,10 @@ class Device(BaseModel):
     endpoint_arn: str | None = None  # SNS platform endpoint of a push device
     created_at: datetime
     updated_at: datetime
+    # SNS reported the push endpoint disabled or gone: fan-out skips the device until it registers again.
+    active: bool = True
+    inactive_reason: str | None = None
+    inactive_since: datetime | None = None
 
 
 class Notification(BaseModel):

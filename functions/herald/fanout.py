@@ -1,8 +1,9 @@
-"""Fan-out: one delivery per device of every recipient, published to the priority topic."""
+"""Fan-out: one delivery per active device of every recipient, published to the priority topic."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from herald.devices import DeviceRegistry
@@ -17,18 +18,24 @@ class Publisher(Protocol):
 @dataclass
 class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
-    without_devices: list[str] = field(default_factory=list)
+    without_devices: list[str] = field(default_factory=list)  # recipients with no active matching device
+    inactive_skipped: list[str] = field(default_factory=list)  # "<user>/<device>" of inactive push devices
+    already_done: bool = False  # a duplicate intake message: another invocation fanned it out
+    busy_for: int = 0  # another invocation is fanning it out: come back after this many seconds
 
 
 def plan_deliveries(notification: Notification, registry: DeviceRegistry) -> FanoutResult:
     result = FanoutResult()
     wanted = set(notification.channels) if notification.channels else None
     for user_id in notification.recipients:
-        jobs = [
-            DeliveryJob.for_device(notification, device)
-            for device in registry.devices_of(user_id)
-            if wanted is None or device.channel in wanted
-        ]
+        jobs = []
+        for device in registry.devices_of(user_id):
+            if wanted is not None and device.channel not in wanted:
+                continue
+            if not device.active:
+                result.inactive_skipped.append(f"{user_id}/{device.device_id}")
+                continue
+            jobs.append(DeliveryJob.for_device(notification, device))
         if not jobs:
             result.without_devices.append(user_id)
         result.jobs.extend(jobs)
@@ -36,16 +43,31 @@ def plan_deliveries(notification: Notification, registry: DeviceRegistry) -> Fan
 
 
 def fan_out(
-    notification: Notification, registry: DeviceRegistry, topic: Publisher, status: StatusStore
+    notification: Notification,
+    registry: DeviceRegistry,
+    topic: Publisher,
+    status: StatusStore,
+    owner: str,
+    deadline: datetime,
 ) -> FanoutResult:
-    """Records every delivery as queued, publishes them, then marks the notification fanned out.
+    """Claims the notification's fan-out, records every delivery as queued, publishes them, then
+    marks the notification fanned out.
 
-    Deliveries are recorded before they are published so a fast deliver function never has its
-    status overwritten; a failed publish entry raises, failing only this notification's record.
+    The claim makes a duplicate intake message harmless. Deliveries are recorded before they are
+    published so a fast deliver function never has its status overwritten; a fan-out that takes
+    over from a crashed one writes only the records still missing and publishes everything again
+    (each delivery's own claim stops a second send). A failed publish entry raises.
     """
+    claim = status.claim_fan_out(notification.notification_id, owner, deadline)
+    if claim.done:
+        return FanoutResult(already_done=True)
+    if not claim.granted:
+        return FanoutResult(busy_for=claim.busy_for())
     result = plan_deliveries(notification, registry)
     if result.jobs:
-        status.record_queued(result.jobs)
+        status.record_queued(result.jobs, only_missing=claim.taken_over)
         topic.publish(result.jobs)
-    status.record_fanned_out(notification.notification_id, len(result.jobs), result.without_devices)
+    status.record_fanned_out(
+        notification.notification_id, len(result.jobs), result.without_devices, result.inactive_skipped
+    )
     return result

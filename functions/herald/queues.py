@@ -75,16 +75,3 @@ def _attributes(sqs: Any, url: str) -> dict[str, str]:
     )
     attributes: dict[str, str] = response["Attributes"]
     return attributes
-
-
-class Backoff:
-    """Delays a failed message's next receive by setting its visibility timeout."""
-
-    def __init__(self, sqs: Any, queue_url: str):
-        self._sqs = sqs
-        self._queue_url = queue_url
-
-    def delay(self, receipt_handle: str, seconds: int) -> None:
-        self._sqs.change_message_visibility(
-            QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
-        )

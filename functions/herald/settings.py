@@ -53,17 +53,29 @@ class ApiSettings(TablesSettings, QueueUrls):
     fcm_platform_application_arn: str = ""
 
 
-class FanoutSettings(TablesSettings):
+class ConsumerSettings(Settings):
+    """A function that consumes a queue: the queue, its DLQ and the redrive policy's receive limit."""
+
+    queue_url: str
+    dlq_url: str
+    max_receive_count: int = Field(default=5, ge=1)
+
+
+class FanoutSettings(TablesSettings, ConsumerSettings):
     topic_arn: str
 
 
-class DeliverSettings(TablesSettings):
+class DeliverSettings(TablesSettings, ConsumerSettings):
     priority: Priority
-    queue_url: str
     sender_email: str
-    max_receive_count: int = Field(default=5, ge=1)
     retry_base_seconds: int = Field(default=2, ge=0)
     retry_cap_seconds: int = Field(default=900, ge=0, le=43200)
+    # Provider calls of one batch run concurrently: at most this many at once, and per channel.
+    parallel_sends: int = Field(default=10, ge=1, le=64)
+    email_parallel_sends: int = Field(default=10, ge=1)
+    sms_parallel_sends: int = Field(default=5, ge=1)
+    push_parallel_sends: int = Field(default=10, ge=1)
+    in_app_parallel_sends: int = Field(default=10, ge=1)
 
 
 class RedriveSettings(QueueUrls):

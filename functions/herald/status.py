@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from herald.batches import send_in_batches
@@ -30,12 +33,14 @@ class DeliveryRecord(BaseModel):
     device_id: str
     channel: Channel
     status: DeliveryState
-    attempts: int = 0
+    attempts: int = 0  # provider calls so far, across redrives
     last_error: str | None = None
     provider_message_id: str | None = None
+    redrives: int = 0  # times an operator moved it back from the dead-letter queue
     queued_at: datetime | None = None
     updated_at: datetime | None = None
     sent_at: datetime | None = None
+    redriven_at: datetime | None = None
 
 
 class NotificationRecord(BaseModel):
@@ -47,21 +52,50 @@ class NotificationRecord(BaseModel):
     accepted_at: datetime
     fanned_out_at: datetime | None = None
     recipients_without_devices: list[str] = []
+    inactive_devices_skipped: list[str] = []  # "<user>/<device>": push endpoints SNS reported gone
     counts: dict[str, int] = {}
     deliveries: list[DeliveryRecord] = []
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The answer to "may this invocation work on it now?" for a delivery or a fan-out.
+
+    granted: yes; `taken_over` if a crashed invocation's expired claim was taken, `redriven`
+    if the delivery had been dead-lettered. Refused: `done` if it is already finished, else
+    another invocation holds it until `busy_until`.
+    """
+
+    granted: bool
+    taken_over: bool = False
+    redriven: bool = False
+    done: bool = False
+    busy_until: datetime | None = None
+
+    def busy_for(self) -> int:
+        """Whole seconds until the holder's claim expires (at least 1)."""
+        if self.busy_until is None:
+            return 1
+        return max(int((self.busy_until - now()).total_seconds()) + 1, 1)
+
+
 class StatusStore(Protocol):
     def record_accepted(self, notification: Notification) -> None: ...
-    def record_queued(self, jobs: list[DeliveryJob]) -> None: ...
-    def record_fanned_out(self, notification_id: str, delivery_count: int, without_devices: list[str]) -> None: ...
-    def record_attempt(
+    def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim: ...
+    def record_queued(self, jobs: list[DeliveryJob], only_missing: bool = False) -> None: ...
+    def record_fanned_out(
+        self, notification_id: str, delivery_count: int, without_devices: list[str], inactive_skipped: list[str]
+    ) -> None: ...
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim: ...
+    def record_outcome(
         self,
         job: DeliveryJob,
+        owner: str,
         state: DeliveryState,
         error: str | None = None,
         provider_message_id: str | None = None,
-    ) -> None: ...
+        redriven: bool = False,
+    ) -> bool: ...
     def get(self, notification_id: str) -> NotificationRecord | None: ...
 
 
@@ -102,38 +136,67 @@ class DynamoStatusStore:
             },
         )
 
-    def record_queued(self, jobs: list[DeliveryJob]) -> None:
+    def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim:
+        """One fan-out per notification at a time: a duplicate intake message waits or finds it done."""
+        return self._claim(
+            key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
+            update="SET fanout_owner = :o, fanout_until = :until",
+            condition=(
+                "attribute_not_exists(fanned_out_at) AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
+            ),
+            values={":o": {"S": owner}, ":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now()))}},
+            names={},
+            is_done=lambda old: "fanned_out_at" in old,
+            until_attribute="fanout_until",
+            was_dead=lambda old: False,
+        )
+
+    def record_queued(self, jobs: list[DeliveryJob], only_missing: bool = False) -> None:
+        """Writes each delivery as queued: in batches of 25 on a first fan-out; after a crashed
+        fan-out (`only_missing`) one conditional put each, so no delivery's progress is reset."""
         queued_at = now().isoformat()
         expires_at = str(self.expires_at())
-        requests = [
+        items = [
             {
-                "PutRequest": {
-                    "Item": {
-                        "notification_id": {"S": job.notification_id},
-                        "sk": {"S": DELIVERY_PREFIX + job.delivery_id},
-                        "user_id": {"S": job.user_id},
-                        "device_id": {"S": job.device_id},
-                        "channel": {"S": job.channel.value},
-                        "status": {"S": DeliveryState.QUEUED.value},
-                        "attempts": {"N": "0"},
-                        "queued_at": {"S": queued_at},
-                        "updated_at": {"S": queued_at},
-                        "expires_at": {"N": expires_at},
-                    }
-                }
+                "notification_id": {"S": job.notification_id},
+                "sk": {"S": DELIVERY_PREFIX + job.delivery_id},
+                "user_id": {"S": job.user_id},
+                "device_id": {"S": job.device_id},
+                "channel": {"S": job.channel.value},
+                "status": {"S": DeliveryState.QUEUED.value},
+                "attempts": {"N": "0"},
+                "queued_at": {"S": queued_at},
+                "updated_at": {"S": queued_at},
+                "expires_at": {"N": expires_at},
             }
             for job in jobs
         ]
-        send_in_batches(requests, self._batch_write, size=25)
+        if not only_missing:
+            send_in_batches([{"PutRequest": {"Item": item}} for item in items], self._batch_write, size=25)
+            return
+        for item in items:
+            try:
+                self._dynamodb.put_item(
+                    TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(sk)"
+                )
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
 
-    def record_fanned_out(self, notification_id: str, delivery_count: int, without_devices: list[str]) -> None:
+    def record_fanned_out(
+        self, notification_id: str, delivery_count: int, without_devices: list[str], inactive_skipped: list[str]
+    ) -> None:
         self._dynamodb.update_item(
             TableName=self._table,
             Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
-            UpdateExpression="SET fanned_out_at = :t, without_devices = :w, delivery_count = :n",
+            UpdateExpression=(
+                "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n"
+                " REMOVE fanout_owner, fanout_until"
+            ),
             ExpressionAttributeValues={
                 ":t": {"S": now().isoformat()},
                 ":w": {"S": ",".join(without_devices)},
+                ":i": {"S": ",".join(inactive_skipped)},
                 ":n": {"N": str(delivery_count)},
             },
         )
@@ -147,31 +210,93 @@ class DynamoStatusStore:
                 return {"Successful": requests}
         return {"Failed": [{"Id": r["PutRequest"]["Item"]["sk"]["S"], "Code": "Unprocessed"} for r in pending]}
 
-    def record_attempt(
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
+        """The one write before a provider call: claims the delivery and counts the attempt.
+
+        Granted when the delivery is new, queued, retrying or dead-lettered (then redriven), or
+        held by a claim that expired (its invocation died). Refused when it is sent or failed, or
+        another invocation holds a live claim: an SQS duplicate never reaches the provider.
+        """
+        return self._claim(
+            key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
+            update=(
+                "SET #status = :sending, claim_owner = :o, claimed_until = :until, user_id = :u, device_id = :d,"
+                " channel = :c, updated_at = :t, expires_at = :e ADD attempts :one"
+            ),
+            condition=(
+                "attribute_not_exists(#status) OR #status IN (:queued, :retrying, :dead)"
+                " OR (#status = :sending AND claimed_until < :now)"
+            ),
+            values={
+                ":sending": {"S": DeliveryState.SENDING.value},
+                ":queued": {"S": DeliveryState.QUEUED.value},
+                ":retrying": {"S": DeliveryState.RETRYING.value},
+                ":dead": {"S": DeliveryState.DEAD_LETTERED.value},
+                ":o": {"S": owner},
+                ":until": {"N": str(_millis(until))},
+                ":now": {"N": str(_millis(now()))},
+                ":u": {"S": job.user_id},
+                ":d": {"S": job.device_id},
+                ":c": {"S": job.channel.value},
+                ":t": {"S": now().isoformat()},
+                ":e": {"N": str(self.expires_at())},
+                ":one": {"N": "1"},
+            },
+            names={"#status": "status"},
+            is_done=lambda old: old.get("status", {}).get("S") in (DeliveryState.SENT, DeliveryState.FAILED),
+            until_attribute="claimed_until",
+            was_dead=lambda old: old.get("status", {}).get("S") == DeliveryState.DEAD_LETTERED,
+        )
+
+    def _claim(
+        self,
+        key: dict[str, Any],
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str],
+        is_done: Callable[[dict[str, Any]], bool],
+        until_attribute: str,
+        was_dead: Callable[[dict[str, Any]], bool],
+    ) -> Claim:
+        extra = {"ExpressionAttributeNames": names} if names else {}
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **extra,
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item") or {}
+            if is_done(old):
+                return Claim(granted=False, done=True)
+            until = old.get(until_attribute, {}).get("N")
+            return Claim(granted=False, busy_until=_from_millis(int(until)) if until else None)
+        old = response.get("Attributes") or {}
+        return Claim(granted=True, taken_over=until_attribute in old, redriven=was_dead(old))
+
+    def record_outcome(
         self,
         job: DeliveryJob,
+        owner: str,
         state: DeliveryState,
         error: str | None = None,
         provider_message_id: str | None = None,
-    ) -> None:
+        redriven: bool = False,
+    ) -> bool:
+        """Records how the claimed attempt ended and releases the claim. False if the claim was
+        lost (it expired and another invocation took it over): that one's outcome stands."""
         at = now().isoformat()
-        sets = [
-            "#status = :s",
-            "user_id = :u",
-            "device_id = :d",
-            "channel = :c",
-            "updated_at = :t",
-            "expires_at = :e",
-        ]
-        values: dict[str, Any] = {
-            ":s": {"S": state.value},
-            ":u": {"S": job.user_id},
-            ":d": {"S": job.device_id},
-            ":c": {"S": job.channel.value},
-            ":t": {"S": at},
-            ":e": {"N": str(self.expires_at())},
-            ":one": {"N": "1"},
-        }
+        sets = ["#status = :s", "updated_at = :t"]
+        values: dict[str, Any] = {":s": {"S": state.value}, ":t": {"S": at}, ":o": {"S": owner}}
+        adds = []
         if error is not None:
             sets.append("last_error = :err")
             values[":err"] = {"S": error[:1000]}
@@ -180,14 +305,27 @@ class DynamoStatusStore:
             if provider_message_id:
                 sets.append("provider_message_id = :m")
                 values[":m"] = {"S": provider_message_id}
-        expression = "SET " + ", ".join(sets) + " ADD attempts :one"
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
-            UpdateExpression=expression,
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=values,
-        )
+        if redriven:
+            sets.append("redriven_at = :t")
+            adds.append("redrives :one")
+            values[":one"] = {"N": "1"}
+        expression = "SET " + ", ".join(sets) + " REMOVE claim_owner, claimed_until"
+        if adds:
+            expression += " ADD " + ", ".join(adds)
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
+                UpdateExpression=expression,
+                ConditionExpression="claim_owner = :o",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as failure:
+            if _code(failure) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def get(self, notification_id: str) -> NotificationRecord | None:
         paginator = self._dynamodb.get_paginator("query")
@@ -218,6 +356,7 @@ class DynamoStatusStore:
             accepted_at=summary["accepted_at"],
             fanned_out_at=summary.get("fanned_out_at"),
             recipients_without_devices=[u for u in summary.get("without_devices", "").split(",") if u],
+            inactive_devices_skipped=[d for d in summary.get("inactive_skipped", "").split(",") if d],
             counts=dict(Counter(delivery.status.value for delivery in deliveries)),
             deliveries=deliveries,
         )
@@ -229,3 +368,15 @@ def _plain(value: dict[str, Any]) -> Any:
     if "N" in value:
         return int(value["N"])
     return None
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _millis(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _from_millis(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)

@@ -186,7 +186,9 @@ def test_a_failed_delivery_is_reported_and_backed_off(deployed: Deployed) -> Non
     messages = deployed.receive_all("HighQueue")
     dependencies = deliver.app.dependencies_from(environment)
     senders = {**dependencies.senders, Channel.EMAIL: FakeSender(error=TimeoutError("SES timed out"))}
-    dependencies = dataclasses.replace(dependencies, senders=senders)
+    # and a jitter that draws the longest backoff, 2 s for a first failed attempt
+    policy = dataclasses.replace(dependencies.policy, draw=lambda: 0.999)
+    dependencies = dataclasses.replace(dependencies, senders=senders, policy=policy)
 
     # When the deliver function runs
     result = deliver.app.lambda_handler(

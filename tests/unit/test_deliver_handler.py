@@ -1,22 +1,31 @@
-"""The deliver function: a priority queue batch in, partial-batch answer and backoffs out."""
+"""The deliver function: a priority queue batch in; partial-batch answer, backoffs and dead letters out."""
 
 from __future__ import annotations
+
+import copy
+import json
+import threading
+from typing import Any
 
 import pytest
 
 import deliver.app
 from herald.channels import DeliveryFailed
-from herald.domain import Channel, DeliveryState, Priority
+from herald.dead_letters import DeadLetterQueue
+from herald.delivery import RetryPolicy
+from herald.domain import Channel, DeliveryJob, DeliveryState, Priority
 from herald.settings import DeliverSettings
 from tests.events import load_event
-from tests.fakes import FakeBackoff, FakeSender, FakeStatusStore
+from tests.fakes import FakeDeviceRegistry, FakeSender, FakeSqs, FakeStatusStore
 
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-HighDeadLetterQueue-1A2B3C"
 SETTINGS = DeliverSettings(
     devices_table="herald-devices",
     status_table="herald-status",
     inbox_table="herald-inbox",
     priority=Priority.HIGH,
     queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/herald-HighQueue-7G8H9I0J1K2L",
+    dlq_url=DLQ_URL,
     sender_email="notifications@example.com",
     max_receive_count=5,
     retry_base_seconds=2,
@@ -24,13 +33,28 @@ SETTINGS = DeliverSettings(
 )
 
 
-def dependencies_with(sender: FakeSender) -> deliver.app.Dependencies:
+def dependencies_with(sender: FakeSender, **more: FakeSender) -> deliver.app.Dependencies:
+    sqs = FakeSqs()
     return deliver.app.Dependencies(
         settings=SETTINGS,
-        senders={Channel.IN_APP: sender},
+        senders={Channel.IN_APP: sender, **{Channel(name): s for name, s in more.items()}},
         status=FakeStatusStore(),
-        backoff=FakeBackoff(),
+        devices=FakeDeviceRegistry(),
+        sqs=sqs,
+        dead_letters=DeadLetterQueue(sqs, DLQ_URL, source="high"),
+        policy=RetryPolicy(max_attempts=5, base=2, cap=60, draw=lambda: 0.999999),
     )
+
+
+def record_for(event: dict[str, Any], index: int, **job_changes: Any) -> dict[str, Any]:
+    """A copy of the sample record with its own message id, for another device of the same notification."""
+    record = copy.deepcopy(event["Records"][0])
+    job = json.loads(record["body"])
+    job.update(job_changes)
+    record["body"] = json.dumps(job)
+    record["messageId"] = f"message-{index}"
+    record["receiptHandle"] = f"receipt-{index}"
+    return record
 
 
 def test_sample_event_is_delivered_and_reports_no_failures(lambda_context):
@@ -41,14 +65,14 @@ def test_sample_event_is_delivered_and_reports_no_failures(lambda_context):
     # When the function handles it
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
 
-    # Then it is sent, recorded sent, and nothing is delayed
+    # Then it is sent, recorded sent, and nothing is delayed or dead-lettered
     assert response == {"batchItemFailures": []}
     assert [job.user_id for job in dependencies.senders[Channel.IN_APP].sent] == ["user-42"]
     assert [attempt.state for attempt in dependencies.status.attempts] == [DeliveryState.SENT]
-    assert dependencies.backoff.delays == []
+    assert dependencies.sqs.visibility == [] and dependencies.sqs.sent == []
 
 
-@pytest.mark.parametrize(("receive_count", "delay"), [("1", 2), ("3", 8), ("5", 0)])
+@pytest.mark.parametrize(("receive_count", "delay"), [("1", 2), ("3", 8)])
 def test_a_failing_sender_reports_the_record_and_backs_it_off(lambda_context, receive_count, delay):
     # Given the sample job on its n-th receive and a sender that fails for now
     event = load_event("deliver")
@@ -59,43 +83,154 @@ def test_a_failing_sender_reports_the_record_and_backs_it_off(lambda_context, re
     # When the function handles it
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
 
-    # Then the record is reported failed and its message hidden for the retry delay (0 on the last receive)
+    # Then the record is reported failed and hidden for its (longest-drawn) backoff
     assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
-    assert dependencies.backoff.delays == [(record["receiptHandle"], delay)]
+    assert dependencies.sqs.visibility == [(record["receiptHandle"], delay)]
 
 
-def test_a_permanent_failure_is_not_reported_so_the_message_is_deleted(lambda_context):
-    # Given a sender refusing the job for good
+def test_the_last_failed_attempt_goes_to_the_dlq_with_its_reason_and_is_not_reported(lambda_context):
+    # Given the sample job on its fifth and last receive, and a sender still failing
     event = load_event("deliver")
-    dependencies = dependencies_with(FakeSender(error=DeliveryFailed("device has no inbox", permanent=True)))
+    record = event["Records"][0]
+    record["attributes"]["ApproximateReceiveCount"] = "5"
+    dependencies = dependencies_with(FakeSender(error=DeliveryFailed("inbox throttled")))
 
     # When the function handles it
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
 
-    # Then the batch succeeds, nothing is delayed, and the delivery is recorded failed
+    # Then the job sits in the DLQ with the reason and its original attributes, and the source message is done
     assert response == {"batchItemFailures": []}
-    assert dependencies.backoff.delays == []
-    assert [attempt.state for attempt in dependencies.status.attempts] == [DeliveryState.FAILED]
+    [parked] = dependencies.sqs.sent
+    assert parked["QueueUrl"] == DLQ_URL
+    assert parked["MessageBody"] == record["body"]
+    assert dependencies.sqs.reasons() == ["attempt 5 of 5 failed: inbox throttled"]
+    assert parked["MessageAttributes"]["priority"] == {"DataType": "String", "StringValue": "high"}
+    assert parked["MessageAttributes"]["herald-source-queue"]["StringValue"] == "high"
+    assert [attempt.state for attempt in dependencies.status.attempts] == [DeliveryState.DEAD_LETTERED]
+
+
+def test_if_the_dlq_cannot_take_the_last_attempt_the_record_is_reported_so_nothing_is_lost(lambda_context):
+    # Given the last receive of a failing job and a DLQ that is unavailable
+    event = load_event("deliver")
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"
+    dependencies = dependencies_with(FakeSender(error=DeliveryFailed("inbox throttled")))
+    dependencies.sqs.failing_sends = True
+
+    # When the function handles it
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the record goes back to the queue, whose redrive policy is the backstop
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json at all", "invalid message: body: Invalid JSON"),
+        ('{"hello": "world"}', "invalid message: notification_id: Field required"),
+        (None, "invalid message: channel: Input should be 'email', 'sms', 'push' or 'in_app'"),
+    ],
+)
+def test_a_poison_record_goes_straight_to_the_dlq_with_its_reason_while_its_batch_mates_succeed(
+    lambda_context, body, reason
+):
+    # Given a batch of a good job and a record no deliver function can parse
+    event = load_event("deliver")
+    poison = record_for(event, 2, device_id="tablet", channel="carrier-pigeon")
+    if body is not None:
+        poison["body"] = body
+    event["Records"].append(poison)
+    dependencies = dependencies_with(FakeSender())
+
+    # When the function handles the batch
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the good job is sent, the poison record is parked with its reason, and no record fails the batch
+    assert response == {"batchItemFailures": []}
+    assert len(dependencies.senders[Channel.IN_APP].sent) == 1
+    [parked] = dependencies.sqs.sent
+    assert parked["MessageBody"] == poison["body"]
+    assert dependencies.sqs.reasons()[0].startswith(reason)
 
 
 def test_only_the_failing_record_of_a_batch_is_reported(lambda_context):
     # Given a batch of an in_app job that will succeed and an email job whose sender fails
     event = load_event("deliver")
-    email_record = {
-        **event["Records"][0],
-        "messageId": "0c1d2e3f-2222-4a5b-8c7d-9e0f1a2b3c4d",
-        "receiptHandle": "AQEBemailReceiptHandle",
-        "body": event["Records"][0]["body"].replace('"channel":"in_app"', '"channel":"email"'),
-    }
+    email_record = record_for(event, 2, channel="email", device_id="laptop", address="ada@example.com")
     event["Records"].append(email_record)
-    failing_email = FakeSender(error=DeliveryFailed("SES throttled"))
-    dependencies = dependencies_with(FakeSender())
-    dependencies.senders[Channel.EMAIL] = failing_email
+    dependencies = dependencies_with(FakeSender(), email=FakeSender(error=DeliveryFailed("SES throttled")))
 
     # When the function handles the batch
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
 
     # Then only the email message is reported and backed off
-    assert response == {"batchItemFailures": [{"itemIdentifier": email_record["messageId"]}]}
-    assert dependencies.backoff.delays == [("AQEBemailReceiptHandle", 2)]
+    assert response == {"batchItemFailures": [{"itemIdentifier": "message-2"}]}
+    assert dependencies.sqs.visibility == [("receipt-2", 2)]
     assert len(dependencies.senders[Channel.IN_APP].sent) == 1
+
+
+def test_an_sqs_duplicate_in_the_same_batch_is_sent_once(lambda_context):
+    # Given a batch holding the same job twice, under two message ids (SQS delivers at least once)
+    event = load_event("deliver")
+    event["Records"].append(record_for(event, 2))
+    dependencies = dependencies_with(FakeSender())
+
+    # When the function handles the batch
+    deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the provider got it once; the other copy either found it sent or waits for the claim and then will
+    assert len(dependencies.senders[Channel.IN_APP].sent) == 1
+
+
+class GatedSender:
+    """A provider that holds every call until `expected` calls are in flight at once, recording the peak."""
+
+    def __init__(self, expected: int):
+        self.expected = expected
+        self.in_flight = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+
+    def send(self, job: DeliveryJob) -> str:
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight >= self.expected:
+                self.all_in.set()
+        self.all_in.wait(timeout=5)
+        with self.lock:
+            self.in_flight -= 1
+        return f"provider-{job.device_id}"
+
+
+def test_a_batch_calls_its_providers_concurrently_within_the_channel_limit(lambda_context):
+    # Given a batch of 10 jobs for 10 devices, and a channel limit of 4 concurrent sends
+    event = load_event("deliver")
+    event["Records"] = [record_for(event, i, device_id=f"device-{i}") for i in range(10)]
+    sender = GatedSender(expected=4)
+    dependencies = dependencies_with(FakeSender())
+    settings = SETTINGS.model_copy(update={"in_app_parallel_sends": 4})
+    dependencies = deliver.app.Dependencies(**{**dependencies.__dict__, "settings": settings})
+    dependencies.senders[Channel.IN_APP] = sender  # type: ignore[index]
+
+    # When the function handles the batch
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then all are sent, 4 at a time: never more than the limit, never one by one
+    assert response == {"batchItemFailures": []}
+    assert sender.peak == 4
+    assert len(dependencies.status.attempts) == 10
+
+
+def test_a_crash_fails_the_whole_invocation_as_when_the_runtime_dies(lambda_context):
+    # Given a provider call that ends the process
+    class Crash(BaseException):
+        pass
+
+    event = load_event("deliver")
+    dependencies = dependencies_with(FakeSender(error=Crash()))
+
+    # When the function handles the batch, Then the crash is not swallowed as a failed record
+    with pytest.raises(Crash):
+        deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)

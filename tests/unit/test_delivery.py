@@ -1,99 +1,118 @@
-"""Delivering one job: the retry schedule and the outcome recorded for every kind of failure."""
+"""Delivering one job: the backoff table, the claim, and the outcome recorded for every kind of failure."""
 
 from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from herald.channels import DeliveryFailed
-from herald.delivery import SQS_MAX_VISIBILITY, RetryLater, deliver, retry_delay
-from herald.domain import Channel, DeliveryJob, DeliveryState
-from tests.fakes import Attempt, FakeSender, FakeStatusStore
+from herald.delivery import (
+    OUTCOME_UNKNOWN,
+    SQS_MAX_VISIBILITY,
+    Outcome,
+    Result,
+    RetryPolicy,
+    backoff_ceiling,
+    deliver,
+    retry_delay,
+)
+from herald.domain import Channel, DeliveryJob, DeliveryState, now
+from tests.fakes import Attempt, FakeDeviceRegistry, FakeSender, FakeStatusStore, make_device
 
-MAX_RECEIVE_COUNT = 5
+MAX_ATTEMPTS = 5
 BASE, CAP = 2, 60
+OWNER = "request-1/message-1"
+PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/herald/7"
+# Draws the top of the jitter range, so a test reads the ceiling exactly.
+LONGEST = RetryPolicy(max_attempts=MAX_ATTEMPTS, base=BASE, cap=CAP, draw=lambda: 0.999999)
 
 
 def client_error(code: str, message: str = "refused") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, "Publish")
 
 
-def deliver_with(job: DeliveryJob, sender: FakeSender, status: FakeStatusStore, receive_count: int) -> DeliveryState:
-    return deliver(
-        job,
-        receive_count,
-        {job.channel: sender},
-        status,
-        max_receive_count=MAX_RECEIVE_COUNT,
-        retry_base=BASE,
-        retry_cap=CAP,
-    )
+def deadline(seconds: int = 30) -> datetime:
+    return now() + timedelta(seconds=seconds)
 
 
-# ---------------------------------------------------------------- retry_delay
+def deliver_with(
+    job: DeliveryJob,
+    sender: FakeSender,
+    status: FakeStatusStore,
+    attempt: int,
+    devices: FakeDeviceRegistry | None = None,
+    owner: str = OWNER,
+) -> Result:
+    registry = devices if devices is not None else FakeDeviceRegistry()
+    return deliver(job, attempt, owner, deadline(), {job.channel: sender}, status, registry, LONGEST)
+
+
+# ---------------------------------------------------------------- the backoff table
 
 
 @pytest.mark.parametrize(
-    ("receive_count", "seconds"),
+    ("attempt", "ceiling"),
     [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 60), (7, 60)],
 )
-def test_retry_delay_doubles_from_the_base_up_to_the_cap(receive_count, seconds):
-    # When the attempt `receive_count` failed, with base 2 s and cap 60 s
-    delay = retry_delay(receive_count, base=BASE, cap=CAP)
-
-    # Then the next attempt waits base * 2^(receive_count - 1), at most the cap
-    assert delay == seconds
+def test_backoff_ceiling_doubles_from_the_base_up_to_the_cap(attempt, ceiling):
+    assert backoff_ceiling(attempt, base=BASE, cap=CAP) == ceiling
 
 
-def test_retry_delay_never_exceeds_the_twelve_hours_sqs_allows():
-    # Given a cap above SQS's longest visibility timeout
-    cap = 10 * SQS_MAX_VISIBILITY
+@pytest.mark.parametrize(
+    ("priority", "base", "cap", "ceilings"),
+    [
+        ("high", 2, 60, [2, 4, 8, 16, 32]),
+        ("normal", 10, 900, [10, 20, 40, 80, 160]),
+        ("low", 60, 3600, [60, 120, 240, 480, 960]),
+    ],
+)
+def test_each_prioritys_default_settings_give_its_table_of_delays(priority, base, cap, ceilings):
+    # Given the template's default base and cap of a priority, When attempts 1..5 fail, Then these are the ceilings
+    assert [backoff_ceiling(attempt, base, cap) for attempt in range(1, 6)] == ceilings, priority
 
-    # When a late attempt fails
-    delay = retry_delay(40, base=BASE, cap=cap)
 
-    # Then the delay is what ChangeMessageVisibility accepts
-    assert delay == SQS_MAX_VISIBILITY == 12 * 60 * 60
+def test_backoff_never_exceeds_the_twelve_hours_sqs_allows_nor_overflows():
+    assert backoff_ceiling(40, base=BASE, cap=10 * SQS_MAX_VISIBILITY) == SQS_MAX_VISIBILITY == 12 * 60 * 60
+    assert backoff_ceiling(10_000, base=BASE, cap=CAP) == CAP
 
 
-def test_retry_delay_of_a_huge_receive_count_stays_at_the_cap():
-    # When the receive count is absurdly large
-    delay = retry_delay(10_000, base=BASE, cap=CAP)
+@pytest.mark.parametrize(("draw", "delay"), [(0.0, 0), (0.25, 2), (0.5, 4), (0.999999, 8)])
+def test_full_jitter_spreads_the_delay_uniformly_from_zero_to_the_ceiling(draw, delay):
+    # Given the third attempt failed (ceiling 8 s), When the jitter draws `draw`, Then the delay is draw * (8 + 1)
+    assert retry_delay(3, BASE, CAP, draw=lambda: draw) == delay
 
-    # Then the exponent does not blow up and the cap holds
-    assert delay == CAP
+
+def test_jittered_delays_stay_within_bounds_and_differ_between_messages():
+    # Given many failed third attempts with a real random source
+    source = random.Random(7)
+    delays = [retry_delay(3, BASE, CAP, draw=source.random) for _ in range(500)]
+
+    # Then every delay is within [0, 8] and they spread out instead of retrying in lockstep
+    assert min(delays) >= 0 and max(delays) <= 8
+    assert len(set(delays)) == 9
 
 
 # ---------------------------------------------------------------- deliver
 
 
-def test_success_records_sent_with_the_provider_message_id(job):
-    # Given a sender the provider accepts
-    sender, status = FakeSender(), FakeStatusStore()
+def test_success_claims_then_records_sent_with_the_provider_message_id(job):
+    # Given a sender the provider accepts and a journal of status calls
+    journal: list[str] = []
+    sender, status = FakeSender(), FakeStatusStore(journal=journal)
 
     # When the job is delivered on its first receive
-    state = deliver_with(job, sender, status, receive_count=1)
+    result = deliver_with(job, sender, status, attempt=1)
 
-    # Then it was sent once and recorded sent with the provider's id
-    assert state is DeliveryState.SENT
+    # Then it was claimed, sent once and recorded sent with the provider's id
+    assert result.outcome is Outcome.SENT
+    assert journal == ["status.claim_delivery", "status.record_outcome"]
     assert sender.sent == [job]
     assert status.attempts == [Attempt(job.delivery_id, DeliveryState.SENT, None, "provider-1")]
     record = status.delivery(job.notification_id, job.delivery_id)
-    assert record.provider_message_id == "provider-1"
-    assert record.sent_at is not None
-
-
-def test_the_job_goes_to_the_sender_of_its_own_channel(job):
-    # Given senders for two channels
-    in_app, email = FakeSender(), FakeSender()
-    status = FakeStatusStore()
-
-    # When an in_app job is delivered
-    deliver(job, 1, {Channel.IN_APP: in_app, Channel.EMAIL: email}, status, MAX_RECEIVE_COUNT, BASE, CAP)
-
-    # Then only the in_app sender saw it
-    assert in_app.sent == [job]
-    assert email.tried == []
+    assert (record.attempts, record.provider_message_id) == (1, "provider-1")
 
 
 @pytest.mark.parametrize(
@@ -101,98 +120,164 @@ def test_the_job_goes_to_the_sender_of_its_own_channel(job):
     [
         (DeliveryFailed("inbox throttled"), "inbox throttled"),
         (client_error("Throttling", "Rate exceeded"), "Throttling: Rate exceeded"),
+        (client_error("ServiceUnavailable", "try later"), "ServiceUnavailable: try later"),
         (EndpointConnectionError(endpoint_url="https://sns.us-east-1.amazonaws.com"), "EndpointConnectionError"),
         (TimeoutError("read timed out"), "TimeoutError: read timed out"),
     ],
 )
-def test_transient_failure_is_retried_after_the_backoff_and_recorded_retrying(job, error, reason):
+def test_transient_failure_is_retried_after_its_backoff_and_recorded_retrying(job, error, reason):
     # Given a sender failing in a way a retry can fix
     sender, status = FakeSender(error=error), FakeStatusStore()
 
     # When the third attempt fails
-    with pytest.raises(RetryLater) as raised:
-        deliver_with(job, sender, status, receive_count=3)
+    result = deliver_with(job, sender, status, attempt=3)
 
-    # Then the queue is asked to bring it back after 2 * 2^2 s, and the delivery is retrying
-    assert raised.value.delay == 8
-    assert reason in raised.value.reason
+    # Then the queue is asked to bring it back within the third backoff, and the delivery is retrying
+    assert (result.outcome, result.retry_in) == (Outcome.RETRY, 8)
+    assert reason in (result.reason or "")
     [attempt] = status.attempts
     assert attempt.state is DeliveryState.RETRYING
-    assert reason in attempt.error
+    assert reason in (attempt.error or "")
 
 
-def test_failure_on_the_last_allowed_receive_is_dead_lettered_and_released_at_once(job):
+def test_failure_of_the_last_allowed_attempt_is_dead_lettered_with_its_reason(job):
     # Given a sender that keeps failing
     sender, status = FakeSender(error=DeliveryFailed("inbox throttled")), FakeStatusStore()
 
-    # When the attempt that reaches the queue's maxReceiveCount fails
-    with pytest.raises(RetryLater) as raised:
-        deliver_with(job, sender, status, receive_count=MAX_RECEIVE_COUNT)
+    # When the last allowed attempt fails
+    result = deliver_with(job, sender, status, attempt=MAX_ATTEMPTS)
 
-    # Then the delivery is recorded dead-lettered and the message made visible now, for the DLQ to take
-    assert raised.value.delay == 0
+    # Then the message goes to the DLQ with the reason, and the status says dead_lettered before anyone looks there
+    assert result.outcome is Outcome.DEAD_LETTER
+    assert result.reason == "attempt 5 of 5 failed: inbox throttled"
     assert status.attempts == [Attempt(job.delivery_id, DeliveryState.DEAD_LETTERED, "inbox throttled", None)]
-
-
-def test_failure_one_receive_before_the_last_is_still_a_retry(job):
-    # Given a sender that keeps failing
-    sender, status = FakeSender(error=DeliveryFailed("inbox throttled")), FakeStatusStore()
-
-    # When the attempt before the last one fails
-    with pytest.raises(RetryLater) as raised:
-        deliver_with(job, sender, status, receive_count=MAX_RECEIVE_COUNT - 1)
-
-    # Then it waits its backoff and stays retrying
-    assert raised.value.delay == retry_delay(MAX_RECEIVE_COUNT - 1, BASE, CAP) > 0
-    assert status.attempts[0].state is DeliveryState.RETRYING
 
 
 @pytest.mark.parametrize(
     "error",
     [
         DeliveryFailed("device has no email address", permanent=True),
-        client_error("EndpointDisabled", "Endpoint is disabled"),
         client_error("MessageRejected", "Email address is not verified"),
+        client_error("InvalidParameter", "Invalid phone number"),
     ],
 )
-@pytest.mark.parametrize("receive_count", [1, MAX_RECEIVE_COUNT])
-def test_permanent_failure_is_recorded_failed_and_not_retried(job, error, receive_count):
+@pytest.mark.parametrize("attempt", [1, MAX_ATTEMPTS])
+def test_permanent_failure_is_recorded_failed_and_not_retried(job, error, attempt):
     # Given a sender failing in a way no retry can fix
     sender, status = FakeSender(error=error), FakeStatusStore()
 
     # When the job is delivered, on any attempt
-    state = deliver_with(job, sender, status, receive_count=receive_count)
+    result = deliver_with(job, sender, status, attempt=attempt)
 
-    # Then it returns (the message is deleted) with the delivery failed and the reason kept
-    assert state is DeliveryState.FAILED
-    [attempt] = status.attempts
-    assert attempt.state is DeliveryState.FAILED
-    assert attempt.error
-    assert status.delivery(job.notification_id, job.delivery_id).last_error == attempt.error
+    # Then the message is done with the delivery failed and the reason kept
+    assert result.outcome is Outcome.FAILED
+    [attempt_record] = status.attempts
+    assert attempt_record.state is DeliveryState.FAILED
+    assert status.delivery(job.notification_id, job.delivery_id).last_error == attempt_record.error == result.reason
 
 
-def test_endpoint_disabled_records_the_provider_code_as_the_reason(job):
-    # Given SNS answering that the push token was reported invalid
-    sender = FakeSender(error=client_error("EndpointDisabled", "Endpoint is disabled"))
-    status = FakeStatusStore()
+@pytest.mark.parametrize("code", ["EndpointDisabled", "NotFound"])
+def test_a_push_endpoint_sns_reports_gone_fails_the_delivery_and_marks_the_device_inactive(job, code):
+    # Given a push device whose SNS endpoint was disabled (token invalid) or deleted
+    push = job.model_copy(update={"channel": Channel.PUSH, "device_id": "pixel", "endpoint_arn": PUSH_ARN})
+    devices = FakeDeviceRegistry([make_device(push.user_id, "pixel", Channel.PUSH, endpoint_arn=PUSH_ARN)])
+    sender, status = FakeSender(error=client_error(code, "Endpoint is disabled")), FakeStatusStore()
 
     # When the job is delivered
-    deliver_with(job, sender, status, receive_count=1)
+    result = deliver_with(push, sender, status, attempt=1, devices=devices)
 
-    # Then the reason names the code, so an operator sees why
-    assert status.attempts[0].error == "EndpointDisabled: Endpoint is disabled"
+    # Then it fails for good naming the code, and later fan-outs will skip the device
+    assert result.outcome is Outcome.FAILED
+    assert status.attempts[0].error == f"{code}: Endpoint is disabled"
+    device = devices.get(push.user_id, "pixel")
+    assert device is not None and not device.active
+    assert device.inactive_reason == f"{code}: Endpoint is disabled"
 
 
-def test_retry_then_success_counts_both_attempts(job):
-    # Given a delivery that failed once
+def test_a_duplicate_of_a_sent_delivery_is_not_sent_again(job):
+    # Given a delivery already sent
+    sender, status = FakeSender(), FakeStatusStore()
+    deliver_with(job, sender, status, attempt=1)
+
+    # When SQS hands the same job over again (a duplicate, or a fan-out retried after a partial publish)
+    again = deliver_with(job, sender, status, attempt=1, owner="request-2/message-2")
+
+    # Then it is done without a second provider call
+    assert again.outcome is Outcome.ALREADY_DONE
+    assert len(sender.tried) == 1
+
+
+def test_a_duplicate_while_another_attempt_holds_the_claim_waits_for_the_claim_to_expire(job):
+    # Given another invocation that claimed the delivery for 20 more seconds
+    sender, status = FakeSender(), FakeStatusStore()
+    status.claim_delivery(job, "request-1/message-1", deadline(20))
+
+    # When a duplicate of the job arrives
+    result = deliver(
+        job, 1, "request-2/message-2", deadline(), {job.channel: sender}, status, FakeDeviceRegistry(), LONGEST
+    )
+
+    # Then the provider is not called and the duplicate comes back once the claim could have expired
+    assert result.outcome is Outcome.RETRY
+    assert 20 <= result.retry_in <= 21
+    assert sender.tried == []
+
+
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.SMS, Channel.PUSH])
+def test_after_a_crash_after_send_a_non_idempotent_channel_is_not_sent_again(job, channel):
+    # Given an invocation that claimed the delivery, called the provider and died before recording it
+    crashed = job.model_copy(update={"channel": channel, "address": "ada@example.com", "endpoint_arn": PUSH_ARN})
+    sender, status = FakeSender(), FakeStatusStore()
+    status.claim_delivery(crashed, "request-1/message-1", deadline(-1))
+
+    # When the message returns after the claim expired
+    result = deliver_with(crashed, sender, status, attempt=2, owner="request-2/message-1")
+
+    # Then the provider is not called a second time: the delivery ends failed, saying the outcome is unknown
+    assert sender.tried == []
+    assert result.outcome is Outcome.FAILED
+    assert status.delivery(job.notification_id, job.delivery_id).last_error == OUTCOME_UNKNOWN
+
+
+def test_after_a_crash_an_in_app_delivery_is_written_again_because_the_inbox_write_is_idempotent(job):
+    # Given an in_app delivery whose invocation died holding the claim
+    sender, status = FakeSender(), FakeStatusStore()
+    status.claim_delivery(job, "request-1/message-1", deadline(-1))
+
+    # When the message returns after the claim expired
+    result = deliver_with(job, sender, status, attempt=2, owner="request-2/message-1")
+
+    # Then the inbox item is written (again: same key, one item) and the delivery is sent
+    assert result.outcome is Outcome.SENT
+    assert sender.sent == [job]
+
+
+def test_a_crash_during_the_provider_call_propagates_and_leaves_the_claim_held(job):
+    # Given a provider call that ends the process (a BaseException, as when the runtime dies)
+    class Crash(BaseException):
+        pass
+
+    sender, status = FakeSender(error=Crash()), FakeStatusStore()
+
+    # When the job is delivered
+    with pytest.raises(Crash):
+        deliver_with(job, sender, status, attempt=1)
+
+    # Then nothing is recorded after the claim: the delivery stays "sending" until the claim expires
+    assert status.delivery(job.notification_id, job.delivery_id).status is DeliveryState.SENDING
+    assert status.attempts == []
+
+
+def test_a_redriven_delivery_is_tried_again_and_its_status_says_it_was_redriven(job):
+    # Given a delivery dead-lettered after its last attempt
     status = FakeStatusStore()
-    with pytest.raises(RetryLater):
-        deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, receive_count=1)
+    deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, attempt=MAX_ATTEMPTS)
 
-    # When the second receive succeeds
-    deliver_with(job, FakeSender(), status, receive_count=2)
+    # When the operator redrives it and it arrives as a new message
+    result = deliver_with(job, FakeSender(), status, attempt=1, owner="request-9/message-9")
 
-    # Then the delivery is sent after two attempts
+    # Then it is sent, and the record counts one redrive and both attempts
+    assert result.outcome is Outcome.SENT
     record = status.delivery(job.notification_id, job.delivery_id)
-    assert record.status is DeliveryState.SENT
-    assert record.attempts == 2
+    assert (record.status, record.redrives, record.attempts) == (DeliveryState.SENT, 1, 2)
+    assert record.redriven_at is not None

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from herald.batches import BatchEntryFailed
-from herald.domain import Channel, Notification, Platform
-from herald.fanout import fan_out
+from herald.domain import Channel, DeliveryJob, DeliveryState, Notification, Platform, now
+from herald.fanout import fan_out, plan_deliveries
 from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeStatusStore, make_device
 
 PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/herald/1"
+OWNER = "request-1/message-1"
+
+
+def deadline(seconds: int = 60) -> datetime:
+    return now() + timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -36,7 +43,7 @@ def test_one_job_per_device_of_every_recipient(notification, registry):
     topic, status = FakePublisher(), FakeStatusStore()
 
     # When the notification is fanned out
-    result = fan_out(notification, registry, topic, status)
+    result = fan_out(notification, registry, topic, status, OWNER, deadline())
 
     # Then each device gets one job carrying the notification and the device's address
     published = {(job.user_id, job.device_id): job for job in topic.published}
@@ -55,7 +62,7 @@ def test_only_devices_of_the_requested_channels_get_a_job(notification, registry
     topic, status = FakePublisher(), FakeStatusStore()
 
     # When it is fanned out
-    result = fan_out(in_app_only, registry, topic, status)
+    result = fan_out(in_app_only, registry, topic, status, OWNER, deadline())
 
     # Then only the inbox device gets a job, and user-43 (a phone only) counts as without devices
     assert [(job.user_id, job.device_id) for job in topic.published] == [("user-42", "web-inbox")]
@@ -68,7 +75,7 @@ def test_recipients_without_devices_are_recorded(notification, registry):
     topic, status = FakePublisher(), FakeStatusStore()
 
     # When it is fanned out
-    fan_out(mixed, registry, topic, status)
+    fan_out(mixed, registry, topic, status, OWNER, deadline())
 
     # Then the notification is marked fanned out with its delivery count and who had no device
     fanned_out = status.fanned_out[notification.notification_id]
@@ -82,10 +89,10 @@ def test_deliveries_are_recorded_queued_before_they_are_published(notification, 
     topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
 
     # When the notification is fanned out
-    fan_out(notification, registry, topic, status)
+    fan_out(notification, registry, topic, status, OWNER, deadline())
 
     # Then a fast deliver function can never find its delivery missing or see it reset to queued
-    assert journal == ["status.record_queued", "topic.publish", "status.record_fanned_out"]
+    assert journal == ["status.claim_fan_out", "status.record_queued", "topic.publish", "status.record_fanned_out"]
     queued = status.deliveries[notification.notification_id]
     assert sorted(queued) == sorted(job.delivery_id for job in topic.published)
     assert {record.status.value for record in queued.values()} == {"queued"}
@@ -97,7 +104,7 @@ def test_a_failed_publish_propagates_and_leaves_the_notification_not_fanned_out(
 
     # When the notification is fanned out
     with pytest.raises(BatchEntryFailed) as raised:
-        fan_out(notification, registry, topic, status)
+        fan_out(notification, registry, topic, status, OWNER, deadline())
 
     # Then the failure reaches the caller, so the intake message is retried, and nothing marks it done
     assert len(raised.value.failed) == 3
@@ -111,9 +118,73 @@ def test_no_devices_at_all_publishes_nothing_and_still_marks_fanned_out(notifica
     topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
 
     # When it is fanned out
-    result = fan_out(nobody, registry, topic, status)
+    result = fan_out(nobody, registry, topic, status, OWNER, deadline())
 
     # Then nothing is queued or published, and the status can say "no devices"
-    assert journal == ["status.record_fanned_out"]
+    assert journal == ["status.claim_fan_out", "status.record_fanned_out"]
     assert result.jobs == []
     assert status.fanned_out[notification.notification_id].without_devices == ["user-7", "user-8"]
+
+
+def test_a_duplicate_intake_message_of_a_fanned_out_notification_publishes_nothing(notification, registry):
+    # Given a notification already fanned out once
+    topic, status = FakePublisher(), FakeStatusStore()
+    fan_out(notification, registry, topic, status, OWNER, deadline())
+
+    # When SQS delivers its intake message again
+    again = fan_out(notification, registry, topic, status, "request-2/message-1", deadline())
+
+    # Then it is recognised as done and no job is published twice
+    assert again.already_done
+    assert len(topic.published) == 3
+
+
+def test_a_fan_out_in_progress_elsewhere_asks_to_come_back_when_its_claim_expires(notification, registry):
+    # Given another invocation holding the notification's fan-out for 30 more seconds
+    topic, status = FakePublisher(), FakeStatusStore()
+    status.claim_fan_out(notification.notification_id, "request-1/message-1", deadline(30))
+
+    # When a duplicate intake message arrives
+    result = fan_out(notification, registry, topic, status, "request-2/message-1", deadline())
+
+    # Then nothing is published and the message should return after the claim expires
+    assert topic.published == []
+    assert 30 <= result.busy_for <= 31
+
+
+def test_a_fan_out_taking_over_a_crashed_one_keeps_progress_and_publishes_again(notification, registry):
+    # Given a fan-out that crashed after publishing, whose deliveries made progress since
+    topic, status = FakePublisher(), FakeStatusStore()
+    status.claim_fan_out(notification.notification_id, "crashed/message-1", deadline(-1))
+    crashed = _planned(notification, registry)  # the crashed one recorded and published these
+    status.record_queued(crashed)
+    first = crashed[0]
+    status.claim_delivery(first, "deliver/1", deadline())
+    status.record_outcome(first, "deliver/1", DeliveryState.SENT, provider_message_id="provider-1")
+
+    # When the intake message returns and another invocation takes over
+    result = fan_out(notification, registry, topic, status, "request-2/message-1", deadline())
+
+    # Then every job is published again (each delivery's claim stops a second send), the sent one stays sent
+    assert len(result.jobs) == 3
+    assert status.delivery(notification.notification_id, first.delivery_id).status is DeliveryState.SENT
+    assert notification.notification_id in status.fanned_out
+
+
+def test_inactive_push_devices_are_skipped_and_named(notification, registry):
+    # Given user-43's only device, a push endpoint SNS reported disabled
+    registry.mark_inactive("user-43", "iphone", PUSH_ARN, "EndpointDisabled: Endpoint is disabled")
+    topic, status = FakePublisher(), FakeStatusStore()
+
+    # When the notification is fanned out
+    result = fan_out(notification, registry, topic, status, OWNER, deadline())
+
+    # Then the device gets no job, the status names it, and user-43 counts as without an active device
+    assert ("user-43", "iphone") not in {(job.user_id, job.device_id) for job in topic.published}
+    assert result.inactive_skipped == ["user-43/iphone"]
+    assert status.fanned_out[notification.notification_id].inactive_skipped == ["user-43/iphone"]
+    assert result.without_devices == ["user-43"]
+
+
+def _planned(notification: Notification, registry: FakeDeviceRegistry) -> list[DeliveryJob]:
+    return plan_deliveries(notification, registry).jobs

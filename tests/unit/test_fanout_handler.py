@@ -8,11 +8,36 @@ from typing import Any
 import pytest
 
 import fanout.app
+from herald.dead_letters import DeadLetterQueue
 from herald.domain import Channel
+from herald.settings import FanoutSettings
 from tests.events import load_event
-from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeStatusStore, make_device
+from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeSqs, FakeStatusStore, make_device
 
 OTHER_NOTIFICATION_ID = "9a8b7c6d-0000-4e1f-8a2b-3c4d5e6f7a8b"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-IntakeDeadLetterQueue-9Z8Y"
+SETTINGS = FanoutSettings(
+    devices_table="herald-devices",
+    status_table="herald-status",
+    inbox_table="herald-inbox",
+    topic_arn="arn:aws:sns:us-east-1:123456789012:herald-NotificationsTopic-1A2B",
+    queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/herald-IntakeQueue-5F6G",
+    dlq_url=DLQ_URL,
+)
+
+
+def dependencies_with(
+    registry: FakeDeviceRegistry, topic: FakePublisher, status: FakeStatusStore
+) -> fanout.app.Dependencies:
+    sqs = FakeSqs()
+    return fanout.app.Dependencies(
+        settings=SETTINGS,
+        registry=registry,
+        topic=topic,
+        status=status,
+        sqs=sqs,
+        dead_letters=DeadLetterQueue(sqs, DLQ_URL, source="intake"),
+    )
 
 
 @pytest.fixture
@@ -41,7 +66,7 @@ def test_sample_event_fans_out_and_reports_no_failures(registry, lambda_context)
     # Given the sample intake event and both recipients with one device each
     event = load_event("fanout")
     topic, status = FakePublisher(), FakeStatusStore()
-    dependencies = fanout.app.Dependencies(registry=registry, topic=topic, status=status)
+    dependencies = dependencies_with(registry, topic, status)
 
     # When the function handles it
     response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
@@ -61,7 +86,7 @@ def test_a_failed_publish_reports_only_that_record(registry, lambda_context):
     event = with_second_record(load_event("fanout"))
     first_id = json.loads(event["Records"][0]["body"])["notification_id"]
     topic, status = FakePublisher(failing=[OTHER_NOTIFICATION_ID]), FakeStatusStore()
-    dependencies = fanout.app.Dependencies(registry=registry, topic=topic, status=status)
+    dependencies = dependencies_with(registry, topic, status)
 
     # When the function handles the batch
     response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
@@ -72,16 +97,35 @@ def test_a_failed_publish_reports_only_that_record(registry, lambda_context):
     assert set(status.fanned_out) == {first_id}
 
 
-def test_a_body_that_is_not_a_notification_reports_that_record(registry, lambda_context):
-    # Given a record whose body is not a notification
-    event = load_event("fanout")
-    event["Records"][0]["body"] = '{"hello": "world"}'
+def test_a_body_that_is_not_a_notification_goes_to_the_intake_dlq_with_its_reason(registry, lambda_context):
+    # Given a batch of a good notification and a record whose body is not a notification
+    event = with_second_record(load_event("fanout"))
+    event["Records"][1]["body"] = '{"hello": "world"}'
     topic, status = FakePublisher(), FakeStatusStore()
-    dependencies = fanout.app.Dependencies(registry=registry, topic=topic, status=status)
+    dependencies = dependencies_with(registry, topic, status)
 
-    # When the function handles it
+    # When the function handles the batch
     response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
 
-    # Then it is reported failed (its retries lead it to the intake DLQ) and nothing is published
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert topic.published == []
+    # Then the good one is fanned out, the bad one is parked with a reason naming the fields, and nothing loops
+    assert response == {"batchItemFailures": []}
+    assert len(topic.published) == 2
+    [parked] = dependencies.sqs.sent
+    assert parked["QueueUrl"] == DLQ_URL and parked["MessageBody"] == '{"hello": "world"}'
+    reason = dependencies.sqs.reasons()[0]
+    assert reason.startswith("invalid message: notification_id: Field required; recipients: Field required")
+
+
+def test_a_duplicate_intake_message_is_done_without_publishing_again(registry, lambda_context):
+    # Given the sample notification, fanned out once
+    event = load_event("fanout")
+    topic, status = FakePublisher(), FakeStatusStore()
+    dependencies = dependencies_with(registry, topic, status)
+    fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # When SQS delivers the same intake message again
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then it succeeds and nothing more is published
+    assert response == {"batchItemFailures": []}
+    assert len(topic.published) == 2

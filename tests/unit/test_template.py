@@ -27,23 +27,20 @@ def properties(template: HeraldTemplate, logical_id: str) -> dict[str, Any]:
 
 
 def test_every_sqs_triggered_queue_hides_a_message_6x_its_function_timeout(template: HeraldTemplate) -> None:
-    # Given each event source mapping, When its queue and function are read, Then visibility >= 6x timeout
+    # Given each event source mapping, When its queue and function are read with the parameters' defaults,
+    # Then visibility >= 6x timeout
     for source in template.event_sources:
-        visibility = properties(template, source.queue)["VisibilityTimeout"]
-        assert visibility >= 6 * template.functions[source.function].timeout, source.name
+        visibility = int(template.default_of(properties(template, source.queue)["VisibilityTimeout"]))
+        assert visibility >= 6 * int(template.default_of(template.functions[source.function].timeout)), source.name
 
 
 def test_every_consumed_queue_dead_letters_after_at_least_5_receives_into_a_longer_lived_dlq(
     template: HeraldTemplate,
 ) -> None:
-    parameters = template.parameter_defaults()
     for source in template.event_sources:
         queue = properties(template, source.queue)
         redrive = queue["RedrivePolicy"]
-        max_receive = redrive["maxReceiveCount"]
-        if isinstance(max_receive, dict):  # a Ref to the MaxReceiveCount parameter
-            max_receive = parameters[max_receive["Ref"]]
-        assert int(max_receive) >= 5, source.queue
+        assert int(template.default_of(redrive["maxReceiveCount"])) >= 5, source.queue
         dlq = properties(template, redrive["deadLetterTargetArn"]["Fn::GetAtt"][0])
         assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"], source.queue
 

@@ -1,0 +1,181 @@
+"""A queue's batch as Lambda hands it to a consumer: each record parsed and handled on its own.
+
+- A record that cannot be parsed (a poison message) goes straight to the queue's DLQ with its
+  reason and is done: it never fails its batch and never loops.
+- A record whose handling says "retry" is reported as a batch item failure, its visibility set
+  to the backoff it asked for (one ChangeMessageVisibilityBatch call for the batch).
+- A record whose handling says "dead-letter" goes to the DLQ with its reason and is done.
+- Records are handled concurrently when `parallel` > 1, at most `lane_limits[lane]` at once per
+  lane (a channel, say). A crash (a BaseException, as when the runtime dies) propagates: the
+  whole invocation fails and every record comes back, as on Lambda.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from herald.batches import BatchEntryFailed, send_in_batches
+from herald.dead_letters import DeadLetterQueue
+from herald.observability import logger
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """One SQS record of a Lambda event."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    message_attributes: Mapping[str, Any]
+    receive_count: int
+
+    @classmethod
+    def from_event_record(cls, record: Mapping[str, Any]) -> QueueRecord:
+        return cls(
+            message_id=str(record.get("messageId", "")),
+            receipt_handle=str(record.get("receiptHandle", "")),
+            body=str(record.get("body", "")),
+            message_attributes=record.get("messageAttributes") or {},
+            receive_count=int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)),
+        )
+
+
+@dataclass(frozen=True)
+class Done:
+    """Handled for good: the message can be deleted."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Bring the message back after `delay` seconds (None: the queue's visibility timeout)."""
+
+    reason: str
+    delay: int | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+
+
+Verdict = Done | Retry | DeadLetter
+
+
+@dataclass
+class BatchOutcome:
+    failed: list[str] = field(default_factory=list)  # message ids reported back to the queue
+    dead_lettered: int = 0
+    poison: int = 0
+
+    def response(self) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed]}
+
+
+@dataclass(frozen=True)
+class Consumer(Generic[T]):
+    """How one function reads its queue."""
+
+    parse: Callable[[str], T]
+    handle: Callable[[QueueRecord, T], Verdict]
+    dead_letters: DeadLetterQueue
+    sqs: Any
+    queue_url: str
+    max_receive_count: int
+    parallel: int = 1
+    lane_of: Callable[[T], str] | None = None
+    lane_limits: Mapping[str, int] = field(default_factory=dict)
+
+    def process(self, event: Mapping[str, Any]) -> BatchOutcome:
+        records = [QueueRecord.from_event_record(record) for record in event.get("Records", [])]
+        outcome = BatchOutcome()
+        work: list[tuple[QueueRecord, T]] = []
+        for record in records:
+            try:
+                work.append((record, self.parse(record.body)))
+            except ValueError as error:  # pydantic's ValidationError is a ValueError
+                outcome.poison += 1
+                self._dead_letter(record, f"invalid message: {_invalid_because(error)}", outcome)
+        verdicts = self._handle_all(work)
+        delays: list[tuple[QueueRecord, int]] = []
+        for record, verdict in verdicts:
+            if isinstance(verdict, Retry):
+                outcome.failed.append(record.message_id)
+                if verdict.delay is not None:
+                    delays.append((record, verdict.delay))
+            elif isinstance(verdict, DeadLetter):
+                self._dead_letter(record, verdict.reason, outcome)
+        self._set_visibility(delays)
+        return outcome
+
+    def _handle_all(self, work: list[tuple[QueueRecord, T]]) -> list[tuple[QueueRecord, Verdict]]:
+        if self.parallel <= 1 or len(work) <= 1:
+            return [(record, self._handle_one(record, item)) for record, item in work]
+        lanes = {lane: threading.BoundedSemaphore(limit) for lane, limit in self.lane_limits.items()}
+
+        def run(record: QueueRecord, item: T) -> Verdict:
+            lane = lanes.get(self.lane_of(item)) if self.lane_of else None
+            if lane is None:
+                return self._handle_one(record, item)
+            with lane:
+                return self._handle_one(record, item)
+
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(work))) as pool:
+            futures = [(record, pool.submit(run, record, item)) for record, item in work]
+            return [(record, future.result()) for record, future in futures]
+
+    def _handle_one(self, record: QueueRecord, item: T) -> Verdict:
+        try:
+            return self.handle(record, item)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {_first_line(error)}"
+            if record.receive_count >= self.max_receive_count:
+                # The queue would move it on the next receive, without a reason: say why instead.
+                return DeadLetter(f"failed on receive {record.receive_count}: {reason}")
+            logger.exception("record failed; the queue will bring it back", message_id=record.message_id)
+            return Retry(reason)
+
+    def _dead_letter(self, record: QueueRecord, reason: str, outcome: BatchOutcome) -> None:
+        try:
+            self.dead_letters.send(record.body, record.message_attributes, reason, record.receive_count)
+        except Exception:
+            logger.exception("could not dead-letter the record; the queue will bring it back", reason=reason)
+            outcome.failed.append(record.message_id)
+            return
+        outcome.dead_lettered += 1
+        logger.warning("dead-lettered", message_id=record.message_id, reason=reason)
+
+    def _set_visibility(self, delays: list[tuple[QueueRecord, int]]) -> None:
+        entries = [
+            {"Id": str(index), "ReceiptHandle": record.receipt_handle, "VisibilityTimeout": seconds}
+            for index, (record, seconds) in enumerate(delays)
+        ]
+        if not entries:
+            return
+        try:
+            send_in_batches(
+                entries,
+                lambda chunk: self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=chunk),
+            )
+        except (BatchEntryFailed, Exception):
+            # The messages still come back, after the queue's visibility timeout instead.
+            logger.exception("could not set the backoff of some messages")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__
+
+
+def _invalid_because(error: ValueError) -> str:
+    """What is wrong with a message, naming its fields: "title: Field required; priority: ..."."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return _first_line(error)
+    problems = [f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in errors()[:5]]
+    return "; ".join(problems)[:900]

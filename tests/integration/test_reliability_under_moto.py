@@ -1,0 +1,204 @@
+"""Reliability under moto: claims stop second sends, poison records and last attempts reach their DLQ
+with a reason, and a push endpoint SNS disabled takes its device out of later fan-outs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from moto.ses.models import ses_backends
+from moto.sns.models import sns_backends
+
+import deliver.app
+import fanout.app
+from herald.channels import ChannelSender
+from herald.clients import client
+from herald.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from herald.domain import Channel, DeliveryJob
+from tests.fakes import FakeContext
+from tests.integration.conftest import Deployed
+from tests.integration.test_pipeline_under_moto import (
+    ACCOUNT,
+    REGION,
+    register,
+    run_fanout,
+    send,
+    sqs_event,
+    status_of,
+)
+
+
+class Crash(BaseException):
+    """The process dies: what a BaseException models for the handler."""
+
+
+class CrashAfterSend:
+    """Calls the real provider, then dies before the status is written."""
+
+    def __init__(self, sender: ChannelSender):
+        self.sender = sender
+
+    def send(self, job: DeliveryJob) -> str:
+        self.sender.send(job)
+        raise Crash()
+
+
+def deliver_dependencies(deployed: Deployed, priority: str = "high", **senders: ChannelSender) -> Any:
+    dependencies = deliver.app.dependencies_from(deployed.environment(f"Deliver{priority.capitalize()}Function"))
+    if senders:
+        wrapped = {**dependencies.senders, **{Channel(name): sender for name, sender in senders.items()}}
+        dependencies = dataclasses.replace(dependencies, senders=wrapped)
+    return dependencies
+
+
+def deliver_messages(
+    deployed: Deployed, messages: list[dict[str, Any]], priority: str = "high", dependencies: Any = None, **context: Any
+) -> dict[str, Any]:
+    queue = f"{priority.capitalize()}Queue"
+    result: dict[str, Any] = deliver.app.lambda_handler(
+        sqs_event(messages, deployed.stack.arn(queue)),
+        FakeContext(**context),
+        dependencies or deliver_dependencies(deployed, priority),
+    )
+    return result
+
+
+def emails_to(address: str) -> int:
+    return sum(address in m.destinations["ToAddresses"] for m in ses_backends[ACCOUNT][REGION].sent_messages)
+
+
+def test_a_duplicated_sqs_delivery_produces_one_send(deployed: Deployed) -> None:
+    # Given one email delivery waiting in the high queue, and a duplicate copy of its message
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Code", "body": "1234", "priority": "high"})
+    run_fanout(deployed)
+    [message] = deployed.receive_all("HighQueue")
+    duplicate = {**message, "MessageId": "duplicate-of-" + message["MessageId"]}
+
+    # When the deliver function gets both, one after the other
+    deliver_messages(deployed, [message])
+    second = deliver_messages(deployed, [duplicate])
+
+    # Then SES got one email and the duplicate succeeded without sending
+    assert second == {"batchItemFailures": []}
+    assert emails_to("ada@example.com") == 1
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["status"], delivery["attempts"]) == ("sent", 1)
+
+
+def test_a_crash_after_send_produces_one_send_and_a_visible_outcome(deployed: Deployed) -> None:
+    # Given an email delivery, and an invocation that dies after SES accepted the email
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Code", "body": "1234", "priority": "high"})
+    run_fanout(deployed)
+    [message] = deployed.receive_all("HighQueue")
+    real = deliver_dependencies(deployed)
+    crashing = deliver_dependencies(deployed, email=CrashAfterSend(real.senders[Channel.EMAIL]))
+    with pytest.raises(Crash):
+        # its claim lasts as long as its invocation could: 0 s left, so it has expired when the message returns
+        deliver_messages(deployed, [message], dependencies=crashing, remaining_millis=0)
+
+    # When the message comes back after its visibility timeout, to a new invocation
+    returned = {**message, "Attributes": {**message["Attributes"], "ApproximateReceiveCount": "2"}}
+    result = deliver_messages(deployed, [returned])
+
+    # Then SES still has one email, the message is done, and the status says the outcome is unknown
+    assert result == {"batchItemFailures": []}
+    assert emails_to("ada@example.com") == 1
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert delivery["status"] == "failed"
+    assert delivery["last_error"].startswith("outcome unknown")
+
+
+def test_a_fan_out_retried_after_a_partial_publish_never_sends_twice(deployed: Deployed) -> None:
+    # Given a notification to a user with two in-app devices, fanned out and delivered once
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    register(deployed, "ada", "tablet", {"channel": "in_app"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "high"})
+    [intake] = deployed.receive_all("IntakeQueue")
+    fanout_dependencies = fanout.app.dependencies_from(deployed.environment("FanoutFunction"))
+    event = sqs_event([intake], deployed.stack.arn("IntakeQueue"))
+    # a first fan-out that died after publishing (its claim expired at once)
+    with pytest.raises(Crash):
+        crashing_topic = dataclasses.replace(fanout_dependencies, topic=PublishThenCrash(fanout_dependencies.topic))
+        fanout.app.lambda_handler(event, FakeContext(remaining_millis=0), crashing_topic)
+    first_round = deployed.receive_all("HighQueue")
+    assert deliver_messages(deployed, first_round) == {"batchItemFailures": []}
+
+    # When the intake message returns and fan-out runs again, and deliver runs on what it published
+    assert fanout.app.lambda_handler(event, FakeContext(), fanout_dependencies) == {"batchItemFailures": []}
+    second_round = deployed.receive_all("HighQueue")
+    assert len(second_round) == 2
+    deliver_messages(deployed, second_round)
+
+    # Then each device has one delivery, sent once, and the notification is delivered
+    status = status_of(deployed, notification_id)
+    assert status["status"] == "delivered"
+    assert sorted((d["device_id"], d["attempts"]) for d in status["deliveries"]) == [("tablet", 1), ("web", 1)]
+
+
+class PublishThenCrash:
+    def __init__(self, topic: Any):
+        self.topic = topic
+
+    def publish(self, jobs: list[DeliveryJob]) -> int:
+        self.topic.publish(jobs)
+        raise Crash()
+
+
+@pytest.mark.parametrize("queue", ["IntakeQueue", "HighQueue", "NormalQueue", "LowQueue"])
+def test_a_poison_message_on_each_queue_ends_in_its_dlq_with_its_reason_while_its_batch_mates_succeed(
+    deployed: Deployed, queue: str
+) -> None:
+    # Given a good message and a poison one in the queue
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    priority = "high" if queue == "IntakeQueue" else queue.removesuffix("Queue").lower()
+    send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": priority})
+    if queue != "IntakeQueue":
+        run_fanout(deployed)
+    sqs = client("sqs")
+    sqs.send_message(QueueUrl=deployed.stack.ref(queue), MessageBody='{"notification_id": 42}')
+    messages = deployed.receive_all(queue)
+    assert len(messages) == 2
+
+    # When its consumer handles the batch
+    if queue == "IntakeQueue":
+        dependencies = fanout.app.dependencies_from(deployed.environment("FanoutFunction"))
+        result = fanout.app.lambda_handler(sqs_event(messages, deployed.stack.arn(queue)), FakeContext(), dependencies)
+    else:
+        result = deliver_messages(deployed, messages, priority=priority)
+
+    # Then no record fails the batch, the good one went on, and the poison one waits in the DLQ saying why
+    assert result == {"batchItemFailures": []}
+    dlq = queue.replace("Queue", "DeadLetterQueue")
+    [parked] = deployed.receive_all(dlq)
+    assert parked["Body"] == '{"notification_id": 42}'
+    assert parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"].startswith("invalid message: notification_id")
+    assert parked["MessageAttributes"][SOURCE_ATTRIBUTE]["StringValue"] == queue.removesuffix("Queue").lower()
+    if queue == "IntakeQueue":
+        assert len(deployed.receive_all("HighQueue")) == 1
+
+
+def test_a_push_endpoint_sns_disabled_marks_the_device_inactive_and_later_fan_outs_skip_it(deployed: Deployed) -> None:
+    # Given a user with a push device whose endpoint SNS has disabled (the token was reported invalid)
+    register(deployed, "ada", "pixel", {"channel": "push", "address": "fcm-token-1", "platform": "fcm"})
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    [endpoint_arn] = sns_backends[ACCOUNT][REGION].platform_endpoints
+    client("sns").set_endpoint_attributes(EndpointArn=endpoint_arn, Attributes={"Enabled": "false"})
+    first = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "high"})
+    run_fanout(deployed)
+
+    # When the deliver function tries the push delivery
+    deliver_messages(deployed, deployed.receive_all("HighQueue"))
+
+    # Then that delivery failed for good naming SNS's answer, and the next notification skips the device, saying so
+    push = next(d for d in status_of(deployed, first)["deliveries"] if d["device_id"] == "pixel")
+    assert push["status"] == "failed" and push["last_error"].startswith("EndpointDisabled")
+    second = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "high"})
+    run_fanout(deployed)
+    status = status_of(deployed, second)
+    assert [d["device_id"] for d in status["deliveries"]] == ["web"]
+    assert status["inactive_devices_skipped"] == ["ada/pixel"]
+    assert [json.loads(m["Body"])["device_id"] for m in deployed.receive_all("HighQueue")] == ["web"]
