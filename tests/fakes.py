@@ -23,7 +23,7 @@ from herald.domain import (
     Platform,
     now,
 )
-from herald.status import Claim, DeliveryRecord, NotificationRecord, overall_state
+from herald.status import Claim, DeliveryRecord, NotificationRecord, overall_state, planned_records
 
 
 class FakeDeviceRegistry:
@@ -71,6 +71,7 @@ class FannedOut:
     delivery_count: int
     without_devices: list[str]
     inactive_skipped: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)  # "<user>#<device>#<channel>"
 
 
 @dataclass
@@ -105,27 +106,12 @@ class FakeStatusStore:
         self.fan_out_claims[notification_id] = Held(owner, until)
         return Claim(granted=True, taken_over=held is not None)
 
-    def record_queued(self, jobs: list[DeliveryJob], only_missing: bool = False) -> None:
-        self.journal.append("status.record_queued")
-        at = now()
-        for job in jobs:
-            records = self.deliveries.setdefault(job.notification_id, {})
-            if only_missing and job.delivery_id in records:
-                continue
-            records[job.delivery_id] = DeliveryRecord(
-                user_id=job.user_id,
-                device_id=job.device_id,
-                channel=job.channel,
-                status=DeliveryState.QUEUED,
-                queued_at=at,
-                updated_at=at,
-            )
-
     def record_fanned_out(
-        self, notification_id: str, delivery_count: int, without_devices: list[str], inactive_skipped: list[str]
+        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
     ) -> None:
         self.journal.append("status.record_fanned_out")
-        self.fanned_out[notification_id] = FannedOut(delivery_count, list(without_devices), list(inactive_skipped))
+        planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
+        self.fanned_out[notification_id] = FannedOut(len(jobs), list(without_devices), list(inactive_skipped), planned)
         self.fan_out_claims.pop(notification_id, None)
 
     def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
@@ -193,6 +179,9 @@ class FakeStatusStore:
             return None
         deliveries = list(self.deliveries.get(notification_id, {}).values())
         fanned_out = self.fanned_out.get(notification_id)
+        if fanned_out:
+            claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
+            deliveries.extend(planned_records(fanned_out.planned, claimed, now()))
         return NotificationRecord(
             notification_id=notification_id,
             status=overall_state(fanned_out is not None, deliveries),

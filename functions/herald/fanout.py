@@ -50,13 +50,12 @@ def fan_out(
     owner: str,
     deadline: datetime,
 ) -> FanoutResult:
-    """Claims the notification's fan-out, records every delivery as queued, publishes them, then
-    marks the notification fanned out.
+    """Claims the notification's fan-out, publishes one job per device, then records in one write
+    that the notification is fanned out and which deliveries it has.
 
-    The claim makes a duplicate intake message harmless. Deliveries are recorded before they are
-    published so a fast deliver function never has its status overwritten; a fan-out that takes
-    over from a crashed one writes only the records still missing and publishes everything again
-    (each delivery's own claim stops a second send). A failed publish entry raises.
+    The claim makes a duplicate intake message harmless. A fan-out that takes over from a crashed
+    one publishes everything again: each delivery's own claim stops a second send. A failed
+    publish entry raises, and the intake message comes back.
     """
     claim = status.claim_fan_out(notification.notification_id, owner, deadline)
     if claim.done:
@@ -65,9 +64,6 @@ def fan_out(
         return FanoutResult(busy_for=claim.busy_for())
     result = plan_deliveries(notification, registry)
     if result.jobs:
-        status.record_queued(result.jobs, only_missing=claim.taken_over)
         topic.publish(result.jobs)
-    status.record_fanned_out(
-        notification.notification_id, len(result.jobs), result.without_devices, result.inactive_skipped
-    )
+    status.record_fanned_out(notification.notification_id, result.jobs, result.without_devices, result.inactive_skipped)
     return result

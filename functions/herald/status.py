@@ -12,7 +12,6 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from herald.batches import send_in_batches
 from herald.domain import (
     TERMINAL_DELIVERY_STATES,
     Channel,
@@ -26,6 +25,8 @@ from herald.domain import (
 
 SUMMARY_SK = "notification"
 DELIVERY_PREFIX = "delivery#"
+PLANNED_PREFIX = "planned#"
+PLANNED_CHUNK_BYTES = 300_000  # of an item's 400 KB
 
 
 class DeliveryRecord(BaseModel):
@@ -82,9 +83,8 @@ class Claim:
 class StatusStore(Protocol):
     def record_accepted(self, notification: Notification) -> None: ...
     def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim: ...
-    def record_queued(self, jobs: list[DeliveryJob], only_missing: bool = False) -> None: ...
     def record_fanned_out(
-        self, notification_id: str, delivery_count: int, without_devices: list[str], inactive_skipped: list[str]
+        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
     ) -> None: ...
     def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim: ...
     def record_outcome(
@@ -151,64 +151,42 @@ class DynamoStatusStore:
             was_dead=lambda old: False,
         )
 
-    def record_queued(self, jobs: list[DeliveryJob], only_missing: bool = False) -> None:
-        """Writes each delivery as queued: in batches of 25 on a first fan-out; after a crashed
-        fan-out (`only_missing`) one conditional put each, so no delivery's progress is reset."""
-        queued_at = now().isoformat()
-        expires_at = str(self.expires_at())
-        items = [
-            {
-                "notification_id": {"S": job.notification_id},
-                "sk": {"S": DELIVERY_PREFIX + job.delivery_id},
-                "user_id": {"S": job.user_id},
-                "device_id": {"S": job.device_id},
-                "channel": {"S": job.channel.value},
-                "status": {"S": DeliveryState.QUEUED.value},
-                "attempts": {"N": "0"},
-                "queued_at": {"S": queued_at},
-                "updated_at": {"S": queued_at},
-                "expires_at": {"N": expires_at},
-            }
-            for job in jobs
-        ]
-        if not only_missing:
-            send_in_batches([{"PutRequest": {"Item": item}} for item in items], self._batch_write, size=25)
-            return
-        for item in items:
-            try:
-                self._dynamodb.put_item(
-                    TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(sk)"
-                )
-            except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":
-                    raise
-
     def record_fanned_out(
-        self, notification_id: str, delivery_count: int, without_devices: list[str], inactive_skipped: list[str]
+        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
     ) -> None:
+        """One write says both that fan-out is done and which deliveries it published.
+
+        A delivery has no item of its own until its deliver function claims it; until then the
+        planned list stands for it (status `queued`). A very long list spills into extra
+        "planned#<n>" items, written first, so whoever sees `fanned_out_at` sees the whole list.
+        """
+        planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
+        chunks = _chunked(planned, PLANNED_CHUNK_BYTES)
+        for index, chunk in enumerate(chunks[1:], start=1):
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    "notification_id": {"S": notification_id},
+                    "sk": {"S": f"{PLANNED_PREFIX}{index}"},
+                    "planned": {"S": ",".join(chunk)},
+                    "expires_at": {"N": str(self.expires_at())},
+                },
+            )
         self._dynamodb.update_item(
             TableName=self._table,
             Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
             UpdateExpression=(
-                "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n"
-                " REMOVE fanout_owner, fanout_until"
+                "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n,"
+                " planned = :p REMOVE fanout_owner, fanout_until"
             ),
             ExpressionAttributeValues={
                 ":t": {"S": now().isoformat()},
                 ":w": {"S": ",".join(without_devices)},
                 ":i": {"S": ",".join(inactive_skipped)},
-                ":n": {"N": str(delivery_count)},
+                ":n": {"N": str(len(jobs))},
+                ":p": {"S": ",".join(chunks[0]) if chunks else ""},
             },
         )
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> dict[str, Any]:
-        pending = requests
-        for _ in range(5):
-            response = self._dynamodb.batch_write_item(RequestItems={self._table: pending})
-            pending = response.get("UnprocessedItems", {}).get(self._table, [])
-            if not pending:
-                return {"Successful": requests}
-        return {"Failed": [{"Id": r["PutRequest"]["Item"]["sk"]["S"], "Code": "Unprocessed"} for r in pending]}
 
     def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
         """The one write before a provider call: claims the delivery and counts the attempt.
@@ -331,6 +309,7 @@ class DynamoStatusStore:
         paginator = self._dynamodb.get_paginator("query")
         summary: dict[str, Any] | None = None
         deliveries: list[DeliveryRecord] = []
+        planned: list[str] = []
         for page in paginator.paginate(
             TableName=self._table,
             KeyConditionExpression="notification_id = :n",
@@ -341,12 +320,17 @@ class DynamoStatusStore:
                 plain = {name: _plain(value) for name, value in item.items()}
                 if plain["sk"] == SUMMARY_SK:
                     summary = plain
+                    planned.extend(_entries(plain.get("planned")))
+                elif plain["sk"].startswith(PLANNED_PREFIX):
+                    planned.extend(_entries(plain.get("planned")))
                 else:
                     deliveries.append(DeliveryRecord.model_validate(plain))
         if summary is None:
             return None
         request = json.loads(summary["request"])
         fanned_out = "fanned_out_at" in summary
+        claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
+        deliveries.extend(planned_records(planned, claimed, summary.get("fanned_out_at")))
         return NotificationRecord(
             notification_id=notification_id,
             status=overall_state(fanned_out, deliveries),
@@ -355,8 +339,8 @@ class DynamoStatusStore:
             channels=request.get("channels"),
             accepted_at=summary["accepted_at"],
             fanned_out_at=summary.get("fanned_out_at"),
-            recipients_without_devices=[u for u in summary.get("without_devices", "").split(",") if u],
-            inactive_devices_skipped=[d for d in summary.get("inactive_skipped", "").split(",") if d],
+            recipients_without_devices=_entries(summary.get("without_devices")),
+            inactive_devices_skipped=_entries(summary.get("inactive_skipped")),
             counts=dict(Counter(delivery.status.value for delivery in deliveries)),
             deliveries=deliveries,
         )
@@ -380,3 +364,38 @@ def _millis(at: datetime) -> int:
 
 def _from_millis(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _entries(joined: str | None) -> list[str]:
+    return [entry for entry in (joined or "").split(",") if entry]
+
+
+def _chunked(entries: list[str], limit: int) -> list[list[str]]:
+    chunks: list[list[str]] = []
+    size = limit
+    for entry in entries:
+        if size + len(entry) + 1 > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += len(entry) + 1
+    return chunks
+
+
+def planned_records(planned: list[str], claimed: set[str], at: Any) -> list[DeliveryRecord]:
+    """Queued records for planned deliveries ("<user>#<device>#<channel>") no deliver function has claimed yet."""
+    records = []
+    for entry in planned:
+        user_id, device_id, channel = entry.split("#")
+        if f"{user_id}#{device_id}" not in claimed:
+            records.append(
+                DeliveryRecord(
+                    user_id=user_id,
+                    device_id=device_id,
+                    channel=Channel(channel),
+                    status=DeliveryState.QUEUED,
+                    queued_at=at,
+                    updated_at=at,
+                )
+            )
+    return records

@@ -202,3 +202,27 @@ def test_a_push_endpoint_sns_disabled_marks_the_device_inactive_and_later_fan_ou
     assert [d["device_id"] for d in status["deliveries"]] == ["web"]
     assert status["inactive_devices_skipped"] == ["ada/pixel"]
     assert [json.loads(m["Body"])["device_id"] for m in deployed.receive_all("HighQueue")] == ["web"]
+
+
+def test_a_long_planned_list_spills_into_extra_items_and_reads_back_whole(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a status store whose planned-deliveries chunks hold about 3 entries each
+    monkeypatch.setattr("herald.status.PLANNED_CHUNK_BYTES", 60)
+    for index in range(8):
+        register(deployed, "ada", f"device-{index}", {"channel": "in_app"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "low"})
+
+    # When fan-out records the 8 deliveries it published
+    run_fanout(deployed)
+
+    # Then GET shows all 8, queued, from the summary item and the extra items
+    status = status_of(deployed, notification_id)
+    assert sorted(d["device_id"] for d in status["deliveries"]) == [f"device-{i}" for i in range(8)]
+    assert {d["status"] for d in status["deliveries"]} == {"queued"}
+    items = client("dynamodb").query(
+        TableName=deployed.stack.ref("StatusTable"),
+        KeyConditionExpression="notification_id = :n",
+        ExpressionAttributeValues={":n": {"S": notification_id}},
+    )["Items"]
+    assert sum(item["sk"]["S"].startswith("planned#") for item in items) >= 2

@@ -83,19 +83,22 @@ def test_recipients_without_devices_are_recorded(notification, registry):
     assert fanned_out.without_devices == ["user-7", "user-8"]
 
 
-def test_deliveries_are_recorded_queued_before_they_are_published(notification, registry):
-    # Given a status store and topic that write to one journal
+def test_fan_out_is_claimed_published_then_recorded_with_its_planned_deliveries(notification, registry):
+    # Given an accepted notification, and a status store and topic that write to one journal
     journal: list[str] = []
     topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
+    status.record_accepted(notification)
 
     # When the notification is fanned out
     fan_out(notification, registry, topic, status, OWNER, deadline())
 
-    # Then a fast deliver function can never find its delivery missing or see it reset to queued
-    assert journal == ["status.claim_fan_out", "status.record_queued", "topic.publish", "status.record_fanned_out"]
-    queued = status.deliveries[notification.notification_id]
-    assert sorted(queued) == sorted(job.delivery_id for job in topic.published)
-    assert {record.status.value for record in queued.values()} == {"queued"}
+    # Then one write after publishing records it done, and each published delivery reads queued until claimed
+    assert journal == ["status.record_accepted", "status.claim_fan_out", "topic.publish", "status.record_fanned_out"]
+    record = status.get(notification.notification_id)
+    assert record is not None
+    assert sorted((d.user_id, d.device_id, d.status.value) for d in record.deliveries) == sorted(
+        (job.user_id, job.device_id, "queued") for job in topic.published
+    )
 
 
 def test_a_failed_publish_propagates_and_leaves_the_notification_not_fanned_out(notification, registry):
@@ -156,8 +159,7 @@ def test_a_fan_out_taking_over_a_crashed_one_keeps_progress_and_publishes_again(
     # Given a fan-out that crashed after publishing, whose deliveries made progress since
     topic, status = FakePublisher(), FakeStatusStore()
     status.claim_fan_out(notification.notification_id, "crashed/message-1", deadline(-1))
-    crashed = _planned(notification, registry)  # the crashed one recorded and published these
-    status.record_queued(crashed)
+    crashed = _planned(notification, registry)  # the crashed one published these
     first = crashed[0]
     status.claim_delivery(first, "deliver/1", deadline())
     status.record_outcome(first, "deliver/1", DeliveryState.SENT, provider_message_id="provider-1")
