@@ -31,7 +31,7 @@ from herald.settings import QueueUrls
 
 MAX_RATE = 500  # messages per second, SQS's ceiling for a move task
 SAMPLE_SIZE = 10
-PEEK_VISIBILITY = 30  # seconds a dry run holds the messages it reads, before handing them back at once
+PEEK_VISIBILITY = 10  # seconds a dry run holds the messages it reads, before handing them back at once
 ATTRIBUTE_FIELDS = ("DataType", "StringValue", "BinaryValue")
 # What an endpoint without message-move tasks answers: moto's server (500), other emulators and older APIs.
 UNSUPPORTED_CODES = frozenset(
