@@ -5,7 +5,7 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 export PYTHONPATH := functions:.
 
-.PHONY: setup run test test-unit lint validate bench clean
+.PHONY: setup run test test-unit test-localstack lint validate bench clean
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,15 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/python -m herald_local $(ARGS)
 
-## test: set up, validate the template, lint, and run every test.
+## test: set up, validate the template, lint, and run every test (the moto leg); says where the LocalStack leg stands.
 test: setup validate lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m herald_local.localstack --check
+
+## test-localstack: the end-to-end tests again, on LocalStack (host mode, own .venv-localstack with Python 3.13).
+## LOCALSTACK_ARGS="--endpoint http://127.0.0.1:4566" uses a running LocalStack (Docker) instead.
+test-localstack: setup
+	$(BIN)/python -m herald_local.localstack $(LOCALSTACK_ARGS) -- $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -45,4 +51,4 @@ bench: setup
 	$(BIN)/python bench/budgets.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .venv-localstack .aws-sam .pytest_cache .mypy_cache .ruff_cache

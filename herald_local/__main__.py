@@ -48,8 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Herald is running locally (ready in {time.monotonic() - started:.2f} s).", flush=True)
     print(f"  API URL:      {stack.api_url}", flush=True)
     print(f"  API key:      {stack.api_key}", flush=True)
-    print(f"  AWS endpoint: {stack.endpoint}", flush=True)
-    if stack.emulated:
+    if len(set(stack.endpoints.values())) == 1:
+        print(f"  AWS endpoint: {stack.endpoint}", flush=True)
+    else:
+        for service, endpoint in stack.endpoints.items():
+            print(f"  {service + ':':13} {endpoint}", flush=True)
+    if stack.emulated and len(set(stack.endpoints.values())) == 1:
         print(f"  Sent items:   {stack.endpoint}/moto-api/data.json", flush=True)
     print("Ctrl-C stops it.", flush=True)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,25 +34,42 @@ def provision(
     region: str,
     stack_name: str = "herald-local",
     timeout: float = 120,
+    cloudformation_for: Callable[[str], Any] | None = None,
 ) -> Stack:
     """Deploys the data-plane part of the template and returns what it created, by logical id.
 
     Where the emulator's CloudFormation skips a resource type (moto skips SNS subscriptions),
     the subscription is created here from the template's own properties.
+
+    `cloudformation_for(resource_type)` may send some resources to another emulator's CloudFormation
+    (DynamoDB tables to moto while LocalStack has the rest): one stack per emulator, same name.
+    The data plane has no reference between a table and a queue or topic, so the parts stand alone.
     """
     values = {**template.parameter_defaults(), **parameters}
     body = template.data_plane()
     declared = body["Parameters"]
-    try:
-        cloudformation.create_stack(
-            StackName=stack_name,
-            TemplateBody=json.dumps(body),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items() if k in declared],
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "AlreadyExistsException":
-            raise
-    outputs = _wait(cloudformation, stack_name, timeout)
+    parts: dict[int, tuple[Any, dict[str, Any]]] = {}
+    for name, resource in body["Resources"].items():
+        deployer = cloudformation_for(resource["Type"]) if cloudformation_for else cloudformation
+        parts.setdefault(id(deployer), (deployer, {}))[1][name] = resource
+    for deployer, resources in parts.values():
+        part = {
+            **body,
+            "Resources": resources,
+            "Outputs": {key: value for key, value in body["Outputs"].items() if key[:-3] in resources},
+        }
+        try:
+            deployer.create_stack(
+                StackName=stack_name,
+                TemplateBody=json.dumps(part),
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items() if k in declared],
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "AlreadyExistsException":
+                raise
+    outputs: dict[str, str] = {}
+    for deployer, _ in parts.values():
+        outputs.update(_wait(deployer, stack_name, timeout))
     refs: dict[str, str] = dict(values)
     attributes: dict[str, str] = {}
     for key, value in outputs.items():
@@ -64,7 +82,9 @@ def provision(
             attributes[f"{name}.QueueName"] = refs[name].rsplit("/", 1)[-1]
         if resource["Type"] == "AWS::SNS::Topic":
             attributes[f"{name}.TopicName"] = refs[name].rsplit(":", 1)[-1]
-    any_arn = next(iter(attributes.values()), f"arn:aws:sqs:{region}:000000000000:x")
+    # The queues' account: the one Herald's functions run in (moto and LocalStack use different ones).
+    arns = sorted(attributes.values(), key=lambda arn: ":sqs:" not in arn)
+    any_arn = next(iter(arns), f"arn:aws:sqs:{region}:000000000000:x")
     refs.update(
         {
             "AWS::Region": region,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herald_local.api_gateway import ApiGateway
+from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of, unserved, variable
 from herald_local.event_source import QueuePoller
 from herald_local.functions import DependencyHook, LocalFunction
 from herald_local.provision import Stack, provision
@@ -18,7 +19,6 @@ from herald_local.template import HeraldTemplate
 
 log = logging.getLogger("herald_local")
 
-ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB")
 DEFAULT_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
@@ -73,7 +73,8 @@ def _quiet_emulator() -> None:
 class LocalStack:
     def __init__(self, options: StackOptions | None = None):
         self.options = options or StackOptions()
-        self.endpoint: str | None = None
+        self.endpoint: str | None = None  # SQS's, as the one to show
+        self.endpoints: dict[str, str | None] = {}  # per service: whichever emulator serves it
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[QueuePoller] = []
         self.gateway: ApiGateway | None = None
@@ -89,7 +90,7 @@ class LocalStack:
 
     @property
     def emulated(self) -> bool:
-        """True when this stack started its own moto server (it owns every resource)."""
+        """True when this stack started its own moto server (for every service, or those no variable points at)."""
         return self._moto is not None
 
     def start(self) -> LocalStack:
@@ -105,15 +106,20 @@ class LocalStack:
         for name, value in DEFAULT_ENVIRONMENT.items():
             if not os.environ.get(name):
                 self._set_environment(name, value)
-        if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+        missing = unserved()
+        if missing:
             from moto.server import ThreadedMotoServer
 
             # Never the default 0.0.0.0: nothing of Herald's listens beyond this machine.
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()
-            self._set_environment("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        self.endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_SQS")
+            # moto serves every service no variable points at (all of them, by default)
+            names = ["AWS_ENDPOINT_URL"] if len(missing) == len(SERVICES) else [variable(s) for s in missing]
+            for name in names:
+                self._set_environment(name, f"http://{host}:{port}")
+        self.endpoints = {service: endpoint_of(service) for service in SERVICES}
+        self.endpoint = self.endpoints["sqs"]
         from herald.clients import client
 
         client.cache_clear()
@@ -121,7 +127,13 @@ class LocalStack:
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
         self.stack = provision(
-            template, parameters, client("cloudformation"), client("sns"), region, self.options.stack_name
+            template,
+            parameters,
+            client("cloudformation"),
+            client("sns"),
+            region,
+            self.options.stack_name,
+            cloudformation_for=cloudformation_serving(client("cloudformation")),
         )
         self._build_functions(template)
         for source in template.event_sources:

@@ -1,42 +1,67 @@
-"""Console-invoked handler: moves dead-lettered deliveries back to their priority queue."""
+"""Console-invoked handler: moves dead-lettered messages back to their queue, or reports what waits there."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from herald.clients import client
 from herald.domain import Priority
 from herald.observability import logger
-from herald.redrive import redrive
-from herald.settings import RedriveSettings
+from herald.redrive import MAX_RATE, DlqRedriveSettings, QueueRedrive, Redrive
+
+# Leave the function this long after the last wait, to answer (the template gives it 300 s).
+ANSWER_MARGIN_SECONDS = 10
 
 
 class RedriveRequest(BaseModel):
-    priority: Priority | Literal["all"] = "all"
-    limit: int | None = Field(default=None, ge=1, description="At most this many messages per queue.")
+    """The console event. Unknown options are refused: a typo must not turn a dry run into a redrive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority | Literal["intake", "all"] = Field(
+        default="all", description='A priority\'s DLQ, "intake" (fan-out\'s DLQ), or "all" of them.'
+    )
+    limit: int | None = Field(
+        default=None, ge=1, description="At most this many messages per queue (moved by receive, send, delete)."
+    )
+    rate: int | None = Field(default=None, ge=1, le=MAX_RATE, description="At most this many messages per second.")
+    dry_run: bool = Field(default=False, description="Only report how many messages wait and why; move nothing.")
+    cancel: bool = Field(default=False, description="Stop the running message-move task of each queue chosen.")
+    wait_seconds: int = Field(
+        default=60, ge=0, le=900, description="How long to wait for the moves to finish before answering."
+    )
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Self:
+        if self.dry_run and self.cancel:
+            raise ValueError("dry_run and cancel exclude each other")
+        return self
 
 
 class RedriveResult(BaseModel):
-    moved: dict[str, int]
-    total: int
+    dry_run: bool
+    queues: dict[str, QueueRedrive]
+    total_waiting: int
+    total_moved: int
 
 
 @dataclass(frozen=True)
 class Dependencies:
-    settings: RedriveSettings
-    sqs: Any
+    settings: DlqRedriveSettings
+    redrive: Redrive
 
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
     """One container's dependencies, from the environment the template gives this function."""
-    return Dependencies(settings=RedriveSettings.from_environment(environ), sqs=client("sqs"))
+    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=Redrive(client("sqs")))
 
 
 @lru_cache(maxsize=1)
@@ -50,11 +75,21 @@ def lambda_handler(
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
     request = RedriveRequest.model_validate(event or {})
-    priorities = list(Priority) if request.priority == "all" else [Priority(request.priority)]
-    moved = {}
-    for priority in priorities:
-        moved[priority.value] = redrive(
-            d.sqs, d.settings.dlq_url(priority), d.settings.queue_url(priority), limit=request.limit
-        )
-        logger.info("redrove", priority=priority.value, moved=moved[priority.value])
-    return RedriveResult(moved=moved, total=sum(moved.values())).model_dump()
+    remaining = context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS
+    deadline = time.monotonic() + max(min(request.wait_seconds, remaining), 0)
+    queues: dict[str, QueueRedrive] = {}
+    for route in d.settings.routes(request.priority):
+        if request.dry_run:
+            queues[route.name] = d.redrive.inspect(route)
+        elif request.cancel:
+            queues[route.name] = d.redrive.cancel(route)
+        else:
+            queues[route.name] = d.redrive.move(route, deadline, limit=request.limit, rate=request.rate)
+        outcome = queues[route.name]
+        logger.info("redrive", queue=route.name, **outcome.model_dump(exclude={"reasons"}, mode="json"))
+    return RedriveResult(
+        dry_run=request.dry_run,
+        queues=queues,
+        total_waiting=sum(q.waiting for q in queues.values()),
+        total_moved=sum(q.moved for q in queues.values()),
+    ).model_dump(mode="json")

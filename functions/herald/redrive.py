@@ -1,47 +1,283 @@
-"""Redrive: moves dead-lettered messages back to the queue they came from."""
+"""Redrive: moves dead-lettered messages back to their queue, with SQS's own message-move task where it exists.
+
+Two paths, one result:
+- the message-move task (StartMessageMoveTask): SQS moves the messages itself, at a rate, and
+  reports progress in ListMessageMoveTasks. The destination is always explicit: Herald's
+  consumers dead-letter messages themselves, so most carry no DeadLetterQueueSourceArn.
+- receive, send, delete: where the endpoint has no move task (moto), or when a count limit is
+  asked for (a move task cannot stop at a count). A message is deleted from the DLQ only once
+  its copy is in the destination: a crash in between leaves a duplicate, never a loss.
+
+Both keep a message's body and every attribute, Herald's dead-letter ones included, as SQS's
+move task does: a message that fails again is dead-lettered with fresh ones.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
 from herald.batches import send_in_batches
+from herald.dead_letters import reason_of
+from herald.domain import Priority
+from herald.observability import logger
+from herald.settings import QueueUrls
 
-_ATTRIBUTE_FIELDS = ("DataType", "StringValue", "BinaryValue")
+MAX_RATE = 500  # messages per second, SQS's ceiling for a move task
+SAMPLE_SIZE = 10
+PEEK_VISIBILITY = 10  # seconds a dry run holds the messages it reads, before handing them back at once
+ATTRIBUTE_FIELDS = ("DataType", "StringValue", "BinaryValue")
+# What an endpoint without message-move tasks answers: moto's server (500), other emulators and older APIs.
+UNSUPPORTED_CODES = frozenset(
+    {
+        "500",
+        "501",
+        "InternalFailure",
+        "InternalError",
+        "NotImplemented",
+        "InvalidAction",
+        "UnknownOperationException",
+        "UnsupportedOperation",
+        "AWS.SimpleQueueService.UnsupportedOperation",
+    }
+)
+ACTIVE_TASK_STATES = frozenset({"RUNNING", "CANCELLING"})
 
 
-def redrive(sqs: Any, dlq_url: str, source_url: str, limit: int | None = None) -> int:
-    """Receive, send, delete, ten at a time, until the DLQ is empty or `limit` moved.
+class RedrivePath(StrEnum):
+    MESSAGE_MOVE_TASK = "message_move_task"
+    RECEIVE_SEND_DELETE = "receive_send_delete"
+    DRY_RUN = "dry_run"
+    CANCEL = "cancel"
 
-    A message is deleted from the DLQ only after its copy is in the source queue: a crash in
-    between leaves a duplicate, never a loss.
+
+class DlqRedriveSettings(QueueUrls):
+    """The redrive function's settings: every DLQ Herald has, and the queue each one drains into."""
+
+    intake_queue_url: str
+    intake_dlq_url: str
+
+    def routes(self, selection: str) -> list[DeadLetterRoute]:
+        """`selection` is a priority, "intake", or "all" (the three priorities and intake)."""
+        routes = [DeadLetterRoute(p.value, self.dlq_url(p), self.queue_url(p)) for p in Priority]
+        routes.append(DeadLetterRoute("intake", self.intake_dlq_url, self.intake_queue_url))
+        return routes if selection == "all" else [route for route in routes if route.name == selection]
+
+
+@dataclass(frozen=True)
+class DeadLetterRoute:
+    """One DLQ and the queue its messages go back to."""
+
+    name: str
+    dlq_url: str
+    destination_url: str
+
+
+class QueueRedrive(BaseModel):
+    """What a redrive did (or, in a dry run, would do) to one DLQ."""
+
+    path: RedrivePath
+    waiting: int = Field(description="Messages in the DLQ before (approximate: visible plus in flight).")
+    moved: int = 0
+    task_handle: str | None = None
+    task_status: str | None = Field(default=None, description="The move task's status when last read.")
+    failure_reason: str | None = None
+    reasons: list[str] = Field(default_factory=list, description="Dry run: the reasons of up to 10 messages.")
+    note: str | None = Field(default=None, description="Why this path, or why it stopped early.")
+
+
+def move_task_unsupported(error: BaseException) -> bool:
+    """True when the endpoint does not implement message-move tasks (as opposed to refusing this one).
+
+    moto in-process raises NotImplementedError; moto's server answers HTTP 500 with an HTML page.
+    On AWS a 500 is rare and transient: falling back to receive, send, delete is still correct.
     """
-    moved = 0
-    while limit is None or moved < limit:
-        wanted = 10 if limit is None else min(10, limit - moved)
-        messages = sqs.receive_message(
-            QueueUrl=dlq_url,
-            MaxNumberOfMessages=wanted,
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=60,
-            WaitTimeSeconds=1,
-        ).get("Messages", [])
-        if not messages:
-            break
-        entries = [
-            {
-                "Id": str(index),
-                "MessageBody": message["Body"],
-                "MessageAttributes": {
-                    name: {key: value[key] for key in _ATTRIBUTE_FIELDS if key in value}
-                    for name, value in message.get("MessageAttributes", {}).items()
-                },
-            }
-            for index, message in enumerate(messages)
-        ]
-        send_in_batches(entries, lambda chunk: sqs.send_message_batch(QueueUrl=source_url, Entries=chunk))
-        send_in_batches(
-            [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            lambda chunk: sqs.delete_message_batch(QueueUrl=dlq_url, Entries=chunk),
+    if isinstance(error, NotImplementedError):
+        return True
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in UNSUPPORTED_CODES or status in (500, 501)
+    return False
+
+
+def _copy(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: {k: value[k] for k in ATTRIBUTE_FIELDS if k in value} for name, value in attributes.items()}
+
+
+class Redrive:
+    """Redrives, inspects or stops the redrive of one DLQ at a time. Time is injectable for tests."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_every: float = 0.5,
+    ):
+        self._sqs = sqs
+        self._clock = clock
+        self._sleep = sleep
+        self._poll_every = poll_every
+
+    def move(
+        self, route: DeadLetterRoute, deadline: float, limit: int | None = None, rate: int | None = None
+    ) -> QueueRedrive:
+        """Moves the DLQ's messages to the route's destination, waiting for progress until `deadline`."""
+        source = self._attributes(route.dlq_url)
+        waiting = _depth(source)
+        if limit is not None:
+            note = f"limit {limit}: a message-move task cannot stop at a count"
+            return self._receive_send_delete(route, waiting, deadline, limit, rate, note)
+        destination_arn = self._attributes(route.destination_url, depth=False)["QueueArn"]
+        task: dict[str, Any] = {"SourceArn": source["QueueArn"], "DestinationArn": destination_arn}
+        if rate is not None:
+            task["MaxNumberOfMessagesPerSecond"] = rate
+        try:
+            handle = self._sqs.start_message_move_task(**task)["TaskHandle"]
+        except (ClientError, NotImplementedError) as error:
+            if not move_task_unsupported(error):
+                raise
+            note = f"this endpoint has no message-move task ({_describe(error)})"
+            logger.info("message-move task unavailable: falling back", queue=route.name, reason=note)
+            return self._receive_send_delete(route, waiting, deadline, None, rate, note)
+        logger.info("message-move task started", queue=route.name, task_handle=handle, waiting=waiting)
+        latest = self._latest_task(source["QueueArn"])
+        while latest.get("Status") in ACTIVE_TASK_STATES and self._clock() < deadline:
+            self._sleep(self._poll_every)
+            latest = self._latest_task(source["QueueArn"])
+        status = latest.get("Status")
+        return QueueRedrive(
+            path=RedrivePath.MESSAGE_MOVE_TASK,
+            waiting=waiting,
+            moved=int(latest.get("ApproximateNumberOfMessagesMoved", 0)),
+            task_handle=handle,
+            task_status=status,
+            failure_reason=latest.get("FailureReason"),
+            note="still running when the wait ended: read ListMessageMoveTasks for the rest"
+            if status in ACTIVE_TASK_STATES
+            else None,
         )
-        moved += len(messages)
-    return moved
+
+    def inspect(self, route: DeadLetterRoute, sample: int = SAMPLE_SIZE) -> QueueRedrive:
+        """A dry run: how many messages wait, and the reasons of a few, without moving any.
+
+        The messages read are handed back at once (visibility 0), so a dry run delays nothing.
+        """
+        waiting = _depth(self._attributes(route.dlq_url))
+        read: list[dict[str, Any]] = []
+        while waiting and len(read) < sample:
+            batch = self._sqs.receive_message(
+                QueueUrl=route.dlq_url,
+                MaxNumberOfMessages=min(10, sample - len(read)),
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=PEEK_VISIBILITY,
+                WaitTimeSeconds=0 if read else 1,
+            ).get("Messages", [])
+            if not batch:
+                break
+            read.extend(batch)
+        send_in_batches(
+            [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(read)],
+            lambda chunk: self._sqs.change_message_visibility_batch(QueueUrl=route.dlq_url, Entries=chunk),
+        )
+        return QueueRedrive(
+            path=RedrivePath.DRY_RUN,
+            waiting=waiting,
+            reasons=[reason_of(m.get("MessageAttributes", {})) for m in read],
+        )
+
+    def cancel(self, route: DeadLetterRoute) -> QueueRedrive:
+        """Stops the DLQ's running move task, if any; what it already moved stays moved."""
+        source = self._attributes(route.dlq_url)
+        try:
+            latest = self._latest_task(source["QueueArn"])
+        except (ClientError, NotImplementedError) as error:
+            if not move_task_unsupported(error):
+                raise
+            return QueueRedrive(path=RedrivePath.CANCEL, waiting=_depth(source), note="no message-move tasks here")
+        handle = latest.get("TaskHandle")
+        if latest.get("Status") != "RUNNING" or not handle:
+            return QueueRedrive(
+                path=RedrivePath.CANCEL, waiting=_depth(source), task_status=latest.get("Status"), note="none running"
+            )
+        moved = self._sqs.cancel_message_move_task(TaskHandle=handle)["ApproximateNumberOfMessagesMoved"]
+        return QueueRedrive(
+            path=RedrivePath.CANCEL,
+            waiting=_depth(source),
+            moved=int(moved),
+            task_handle=handle,
+            task_status="CANCELLING",
+        )
+
+    def _receive_send_delete(
+        self, route: DeadLetterRoute, waiting: int, deadline: float, limit: int | None, rate: int | None, note: str
+    ) -> QueueRedrive:
+        started = self._clock()
+        moved = 0
+        while limit is None or moved < limit:
+            if self._clock() >= deadline:
+                note += f"; stopped at the time bound after {moved}"
+                break
+            wanted = 10 if limit is None else min(10, limit - moved)
+            if rate is not None:
+                wanted = min(wanted, rate)
+            messages = self._sqs.receive_message(
+                QueueUrl=route.dlq_url,
+                MaxNumberOfMessages=wanted,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=60,
+                # Long-poll until the DLQ's announced depth is moved, then one short look for stragglers.
+                WaitTimeSeconds=1 if moved < waiting else 0,
+            ).get("Messages", [])
+            if not messages:
+                break
+            entries = [
+                {"Id": str(i), "MessageBody": m["Body"], "MessageAttributes": _copy(m.get("MessageAttributes", {}))}
+                for i, m in enumerate(messages)
+            ]
+            send_in_batches(
+                entries, lambda chunk: self._sqs.send_message_batch(QueueUrl=route.destination_url, Entries=chunk)
+            )
+            send_in_batches(
+                [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                lambda chunk: self._sqs.delete_message_batch(QueueUrl=route.dlq_url, Entries=chunk),
+            )
+            moved += len(messages)
+            if rate is not None:  # keep the average at or under `rate` per second
+                ahead = started + moved / rate - self._clock()
+                if ahead > 0:
+                    self._sleep(ahead)
+        logger.info("redrove by receive, send, delete", queue=route.name, moved=moved, reason=note)
+        return QueueRedrive(path=RedrivePath.RECEIVE_SEND_DELETE, waiting=waiting, moved=moved, note=note)
+
+    def _attributes(self, url: str, depth: bool = True) -> dict[str, str]:
+        names = ["QueueArn"]
+        if depth:
+            names += ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attributes: dict[str, str] = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return attributes
+
+    def _latest_task(self, source_arn: str) -> dict[str, Any]:
+        """The most recent move task of this DLQ (SQS lists the newest first; one runs at a time)."""
+        results = self._sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=1).get("Results", [])
+        return dict(results[0]) if results else {}
+
+
+def _depth(attributes: Mapping[str, str]) -> int:
+    return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{error.operation_name} answered HTTP {status}, code {error.response.get('Error', {}).get('Code')}"
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -12,7 +13,8 @@ import requests
 
 from herald.channels import ChannelSender, DeliveryFailed
 from herald.domain import Channel, DeliveryJob
-from herald_local.providers import MotoProviderRecords, ProviderRecords
+from herald_local.endpoints import Emulator, emulator_at
+from herald_local.providers import ProviderRecords, provider_records
 from herald_local.stack import LocalStack, StackOptions
 
 T = TypeVar("T")
@@ -54,8 +56,10 @@ class Herald:
         self.stack = stack
         self.url = stack.api_url
         self.outage = outage
+        # Which emulator serves SQS decides the redrive path; SES and SNS are read back where they run
         assert stack.endpoint is not None
-        self.providers: ProviderRecords = MotoProviderRecords(stack.endpoint)
+        self.sqs_emulator: Emulator = emulator_at(stack.endpoint)
+        self.providers: ProviderRecords = provider_records(stack.endpoints)
         self.http = requests.Session()
         self.http.headers["x-api-key"] = API_KEY
 
@@ -102,6 +106,14 @@ def herald() -> Iterator[Herald]:
         senders = {**dependencies.senders, Channel.EMAIL: outage.wrap(dependencies.senders[Channel.EMAIL])}
         return dataclasses.replace(dependencies, senders=senders)
 
-    options = StackOptions(api_port=0, api_key=API_KEY, parameters=FAST_RETRIES, hook=hook, log_level="WARNING")
+    # A stack name of its own: an emulator that outlives the run (a LocalStack container) keeps no old messages here
+    options = StackOptions(
+        api_port=0,
+        api_key=API_KEY,
+        parameters=FAST_RETRIES,
+        hook=hook,
+        log_level="WARNING",
+        stack_name=f"herald-e2e-{uuid.uuid4().hex[:8]}",
+    )
     with LocalStack(options) as stack:
         yield Herald(stack, outage)

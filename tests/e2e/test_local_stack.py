@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from herald.dead_letters import NO_REASON
 from tests.e2e.conftest import Herald, eventually
 
 pytestmark = pytest.mark.e2e
@@ -20,13 +21,14 @@ def test_one_notification_reaches_all_four_channels(herald: Herald) -> None:
     # Given a user who registered an email, an sms, a push and an in-app device
     user = unique("ada")
     email, phone, token = f"{user}@example.com", "+14155550123", unique("apns-token")
+    code = str(uuid.uuid4().int % 1_000_000).zfill(6)  # an emulator that outlives one run keeps older SMS
     assert herald.put_device(user, "mail", {"channel": "email", "address": email}).status_code == 200
     assert herald.put_device(user, "phone", {"channel": "sms", "address": phone}).status_code == 200
     assert herald.put_device(user, "ios", {"channel": "push", "address": token, "platform": "apns"}).status_code == 200
     assert herald.put_device(user, "web", {"channel": "in_app"}).status_code == 200
 
     # When a backend sends one notification over HTTP
-    notification_id = herald.send({"recipients": [user], "title": "Sign-in code", "body": "482913", "priority": "high"})
+    notification_id = herald.send({"recipients": [user], "title": "Sign-in code", "body": code, "priority": "high"})
 
     # Then all four deliveries are recorded sent...
     status = herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered")
@@ -38,13 +40,13 @@ def test_one_notification_reaches_all_four_channels(herald: Herald) -> None:
     ]
     # ...and each provider holds what it received
     [mail] = [m for m in herald.providers.emails() if m.to == (email,)]
-    assert (mail.subject, mail.body) == ("Sign-in code", "482913")
-    [sms] = [m for m in herald.providers.sms() if m.phone_number == phone and "482913" in m.message]
-    assert sms.message == "Sign-in code: 482913"
+    assert (mail.subject, mail.body) == ("Sign-in code", code)
+    [sms] = [m for m in herald.providers.sms() if m.phone_number == phone and code in m.message]
+    assert sms.message == f"Sign-in code: {code}"
     [push] = [p for p in herald.providers.pushes() if p.token == token]
-    assert json.loads(push.message["APNS"])["aps"]["alert"] == {"title": "Sign-in code", "body": "482913"}
+    assert json.loads(push.message["APNS"])["aps"]["alert"] == {"title": "Sign-in code", "body": code}
     inbox = herald.http.get(f"{herald.url}/users/{user}/inbox", timeout=10).json()
-    assert [(i["notification_id"], i["body"]) for i in inbox["items"]] == [(notification_id, "482913")]
+    assert [(i["notification_id"], i["body"]) for i in inbox["items"]] == [(notification_id, code)]
 
 
 def test_each_priority_reaches_only_its_own_deliver_function(herald: Herald) -> None:
@@ -115,12 +117,25 @@ def test_a_delivery_that_always_fails_is_dead_lettered_then_redriven(herald: Her
         lambda high: high["dead_lettered"] == 1 and high["visible"] + high["in_flight"] == 0,
     )
 
+    # When the operator first looks with a dry run
+    redrive = herald.stack.functions["DlqRedriveFunction"]
+    dry = redrive.invoke({"priority": "high", "dry_run": True})["queues"]["high"]
+
+    # Then it sees the one message and why it is there (Herald's reason, or the redrive policy's), and leaves it
+    assert (dry["waiting"], dry["moved"], len(dry["reasons"])) == (1, 0, 1)
+    assert dry["reasons"][0] == NO_REASON or "provider unavailable" in dry["reasons"][0], dry
+
     # When the provider recovers and the operator redrives the high DLQ
     herald.outage.failures_left[address] = 0
-    result = herald.stack.functions["DlqRedriveFunction"].invoke({"priority": "high"})
+    result = redrive.invoke({"priority": "high"})
 
-    # Then one message moved, and the delivery is sent
-    assert result == {"moved": {"high": 1}, "total": 1}
+    # Then one message moved, by SQS's own move task where the emulator has it (LocalStack, as AWS), else by
+    # receive, send, delete (moto); and the delivery is sent
+    high = result["queues"]["high"]
+    expected = "message_move_task" if herald.sqs_emulator == "localstack" else "receive_send_delete"
+    assert (high["path"], high["moved"], result["total_moved"]) == (expected, 1, 1), high
+    if expected == "message_move_task":
+        assert high["task_status"] == "COMPLETED"
     status = herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered", timeout=20)
     assert status["deliveries"][0]["attempts"] == 6
     assert len([m for m in herald.providers.emails() if m.to == (address,)]) == 1
@@ -189,13 +204,13 @@ def test_unregistered_devices_get_nothing(herald: Herald) -> None:
 
 
 def test_nothing_listens_beyond_this_machine(herald: Herald) -> None:
-    # Given the running stack, Then its API and its AWS endpoint are bound to the loopback address only
+    # Given the running stack, Then its API and every AWS endpoint it uses are bound to the loopback address only
     assert herald.stack.gateway is not None
     assert herald.stack.gateway._server.server_address[0] == "127.0.0.1"
-    assert herald.url.startswith("http://127.0.0.1:")
-    assert (herald.stack.endpoint or "").startswith("http://127.0.0.1:")
+    endpoints = {url or "" for url in herald.stack.endpoints.values()}
+    assert all(url.startswith("http://127.0.0.1:") for url in [herald.url, *endpoints]), endpoints
     listening = _listening_addresses()
-    for url in (herald.url, herald.stack.endpoint or ""):
+    for url in (herald.url, *endpoints):
         port = int(url.rsplit(":", 1)[1])
         assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
 

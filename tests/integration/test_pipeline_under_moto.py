@@ -218,7 +218,7 @@ def test_dlq_redrive_moves_dead_letters_back_to_their_queue(deployed: Deployed) 
     result = dlq_redrive.app.lambda_handler(load_event("dlq_redrive"), FakeContext(), dependencies)
 
     # Then both high messages are back in the high queue, attributes kept, and low is untouched
-    assert result == {"moved": {"high": 2}, "total": 2}
+    assert (result["queues"]["high"]["moved"], result["total_moved"]) == (2, 2)
     back = deployed.receive_all("HighQueue")
     assert sorted(m["Body"] for m in back) == ["a", "b"]
     assert all(m["MessageAttributes"]["priority"]["StringValue"] == "x" for m in back)

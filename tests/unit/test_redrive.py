@@ -1,0 +1,318 @@
+"""Redrive's two paths with botocore's Stubber: the native message-move task, the fallback, and the console options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from pydantic import ValidationError
+
+import dlq_redrive.app
+from herald.redrive import DeadLetterRoute, DlqRedriveSettings, Redrive, RedrivePath, move_task_unsupported
+from tests.events import load_event
+from tests.fakes import FakeContext
+
+PREFIX = "https://sqs.us-east-1.amazonaws.com/123456789012/"
+ARN = "arn:aws:sqs:us-east-1:123456789012:"
+ROUTE = DeadLetterRoute("high", f"{PREFIX}herald-HighDLQ", f"{PREFIX}herald-HighQueue")
+SETTINGS = DlqRedriveSettings(
+    **{f"{p}_queue_url": f"{PREFIX}herald-{p}" for p in ("intake", "high", "normal", "low")},
+    **{f"{p}_dlq_url": f"{PREFIX}herald-{p}-dlq" for p in ("intake", "high", "normal", "low")},
+)
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 3))
+        self.now += seconds
+
+
+@pytest.fixture
+def sqs() -> Iterator[tuple[Any, Stubber]]:
+    sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(sqs) as stubber:
+        yield sqs, stubber
+        stubber.assert_no_pending_responses()
+
+
+def expect_dlq(stubber: Stubber, waiting: int, in_flight: int = 0) -> None:
+    stubber.add_response(
+        "get_queue_attributes",
+        {
+            "Attributes": {
+                "QueueArn": f"{ARN}herald-HighDLQ",
+                "ApproximateNumberOfMessages": str(waiting),
+                "ApproximateNumberOfMessagesNotVisible": str(in_flight),
+            }
+        },
+        {
+            "QueueUrl": ROUTE.dlq_url,
+            "AttributeNames": ["QueueArn", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        },
+    )
+
+
+def expect_destination(stubber: Stubber) -> None:
+    stubber.add_response(
+        "get_queue_attributes",
+        {"Attributes": {"QueueArn": f"{ARN}herald-HighQueue"}},
+        {"QueueUrl": ROUTE.destination_url, "AttributeNames": ["QueueArn"]},
+    )
+
+
+def expect_task(stubber: Stubber, status: str, moved: int, to_move: int = 3) -> None:
+    task = {
+        "Status": status,
+        "SourceArn": f"{ARN}herald-HighDLQ",
+        "DestinationArn": f"{ARN}herald-HighQueue",
+        "ApproximateNumberOfMessagesMoved": moved,
+        "ApproximateNumberOfMessagesToMove": to_move,
+    }
+    if status == "RUNNING":
+        task["TaskHandle"] = "task-1"
+    stubber.add_response(
+        "list_message_move_tasks", {"Results": [task]}, {"SourceArn": f"{ARN}herald-HighDLQ", "MaxResults": 1}
+    )
+
+
+def message(n: int) -> dict[str, Any]:
+    return {
+        "MessageId": f"m{n}",
+        "ReceiptHandle": f"r{n}",
+        "Body": f"body {n}",
+        "MessageAttributes": {"herald-reason": {"DataType": "String", "StringValue": f"reason {n}"}},
+    }
+
+
+def test_the_native_path_moves_to_an_explicit_destination_at_the_rate_and_reads_progress_back(sqs):
+    client, stubber = sqs
+    time = FakeTime()
+    # Given a DLQ with 3 messages, and an endpoint that runs message-move tasks
+    expect_dlq(stubber, waiting=3)
+    expect_destination(stubber)
+    stubber.add_response(
+        "start_message_move_task",
+        {"TaskHandle": "task-1"},
+        {
+            "SourceArn": f"{ARN}herald-HighDLQ",
+            "DestinationArn": f"{ARN}herald-HighQueue",
+            "MaxNumberOfMessagesPerSecond": 20,
+        },
+    )
+    expect_task(stubber, "RUNNING", moved=1)
+    expect_task(stubber, "COMPLETED", moved=3)
+
+    # When it is redriven at 20 messages a second
+    result = Redrive(client, time.clock, time.sleep, poll_every=0.5).move(ROUTE, deadline=60, rate=20)
+
+    # Then SQS moved them, and the result says how many, by which task, and that it completed
+    assert result.path is RedrivePath.MESSAGE_MOVE_TASK
+    assert (result.waiting, result.moved, result.task_handle, result.task_status) == (3, 3, "task-1", "COMPLETED")
+    assert result.note is None
+    assert time.sleeps == [0.5]
+
+
+def test_the_wait_for_a_move_task_is_bounded_and_says_the_task_still_runs(sqs):
+    client, stubber = sqs
+    time = FakeTime()
+    # Given a task that is still running when the deadline comes
+    expect_dlq(stubber, waiting=1000)
+    expect_destination(stubber)
+    stubber.add_response("start_message_move_task", {"TaskHandle": "task-1"})
+    for moved in (10, 20, 30):
+        expect_task(stubber, "RUNNING", moved=moved, to_move=1000)
+
+    # When it is redriven with 2 seconds to wait
+    result = Redrive(client, time.clock, time.sleep, poll_every=1).move(ROUTE, deadline=2)
+
+    # Then the answer comes at the deadline, with the progress so far and the handle to follow it
+    assert (result.moved, result.task_status, result.task_handle) == (30, "RUNNING", "task-1")
+    assert result.note is not None and "still running" in result.note
+    assert time.now == 2
+
+
+def test_an_endpoint_without_move_tasks_gets_receive_send_delete_and_the_reason_is_noted(sqs):
+    client, stubber = sqs
+    # Given an endpoint that answers StartMessageMoveTask with HTTP 500, as moto's server does
+    expect_dlq(stubber, waiting=1)
+    expect_destination(stubber)
+    stubber.add_client_error("start_message_move_task", service_error_code="500", http_status_code=500)
+    stubber.add_response(
+        "receive_message",
+        {"Messages": [message(1)]},
+        {
+            "QueueUrl": ROUTE.dlq_url,
+            "MaxNumberOfMessages": 10,
+            "MessageAttributeNames": ["All"],
+            "VisibilityTimeout": 60,
+            "WaitTimeSeconds": 1,
+        },
+    )
+    stubber.add_response(
+        "send_message_batch",
+        {"Successful": [{"Id": "0", "MessageId": "n1", "MD5OfMessageBody": "x"}], "Failed": []},
+        {
+            "QueueUrl": ROUTE.destination_url,
+            "Entries": [
+                {
+                    "Id": "0",
+                    "MessageBody": "body 1",
+                    "MessageAttributes": {"herald-reason": {"DataType": "String", "StringValue": "reason 1"}},
+                }
+            ],
+        },
+    )
+    stubber.add_response(
+        "delete_message_batch",
+        {"Successful": [{"Id": "0"}], "Failed": []},
+        {"QueueUrl": ROUTE.dlq_url, "Entries": [{"Id": "0", "ReceiptHandle": "r1"}]},
+    )
+    stubber.add_response("receive_message", {"Messages": []})
+
+    # When it is redriven
+    result = Redrive(client).move(ROUTE, deadline=float("inf"))
+
+    # Then the message was copied with its attributes, deleted from the DLQ, and the path says why
+    assert (result.path, result.moved, result.task_handle) == (RedrivePath.RECEIVE_SEND_DELETE, 1, None)
+    assert result.note is not None and "HTTP 500" in result.note
+
+
+def test_a_move_task_the_endpoint_refuses_for_a_reason_is_an_error_not_a_fallback(sqs):
+    client, stubber = sqs
+    # Given an endpoint that implements move tasks but refuses this one
+    expect_dlq(stubber, waiting=1)
+    expect_destination(stubber)
+    stubber.add_client_error(
+        "start_message_move_task",
+        service_error_code="InvalidParameterValue",
+        service_message="Source queue must be configured as a Dead Letter Queue.",
+        http_status_code=400,
+    )
+
+    # When it is redriven, Then the refusal reaches the operator
+    with pytest.raises(ClientError, match="Dead Letter Queue"):
+        Redrive(client).move(ROUTE, deadline=60)
+
+
+def test_a_limit_uses_receive_send_delete_and_stops_at_the_count_at_the_rate(sqs):
+    client, stubber = sqs
+    time = FakeTime()
+    # Given 5 messages waiting
+    expect_dlq(stubber, waiting=5)
+    for batch in ([message(1), message(2)], [message(3), message(4)]):
+        stubber.add_response("receive_message", {"Messages": batch})
+        stubber.add_response("send_message_batch", {"Successful": [], "Failed": []})
+        stubber.add_response("delete_message_batch", {"Successful": [], "Failed": []})
+
+    # When at most 4 are redriven, 2 a second
+    result = Redrive(client, time.clock, time.sleep).move(ROUTE, deadline=60, limit=4, rate=2)
+
+    # Then 4 moved, in two receives of 2, one second apart, and no move task was started
+    assert (result.path, result.moved) == (RedrivePath.RECEIVE_SEND_DELETE, 4)
+    assert result.note is not None and "limit 4" in result.note
+    assert time.sleeps == [1.0, 1.0]
+
+
+def test_a_dry_run_reads_a_sample_of_reasons_and_hands_the_messages_back_at_once(sqs):
+    client, stubber = sqs
+    # Given 12 messages in the DLQ
+    expect_dlq(stubber, waiting=12)
+    stubber.add_response("receive_message", {"Messages": [message(n) for n in range(10)]})
+    stubber.add_response(
+        "change_message_visibility_batch",
+        {"Successful": [{"Id": str(n)} for n in range(10)], "Failed": []},
+        {
+            "QueueUrl": ROUTE.dlq_url,
+            "Entries": [{"Id": str(n), "ReceiptHandle": f"r{n}", "VisibilityTimeout": 0} for n in range(10)],
+        },
+    )
+
+    # When a dry run looks at it
+    result = Redrive(client).inspect(ROUTE)
+
+    # Then it reports the depth and ten reasons, and nothing is sent or deleted
+    assert (result.path, result.waiting, result.moved) == (RedrivePath.DRY_RUN, 12, 0)
+    assert result.reasons == [f"reason {n}" for n in range(10)]
+
+
+def test_cancel_stops_the_running_task(sqs):
+    client, stubber = sqs
+    # Given a running move task
+    expect_dlq(stubber, waiting=50)
+    expect_task(stubber, "RUNNING", moved=7, to_move=57)
+    stubber.add_response("cancel_message_move_task", {"ApproximateNumberOfMessagesMoved": 8}, {"TaskHandle": "task-1"})
+
+    # When it is cancelled, Then the task is told to stop and what it moved is reported
+    result = Redrive(client).cancel(ROUTE)
+    assert (result.path, result.moved, result.task_status) == (RedrivePath.CANCEL, 8, "CANCELLING")
+
+
+@pytest.mark.parametrize(
+    ("error", "unsupported"),
+    [
+        (NotImplementedError("The start_message_move_task action has not been implemented"), True),
+        (ClientError({"Error": {"Code": "500"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "Start"), True),
+        (ClientError({"Error": {"Code": "InvalidAction"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Start"), True),
+        (
+            ClientError({"Error": {"Code": "InvalidParameterValue"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "S"),
+            False,
+        ),
+        (ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "Start"), False),
+        (ValueError("something else"), False),
+    ],
+)
+def test_which_errors_mean_the_endpoint_has_no_move_task(error: BaseException, unsupported: bool):
+    assert move_task_unsupported(error) is unsupported
+
+
+def test_all_means_the_three_priorities_and_intake_each_into_its_own_queue():
+    # When "all" is chosen, Then every DLQ drains into its own queue
+    routes = SETTINGS.routes("all")
+    assert [(r.name, r.dlq_url.rsplit("/", 1)[1], r.destination_url.rsplit("/", 1)[1]) for r in routes] == [
+        ("high", "herald-high-dlq", "herald-high"),
+        ("normal", "herald-normal-dlq", "herald-normal"),
+        ("low", "herald-low-dlq", "herald-low"),
+        ("intake", "herald-intake-dlq", "herald-intake"),
+    ]
+    assert [r.name for r in SETTINGS.routes("intake")] == ["intake"]
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"priority": "high", "dryrun": True}, "dryrun"),
+        ({"priority": "urgent"}, "priority"),
+        ({"limit": 0}, "limit"),
+        ({"rate": 501}, "rate"),
+        ({"dry_run": True, "cancel": True}, "cancel"),
+    ],
+)
+def test_a_console_event_with_a_wrong_option_is_refused_before_anything_moves(event: dict[str, Any], field: str):
+    # Given a redrive whose SQS would fail the test if called
+    class NoSqs:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"SQS called: {name}")
+
+    dependencies = dlq_redrive.app.Dependencies(SETTINGS, Redrive(NoSqs()))
+
+    # When the console sends the event, Then it is refused naming the option
+    with pytest.raises(ValidationError, match=field):
+        dlq_redrive.app.lambda_handler(event, FakeContext(), dependencies)
+
+
+def test_the_sample_event_redrives_the_high_queue_at_a_rate():
+    request = dlq_redrive.app.RedriveRequest.model_validate(load_event("dlq_redrive"))
+    assert (request.priority, request.rate, request.limit, request.dry_run) == ("high", 50, None, False)
