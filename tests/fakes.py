@@ -91,6 +91,7 @@ class FakeStatusStore:
         self.attempts: list[Attempt] = []
         self.fan_out_claims: dict[str, Held] = {}
         self.claims: dict[tuple[str, str], Held] = {}
+        self.round_attempts: dict[tuple[str, str], int] = {}
 
     def record_accepted(self, notification: Notification) -> None:
         self.journal.append("status.record_accepted")
@@ -126,6 +127,8 @@ class FakeStatusStore:
         if state is DeliveryState.SENDING and held and held.until >= now():
             return Claim(granted=False, busy_until=held.until)
         self.claims[key] = Held(owner, until)
+        attempt = self.round_attempts.get(key, 0) + 1
+        self.round_attempts[key] = attempt
         changes = {"status": DeliveryState.SENDING, "attempts": (previous.attempts if previous else 0) + 1}
         if previous is None:
             records[job.delivery_id] = DeliveryRecord(
@@ -135,6 +138,7 @@ class FakeStatusStore:
             records[job.delivery_id] = previous.model_copy(update={**changes, "updated_at": now()})
         return Claim(
             granted=True,
+            attempt=attempt,
             taken_over=state is DeliveryState.SENDING,
             redriven=state is DeliveryState.DEAD_LETTERED,
         )
@@ -164,6 +168,8 @@ class FakeStatusStore:
             changes["sent_at"] = at
             if provider_message_id:
                 changes["provider_message_id"] = provider_message_id
+        if state is DeliveryState.DEAD_LETTERED:
+            self.round_attempts[key] = 0
         if redriven:
             changes["redrives"] = previous.redrives + 1
             changes["redriven_at"] = at

@@ -50,11 +50,11 @@ def failure_from(error: Exception) -> DeliveryFailed:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "Unknown")
         message = error.response.get("Error", {}).get("Message", "")
-        return DeliveryFailed(
-            f"{code}: {message}",
-            permanent=code in PERMANENT_ERROR_CODES,
-            device_gone=code in DEVICE_GONE_ERROR_CODES,
+        # LocalStack answers a publish to a deleted endpoint with InvalidParameter, AWS and moto with NotFound.
+        gone = code in DEVICE_GONE_ERROR_CODES or (
+            code == "InvalidParameter" and "no endpoint found" in message.lower()
         )
+        return DeliveryFailed(f"{code}: {message}", permanent=code in PERMANENT_ERROR_CODES, device_gone=gone)
     return DeliveryFailed(f"{type(error).__name__}: {error}")
 
 

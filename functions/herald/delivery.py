@@ -75,7 +75,12 @@ def deliver(
 ) -> Result:
     """Claims the delivery, calls its provider once, records the outcome.
 
-    `attempt` is the message's receive count; `owner` names this invocation's claim, which
+    `attempt` is the message's receive count. The attempt is the last when either that count or
+    the claim's own count (attempts since the delivery was queued or last redriven) reaches the
+    maximum: the queue's redrive policy would move the message on its next receive anyway, and
+    the status must say so first. The backoff grows with the smaller of the two, so a message
+    the SQS message-move task brought back still counting its old receives does not wait as if
+    it had failed them all. `owner` names this invocation's claim, which
     holds until `deadline` (the invocation's timeout). The caller acts on the result: delete
     the message, change its visibility to `retry_in`, or send it to the DLQ with `reason`.
     """
@@ -84,6 +89,8 @@ def deliver(
         return Result(Outcome.ALREADY_DONE)
     if not claim.granted:
         return Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
+    last = max(attempt, claim.attempt) >= policy.max_attempts
+    attempt = min(attempt, claim.attempt) if claim.attempt else attempt
     record = _Recorder(job, owner, status, redriven=claim.redriven)
     if claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
         record(DeliveryState.FAILED, error=OUTCOME_UNKNOWN)
@@ -97,9 +104,9 @@ def deliver(
         if failure.permanent:
             record(DeliveryState.FAILED, error=failure.reason)
             return Result(Outcome.FAILED, failure.reason)
-        if attempt >= policy.max_attempts:
+        if last:
             record(DeliveryState.DEAD_LETTERED, error=failure.reason)
-            return Result(Outcome.DEAD_LETTER, f"attempt {attempt} of {policy.max_attempts} failed: {failure.reason}")
+            return Result(Outcome.DEAD_LETTER, f"last attempt failed: {failure.reason}")
         record(DeliveryState.RETRYING, error=failure.reason)
         return Result(Outcome.RETRY, failure.reason, retry_in=policy.delay(attempt))
     record(DeliveryState.SENT, provider_message_id=message_id)

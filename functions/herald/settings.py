@@ -76,7 +76,3 @@ class DeliverSettings(TablesSettings, ConsumerSettings):
     sms_parallel_sends: int = Field(default=5, ge=1)
     push_parallel_sends: int = Field(default=10, ge=1)
     in_app_parallel_sends: int = Field(default=10, ge=1)
-
-
-class RedriveSettings(QueueUrls):
-    pass

@@ -68,6 +68,7 @@ class Claim:
     """
 
     granted: bool
+    attempt: int = 0  # when granted: this attempt's number since the delivery was queued or last redriven
     taken_over: bool = False
     redriven: bool = False
     done: bool = False
@@ -199,7 +200,7 @@ class DynamoStatusStore:
             key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
             update=(
                 "SET #status = :sending, claim_owner = :o, claimed_until = :until, user_id = :u, device_id = :d,"
-                " channel = :c, updated_at = :t, expires_at = :e ADD attempts :one"
+                " channel = :c, updated_at = :t, expires_at = :e ADD attempts :one, round_attempts :one"
             ),
             condition=(
                 "attribute_not_exists(#status) OR #status IN (:queued, :retrying, :dead)"
@@ -258,7 +259,8 @@ class DynamoStatusStore:
             until = old.get(until_attribute, {}).get("N")
             return Claim(granted=False, busy_until=_from_millis(int(until)) if until else None)
         old = response.get("Attributes") or {}
-        return Claim(granted=True, taken_over=until_attribute in old, redriven=was_dead(old))
+        attempt = int(old.get("round_attempts", {}).get("N", "0")) + 1
+        return Claim(granted=True, attempt=attempt, taken_over=until_attribute in old, redriven=was_dead(old))
 
     def record_outcome(
         self,
@@ -283,6 +285,9 @@ class DynamoStatusStore:
             if provider_message_id:
                 sets.append("provider_message_id = :m")
                 values[":m"] = {"S": provider_message_id}
+        if state is DeliveryState.DEAD_LETTERED:
+            sets.append("round_attempts = :zero")  # a redrive starts a fresh round of attempts
+            values[":zero"] = {"N": "0"}
         if redriven:
             sets.append("redriven_at = :t")
             adds.append("redrives :one")

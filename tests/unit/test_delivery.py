@@ -129,11 +129,11 @@ def test_transient_failure_is_retried_after_its_backoff_and_recorded_retrying(jo
     # Given a sender failing in a way a retry can fix
     sender, status = FakeSender(error=error), FakeStatusStore()
 
-    # When the third attempt fails
-    result = deliver_with(job, sender, status, attempt=3)
+    # When the first attempt fails
+    result = deliver_with(job, sender, status, attempt=1)
 
-    # Then the queue is asked to bring it back within the third backoff, and the delivery is retrying
-    assert (result.outcome, result.retry_in) == (Outcome.RETRY, 8)
+    # Then the queue is asked to bring it back within the first backoff, and the delivery is retrying
+    assert (result.outcome, result.retry_in) == (Outcome.RETRY, 2)
     assert reason in (result.reason or "")
     [attempt] = status.attempts
     assert attempt.state is DeliveryState.RETRYING
@@ -149,7 +149,7 @@ def test_failure_of_the_last_allowed_attempt_is_dead_lettered_with_its_reason(jo
 
     # Then the message goes to the DLQ with the reason, and the status says dead_lettered before anyone looks there
     assert result.outcome is Outcome.DEAD_LETTER
-    assert result.reason == "attempt 5 of 5 failed: inbox throttled"
+    assert result.reason == "last attempt failed: inbox throttled"
     assert status.attempts == [Attempt(job.delivery_id, DeliveryState.DEAD_LETTERED, "inbox throttled", None)]
 
 
@@ -281,3 +281,47 @@ def test_a_redriven_delivery_is_tried_again_and_its_status_says_it_was_redriven(
     record = status.delivery(job.notification_id, job.delivery_id)
     assert (record.status, record.redrives, record.attempts) == (DeliveryState.SENT, 1, 2)
     assert record.redriven_at is not None
+
+
+def test_a_redriven_delivery_gets_a_fresh_round_of_attempts(job):
+    # Given a delivery dead-lettered after its last attempt, then redriven as a new message
+    status = FakeStatusStore()
+    deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, attempt=MAX_ATTEMPTS)
+    failing = FakeSender(error=DeliveryFailed("inbox throttled"))
+
+    # When its first four attempts of the new round fail, and then the fifth
+    results = [deliver_with(job, failing, status, attempt=n, owner=f"r/{n}") for n in range(1, 6)]
+
+    # Then it backs off 2, 4, 8, 16 s and only the fifth is dead-lettered again
+    assert [(r.outcome, r.retry_in) for r in results[:4]] == [(Outcome.RETRY, d) for d in (2, 4, 8, 16)]
+    assert results[4].outcome is Outcome.DEAD_LETTER
+
+
+def test_a_message_that_kept_its_old_receive_count_backs_off_from_the_start_of_its_round(job):
+    # Given a delivery retried twice by Herald's count, whose message SQS says it received 3 times
+    status = FakeStatusStore()
+    failing = FakeSender(error=DeliveryFailed("inbox throttled"))
+    deliver_with(job, failing, status, attempt=1)
+
+    # When the message returns counting 3 receives (one was a duplicate that never reached an attempt)
+    result = deliver_with(job, failing, status, attempt=3, owner="r/3")
+
+    # Then it waits as a second attempt does
+    assert (result.outcome, result.retry_in) == (Outcome.RETRY, 4)
+
+
+def test_a_deleted_endpoint_reported_as_invalid_parameter_also_marks_the_device_inactive(job):
+    # Given LocalStack's answer for a publish to a deleted endpoint
+    push = job.model_copy(update={"channel": Channel.PUSH, "device_id": "pixel", "endpoint_arn": PUSH_ARN})
+    devices = FakeDeviceRegistry([make_device(push.user_id, "pixel", Channel.PUSH, endpoint_arn=PUSH_ARN)])
+    error = client_error(
+        "InvalidParameter", "Invalid parameter: TargetArn Reason: No endpoint found for the target arn"
+    )
+
+    # When the job is delivered
+    result = deliver_with(push, FakeSender(error=error), FakeStatusStore(), attempt=1, devices=devices)
+
+    # Then it fails for good and the device is inactive
+    assert result.outcome is Outcome.FAILED
+    device = devices.get(push.user_id, "pixel")
+    assert device is not None and not device.active
