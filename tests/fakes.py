@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from botocore.exceptions import ClientError
+
 from herald.batches import BatchEntryFailed
 from herald.domain import (
     Channel,
@@ -23,6 +25,7 @@ from herald.domain import (
     Platform,
     now,
 )
+from herald.idempotency import IdempotencyRecord, RecordState, StoredResponse
 from herald.status import Claim, DeliveryRecord, NotificationRecord, overall_state, planned_records
 
 
@@ -275,6 +278,7 @@ class FakePushEndpoints:
     def __init__(self, platforms: Iterable[Platform] = (Platform.APNS, Platform.FCM)):
         self.platforms = set(platforms)
         self.endpoints: dict[str, tuple[Platform, str]] = {}
+        self.users: dict[str, str] = {}  # endpoint ARN -> CustomUserData (the user id)
         self.removed: list[str] = []
         self._created = 0
 
@@ -284,10 +288,20 @@ class FakePushEndpoints:
     def register(self, platform: Platform, token: str, user_id: str, existing_arn: str | None) -> str:
         if existing_arn and existing_arn in self.endpoints:
             self.endpoints[existing_arn] = (self.endpoints[existing_arn][0], token)
+            self.users[existing_arn] = user_id
             return existing_arn
+        for arn, (held_platform, held_token) in self.endpoints.items():
+            if (held_platform, held_token) == (platform, token) and self.users.get(arn) != user_id:
+                # As CreatePlatformEndpoint answers for a token an endpoint with other attributes holds
+                message = (
+                    f"Invalid parameter: Token Reason: Endpoint {arn} already exists with the same Token,"
+                    " but different attributes."
+                )
+                raise ClientError({"Error": {"Code": "InvalidParameter", "Message": message}}, "CreatePlatformEndpoint")
         self._created += 1
         arn = f"arn:aws:sns:us-east-1:123456789012:endpoint/{platform.value.upper()}/herald/{self._created}"
         self.endpoints[arn] = (platform, token)
+        self.users[arn] = user_id
         return arn
 
     def remove(self, endpoint_arn: str) -> None:
@@ -305,6 +319,45 @@ class FakeIntakeQueue:
     def send(self, notification: Notification) -> None:
         self.journal.append("intake.send")
         self.sent.append(notification)
+
+
+class FakeIdempotencyStore:
+    """An IdempotencyStore in a dict, with DynamoIdempotencyStore's conditions.
+
+    Like DynamoDB's TTL, nothing is ever removed by time: an expired record stays until reclaimed.
+    `failing_complete` makes complete() raise, as a throttled or unreachable table would.
+    """
+
+    def __init__(self, failing_complete: bool = False):
+        self.records: dict[str, IdempotencyRecord] = {}
+        self.failing_complete = failing_complete
+
+    def claim(self, record: IdempotencyRecord, at: int) -> IdempotencyRecord | None:
+        existing = self.records.get(record.key)
+        if existing is not None and existing.expires_at > at:
+            return existing
+        self.records[record.key] = record
+        return None
+
+    def take_over(self, record: IdempotencyRecord, abandoned: IdempotencyRecord) -> bool:
+        existing = self.records.get(record.key)
+        if existing is None or existing.state is not RecordState.IN_PROGRESS:
+            return False
+        if existing.locked_until != abandoned.locked_until:
+            return False
+        self.records[record.key] = record
+        return True
+
+    def complete(self, record: IdempotencyRecord, response: StoredResponse) -> None:
+        if self.failing_complete:
+            raise RuntimeError("injected: the idempotency table is unavailable")
+        existing = self.records[record.key]
+        self.records[record.key] = existing.model_copy(update={"state": RecordState.COMPLETED, "response": response})
+
+    def release(self, record: IdempotencyRecord) -> None:
+        existing = self.records.get(record.key)
+        if existing and existing.state is RecordState.IN_PROGRESS and existing.locked_until == record.locked_until:
+            del self.records[record.key]
 
 
 @dataclass

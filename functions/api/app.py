@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.api_models import (
+    MAX_REQUEST_BYTES,
     DeviceList,
     DeviceRegistration,
     DeviceView,
@@ -31,27 +35,47 @@ from herald.channels import PushEndpoints
 from herald.clients import client
 from herald.devices import DeviceRegistry, DynamoDeviceRegistry
 from herald.domain import ID_PATTERN, Channel, Platform
+from herald.idempotency import (
+    IDEMPOTENCY_HEADER,
+    KEY_PATTERN,
+    DynamoIdempotencyStore,
+    IdempotentRequests,
+    KeyReusedWithAnotherRequest,
+    RequestInProgress,
+    scoped_key,
+)
 from herald.inbox import DynamoInbox, Inbox, InboxPage, InvalidCursor
 from herald.observability import logger
-from herald.queues import IntakeQueue, queue_depths
+from herald.queues import IntakeQueue, queue_depth, queue_depths
 from herald.registration import PlatformNotConfigured, register_device, unregister_device
-from herald.sending import accept_notification
+from herald.sending import accept_notification, accept_once
 from herald.settings import ApiSettings
 from herald.status import DynamoStatusStore, NotificationRecord, StatusStore
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+
+class ApiFunctionSettings(ApiSettings):
+    """ApiSettings plus what only this function reads: the idempotency table and the intake DLQ."""
+
+    idempotency_table: str
+    intake_dlq_url: str
 
 
 @dataclass(frozen=True)
 class Dependencies:
-    settings: ApiSettings
+    settings: ApiFunctionSettings
     registry: DeviceRegistry
     endpoints: PushEndpoints
     status: StatusStore
     inbox: Inbox
     intake: IntakeQueue
+    idempotency: IdempotentRequests
     sqs: Any
 
     @classmethod
-    def from_settings(cls, settings: ApiSettings) -> Dependencies:
+    def from_settings(cls, settings: ApiFunctionSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
         return cls(
             settings=settings,
@@ -66,13 +90,14 @@ class Dependencies:
             status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
             inbox=DynamoInbox(dynamodb, settings.inbox_table),
             intake=IntakeQueue(sqs, settings.intake_queue_url),
+            idempotency=IdempotentRequests(DynamoIdempotencyStore(dynamodb, settings.idempotency_table)),
             sqs=sqs,
         )
 
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
     """One container's dependencies, from the environment the template gives this function."""
-    return Dependencies.from_settings(ApiSettings.from_environment(environ))
+    return Dependencies.from_settings(ApiFunctionSettings.from_environment(environ))
 
 
 @lru_cache(maxsize=1)
@@ -85,6 +110,52 @@ app = APIGatewayRestResolver(enable_validation=True)
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id in your system.")]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="The device's id, chosen by the app.")]
 NotificationId = Annotated[str, Path(pattern=ID_PATTERN)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        pattern=KEY_PATTERN,
+        description=(
+            "Optional, 1-255 printable ASCII characters without spaces, unique per request you mean."
+            " A repeat within 24 hours gets the first answer (same status and notification_id) and creates"
+            " nothing; the same key with a different body gets 422; a repeat while the first is still being"
+            " processed gets 409 with Retry-After. Keys are scoped to the API key."
+        ),
+    ),
+]
+# Callers without an API key id (no usage plan in front of the function) share one key space.
+NO_CALLER = "no-api-key"
+
+_ERRORS = {
+    400: "The body is not valid JSON (`errors` names `body`).",
+    403: "API Gateway: missing or wrong `x-api-key`.",
+    404: "Not found.",
+    409: f"A request with this {IDEMPOTENCY_HEADER} is still being processed: retry after `Retry-After` seconds.",
+    413: f"The body is over {MAX_REQUEST_BYTES} bytes.",
+    415: "The body was not sent as application/json.",
+    422: "Invalid input: `errors` names each field at fault.",
+    429: "API Gateway: over the usage plan's rate.",
+}
+_ALWAYS = (403, 422, 429)  # every route: the key, its path or query, the throttle
+_WITH_BODY = (400, 413, 415)
+
+
+def documented(success: int, description: str, *errors: int, content: bool = True) -> dict[int, OpenAPIResponse]:
+    """A route's responses for the OpenAPI document: its success, and each 4xx it can give with ErrorBody."""
+    responses: dict[int, OpenAPIResponse] = {success: {"description": description}}
+    if not content:
+        responses[success]["content"] = {}
+    for status in sorted({*_ALWAYS, *errors}):
+        response: OpenAPIResponse = {
+            "description": _ERRORS[status],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+        }
+        if status == 409:
+            response["headers"] = {
+                "Retry-After": {"description": "Seconds to wait before repeating.", "schema": {"type": "integer"}}
+            }
+        responses[status] = response
+    return responses
 
 
 class UnknownResource(Exception):
@@ -96,7 +167,13 @@ def deps() -> Dependencies:
     return dependencies
 
 
-def error(status: int, message: str, field: str | None = None, errors: list[ErrorField] | None = None) -> Response[str]:
+def error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    errors: list[ErrorField] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[str]:
     """The JSON error body every 4xx of this API has: a message and the fields at fault."""
     if errors is None:
         errors = [ErrorField(field=field, message=message)] if field else []
@@ -104,6 +181,7 @@ def error(status: int, message: str, field: str | None = None, errors: list[Erro
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body=ErrorBody(message=message, errors=errors).model_dump_json(),
+        headers=headers,
     )
 
 
@@ -123,11 +201,16 @@ def _field_name(detail: dict[str, Any]) -> str:
     loc = [str(part) for part in detail.get("loc", ())]
     if detail.get("type") in {"union_tag_invalid", "union_tag_not_found"}:
         return str(detail.get("ctx", {}).get("discriminator", "channel")).strip("'")
+    if loc[:1] == ["header"] and len(loc) == 2:
+        return _HEADERS.get(loc[1], loc[1])
     # Drop the location kind ("body", "path", "query") and a union's tag ("sms", ...).
-    where = loc[1:] if loc and loc[0] in {"body", "path", "query", "header"} else loc
+    where = loc[1:] if loc and loc[0] in {"body", "path", "query"} else loc
     if where and where[0] in {channel.value for channel in Channel}:
         where = where[1:]
     return ".".join(where) or (loc[0] if loc else "body")
+
+
+_HEADERS = {IDEMPOTENCY_HEADER.lower(): IDEMPOTENCY_HEADER}  # Powertools reports header names lowercased
 
 
 @app.exception_handler(RequestUnsupportedContentType)
@@ -150,12 +233,50 @@ def invalid_cursor(exception: InvalidCursor) -> Response[str]:
     return error(422, str(exception), "cursor")
 
 
+@app.exception_handler(KeyReusedWithAnotherRequest)
+def key_reused(exception: KeyReusedWithAnotherRequest) -> Response[str]:
+    return error(422, str(exception), IDEMPOTENCY_HEADER)
+
+
+@app.exception_handler(RequestInProgress)
+def request_in_progress(exception: RequestInProgress) -> Response[str]:
+    return error(409, str(exception), IDEMPOTENCY_HEADER, headers={"Retry-After": str(exception.retry_after)})
+
+
 @app.not_found
 def unknown_route(exception: NotFoundError) -> Response[str]:
+    # API Gateway routed it with path parameters the resolver's own path syntax refuses (non-ASCII, say):
+    # those are ids outside their pattern, so say which.
+    invalid = sorted(
+        name for name, value in (app.current_event.path_parameters or {}).items() if not re.fullmatch(ID_PATTERN, value)
+    )
+    if invalid:
+        errors = [ErrorField(field=name, message=f"must match {ID_PATTERN}") for name in invalid]
+        return error(422, "invalid " + ", ".join(invalid), errors=errors)
     return error(404, f"no route {app.current_event.http_method} {app.current_event.path}")
 
 
-@app.put("/users/<user_id>/devices/<device_id>", summary="Register or update a device (login)")
+# The query parameters each route reads; any other is refused like an unknown body field.
+QUERY_PARAMETERS = {("GET", "/users/{user_id}/inbox"): {"limit", "cursor"}}
+
+
+def refuse_unknown_query_parameters(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    known = QUERY_PARAMETERS.get((resolver.request.method, resolver.request.route), set())
+    unknown = sorted(set(resolver.current_event.query_string_parameters or {}) - known)
+    if unknown:
+        errors = [ErrorField(field=name, message="not a query parameter of this route") for name in unknown]
+        return error(422, "unknown query parameter " + ", ".join(unknown), errors=errors)
+    return next_middleware(resolver)
+
+
+app.use(middlewares=[refuse_unknown_query_parameters])
+
+
+@app.put(
+    "/users/<user_id>/devices/<device_id>",
+    summary="Register or update a device (login)",
+    responses=documented(200, "The device as stored", *_WITH_BODY),
+)
 def put_device(user_id: UserId, device_id: DeviceId, registration: Annotated[DeviceRegistration, Body()]) -> DeviceView:
     d = deps()
     device = register_device(d.registry, d.endpoints, user_id, device_id, registration)
@@ -165,7 +286,7 @@ def put_device(user_id: UserId, device_id: DeviceId, registration: Annotated[Dev
 @app.delete(
     "/users/<user_id>/devices/<device_id>",
     summary="Unregister a device (logout)",
-    responses={204: {"description": "Unregistered"}, 404: {"description": "Unknown device"}},
+    responses=documented(204, "Unregistered", 404, content=False),
 )
 def delete_device(user_id: UserId, device_id: DeviceId) -> Response[str]:
     d = deps()
@@ -174,7 +295,7 @@ def delete_device(user_id: UserId, device_id: DeviceId) -> Response[str]:
     return Response(status_code=204, body="")
 
 
-@app.get("/users/<user_id>/devices", summary="The user's devices")
+@app.get("/users/<user_id>/devices", summary="The user's devices", responses=documented(200, "The user's devices"))
 def list_devices(user_id: UserId) -> DeviceList:
     return DeviceList(devices=[DeviceView.of(device) for device in deps().registry.devices_of(user_id)])
 
@@ -183,24 +304,35 @@ def list_devices(user_id: UserId) -> DeviceList:
     "/notifications",
     summary="Send a notification to users' devices",
     responses={
+        **documented(202, "Accepted: recorded and queued", *_WITH_BODY, 409),
         202: {
-            "description": "Accepted",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotificationAccepted"}}},
-        }
+            "description": "Accepted: recorded and queued (or, for a repeated Idempotency-Key, the first answer)",
+            "content": {content_types.APPLICATION_JSON: {"model": NotificationAccepted}},
+        },
     },
 )
-def send_notification(request: Annotated[NotificationRequest, Body()]) -> Response[str]:
+def send_notification(
+    request: Annotated[NotificationRequest, Body()], idempotency_key: IdempotencyKey = None
+) -> Response[str]:
     d = deps()
-    notification = accept_notification(request, d.status, d.intake)
-    logger.info("notification accepted", notification_id=notification.notification_id, priority=request.priority.value)
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body=NotificationAccepted(notification_id=notification.notification_id).model_dump_json(),
-    )
+    if idempotency_key is None:
+        notification = accept_notification(request, d.status, d.intake)
+        status_code, body = 202, NotificationAccepted(notification_id=notification.notification_id).model_dump_json()
+    else:
+        caller = app.current_event.request_context.identity.api_key_id or NO_CALLER
+        lease = app.lambda_context.get_remaining_time_in_millis() / 1000
+        answer = accept_once(request, scoped_key(caller, idempotency_key), d.status, d.intake, d.idempotency, lease)
+        status_code, body = answer.status_code, answer.body
+    accepted = NotificationAccepted.model_validate_json(body)
+    logger.info("notification accepted", notification_id=accepted.notification_id, priority=request.priority.value)
+    return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@app.get("/notifications/<notification_id>", summary="Where a notification stands, device by device")
+@app.get(
+    "/notifications/<notification_id>",
+    summary="Where a notification stands, device by device",
+    responses=documented(200, "The notification's status", 404),
+)
 def get_notification(notification_id: NotificationId) -> NotificationRecord:
     record = deps().status.get(notification_id)
     if record is None:
@@ -208,7 +340,11 @@ def get_notification(notification_id: NotificationId) -> NotificationRecord:
     return record
 
 
-@app.get("/users/<user_id>/inbox", summary="The user's in-app notifications, newest first")
+@app.get(
+    "/users/<user_id>/inbox",
+    summary="The user's in-app notifications, newest first",
+    responses=documented(200, "One page of the inbox"),
+)
 def list_inbox(
     user_id: UserId,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -217,11 +353,23 @@ def list_inbox(
     return deps().inbox.page(user_id, limit, cursor)
 
 
-@app.get("/queues", summary="Messages waiting, in flight and dead-lettered, per priority")
+@app.get(
+    "/queues",
+    summary="Messages waiting, in flight and dead-lettered, per queue",
+    description=(
+        "Per priority queue and for the intake queue: ApproximateNumberOfMessages (`visible`),"
+        " ApproximateNumberOfMessagesNotVisible (`in_flight`), the DLQ's total (`dead_lettered`), and the"
+        " age of the oldest dead letter among up to 10 peeked (SQS has no such attribute; CloudWatch's"
+        " ApproximateAgeOfOldestMessage is not available everywhere Herald runs)."
+    ),
+    responses=documented(200, "Depths per queue"),
+)
 def get_queues() -> QueuesView:
     d = deps()
-    depths = queue_depths(d.sqs, d.settings)
-    return QueuesView(**{priority.value: depth for priority, depth in depths.items()})
+    s = d.settings
+    depths = queue_depths(d.sqs, s)
+    intake = queue_depth(d.sqs, s.intake_queue_url, s.intake_dlq_url)
+    return QueuesView(intake=intake, **{priority.value: depth for priority, depth in depths.items()})
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI description", include_in_schema=False)
@@ -232,12 +380,60 @@ def openapi() -> Response[str]:
 @lru_cache(maxsize=1)
 def openapi_document() -> str:
     """Built once per container: the routes do not change while it lives."""
-    return app.get_openapi_json_schema(title="Herald", version="1.0.0")
+    # Imported here: Powertools' OpenAPI models cost about 0.1 s, and only this route needs them.
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+    return app.get_openapi_json_schema(
+        title="Herald",
+        version="1.0.0",
+        description="Notifications to users' devices by email, SMS, mobile push and an in-app inbox.",
+        security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+        security=[{"apiKey": []}],
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
+    refusal = refused_unread(event)
+    if refusal is not None:
+        return _proxy(refusal)
     app.append_context(dependencies=dependencies or default_dependencies())
     return app.resolve(event, context)
+
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def refused_unread(event: Mapping[str, Any]) -> Response[str] | None:
+    """A body Herald will not parse at all: too large, or not JSON (the resolver would try forms too)."""
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode(errors="surrogatepass"))
+    if size > MAX_REQUEST_BYTES:
+        return error(413, f"the body is over {MAX_REQUEST_BYTES} bytes", "body")
+    if event.get("isBase64Encoded") and not _utf8(body):
+        return error(400, "body is not valid JSON (not UTF-8)", "body")
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    media_type = str(headers.get("content-type") or "").split(";")[0].strip().lower()
+    if body and event.get("httpMethod") in BODY_METHODS and media_type not in {"", content_types.APPLICATION_JSON}:
+        return error(415, "send the body as application/json", "content-type")
+    return None
+
+
+def _utf8(base64_body: str) -> bool:
+    try:
+        base64.b64decode(base64_body).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError both are
+        return False
+    return True
+
+
+def _proxy(response: Response[str]) -> dict[str, Any]:
+    """A response given before routing (the resolver never saw the request), in the proxy format."""
+    return {
+        "statusCode": response.status_code,
+        "multiValueHeaders": {name: [str(value)] for name, value in response.headers.items()},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }

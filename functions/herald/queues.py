@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from herald.batches import send_in_batches
-from herald.domain import DeliveryJob, Notification, Priority
+from herald.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
+from herald.domain import DeliveryJob, Notification, Priority, now
 from herald.settings import QueueUrls
 
 PRIORITY_ATTRIBUTE = "priority"
@@ -49,23 +51,36 @@ class DeliveryTopic:
 
 
 class QueueDepth(BaseModel):
-    visible: int
-    in_flight: int
-    dead_lettered: int
+    visible: int = Field(description="Messages waiting to be received.")
+    in_flight: int = Field(description="Messages received and not yet deleted (being processed or backing off).")
+    dead_lettered: int = Field(description="Messages in the queue's dead-letter queue.")
+    oldest_dead_letter_age_seconds: int | None = Field(
+        default=None,
+        description=(
+            "Seconds since the oldest dead letter of a sample (up to 10 peeked messages) was dead-lettered;"
+            " null when the dead-letter queue has no visible message."
+        ),
+    )
+
+
+DLQ_SAMPLE = 10  # ReceiveMessage's maximum: one call per DLQ
 
 
 def queue_depths(sqs: Any, urls: QueueUrls) -> dict[Priority, QueueDepth]:
-    """The seeds' DLQ stats: per priority, messages waiting, in flight and dead-lettered."""
-    depths = {}
-    for priority in Priority:
-        queue = _attributes(sqs, urls.queue_url(priority))
-        dlq = _attributes(sqs, urls.dlq_url(priority))
-        depths[priority] = QueueDepth(
-            visible=int(queue["ApproximateNumberOfMessages"]),
-            in_flight=int(queue["ApproximateNumberOfMessagesNotVisible"]),
-            dead_lettered=int(dlq["ApproximateNumberOfMessages"]) + int(dlq["ApproximateNumberOfMessagesNotVisible"]),
-        )
-    return depths
+    """Per priority: messages waiting, in flight and dead-lettered, and the age of the oldest dead letter."""
+    return {priority: queue_depth(sqs, urls.queue_url(priority), urls.dlq_url(priority)) for priority in Priority}
+
+
+def queue_depth(sqs: Any, queue_url: str, dlq_url: str) -> QueueDepth:
+    queue = _attributes(sqs, queue_url)
+    dlq = _attributes(sqs, dlq_url)
+    waiting = int(dlq["ApproximateNumberOfMessages"])
+    return QueueDepth(
+        visible=int(queue["ApproximateNumberOfMessages"]),
+        in_flight=int(queue["ApproximateNumberOfMessagesNotVisible"]),
+        dead_lettered=waiting + int(dlq["ApproximateNumberOfMessagesNotVisible"]),
+        oldest_dead_letter_age_seconds=_oldest_age(sqs, dlq_url, now()) if waiting else None,
+    )
 
 
 def _attributes(sqs: Any, url: str) -> dict[str, str]:
@@ -75,3 +90,32 @@ def _attributes(sqs: Any, url: str) -> dict[str, str]:
     )
     attributes: dict[str, str] = response["Attributes"]
     return attributes
+
+
+def _oldest_age(sqs: Any, dlq_url: str, at: datetime) -> int | None:
+    """SQS has no age of the oldest message (CloudWatch does, emulators do not): peek at a sample.
+
+    VisibilityTimeout=0 leaves the messages visible. A dead letter Herald sent carries the time it
+    was dead-lettered; one moved by the redrive policy has only SentTimestamp, which on a standard
+    queue is still its original enqueue time, so its age reads a little high.
+    """
+    messages = sqs.receive_message(
+        QueueUrl=dlq_url,
+        MaxNumberOfMessages=DLQ_SAMPLE,
+        VisibilityTimeout=0,
+        WaitTimeSeconds=1,  # long polling asks every SQS server; it returns at once as messages are visible
+        MessageSystemAttributeNames=["SentTimestamp"],
+        MessageAttributeNames=[DEAD_LETTERED_AT_ATTRIBUTE],
+    ).get("Messages", [])
+    times = [_dead_lettered_at(message) for message in messages]
+    if not times:
+        return None
+    return max(0, int((at - min(times)).total_seconds()))
+
+
+def _dead_lettered_at(message: dict[str, Any]) -> datetime:
+    attribute = message.get("MessageAttributes", {}).get(DEAD_LETTERED_AT_ATTRIBUTE, {})
+    try:
+        return datetime.fromisoformat(attribute["StringValue"])
+    except (KeyError, ValueError):
+        return datetime.fromtimestamp(int(message["Attributes"]["SentTimestamp"]) / 1000, tz=UTC)

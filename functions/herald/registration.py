@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
+from botocore.exceptions import ClientError
+
 from herald.api_models import DeviceRegistration, PushRegistration
 from herald.channels import PushEndpoints
 from herald.devices import DeviceRegistry
 from herald.domain import Channel, Device, now
+
+# "Invalid parameter: Token Reason: Endpoint <arn> already exists with the same Token, but different attributes."
+_TOKEN_TAKEN = re.compile(r"Endpoint (arn:\S+) already exists with the same Token")
+
+
+def endpoint_holding_token(error: ClientError) -> str | None:
+    """The endpoint that CreatePlatformEndpoint refused to duplicate, if that is why it failed."""
+    details = error.response.get("Error", {})
+    found = _TOKEN_TAKEN.search(str(details.get("Message", "")))
+    return found.group(1) if details.get("Code") == "InvalidParameter" and found else None
 
 
 class PlatformNotConfigured(Exception):
@@ -29,7 +43,15 @@ def register_device(
             raise PlatformNotConfigured(f"push platform {platform.value} is not configured on this deployment")
         # An endpoint belongs to one platform application: a device that changed platform needs a new one.
         previous = existing.endpoint_arn if existing and existing.platform is platform else None
-        endpoint_arn = endpoints.register(platform, registration.address, user_id, previous)
+        try:
+            endpoint_arn = endpoints.register(platform, registration.address, user_id, previous)
+        except ClientError as error:
+            # The token already has an endpoint (the app was reinstalled, or another user signed in on
+            # that phone): SNS names it in the error, and the way on is to take that endpoint over.
+            holder = endpoint_holding_token(error)
+            if holder is None:
+                raise
+            endpoint_arn = endpoints.register(platform, registration.address, user_id, holder)
     device = Device(
         user_id=user_id,
         device_id=device_id,

@@ -1,18 +1,23 @@
-"""Accepting a notification: record it, queue it, answer at once."""
+"""Accepting a notification: record it, queue it, answer at once; once per Idempotency-Key."""
 
 from __future__ import annotations
 
 import uuid
 
-from herald.api_models import NotificationRequest
+from herald.api_models import NotificationAccepted, NotificationRequest
 from herald.domain import Notification, now
+from herald.idempotency import IdempotentRequests, StoredResponse, request_hash
 from herald.queues import IntakeQueue
 from herald.status import StatusStore
 
+ACCEPTED = 202
 
-def accept_notification(request: NotificationRequest, status: StatusStore, intake: IntakeQueue) -> Notification:
+
+def accept_notification(
+    request: NotificationRequest, status: StatusStore, intake: IntakeQueue, notification_id: str | None = None
+) -> Notification:
     notification = Notification(
-        notification_id=str(uuid.uuid4()),
+        notification_id=notification_id or str(uuid.uuid4()),
         accepted_at=now(),
         **request.model_dump(),
     )
@@ -20,3 +25,26 @@ def accept_notification(request: NotificationRequest, status: StatusStore, intak
     status.record_accepted(notification)
     intake.send(notification)
     return notification
+
+
+def accept_once(
+    request: NotificationRequest,
+    key: str,
+    status: StatusStore,
+    intake: IntakeQueue,
+    idempotency: IdempotentRequests,
+    lease_seconds: float,
+) -> StoredResponse:
+    """The answer of the first request with this (caller-scoped) key; only the first records and queues.
+
+    Raises KeyReusedWithAnotherRequest or RequestInProgress (herald.idempotency).
+    """
+
+    def accept(notification_id: str) -> StoredResponse:
+        notification = accept_notification(request, status, intake, notification_id)
+        body = NotificationAccepted(notification_id=notification.notification_id).model_dump_json()
+        return StoredResponse(status_code=ACCEPTED, body=body)
+
+    # The request as Herald reads it (defaults filled in), so {"priority": "normal"} repeats a request without it.
+    fingerprint = request_hash(request.model_dump(mode="json"))
+    return idempotency.run(key, fingerprint, lease_seconds, accept)

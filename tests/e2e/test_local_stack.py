@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from herald.clients import client
 from herald.dead_letters import NO_REASON
 from tests.e2e.conftest import Herald, eventually
 
@@ -159,6 +160,24 @@ def test_a_delivery_that_always_fails_is_dead_lettered_then_redriven(herald: Her
         ("PUT", "/users/u/devices/d", {"channel": "fax"}, {}, 422, "channel"),
         ("POST", "/notifications", "{not json", {"content-type": "application/json"}, 400, "body"),
         ("GET", "/users/u/inbox?limit=1000", None, {}, 422, "limit"),
+        ("GET", "/users/u/inbox?page=2", None, {}, 422, "page"),
+        ("POST", "/notifications", "x" * 200_000, {"content-type": "application/json"}, 413, "body"),
+        (
+            "PUT",
+            "/users/u/devices/d",
+            "channel=in_app",
+            {"content-type": "application/x-www-form-urlencoded"},
+            415,
+            "content-type",
+        ),
+        (
+            "POST",
+            "/notifications",
+            {"recipients": ["u"], "title": "t", "body": "b"},
+            {"Idempotency-Key": "a b"},
+            422,
+            "Idempotency-Key",
+        ),
     ],
 )
 def test_bad_input_gets_a_4xx_naming_the_field(
@@ -176,13 +195,15 @@ def test_bad_input_gets_a_4xx_naming_the_field(
 
 
 def test_the_api_key_is_required_on_every_route(herald: Herald) -> None:
-    # When a caller omits or forges the key, or asks for an unknown route
+    # When a caller omits or forges the key, or asks for an unknown route or method
     missing = herald.http.get(f"{herald.url}/queues", headers={"x-api-key": ""}, timeout=10)
     wrong = herald.http.get(f"{herald.url}/openapi.json", headers={"x-api-key": "nope"}, timeout=10)
     unknown = herald.http.get(f"{herald.url}/nowhere", timeout=10)
 
+    undeclared = herald.http.request("TRACE", f"{herald.url}/queues", timeout=10)
+
     # Then API Gateway answers 403 before any function runs
-    assert (missing.status_code, wrong.status_code, unknown.status_code) == (403, 403, 403)
+    assert (missing.status_code, wrong.status_code, unknown.status_code, undeclared.status_code) == (403,) * 4
     openapi = herald.http.get(f"{herald.url}/openapi.json", timeout=10).json()
     assert "/notifications" in openapi["paths"]
 
@@ -236,3 +257,32 @@ def _listening_addresses() -> dict[int, set[str]]:
             address = str(ipaddress.ip_address(words)) if width == 8 else str(ipaddress.IPv6Address(words))
             found.setdefault(int(port_hex, 16), set()).add(address)
     return found
+
+
+def test_an_idempotency_key_repeat_gets_the_first_answer_and_one_delivery(herald: Herald) -> None:
+    # Given a user with an email device, and the API function's idempotency table made from the template
+    user = unique("repeat")
+    address = f"{user}@example.com"
+    herald.put_device(user, "mail", {"channel": "email", "address": address})
+    table = herald.stack.functions["ApiFunction"].environment["IDEMPOTENCY_TABLE"]
+    assert client("dynamodb").describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
+    request = {"recipients": [user], "title": "Receipt", "body": "Thanks", "priority": "high"}
+    key = {"Idempotency-Key": unique("receipt")}
+
+    # When the backend sends it, then repeats it (its first call timed out, say), then reuses the key wrongly
+    first = herald.http.post(f"{herald.url}/notifications", json=request, headers=key, timeout=10)
+    again = herald.http.post(f"{herald.url}/notifications", json=request, headers=key, timeout=10)
+    other = herald.http.post(f"{herald.url}/notifications", json=request | {"body": "Other"}, headers=key, timeout=10)
+
+    # Then the repeat got the first answer, the misuse a 422 naming the header...
+    assert (first.status_code, again.status_code, again.json()) == (202, 202, first.json())
+    assert other.status_code == 422
+    assert [e["field"] for e in other.json()["errors"]] == ["Idempotency-Key"]
+    # ...and once the intake and high queues are drained (a second notification would have gone through them),
+    # the provider holds exactly one email
+    herald.wait_for_status(first.json()["notification_id"], lambda s: s["status"] == "delivered")
+    eventually(
+        lambda: herald.http.get(f"{herald.url}/queues", timeout=10).json(),
+        lambda q: all(q[name]["visible"] + q[name]["in_flight"] == 0 for name in ("intake", "high")),
+    )
+    assert len([m for m in herald.providers.emails() if m.to == (address,)]) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 from typing import Any
 
 from moto.ses.models import ses_backends
@@ -15,7 +16,8 @@ import deliver.app
 import dlq_redrive.app
 import fanout.app
 from herald.clients import client
-from herald.domain import Channel
+from herald.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
+from herald.domain import Channel, now
 from tests.events import load_event
 from tests.fakes import FakeContext, FakeSender
 from tests.integration.conftest import Deployed
@@ -23,8 +25,18 @@ from tests.integration.conftest import Deployed
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
-def call_api(deployed: Deployed, method: str, path: str, body: Any = None, **path_parameters: str) -> dict[str, Any]:
+def call_api(
+    deployed: Deployed,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    **path_parameters: str,
+) -> dict[str, Any]:
     event = load_event("api_send_notification")
+    for name, value in (headers or {}).items():
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
     resource = path
     for name, value in path_parameters.items():
         resource = resource.replace(value, "{" + name + "}")
@@ -227,19 +239,53 @@ def test_dlq_redrive_moves_dead_letters_back_to_their_queue(deployed: Deployed) 
 
 
 def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deployed) -> None:
-    # Given one visible and one in-flight message on high, and one dead letter on low
+    # Given one visible and one in-flight message on high, a dead letter on low, two on the intake DLQ:
+    # one Herald parked an hour ago (with its attribute), one the redrive policy moved (no attribute)
     sqs = client("sqs")
     for body in ("1", "2"):
         sqs.send_message(QueueUrl=deployed.stack.ref("HighQueue"), MessageBody=body)
     sqs.receive_message(QueueUrl=deployed.stack.ref("HighQueue"), MaxNumberOfMessages=1, VisibilityTimeout=60)
     sqs.send_message(QueueUrl=deployed.stack.ref("LowDeadLetterQueue"), MessageBody="3")
+    an_hour_ago = (now() - timedelta(hours=1)).isoformat()
+    sqs.send_message(
+        QueueUrl=deployed.stack.ref("IntakeDeadLetterQueue"),
+        MessageBody="parked by Herald",
+        MessageAttributes={DEAD_LETTERED_AT_ATTRIBUTE: {"DataType": "String", "StringValue": an_hour_ago}},
+    )
+    sqs.send_message(QueueUrl=deployed.stack.ref("IntakeDeadLetterQueue"), MessageBody="moved by the policy")
 
-    # When GET /queues is called
-    response = call_api(deployed, "GET", "/queues")
+    # When GET /queues is called, twice
+    first = json.loads(call_api(deployed, "GET", "/queues")["body"])
+    second = json.loads(call_api(deployed, "GET", "/queues")["body"])
 
-    # Then the figures say so
-    assert json.loads(response["body"]) == {
-        "high": {"visible": 1, "in_flight": 1, "dead_lettered": 0},
-        "normal": {"visible": 0, "in_flight": 0, "dead_lettered": 0},
-        "low": {"visible": 0, "in_flight": 0, "dead_lettered": 1},
+    # Then the figures say so; the oldest dead letter's age comes from Herald's attribute, else SentTimestamp
+    intake_age = first["intake"].pop("oldest_dead_letter_age_seconds")
+    assert 3600 <= intake_age <= 3630
+    assert first == {
+        "intake": {"visible": 0, "in_flight": 0, "dead_lettered": 2},
+        "high": {"visible": 1, "in_flight": 1, "dead_lettered": 0, "oldest_dead_letter_age_seconds": None},
+        "normal": {"visible": 0, "in_flight": 0, "dead_lettered": 0, "oldest_dead_letter_age_seconds": None},
+        "low": {"visible": 0, "in_flight": 0, "dead_lettered": 1, "oldest_dead_letter_age_seconds": 0},
     }
+    # ...and peeking left the dead letters where they were, visible
+    assert second["intake"]["oldest_dead_letter_age_seconds"] >= 3600
+    assert sorted(m["Body"] for m in deployed.receive_all("IntakeDeadLetterQueue")) == [
+        "moved by the policy",
+        "parked by Herald",
+    ]
+
+
+def test_a_push_token_registered_again_by_another_user_takes_over_its_endpoint(deployed: Deployed) -> None:
+    # Given ada's phone registered for push (found by the API fuzzer: the second registration was a 502)
+    push = {"channel": "push", "address": "apns-token-shared", "platform": "apns"}
+    first = register(deployed, "ada", "iphone", push)
+
+    # When grace signs in on the same phone, and the app registers its token for her
+    second = register(deployed, "grace", "iphone", push)
+
+    # Then both answers are 200 and grace's device uses the one endpoint SNS has for that token
+    assert (first["statusCode"], second["statusCode"]) == (200, 200)
+    [endpoint] = [e for e in sns_backends[ACCOUNT][REGION].platform_endpoints.values() if e.token == push["address"]]
+    devices = client("dynamodb").scan(TableName=deployed.environment("ApiFunction")["DEVICES_TABLE"])["Items"]
+    graces = [d for d in devices if d["user_id"]["S"] == "grace"]
+    assert [d["endpoint_arn"]["S"] for d in graces] == [endpoint.arn]

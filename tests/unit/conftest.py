@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from herald.domain import DeliveryJob, Notification
+import api.app
+from herald.domain import DeliveryJob, Notification, Priority
+from herald.idempotency import IdempotentRequests
 from tests.events import load_event
-from tests.fakes import FakeContext
+from tests.fakes import (
+    FakeContext,
+    FakeDeviceRegistry,
+    FakeIdempotencyStore,
+    FakeIntakeQueue,
+    FakePushEndpoints,
+    FakeStatusStore,
+)
 
 
 @pytest.fixture
@@ -24,3 +33,32 @@ def notification() -> Notification:
 def job() -> DeliveryJob:
     """The in_app delivery of events/deliver.json, to user-42's device web-inbox."""
     return DeliveryJob.model_validate_json(load_event("deliver")["Records"][0]["body"])
+
+
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-"
+SETTINGS = api.app.ApiFunctionSettings(
+    devices_table="herald-devices",
+    status_table="herald-status",
+    inbox_table="herald-inbox",
+    idempotency_table="herald-idempotency",
+    intake_queue_url=QUEUE + "IntakeQueue",
+    intake_dlq_url=QUEUE + "IntakeQueue-dlq",
+    **{f"{p.value}_queue_url": QUEUE + p.value for p in Priority},
+    **{f"{p.value}_dlq_url": QUEUE + p.value + "-dlq" for p in Priority},
+)
+
+
+@pytest.fixture
+def api_dependencies() -> api.app.Dependencies:
+    """The API function's dependencies, all fakes; the status store and intake queue share one journal."""
+    journal: list[str] = []
+    return api.app.Dependencies(
+        settings=SETTINGS,
+        registry=FakeDeviceRegistry(),
+        endpoints=FakePushEndpoints(),
+        status=FakeStatusStore(journal=journal),
+        inbox=None,
+        intake=FakeIntakeQueue(journal=journal),
+        idempotency=IdempotentRequests(FakeIdempotencyStore()),
+        sqs=None,
+    )

@@ -160,3 +160,17 @@ def test_unregistering_an_unknown_device_says_so():
     # Then nothing happened and the caller can answer 404
     assert removed is False
     assert endpoints.removed == []
+
+
+def test_a_push_token_another_user_registered_takes_over_its_endpoint():
+    # Given a phone whose token is registered to ada (SNS refuses a second endpoint for that token)
+    registry, endpoints = FakeDeviceRegistry(), FakePushEndpoints()
+    adas = register_device(registry, endpoints, "ada", "iphone", push("token-1"))
+
+    # When grace signs in on that phone and registers the same token
+    graces = register_device(registry, endpoints, "grace", "iphone", push("token-1"))
+
+    # Then grace's device uses the endpoint SNS named, now carrying her id; no second endpoint exists
+    assert graces.endpoint_arn == adas.endpoint_arn
+    assert endpoints.users[graces.endpoint_arn] == "grace"
+    assert list(endpoints.endpoints) == [adas.endpoint_arn]
