@@ -95,9 +95,9 @@ def test_every_route_requires_the_api_key_and_the_usage_plan_throttles(template:
 
 def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: HeraldTemplate) -> None:
     tables = {k: r["Properties"] for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable"}
+    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable"}
     assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
-    for name in ("StatusTable", "InboxTable"):
+    for name in ("StatusTable", "InboxTable", "IdempotencyTable"):
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
@@ -105,3 +105,51 @@ def test_functions_run_python_312_on_arm64(template: HeraldTemplate) -> None:
     for name in template.functions:
         props = properties(template, name)
         assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["arm64"]), name
+
+
+def statements_on(template: HeraldTemplate, role: str, resource: str) -> list[dict[str, Any]]:
+    """The statements of a function's role that name `resource` (by Ref or GetAtt) among their resources."""
+    found = []
+    policies = []
+    for policy in properties(template, role).get("Policies", []):
+        # A conditional policy ({"Fn::If": [condition, policy, AWS::NoValue]}) counts with both branches.
+        branches = policy["Fn::If"][1:] if "Fn::If" in policy else [policy]
+        policies.extend(branch for branch in branches if "PolicyDocument" in branch)
+    for policy in policies:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            resources = statement.get("Resource", [])
+            if resource in repr(resources if isinstance(resources, list) else [resources]):
+                found.append(statement)
+    return found
+
+
+def test_only_the_api_function_touches_idempotency_keys_and_only_as_it_needs(template: HeraldTemplate) -> None:
+    # Given the translated template, When the roles are read
+    roles = [name for name, r in template.resources.items() if r["Type"] == "AWS::IAM::Role"]
+
+    # Then the API function finds the table through its environment, may claim, read, complete and
+    # release a key, and nothing else; no other function may touch the table
+    assert template.functions["ApiFunction"].environment["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    [statement] = statements_on(template, "ApiFunctionRole", "IdempotencyTable")
+    assert sorted(statement["Action"]) == [
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
+    others = [role for role in roles if role != "ApiFunctionRole"]
+    assert [role for role in others if statements_on(template, role, "IdempotencyTable")] == []
+
+
+def test_the_api_function_may_read_queue_depths_and_peek_at_dead_letters_only(template: HeraldTemplate) -> None:
+    # Given the API function's role, When its SQS statements are read
+    dlqs = ["IntakeDeadLetterQueue", "HighDeadLetterQueue", "NormalDeadLetterQueue", "LowDeadLetterQueue"]
+    receive = [
+        s for s in statements_on(template, "ApiFunctionRole", "DeadLetterQueue") if "sqs:ReceiveMessage" in s["Action"]
+    ]
+
+    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the four DLQs alone,
+    # and never with DeleteMessage
+    [statement] = receive
+    assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(dlqs)
+    assert "sqs:DeleteMessage" not in repr(properties(template, "ApiFunctionRole")["Policies"])
