@@ -56,16 +56,9 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 
-class ApiFunctionSettings(ApiSettings):
-    """ApiSettings plus what only this function reads: the idempotency table and the intake DLQ."""
-
-    idempotency_table: str
-    intake_dlq_url: str
-
-
 @dataclass(frozen=True)
 class Dependencies:
-    settings: ApiFunctionSettings
+    settings: ApiSettings
     registry: DeviceRegistry
     endpoints: PushEndpoints
     status: StatusStore
@@ -75,7 +68,7 @@ class Dependencies:
     sqs: Any
 
     @classmethod
-    def from_settings(cls, settings: ApiFunctionSettings) -> Dependencies:
+    def from_settings(cls, settings: ApiSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
         return cls(
             settings=settings,
@@ -97,7 +90,7 @@ class Dependencies:
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
     """One container's dependencies, from the environment the template gives this function."""
-    return Dependencies.from_settings(ApiFunctionSettings.from_environment(environ))
+    return Dependencies.from_settings(ApiSettings.from_environment(environ))
 
 
 @lru_cache(maxsize=1)

@@ -104,6 +104,12 @@ class DeviceView(BaseModel):
     platform: Platform | None = None
     created_at: datetime
     updated_at: datetime
+    active: bool = Field(
+        default=True,
+        description="False once SNS reported the push endpoint disabled or gone; registering again revives it.",
+    )
+    inactive_reason: str | None = None
+    inactive_since: datetime | None = None
 
     @classmethod
     def of(cls, device: Device) -> DeviceView:

@@ -49,6 +49,8 @@ class QueueUrls(Settings):
 
 class ApiSettings(TablesSettings, QueueUrls):
     intake_queue_url: str
+    intake_dlq_url: str
+    idempotency_table: str
     apns_platform_application_arn: str = ""
     fcm_platform_application_arn: str = ""
 

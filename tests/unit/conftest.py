@@ -7,6 +7,7 @@ import pytest
 import api.app
 from herald.domain import DeliveryJob, Notification, Priority
 from herald.idempotency import IdempotentRequests
+from herald.settings import ApiSettings
 from tests.events import load_event
 from tests.fakes import (
     FakeContext,
@@ -36,7 +37,7 @@ def job() -> DeliveryJob:
 
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-"
-SETTINGS = api.app.ApiFunctionSettings(
+SETTINGS = ApiSettings(
     devices_table="herald-devices",
     status_table="herald-status",
     inbox_table="herald-inbox",
