@@ -174,3 +174,18 @@ def test_a_push_token_another_user_registered_takes_over_its_endpoint():
     assert graces.endpoint_arn == adas.endpoint_arn
     assert endpoints.users[graces.endpoint_arn] == "grace"
     assert list(endpoints.endpoints) == [adas.endpoint_arn]
+
+
+def test_a_push_device_marked_inactive_is_active_again_once_it_registers_again():
+    # Given an iPhone whose endpoint SNS reported disabled, so Herald marked it inactive
+    registry, endpoints = FakeDeviceRegistry(), FakePushEndpoints()
+    first = register_device(registry, endpoints, "user-42", "iphone", push("apns-token-1"))
+    assert first.endpoint_arn is not None
+    registry.mark_inactive("user-42", "iphone", first.endpoint_arn, "EndpointDisabled: Endpoint is disabled")
+
+    # When the app registers a fresh token
+    again = register_device(registry, endpoints, "user-42", "iphone", push("apns-token-2"))
+
+    # Then the device is active again and fan-out will include it
+    stored = registry.get("user-42", "iphone")
+    assert again.active and stored is not None and stored.active and stored.inactive_reason is None
