@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -159,7 +160,8 @@ class LocalStack:
         self._set_environment("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
         self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
         for name, spec in template.functions.items():
-            self.functions[name] = LocalFunction(spec, environments[name], self.options.hook)
+            resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
+            self.functions[name] = LocalFunction(resolved, environments[name], self.options.hook)
 
     def stop(self) -> None:
         if self.gateway:

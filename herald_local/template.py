@@ -44,7 +44,7 @@ def translate(path: Path = TEMPLATE) -> dict[str, Any]:
 class FunctionSpec:
     name: str  # logical id
     handler: str
-    timeout: int
+    timeout: Any  # seconds, or a Ref to a template parameter until resolved against the stack
     environment: dict[str, Any]  # unresolved: Refs to resources and parameters
 
 
@@ -123,7 +123,7 @@ class HeraldTemplate:
                 self.functions[name] = FunctionSpec(
                     name=name,
                     handler=props["Handler"],
-                    timeout=int(props.get("Timeout", 3)),
+                    timeout=props.get("Timeout", 3),
                     environment=props.get("Environment", {}).get("Variables", {}),
                 )
             elif kind == "AWS::Lambda::EventSourceMapping":
