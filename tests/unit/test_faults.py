@@ -13,6 +13,7 @@ from pydantic import ValidationError
 import deliver.app
 from herald.channels import PERMANENT_ERROR_CODES, failure_from
 from herald.domain import Channel, DeliveryJob
+from herald_local.__main__ import main as herald_local_main
 from herald_local.faults import (
     ChannelFaults,
     FaultInjector,
@@ -253,3 +254,15 @@ def test_a_plan_reads_from_json_as_the_command_line_takes_it() -> None:
     assert plan.for_channel(Channel.PUSH) == ChannelFaults(permanent_rate=0.01, latency_ms=30)
     with pytest.raises(ValidationError, match="transient"):
         FaultPlan.model_validate_json('{"default": {"transient": 0.2}}')
+
+
+def test_the_command_refuses_a_bad_plan_naming_the_field(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a plan file with a misspelt field
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"default": {"transient": 0.2}}')
+
+    # When the local stack is started with it, Then it stops before starting anything, naming the field
+    with pytest.raises(SystemExit) as exited:
+        herald_local_main(["--faults", str(plan)])
+    assert exited.value.code == 2
+    assert "default.transient" in capsys.readouterr().err
