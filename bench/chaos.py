@@ -257,6 +257,7 @@ def provider_copies(
         else:
             copies[(notification, device.user_id, device.device_id)] += 1
 
+    started = time.monotonic()
     for email in providers.emails():
         for address in email.to:
             count(address, email.body)
@@ -264,9 +265,12 @@ def provider_copies(
         count(sms.phone_number, sms.message)
     for push in providers.pushes():
         count(push.token, json.dumps(push.message))
+    progress(f"  read SES, SNS SMS and push records in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
     for user in devices:
         for item in api.inbox(user):
             copies[(item["notification_id"], user, item["device_id"])] += 1
+    progress(f"  read {len(devices)} in-app inboxes in {time.monotonic() - started:.1f} s")
     return copies, unmatched
 
 
@@ -398,7 +402,9 @@ def run(config: ChaosConfig) -> ChaosResult:
         inactive = {
             (user, device["device_id"]) for user in devices for device in api.devices(user) if is_inactive(device)
         }
+        mark_statuses = time.monotonic()
         outcomes = outcomes_of(plans, {plan.notification_id: api.status(plan.notification_id) for plan in plans})
+        progress(f"  read {len(plans)} statuses in {time.monotonic() - mark_statuses:.1f} s")
         outcomes = [
             DeliveryOutcome(
                 **{
