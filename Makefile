@@ -5,7 +5,7 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 export PYTHONPATH := functions:.
 
-.PHONY: setup run test test-unit test-localstack lint validate bench clean
+.PHONY: setup run test test-unit test-localstack lint validate bench chaos clean
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ validate: setup $(SAM_VENV)/.installed
 ## bench: print the budgets' figures (stack start, end-to-end latency, handler import cost).
 bench: setup
 	$(BIN)/python bench/budgets.py
+
+## chaos: the chaos run (faults on, then a ledger of every delivery). ARGS="--deliveries 5000" to change.
+chaos: setup
+	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .venv-localstack .aws-sam .pytest_cache .mypy_cache .ruff_cache

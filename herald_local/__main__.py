@@ -8,7 +8,11 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
+from pydantic import ValidationError
+
+from herald_local.faults import FaultPlan
 from herald_local.stack import LocalStack, StackOptions
 
 
@@ -25,8 +29,20 @@ def main(argv: list[str] | None = None) -> int:
         help="template parameters, as with sam deploy",
     )
     parser.add_argument("--log-level", default="INFO", help="the functions' POWERTOOLS_LOG_LEVEL")
+    parser.add_argument(
+        "--faults",
+        type=Path,
+        metavar="PLAN.json",
+        help="inject faults as this FaultPlan says (herald_local/faults.py, docs/local-stack.md); off by default",
+    )
     args = parser.parse_args(argv)
     parameters = dict(item.split("=", 1) for item in args.parameter_overrides)
+    faults = None
+    if args.faults:
+        try:
+            faults = FaultPlan.model_validate_json(args.faults.read_text())
+        except (OSError, ValidationError) as error:
+            parser.error(f"--faults {args.faults}: {error}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     started = time.monotonic()
     stack = LocalStack(
@@ -36,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             api_key=args.api_key,
             parameters=parameters,
             log_level=args.log_level,
+            faults=faults,
         )
     )
     try:
@@ -55,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {service + ':':13} {endpoint}", flush=True)
     if stack.emulated and len(set(stack.endpoints.values())) == 1:
         print(f"  Sent items:   {stack.endpoint}/moto-api/data.json", flush=True)
+    if faults:
+        print(f"  Faults:       ON, from {args.faults} (seed {faults.seed})", flush=True)
     print("Ctrl-C stops it.", flush=True)
     try:
         while not stopping.wait(0.5):
@@ -63,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     print("stopping...", flush=True)
     stack.stop()
+    if stack.faults:
+        print(f"faults injected: {stack.faults.counts().model_dump_json()}", flush=True)
     print("stopped.", flush=True)
     return 0
 

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from herald.batches import send_in_batches
+from herald_local.faults import FaultInjector, duplicate_message
 from herald_local.functions import LocalFunction
 from herald_local.template import EventSourceSpec
 
@@ -22,7 +23,11 @@ class QueuePoller:
     As on AWS: the batch size and batching window come from the template; a handler that raises
     returns every message to the queue after its visibility timeout; with ReportBatchItemFailures
     only the listed messages return; the queue's redrive policy moves a message to its DLQ once
-    it has been received maxReceiveCount times.
+    it has been received maxReceiveCount times. A function whose process dies (FunctionCrashed)
+    fails its whole batch like a handler that raises.
+
+    With a fault injector, a fraction of received messages is sent again to the queue (same body,
+    same attributes) before the batch is invoked: SQS's at-least-once delivery, made frequent.
     """
 
     def __init__(
@@ -34,6 +39,7 @@ class QueuePoller:
         function: LocalFunction,
         concurrency: int,
         on_error: Any = None,
+        faults: FaultInjector | None = None,
     ):
         self._sqs = sqs
         self.spec = spec
@@ -45,6 +51,7 @@ class QueuePoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poll-{spec.name}", daemon=True)
         self._on_error = on_error or (lambda message: None)
+        self._faults = faults
 
     def start(self) -> None:
         self._thread.start()
@@ -71,7 +78,20 @@ class QueuePoller:
                 idle = min(idle * 2, IDLE_SLEEP_MAX)
                 continue
             idle = IDLE_SLEEP_MIN
+            if self._faults is not None:
+                self._duplicate(batch, self._faults)
             self._pool.submit(self._invoke, batch)
+
+    def _duplicate(self, batch: list[dict[str, Any]], faults: FaultInjector) -> None:
+        for message in batch:
+            if not faults.should_duplicate(self._url, message):
+                continue
+            try:
+                self._sqs.send_message(**duplicate_message(self._url, message))
+            except Exception as error:
+                self._on_error(f"{self.spec.name}: could not inject a duplicate: {error!r}")
+                continue
+            faults.duplicated(self._url)
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from herald_local.faults import SimulatedCrash
 from herald_local.template import FunctionSpec
 
 # Lets a test or the fault injector wrap a function's dependencies (its providers, say).
@@ -43,8 +44,13 @@ class Invocation:
     function: str
     at: float
     bodies: tuple[str, ...]  # the SQS records' bodies, if any
-    failed: int  # records reported failed (or all of them, if the handler raised)
+    failed: int  # records reported failed (or all of them, if the handler raised or crashed)
     error: str | None
+    crashed: bool = False  # the process died (an injected SimulatedCrash): nothing was reported
+
+
+class FunctionCrashed(Exception):
+    """The invocation ended with its process dying: to the caller, a failed invocation (Runtime.ExitError)."""
 
 
 class LocalFunction:
@@ -74,6 +80,10 @@ class LocalFunction:
         except Exception as error:
             self.invocations.append(Invocation(self.name, time.time(), bodies, len(bodies), repr(error)))
             raise
+        except SimulatedCrash as crash:
+            # What Lambda reports when the runtime exits mid-invocation: the whole batch failed.
+            self.invocations.append(Invocation(self.name, time.time(), bodies, len(bodies), repr(crash), crashed=True))
+            raise FunctionCrashed(f"{self.name}: process exited: {crash}") from crash
         failed = len(result.get("batchItemFailures", [])) if isinstance(result, dict) else 0
         self.invocations.append(Invocation(self.name, time.time(), bodies, failed, None))
         return result

@@ -13,6 +13,7 @@ from typing import Any
 from herald_local.api_gateway import ApiGateway
 from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of, unserved, variable
 from herald_local.event_source import QueuePoller
+from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import DependencyHook, LocalFunction
 from herald_local.provision import Stack, provision
 from herald_local.template import HeraldTemplate
@@ -32,7 +33,8 @@ class StackOptions:
     aws_port: int = 0  # 0: any free port
     api_key: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
-    hook: DependencyHook | None = None  # wraps a function's dependencies (tests, fault injection)
+    hook: DependencyHook | None = None  # wraps a function's dependencies (tests)
+    faults: FaultPlan | None = None  # fault injection (herald_local/faults.py); off when None
     max_concurrency: int = 4  # batches in flight per mapping, at most, on one laptop
     log_level: str = "INFO"
     stack_name: str = "herald-local"
@@ -80,6 +82,7 @@ class LocalStack:
         self.gateway: ApiGateway | None = None
         self.stack: Stack | None = None
         self.api_key = ""
+        self.faults = FaultInjector(self.options.faults) if self.options.faults else None
         self._moto: Any = None
         self._saved_environment: dict[str, str | None] = {}
 
@@ -146,6 +149,7 @@ class LocalStack:
                 self.functions[source.function],
                 concurrency,
                 on_error=log.warning,
+                faults=self.faults,
             )
             self.pollers.append(poller)
         api = template.apis[0]
@@ -173,7 +177,12 @@ class LocalStack:
         self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
         for name, spec in template.functions.items():
             resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
-            self.functions[name] = LocalFunction(resolved, environments[name], self.options.hook)
+            self.functions[name] = LocalFunction(resolved, environments[name], self._hook)
+
+    @property
+    def _hook(self) -> DependencyHook | None:
+        # The fault injector wraps outermost: a test's own wrapper sits between it and the provider.
+        return compose_hooks(self.options.hook, self.faults.hook if self.faults else None)
 
     def stop(self) -> None:
         if self.gateway:

@@ -1,0 +1,257 @@
+"""Fault injection for the local stack: flaky providers, crashes after a send, duplicated queue messages.
+
+Off unless a FaultPlan is given (`StackOptions.faults`, `python -m herald_local --faults plan.json`).
+It lives in herald_local only: the template and the functions' code never see it. It works from
+outside, the way the real failures reach Herald: it wraps each deliver function's channel senders
+(through the local stack's dependency hook) and the local event source mapping's receive.
+
+Every decision is a pure function of the plan's seed and what it is about (the delivery and how
+many times the injector saw it; the message and its receive count), so a plan gives the same
+decisions for the same traffic whatever the thread interleaving, and its rates hold over many
+deliveries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from herald.channels import ChannelSender
+from herald.domain import Channel, DeliveryJob
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# What each provider answers when it is overloaded or down: retried by Herald (none is permanent).
+TRANSIENT_ERRORS: dict[Channel, tuple[str, ...]] = {
+    Channel.EMAIL: ("Throttling", "ServiceUnavailable"),
+    Channel.SMS: ("Throttled", "InternalError"),
+    Channel.PUSH: ("Throttled", "InternalError"),
+    Channel.IN_APP: ("ProvisionedThroughputExceededException", "InternalServerError"),
+}
+# What each provider answers when the address can never work. The in-app inbox is Herald's own
+# table: no answer of DynamoDB means "never for this device", so in_app has no permanent fault.
+PERMANENT_ERRORS: dict[Channel, str] = {
+    Channel.EMAIL: "MessageRejected",
+    Channel.SMS: "InvalidParameter",
+    Channel.PUSH: "EndpointDisabled",
+}
+OPERATIONS: dict[Channel, str] = {
+    Channel.EMAIL: "SendEmail",
+    Channel.SMS: "Publish",
+    Channel.PUSH: "Publish",
+    Channel.IN_APP: "PutItem",
+}
+
+
+class SimulatedCrash(BaseException):
+    """The Lambda process died after the provider accepted the delivery, before its status was written.
+
+    A BaseException, not an Exception, so no `except Exception` (Herald's own, Powertools' batch
+    processor) can turn it into an ordinary failed record: the whole invocation fails, as when
+    the runtime exits.
+    """
+
+
+class ChannelFaults(BaseModel):
+    """What goes wrong with one channel's provider, per call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transient_rate: Rate = 0.0  # raise a retryable ClientError; the provider is not called
+    permanent_rate: Rate = 0.0  # raise the channel's permanent ClientError; the provider is not called
+    crash_after_send_rate: Rate = 0.0  # call the provider, then raise SimulatedCrash
+    latency_ms: int = Field(default=0, ge=0)  # added before every call...
+    latency_jitter_ms: int = Field(default=0, ge=0)  # ...plus uniformly 0 to this
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> ChannelFaults:
+        if self.transient_rate + self.permanent_rate + self.crash_after_send_rate > 1.0:
+            raise ValueError("transient_rate + permanent_rate + crash_after_send_rate must not exceed 1")
+        return self
+
+
+class FaultPlan(BaseModel):
+    """Faults for a whole local stack. `default` applies to every channel not named in `channels`;
+    its permanent_rate is not applied to in_app (no permanent in-app failure exists)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    default: ChannelFaults = ChannelFaults()
+    channels: dict[Channel, ChannelFaults] = {}
+    duplicate_rate: Rate = 0.0  # fraction of received queue messages sent again to their queue
+
+    @model_validator(mode="after")
+    def _in_app_never_fails_for_good(self) -> FaultPlan:
+        in_app = self.channels.get(Channel.IN_APP)
+        if in_app is not None and in_app.permanent_rate > 0:
+            raise ValueError("channels.in_app.permanent_rate: the in-app inbox has no permanent failure; use 0")
+        return self
+
+    def for_channel(self, channel: Channel) -> ChannelFaults:
+        if channel in self.channels:
+            return self.channels[channel]
+        if channel is Channel.IN_APP:
+            return self.default.model_copy(update={"permanent_rate": 0.0})
+        return self.default
+
+
+class ChannelCounts(BaseModel):
+    provider_calls: int = 0  # calls that reached the real provider (crashes after send included)
+    transient: int = 0
+    permanent: int = 0
+    crashes: int = 0
+    added_latency_ms: float = 0.0
+
+
+class FaultCounts(BaseModel):
+    channels: dict[Channel, ChannelCounts]
+    duplicates: dict[str, int]  # per queue URL: copies sent
+
+    @property
+    def provider_calls(self) -> int:
+        return sum(counts.provider_calls for counts in self.channels.values())
+
+    @property
+    def duplicates_total(self) -> int:
+        return sum(self.duplicates.values())
+
+
+def draw(seed: int, *about: object) -> float:
+    """A uniform number in [0, 1) fixed by the seed and what it is about."""
+    key = "|".join(str(part) for part in (seed, *about)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
+
+
+class FaultInjector:
+    """Applies a FaultPlan and counts what it did. Thread-safe: pollers call it concurrently."""
+
+    def __init__(self, plan: FaultPlan, sleep: Callable[[float], None] = time.sleep):
+        self.plan = plan
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, ...], int] = {}
+        self._channels = {channel: ChannelCounts() for channel in Channel}
+        self._duplicates: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- providers
+    def wrap(self, channel: Channel, sender: ChannelSender) -> ChannelSender:
+        return FaultySender(self, channel, sender)
+
+    def wrap_senders(self, senders: Mapping[Channel, ChannelSender]) -> dict[Channel, ChannelSender]:
+        return {channel: self.wrap(channel, sender) for channel, sender in senders.items()}
+
+    def hook(self, function: str, dependencies: Any) -> Any:
+        """A DependencyHook: a deliver function's senders, wrapped; any other function untouched."""
+        senders = getattr(dependencies, "senders", None)
+        if senders is None or not dataclasses.is_dataclass(dependencies) or isinstance(dependencies, type):
+            return dependencies
+        return dataclasses.replace(dependencies, senders=self.wrap_senders(senders))
+
+    def send(self, channel: Channel, sender: ChannelSender, job: DeliveryJob) -> str:
+        faults = self.plan.for_channel(channel)
+        delivery = (channel.value, job.notification_id, job.user_id, job.device_id)
+        with self._lock:
+            nth = self._seen[delivery] = self._seen.get(delivery, 0) + 1
+        counts = self._channels[channel]
+        if faults.latency_ms or faults.latency_jitter_ms:
+            added = faults.latency_ms + faults.latency_jitter_ms * draw(self.plan.seed, "latency", *delivery, nth)
+            with self._lock:
+                counts.added_latency_ms += added
+            self._sleep(added / 1000)
+        roll = draw(self.plan.seed, "provider", *delivery, nth)
+        if roll < faults.transient_rate:
+            with self._lock:
+                counts.transient += 1
+            codes = TRANSIENT_ERRORS[channel]
+            raise _client_error(channel, codes[nth % len(codes)], 503, "injected transient failure")
+        if roll < faults.transient_rate + faults.permanent_rate:
+            with self._lock:
+                counts.permanent += 1
+            raise _client_error(channel, PERMANENT_ERRORS[channel], 400, "injected permanent failure")
+        crash = roll < faults.transient_rate + faults.permanent_rate + faults.crash_after_send_rate
+        with self._lock:
+            counts.provider_calls += 1
+        message_id = sender.send(job)
+        if crash:
+            with self._lock:
+                counts.crashes += 1
+            raise SimulatedCrash(f"injected crash after {channel.value} provider accepted {message_id}")
+        return message_id
+
+    # ---------------------------------------------------------------- queues
+    def should_duplicate(self, queue_url: str, message: Mapping[str, Any]) -> bool:
+        """Whether this receive of `message` is delivered twice (decided per message id and receive count)."""
+        if self.plan.duplicate_rate <= 0:
+            return False
+        receive_count = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
+        return draw(self.plan.seed, "duplicate", queue_url, message["MessageId"], receive_count) < (
+            self.plan.duplicate_rate
+        )
+
+    def duplicated(self, queue_url: str) -> None:
+        with self._lock:
+            self._duplicates[queue_url] = self._duplicates.get(queue_url, 0) + 1
+
+    def counts(self) -> FaultCounts:
+        with self._lock:
+            return FaultCounts(
+                channels={channel: counts.model_copy() for channel, counts in self._channels.items()},
+                duplicates=dict(self._duplicates),
+            )
+
+
+class FaultySender:
+    """A ChannelSender whose provider fails, lags or crashes the process as the plan says."""
+
+    def __init__(self, injector: FaultInjector, channel: Channel, sender: ChannelSender):
+        self._injector = injector
+        self._channel = channel
+        self.wrapped = sender
+
+    def send(self, job: DeliveryJob) -> str:
+        return self._injector.send(self._channel, self.wrapped, job)
+
+
+def _client_error(channel: Channel, code: str, http_status: int, message: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": http_status}},
+        OPERATIONS[channel],
+    )
+
+
+def duplicate_message(queue_url: str, message: Mapping[str, Any]) -> dict[str, Any]:
+    """SendMessage arguments for a copy of a received message: same body, same message attributes."""
+    attributes = {
+        name: {key: value[key] for key in ("DataType", "StringValue", "BinaryValue") if key in value}
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+    request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": message["Body"]}
+    if attributes:
+        request["MessageAttributes"] = attributes
+    return request
+
+
+def compose_hooks(
+    *hooks: Callable[[str, Any], Any] | None,
+) -> Callable[[str, Any], Any] | None:
+    """One DependencyHook applying each given hook in turn (the first wraps innermost)."""
+    present = [hook for hook in hooks if hook is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+
+    def composed(function: str, dependencies: Any) -> Any:
+        for hook in present:
+            dependencies = hook(function, dependencies)
+        return dependencies
+
+    return composed

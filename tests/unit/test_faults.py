@@ -1,0 +1,268 @@
+"""The local stack's fault injector: rates, determinism, what each fault raises, and what it counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+import deliver.app
+from herald.channels import PERMANENT_ERROR_CODES, failure_from
+from herald.domain import Channel, DeliveryJob
+from herald_local.__main__ import main as herald_local_main
+from herald_local.faults import (
+    ChannelFaults,
+    FaultInjector,
+    FaultPlan,
+    SimulatedCrash,
+    compose_hooks,
+    duplicate_message,
+)
+from tests.events import load_event
+from tests.fakes import FakeSender
+from tests.unit.test_deliver_handler import dependencies_with
+
+
+def job_for(job: DeliveryJob, n: int, channel: Channel = Channel.EMAIL) -> DeliveryJob:
+    return job.model_copy(update={"notification_id": f"n-{n}", "device_id": f"d-{n}", "channel": channel})
+
+
+def outcome(injector: FaultInjector, sender: FakeSender, job: DeliveryJob) -> str:
+    try:
+        injector.send(job.channel, sender, job)
+    except ClientError as error:
+        return "permanent" if failure_from(error).permanent else "transient"
+    except SimulatedCrash:
+        return "crash"
+    return "sent"
+
+
+PLAN = FaultPlan(seed=7, default=ChannelFaults(transient_rate=0.20, permanent_rate=0.05, crash_after_send_rate=0.02))
+
+
+def test_each_rate_is_honoured_over_many_deliveries(job: DeliveryJob) -> None:
+    # Given a plan with 20% transient, 5% permanent and 2% crash-after-send faults
+    injector, sender = FaultInjector(PLAN), FakeSender()
+
+    # When 20,000 different deliveries are tried once each
+    outcomes = Counter(outcome(injector, sender, job_for(job, n)) for n in range(20_000))
+
+    # Then each kind happens at its rate, within 1 point, and the counts say the same
+    assert outcomes["transient"] / 20_000 == pytest.approx(0.20, abs=0.01)
+    assert outcomes["permanent"] / 20_000 == pytest.approx(0.05, abs=0.01)
+    assert outcomes["crash"] / 20_000 == pytest.approx(0.02, abs=0.01)
+    counts = injector.counts().channels[Channel.EMAIL]
+    assert (counts.transient, counts.permanent, counts.crashes) == (
+        outcomes["transient"],
+        outcomes["permanent"],
+        outcomes["crash"],
+    )
+    # ...and the provider was called exactly for the sends and the crashes after send
+    assert counts.provider_calls == len(sender.sent) == outcomes["sent"] + outcomes["crash"]
+
+
+def test_the_same_seed_makes_the_same_decisions_and_another_seed_others(job: DeliveryJob) -> None:
+    jobs = [job_for(job, n) for n in range(300)]
+
+    def decisions(plan: FaultPlan) -> list[str]:
+        injector = FaultInjector(plan)
+        # each delivery tried three times: retries get decisions of their own
+        return [outcome(injector, FakeSender(), j) for j in jobs for _ in range(3)]
+
+    assert decisions(PLAN) == decisions(PLAN)
+    assert decisions(PLAN) != decisions(PLAN.model_copy(update={"seed": 8}))
+
+
+def test_a_transient_fault_is_a_retryable_provider_error_and_the_provider_is_not_called(job: DeliveryJob) -> None:
+    # Given every channel failing transiently
+    injector = FaultInjector(FaultPlan(default=ChannelFaults(transient_rate=1.0)))
+    for channel in Channel:
+        sender = FakeSender()
+
+        # When a delivery is tried
+        with pytest.raises(ClientError) as raised:
+            injector.send(channel, sender, job_for(job, 1, channel))
+
+        # Then Herald's own classification calls it transient, and nothing reached the provider
+        assert raised.value.response["Error"]["Code"] not in PERMANENT_ERROR_CODES, channel
+        assert failure_from(raised.value).permanent is False
+        assert sender.tried == []
+    assert all(c.provider_calls == 0 and c.transient == 1 for c in injector.counts().channels.values())
+
+
+@pytest.mark.parametrize(
+    ("channel", "code"),
+    [(Channel.EMAIL, "MessageRejected"), (Channel.SMS, "InvalidParameter"), (Channel.PUSH, "EndpointDisabled")],
+)
+def test_a_permanent_fault_is_the_channels_own_permanent_error(job: DeliveryJob, channel: Channel, code: str) -> None:
+    injector, sender = FaultInjector(FaultPlan(default=ChannelFaults(permanent_rate=1.0))), FakeSender()
+    with pytest.raises(ClientError) as raised:
+        injector.send(channel, sender, job_for(job, 1, channel))
+    assert raised.value.response["Error"]["Code"] == code
+    assert failure_from(raised.value).permanent is True
+    assert sender.tried == []
+    assert injector.counts().channels[channel].permanent == 1
+
+
+def test_in_app_never_fails_for_good(job: DeliveryJob) -> None:
+    # Given a default permanent rate of 100%, Then in_app is spared it
+    injector, sender = FaultInjector(FaultPlan(default=ChannelFaults(permanent_rate=1.0))), FakeSender()
+    assert injector.send(Channel.IN_APP, sender, job_for(job, 1, Channel.IN_APP)) == "provider-1"
+    # ...and a plan asking for it explicitly is refused, naming the field
+    with pytest.raises(ValidationError, match="in_app"):
+        FaultPlan.model_validate({"channels": {"in_app": {"permanent_rate": 0.1}}})
+
+
+def test_rates_that_add_up_past_one_are_refused() -> None:
+    with pytest.raises(ValidationError, match="must not exceed 1"):
+        ChannelFaults(transient_rate=0.6, permanent_rate=0.3, crash_after_send_rate=0.2)
+
+
+def test_a_crash_after_send_reaches_the_provider_then_escapes_except_exception(job: DeliveryJob) -> None:
+    # Given a provider that always accepts, and a plan that always crashes after it did
+    injector, sender = FaultInjector(FaultPlan(default=ChannelFaults(crash_after_send_rate=1.0))), FakeSender()
+
+    # When a delivery is tried by code that handles every Exception
+    def herald_like() -> str:
+        try:
+            return injector.send(Channel.EMAIL, sender, job)
+        except Exception:
+            return "handled"
+
+    # Then the crash is not handled, the provider has the message, and the counts say one crash
+    with pytest.raises(SimulatedCrash):
+        herald_like()
+    assert len(sender.sent) == 1
+    counts = injector.counts().channels[Channel.EMAIL]
+    assert (counts.provider_calls, counts.crashes) == (1, 1)
+
+
+def test_a_crash_after_send_fails_the_deliver_handlers_whole_invocation(lambda_context: Any) -> None:
+    # Given the deliver function with its in-app provider crashing the process after each send
+    sender = FakeSender()
+    injector = FaultInjector(FaultPlan(default=ChannelFaults(crash_after_send_rate=1.0)))
+    dependencies = injector.hook("DeliverHighFunction", dependencies_with(sender))
+
+    # When it handles the sample batch, Then neither Herald nor Powertools' batch processor swallows it
+    with pytest.raises(SimulatedCrash):
+        deliver.app.lambda_handler(load_event("deliver"), lambda_context, dependencies=dependencies)
+
+    # ...the provider accepted the delivery, and no status was written after it
+    assert len(sender.sent) == 1
+    assert dependencies.status.attempts == []
+
+
+def test_latency_is_added_before_the_call_within_its_jitter(job: DeliveryJob) -> None:
+    slept: list[float] = []
+    plan = FaultPlan(channels={Channel.SMS: ChannelFaults(latency_ms=50, latency_jitter_ms=20)})
+    injector, sender = FaultInjector(plan, sleep=slept.append), FakeSender()
+    for n in range(100):
+        injector.send(Channel.SMS, sender, job_for(job, n, Channel.SMS))
+    assert len(slept) == 100 and all(0.050 <= s <= 0.070 for s in slept)
+    assert len(set(slept)) > 50  # jittered, not constant
+    assert injector.counts().channels[Channel.SMS].added_latency_ms == pytest.approx(sum(slept) * 1000)
+    # a channel without latency is not slowed
+    injector.send(Channel.EMAIL, sender, job)
+    assert len(slept) == 100
+
+
+def test_the_hook_wraps_only_a_deliver_functions_senders(job: DeliveryJob) -> None:
+    # Given deliver dependencies and an API-like dependency object without senders
+    injector = FaultInjector(FaultPlan(default=ChannelFaults(transient_rate=1.0)))
+    sender = FakeSender()
+    wrapped = injector.hook("DeliverLowFunction", dependencies_with(sender))
+
+    @dataclasses.dataclass(frozen=True)
+    class ApiDependencies:
+        table: str
+
+    api = ApiDependencies("t")
+
+    # Then the deliver senders fail as planned, and the API's dependencies are the same object
+    with pytest.raises(ClientError):
+        wrapped.senders[Channel.IN_APP].send(job)
+    assert sender.tried == []
+    assert injector.hook("ApiFunction", api) is api
+
+
+def test_composed_hooks_apply_in_order_so_the_injector_wraps_a_tests_own_wrapper(job: DeliveryJob) -> None:
+    # Given a test hook that counts calls reaching it, and the injector crashing after every send
+    reached: list[str] = []
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def send(self, j: DeliveryJob) -> str:
+            reached.append(j.device_id)
+            return str(self.inner.send(j))
+
+    def test_hook(function: str, dependencies: Any) -> Any:
+        senders = {c: Counting(s) for c, s in dependencies.senders.items()}
+        return dataclasses.replace(dependencies, senders=senders)
+
+    injector = FaultInjector(FaultPlan(default=ChannelFaults(crash_after_send_rate=1.0)))
+    hook = compose_hooks(test_hook, None, injector.hook)
+    assert hook is not None
+    dependencies = hook("DeliverHighFunction", dependencies_with(FakeSender()))
+
+    # When a delivery is tried, Then it passed through the test's wrapper before the crash
+    with pytest.raises(SimulatedCrash):
+        dependencies.senders[Channel.IN_APP].send(job)
+    assert reached == [job.device_id]
+    assert compose_hooks(None, None) is None
+
+
+def test_duplicates_follow_the_rate_per_message_and_receive(job: DeliveryJob) -> None:
+    injector = FaultInjector(FaultPlan(seed=3, duplicate_rate=0.05))
+    messages = [{"MessageId": f"m-{n}", "Attributes": {"ApproximateReceiveCount": "1"}} for n in range(20_000)]
+    chosen = [m for m in messages if injector.should_duplicate("q", m)]
+    assert len(chosen) / 20_000 == pytest.approx(0.05, abs=0.01)
+    # the same receive of the same message is always decided the same way; a redelivery anew
+    assert [m for m in messages if injector.should_duplicate("q", m)] == chosen
+    redelivered = [{**m, "Attributes": {"ApproximateReceiveCount": "2"}} for m in messages]
+    assert [m["MessageId"] for m in redelivered if injector.should_duplicate("q", m)] != [
+        m["MessageId"] for m in chosen
+    ]
+    assert not FaultInjector(FaultPlan()).should_duplicate("q", messages[0])
+
+
+def test_a_duplicate_carries_the_same_body_and_attributes() -> None:
+    received = {
+        "MessageId": "m-1",
+        "Body": '{"x": 1}',
+        "MD5OfBody": "ignored",
+        "MessageAttributes": {"priority": {"DataType": "String", "StringValue": "high", "StringListValues": []}},
+    }
+    assert duplicate_message("https://q", received) == {
+        "QueueUrl": "https://q",
+        "MessageBody": '{"x": 1}',
+        "MessageAttributes": {"priority": {"DataType": "String", "StringValue": "high"}},
+    }
+
+
+def test_a_plan_reads_from_json_as_the_command_line_takes_it() -> None:
+    plan = FaultPlan.model_validate_json(
+        '{"seed": 5, "duplicate_rate": 0.05, "default": {"transient_rate": 0.2},'
+        ' "channels": {"push": {"permanent_rate": 0.01, "latency_ms": 30}}}'
+    )
+    assert plan.for_channel(Channel.EMAIL).transient_rate == 0.2
+    assert plan.for_channel(Channel.PUSH) == ChannelFaults(permanent_rate=0.01, latency_ms=30)
+    with pytest.raises(ValidationError, match="transient"):
+        FaultPlan.model_validate_json('{"default": {"transient": 0.2}}')
+
+
+def test_the_command_refuses_a_bad_plan_naming_the_field(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a plan file with a misspelt field
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"default": {"transient": 0.2}}')
+
+    # When the local stack is started with it, Then it stops before starting anything, naming the field
+    with pytest.raises(SystemExit) as exited:
+        herald_local_main(["--faults", str(plan)])
+    assert exited.value.code == 2
+    assert "default.transient" in capsys.readouterr().err
