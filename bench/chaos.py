@@ -227,13 +227,8 @@ def settle(api: HeraldApi, notification_ids: list[str], timeout: float) -> Settl
 
 
 def is_inactive(device: dict[str, Any]) -> bool:
-    """Whether the device API reports a device disabled (push endpoint refused for good)."""
-    return (
-        device.get("active") is False
-        or device.get("enabled") is False
-        or str(device.get("status", "")).lower() in {"inactive", "disabled"}
-        or bool(device.get("inactive_at") or device.get("inactive_since") or device.get("disabled_at"))
-    )
+    """Whether the device API reports a device inactive (SNS refused its push endpoint for good)."""
+    return device.get("active") is False
 
 
 # ---------------------------------------------------------------- the providers' own records
