@@ -130,4 +130,6 @@ def test_a_crashed_invocation_fails_its_batch_which_returns_and_the_poller_lives
     assert poller._thread.is_alive()
     receives = [i for i in function.invocations if any(job.notification_id in body for body in i.bodies)]
     assert len(receives) >= 2 and not receives[-1].crashed
-    assert injector.counts().channels[Channel.IN_APP].provider_calls == len(receives)
+    # The inbox got the crashed send and one more: receives in between found the dead invocation's
+    # claim still held and waited; the first after it expired took it over (in_app may be written again).
+    assert injector.counts().channels[Channel.IN_APP].provider_calls == 2

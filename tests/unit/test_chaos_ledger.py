@@ -112,5 +112,5 @@ def test_outcomes_join_the_plan_and_the_status_store() -> None:
 
 
 def test_a_device_reported_disabled_counts_as_inactive() -> None:
-    assert is_inactive({"active": False}) and is_inactive({"status": "inactive"})
+    assert is_inactive({"active": False, "inactive_reason": "EndpointDisabled: Endpoint is disabled"})
     assert not is_inactive({"device_id": "d", "channel": "push"})
