@@ -123,7 +123,7 @@ class HeraldTemplate:
                 self.functions[name] = FunctionSpec(
                     name=name,
                     handler=props["Handler"],
-                    timeout=int(props.get("Timeout", 3)),
+                    timeout=int(self._parameter_default(props.get("Timeout", 3))),
                     environment=props.get("Environment", {}).get("Variables", {}),
                 )
             elif kind == "AWS::Lambda::EventSourceMapping":
@@ -140,6 +140,12 @@ class HeraldTemplate:
                 )
             elif kind == "AWS::ApiGateway::RestApi":
                 self.apis.append(self._api(name, props))
+
+    def _parameter_default(self, value: Any) -> Any:
+        """A {"Ref": Parameter} as its default (the function's timeout is a parameter); else the value."""
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            return self.parameter_defaults()[value["Ref"]]
+        return value
 
     def _api(self, api: str, props: dict[str, Any]) -> ApiSpec:
         routes = []
