@@ -25,7 +25,7 @@ from bench.prices import (
 )
 from bench.report import Report, Scale, Table, main, progress
 from bench.requests import NOTIFICATIONS, Measurement, measure
-from bench.stack import emulator_options, running_stack
+from bench.stack import Backend, backend_option, running_stack
 
 DEVICE_COUNTS = (3, 1)
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
@@ -126,11 +126,11 @@ def duration_table(measurements: dict[int, Measurement]) -> Table:
     )
 
 
-def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False) -> Report:
+def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
     report = Report("cost", scale)
     memory_mb, architecture = function_configuration()
     measurements: dict[int, Measurement] = {}
-    with running_stack(keep_endpoints=keep_endpoints, stock_emulator=stock_emulator) as bench:
+    with running_stack(backend=backend) as bench:
         report.emulator = bench.emulator
         for devices in DEVICE_COUNTS:
             notifications = NOTIFICATIONS[scale].get(devices, 2)
@@ -178,4 +178,4 @@ def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False
 
 
 if __name__ == "__main__":
-    sys.exit(main("cost", lambda a: run(a.scale, a.keep_endpoints, a.stock_emulator), __doc__ or "", emulator_options))
+    sys.exit(main("cost", lambda a: run(a.scale, a.backend or Backend.EMBEDDED), __doc__ or "", backend_option))

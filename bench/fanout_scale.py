@@ -39,7 +39,7 @@ from bench.floor import (
     floor_per_notification,
 )
 from bench.report import BenchError, Budget, Report, Scale, Table, main, progress
-from bench.stack import BenchStack, emulator_options, running_stack
+from bench.stack import Backend, BenchStack, backend_option, running_stack
 
 EVENT = Path(__file__).resolve().parent.parent / "events" / "fanout.json"
 # Linear growth gives 1x, quadratic ~10x over these sizes; handler time on this 2-core machine
@@ -169,10 +169,10 @@ def cases_table(cases: list[Case]) -> Table:
     )
 
 
-def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False) -> Report:
+def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
     report = Report("fanout_scale", scale)
     sizes, recipients_count, repeats = SIZES[scale], RECIPIENTS[scale], REPEATS[scale]
-    with running_stack(keep_endpoints=keep_endpoints, stock_emulator=stock_emulator) as bench:
+    with running_stack(backend=backend) as bench:
         report.emulator = bench.emulator
         progress(f"registering devices: {sum(sizes)} for users of {sizes}, and {recipients_count} recipients")
         for size in sizes:
@@ -275,8 +275,4 @@ def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False
 
 
 if __name__ == "__main__":
-    sys.exit(
-        main(
-            "fanout_scale", lambda a: run(a.scale, a.keep_endpoints, a.stock_emulator), __doc__ or "", emulator_options
-        )
-    )
+    sys.exit(main("fanout_scale", lambda a: run(a.scale, a.backend or Backend.EMBEDDED), __doc__ or "", backend_option))

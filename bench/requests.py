@@ -23,7 +23,7 @@ from bench.floor import (
     line_of,
 )
 from bench.report import Budget, Report, Scale, Table, main, progress
-from bench.stack import BenchStack, Invocation, emulator_options, running_stack
+from bench.stack import Backend, BenchStack, Invocation, backend_option, running_stack
 
 BUDGET = 1.25
 PRIORITY = "normal"  # the default priority; its queue's batch size is the floor's
@@ -186,10 +186,10 @@ def figures_of(m: Measurement) -> dict[str, object]:
     }
 
 
-def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False) -> Report:
+def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
     report = Report("requests", scale)
     measurements = []
-    with running_stack(keep_endpoints=keep_endpoints, stock_emulator=stock_emulator) as bench:
+    with running_stack(backend=backend) as bench:
         report.emulator = bench.emulator
         for devices, notifications in NOTIFICATIONS[scale].items():
             progress(f"{notifications} notifications to a user with {devices} devices")
@@ -219,6 +219,4 @@ def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False
 
 
 if __name__ == "__main__":
-    sys.exit(
-        main("requests", lambda a: run(a.scale, a.keep_endpoints, a.stock_emulator), __doc__ or "", emulator_options)
-    )
+    sys.exit(main("requests", lambda a: run(a.scale, a.backend or Backend.EMBEDDED), __doc__ or "", backend_option))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import requests
@@ -24,18 +25,73 @@ API_KEY = "bench"
 SERVICES = ("dynamodb", "sqs", "sns", "ses")
 
 
-def emulator_options(parser: argparse.ArgumentParser) -> None:
-    """The command-line options of a benchmark that runs the local stack."""
+class Backend(StrEnum):
+    """What answers the local stack's AWS calls."""
+
+    EMBEDDED = "embedded"  # moto in this process, as `make run` runs it, with a constant-time clock
+    STOCK = "stock"  # the same, moto's clock left as it is
+    PROCESS = "process"  # moto in a process of its own (its own interpreter lock), constant-time clock
+    ENVIRONMENT = "environment"  # the AWS_ENDPOINT_URL* of the environment: LocalStack, say
+
+
+def backend_option(parser: argparse.ArgumentParser) -> None:
+    """The command-line option of a benchmark that runs the local stack."""
     parser.add_argument(
-        "--stock-emulator",
-        action="store_true",
-        help="leave moto's SQS clock as it is (see bench.stack.quicken_emulator_clock)",
+        "--backend",
+        type=Backend,
+        choices=list(Backend),
+        default=None,
+        help="embedded: moto in this process (default); stock: the same without the clock fix; process: "
+        "moto in its own process; environment: the AWS_ENDPOINT_URL* variables (e.g. LocalStack)",
     )
-    parser.add_argument(
-        "--keep-endpoints",
-        action="store_true",
-        help="use the AWS_ENDPOINT_URL* variables of the environment (e.g. LocalStack) instead of an embedded moto",
+
+
+# Runs in a child process: moto on 127.0.0.1 with the constant-time clock; prints its port.
+EMULATOR_PROCESS = """
+import sys, threading
+from bench.stack import quicken_emulator_clock
+quicken_emulator_clock()
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # until the parent closes it
+server.stop()
+"""
+
+
+@contextmanager
+def emulator_process() -> Iterator[str]:
+    """A moto server in a child process; yields its endpoint. Stopped when the block ends."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "functions"), str(root)]))
+    child = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR_PROCESS],
+        cwd=root,
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
+    try:
+        assert child.stdout is not None
+        port = child.stdout.readline().strip()
+        if not port.isdigit():
+            raise BenchError("the emulator process did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def moto_version() -> str:
@@ -260,21 +316,54 @@ def _milliseconds_now(dt: datetime | None = None) -> float:
 
 @contextmanager
 def running_stack(
-    parameters: dict[str, str] | None = None, keep_endpoints: bool = False, stock_emulator: bool = False
+    parameters: dict[str, str] | None = None, backend: Backend = Backend.EMBEDDED
 ) -> Iterator[BenchStack]:
-    """A local stack started in this process, counted from a clean slate: on its own moto server, or
-    with `keep_endpoints` on the AWS_ENDPOINT_URL* endpoints of the environment (LocalStack, say).
-    Unless `stock_emulator`, moto's SQS clock is made constant-time (quicken_emulator_clock)."""
+    """A local stack started in this process, counted from a clean slate, on the given backend."""
+    if backend is Backend.PROCESS:
+        with (
+            emulator_process() as endpoint,
+            _environment(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing"),
+            _started(parameters, f"moto {moto_version()} in its own process, constant-time SQS clock") as bench,
+        ):
+            yield bench
+        return
+    if backend is Backend.ENVIRONMENT:
+        with _started(parameters, "the AWS_ENDPOINT_URL* endpoints of the environment") as bench:
+            yield bench
+        return
+    quickened = backend is Backend.EMBEDDED and quicken_emulator_clock()
+    # The bench measures the embedded stack: a developer's endpoint variables must not redirect it.
+    with _environment(**{name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL")}):
+        description = f"moto {moto_version()} in this process" + (", constant-time SQS clock" if quickened else "")
+        with _started(parameters, description) as bench:
+            yield bench
+
+
+@contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Sets (or, for None, removes) environment variables for the block, then restores them."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[BenchStack]:
     from herald.clients import client
     from herald_local.stack import LocalStack, StackOptions
 
-    quickened = False if stock_emulator or keep_endpoints else quicken_emulator_clock()
-
-    if not keep_endpoints:
-        # The bench measures the embedded stack: a developer's endpoint variables must not redirect it.
-        for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-            del os.environ[name]
-    progress("starting the local stack in this process")
+    progress(f"starting the local stack in this process ({emulator})")
     started = time.perf_counter()
     options = StackOptions(api_port=0, api_key=API_KEY, parameters=parameters or {}, log_level="WARNING")
     with LocalStack(options) as stack:
@@ -285,9 +374,5 @@ def running_stack(
         for function in stack.functions.values():
             clock.wrap(function)
         bench = BenchStack(stack, counter, clock)
-        bench.emulator = (
-            "environment endpoints"
-            if keep_endpoints
-            else f"moto {moto_version()}" + (" with a constant-time SQS clock" if quickened else " (stock)")
-        )
+        bench.emulator = emulator
         yield bench

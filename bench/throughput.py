@@ -3,9 +3,9 @@ offered load on the local stack, beside the raw ceiling of the same SQS endpoint
 run (SendMessageBatch, ReceiveMessage and DeleteMessageBatch for as many queue hops as Herald made),
 so the figure reads as a fraction of what the emulator allows.
 
-`python -m bench.throughput [--scale tiny|full] [--keep-endpoints]`. No budget: figures to read.
+`python -m bench.throughput [--scale tiny|full] [--backend ...]`. No budget: figures to read.
 
---keep-endpoints keeps the AWS_ENDPOINT_URL* variables of the environment instead of starting an
+`--backend environment` uses the AWS_ENDPOINT_URL* variables of the environment instead of an
 embedded moto server: the hook for running the same benchmark against LocalStack (SQS, SNS and SES
 there, DynamoDB on moto), whose setup lives with the LocalStack leg.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from bench.calls import Origin
 from bench.figures import percentile
 from bench.report import BenchError, Report, Scale, Table, main, progress
-from bench.stack import BenchStack, emulator_options, running_stack
+from bench.stack import Backend, BenchStack, backend_option, running_stack
 
 PRIORITY = "normal"
 
@@ -117,10 +117,10 @@ def deliver_concurrency(bench: BenchStack, since_invocations: int) -> dict[str, 
     }
 
 
-def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False) -> Report:
+def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
     load = LOADS[scale]
     report = Report("throughput", scale)
-    with running_stack(keep_endpoints=keep_endpoints, stock_emulator=stock_emulator) as bench:
+    with running_stack(backend=backend) as bench:
         report.emulator = bench.emulator
         users = [f"reader-{index}" for index in range(10)]
         for user in users:
@@ -175,7 +175,7 @@ def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False
         )
     )
     report.figures = {
-        "endpoint": "keep-endpoints" if keep_endpoints else "embedded moto",
+        "backend": backend.value,
         "priority": PRIORITY,
         "load": vars(load) | {"notifications": load.notifications, "deliveries": load.deliveries},
         "offered_deliveries_per_s": round(load.deliveries / offered_seconds, 2),
@@ -201,7 +201,7 @@ def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False
         "(1.0 = one record after another)",
     ]
     report.notes += [
-        f"Endpoint: {'the environment' if keep_endpoints else 'an embedded moto server'} ({endpoint}).",
+        f"AWS endpoint: {endpoint}.",
         f"{PRIORITY} priority waits up to its mapping's batching window (template.yaml) before a batch is handed "
         "to the deliver function: latency includes it.",
         "Raw ceiling: one client pushing the same number of messages through send, receive and delete on a "
@@ -214,6 +214,4 @@ def run(scale: Scale, keep_endpoints: bool = False, stock_emulator: bool = False
 
 
 if __name__ == "__main__":
-    sys.exit(
-        main("throughput", lambda a: run(a.scale, a.keep_endpoints, a.stock_emulator), __doc__ or "", emulator_options)
-    )
+    sys.exit(main("throughput", lambda a: run(a.scale, a.backend or Backend.EMBEDDED), __doc__ or "", backend_option))
