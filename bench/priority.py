@@ -48,7 +48,7 @@ class Plan:
 
 PLANS = {
     Scale.TINY: Plan(highs=5, gap=0.05, flood_notifications=2, flood_devices=10),
-    Scale.FULL: Plan(highs=100, gap=0.1, flood_notifications=20, flood_devices=100),
+    Scale.FULL: Plan(highs=200, gap=0.05, flood_notifications=20, flood_devices=100),
 }
 
 

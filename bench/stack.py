@@ -159,8 +159,7 @@ class BenchStack:
         self.stack = stack
         self.counter = counter
         self.clock = clock
-        self.http = requests.Session()
-        self.http.headers["x-api-key"] = API_KEY
+        self._sessions = threading.local()  # one HTTP session per sending thread
         # Resource name as a call names it (table, queue, topic) -> the template's logical id.
         self.roles: dict[str, str] = {}
         for logical_id, value in stack.stack.resolver.refs.items():
@@ -221,6 +220,14 @@ class BenchStack:
             register_device(api.registry, api.endpoints, user_id, f"device-{index:04d}", registration)
 
     # --- the API, over HTTP ------------------------------------------------------------------------
+
+    @property
+    def http(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = requests.Session()
+            session.headers["x-api-key"] = API_KEY
+        return session
 
     def send(self, recipients: list[str], priority: str, title: str = "Bench") -> str:
         """POST /notifications; waits out the usage plan's throttle (429) like a polite client."""

@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bench.calls import Origin
@@ -24,6 +25,7 @@ from bench.report import BenchError, Report, Scale, Table, main, progress
 from bench.stack import Backend, BenchStack, backend_option, running_stack
 
 PRIORITY = "normal"
+CLIENTS = 8  # concurrent HTTP clients offering the load
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,15 @@ LOADS = {
 
 
 def offer(bench: BenchStack, load: Load, users: list[str]) -> list[str]:
-    """POSTs notifications at the load's rate, round-robin over users; returns their ids."""
-    ids = []
-    next_at = time.monotonic()
-    for index in range(load.notifications):
-        ids.append(bench.send([users[index % len(users)]], PRIORITY))
-        next_at += 1 / load.rate
-        time.sleep(max(next_at - time.monotonic(), 0))
-    return ids
+    """POSTs notifications on a fixed schedule (the load's rate, whatever the answers' latency: an
+    open loop, from a few client threads), round-robin over users; returns their ids."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=CLIENTS) as clients:
+        sent = []
+        for index in range(load.notifications):
+            time.sleep(max(started + index / load.rate - time.monotonic(), 0))
+            sent.append(clients.submit(bench.send, [users[index % len(users)]], PRIORITY))
+        return [future.result() for future in sent]
 
 
 def raw_ceiling(messages: int) -> dict[str, float]:
