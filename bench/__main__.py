@@ -3,6 +3,9 @@ their JSON lines into one file, prints which budgets hold, and can refresh docs/
 
     python -m bench [--scale tiny|full] [--out FILE] [--docs FILE] [--only NAME ...]
 
+With --only, the other benchmarks' lines already in --out (same scale) are kept, so re-running one
+benchmark refreshes its figures without re-running the rest.
+
 Exit status: 0 every budget holds, 1 one does not, 2 a benchmark could not measure.
 """
 
@@ -38,6 +41,22 @@ def run_one(name: str, scale: Scale) -> dict[str, object] | None:
     return result
 
 
+def merged(path: Path, results: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The results of this run, plus those of `path` for benchmarks this run did not re-run (at the
+    same scale), in the usual order: re-running one benchmark keeps the others' figures."""
+    fresh = {str(r["bench"]): r for r in results}
+    scale = next(iter(fresh.values()))["scale"] if fresh else None
+    kept = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                earlier = json.loads(line)
+                if earlier["bench"] not in fresh and earlier["scale"] == scale:
+                    kept[earlier["bench"]] = earlier
+    every = kept | fresh
+    return [every[name] for name in BENCHMARKS if name in every]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -56,6 +75,7 @@ def main() -> int:
         else:
             results.append(result)
     if arguments.out:
+        results = merged(arguments.out, results)
         arguments.out.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in results))
         progress(f"wrote {arguments.out}")
     if arguments.docs and results:

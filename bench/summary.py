@@ -35,8 +35,8 @@ def markdown_summary(results: Sequence[Mapping[str, Any]]) -> str:
     first = results[0]
     machine = first.get("machine", {})
     out = [
-        f"Run of {first.get('at', '?')} at scale `{first.get('scale')}` on {machine.get('cpus', '?')} cores, "
-        f"Python {machine.get('python', '?')}.",
+        f"Scale `{first.get('scale')}`, {machine.get('cpus', '?')} cores, Python {machine.get('python', '?')} "
+        "(each benchmark's own time of run below).",
         "",
         "| Benchmark | Budget | Measured | Limit | Holds |",
         "| --- | --- | --- | --- | --- |",
@@ -48,7 +48,7 @@ def markdown_summary(results: Sequence[Mapping[str, Any]]) -> str:
                 f"{'yes' if budget['holds'] else '**no**'} |"
             )
     for result in results:
-        out += ["", f"**{result['bench']}** ({result['seconds']:.0f} s)", ""]
+        out += ["", f"**{result['bench']}** (run {result.get('at', '?')}, {result['seconds']:.0f} s)", ""]
         out += [f"- {line}" for line in result.get("headline", [])]
     return "\n".join(out)
 

@@ -45,7 +45,7 @@ class Load:
 
 LOADS = {
     Scale.TINY: Load(rate=5, devices=2, seconds=1),
-    Scale.FULL: Load(rate=10, devices=5, seconds=30),
+    Scale.FULL: Load(rate=6, devices=5, seconds=30),
 }
 
 

@@ -152,3 +152,23 @@ def test_the_summary_lists_every_budget_and_replaces_only_its_block():
 def test_a_document_without_markers_is_refused():
     with pytest.raises(ValueError):
         replace_generated("no markers here", "block")
+
+
+def test_re_running_one_benchmark_keeps_the_others_figures(tmp_path):
+    # Given a results file of a full run
+    from bench.__main__ import merged
+
+    path = tmp_path / "results.jsonl"
+    earlier = [Report(name, Scale.FULL, figures={"run": 1}).as_json() for name in ("cold_start", "requests", "cost")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in earlier))
+
+    # When only `requests` is re-run
+    fresh = Report("requests", Scale.FULL, figures={"run": 2}).as_json()
+    results = merged(path, [fresh])
+
+    # Then the others are kept, the re-run one replaced, in the usual order
+    assert [(r["bench"], r["figures"]["run"]) for r in results] == [("cold_start", 1), ("requests", 2), ("cost", 1)]
+
+    # And a run at another scale does not mix with them
+    tiny = Report("requests", Scale.TINY, figures={"run": 3}).as_json()
+    assert merged(path, [tiny]) == [tiny]
