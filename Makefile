@@ -2,10 +2,15 @@
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+LAMBDA_VENV := .venv-lambda
 BIN := $(VENV)/bin
+# The functions' runtime (template.yaml: python3.12), for the cold-start benchmark only; empty when
+# this machine has none (the benchmark then measures on the project's interpreter and says so).
+PYTHON_LAMBDA ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && echo $$p && break; done)
 export PYTHONPATH := functions:.
 
-.PHONY: setup run test test-unit test-localstack lint validate bench chaos clean
+.PHONY: setup run test test-unit test-localstack lint validate bench bench-smoke chaos clean
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,13 +51,25 @@ validate: setup $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
 
-## bench: print the budgets' figures (stack start, end-to-end latency, handler import cost).
-bench: setup
-	$(BIN)/python bench/budgets.py
+# What a function's container holds: its runtime, the zip's requirements and the runtime's boto3.
+$(LAMBDA_VENV)/.installed: functions/requirements.txt
+	$(PYTHON_LAMBDA) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet --disable-pip-version-check -r functions/requirements.txt \
+		$$(grep '^boto3==' requirements-dev.txt)
+	touch $@
+
+## bench: run the six benchmarks at full scale (about 10 min), write bench/results.jsonl and refresh
+## the figures in docs/performance.md.
+bench: setup $(if $(PYTHON_LAMBDA),$(LAMBDA_VENV)/.installed)
+	$(BIN)/python -m bench --scale full --out bench/results.jsonl --docs docs/performance.md
+
+## bench-smoke: each benchmark at tiny scale (part of `make test`): they run, their JSON is well formed.
+bench-smoke: setup
+	$(BIN)/python -m pytest tests/e2e/test_bench_smoke.py $(PYTEST_ARGS)
 
 ## chaos: the chaos run (faults on, then a ledger of every delivery). ARGS="--deliveries 5000" to change.
 chaos: setup
 	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .venv-localstack .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LAMBDA_VENV) .venv-localstack .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,106 @@
+"""The floor of AWS calls per notification, and how counted calls are sorted into its lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.floor import (
+    API_INTAKE_SEND,
+    API_STATUS_ACCEPTED,
+    DELIVER_PROVIDER,
+    DELIVER_STATUS,
+    FANOUT_DEVICE_QUERY,
+    FANOUT_PUBLISH,
+    FANOUT_STATUS_FANNED_OUT,
+    FANOUT_STATUS_QUEUED,
+    INTAKE_DELETE,
+    INTAKE_RECEIVE,
+    OTHER,
+    PRIORITY_DELETE,
+    PRIORITY_RECEIVE,
+    Batching,
+    Shape,
+    floor_per_notification,
+    floor_total,
+    line_of,
+)
+
+NORMAL = Batching(intake=10, priority=10)
+
+
+def test_one_device_costs_the_fixed_calls_plus_one_delivery():
+    # Given one recipient with one device, batches of 10 on both queues
+    floor = floor_per_notification(Shape(1, 1), NORMAL)
+
+    # Then: api 2, fan-out 4, deliver 1 provider + 2 status writes, and four tenths of mapping calls
+    assert floor[API_INTAKE_SEND] == 1
+    assert floor[API_STATUS_ACCEPTED] == 1
+    assert floor[FANOUT_DEVICE_QUERY] == 1
+    assert floor[FANOUT_STATUS_QUEUED] == 1
+    assert floor[FANOUT_PUBLISH] == 1
+    assert floor[FANOUT_STATUS_FANNED_OUT] == 1
+    assert floor[DELIVER_PROVIDER] == 1
+    assert floor[DELIVER_STATUS] == 2
+    assert floor[INTAKE_RECEIVE] == pytest.approx(0.1)
+    assert floor[PRIORITY_DELETE] == pytest.approx(0.1)
+    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(9.4)
+
+
+def test_a_hundred_devices_batch_their_writes_and_publishes():
+    # Given one recipient with 100 devices
+    floor = floor_per_notification(Shape(1, 100), NORMAL)
+
+    # Then 4 BatchWriteItem (25 each), 10 PublishBatch, 100 provider calls, 200 status writes
+    assert floor[FANOUT_STATUS_QUEUED] == 4
+    assert floor[FANOUT_PUBLISH] == 10
+    assert floor[DELIVER_PROVIDER] == 100
+    assert floor[DELIVER_STATUS] == 200
+    assert floor[PRIORITY_RECEIVE] == pytest.approx(10)
+    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 4 + 10 + 1 + 300 + 0.2 + 20)
+
+
+def test_many_recipients_cost_one_device_query_each():
+    # Given 1,000 recipients with one device each
+    floor = floor_per_notification(Shape(1000, 1), NORMAL)
+
+    # Then a query per recipient, and the deliveries batch as if they were one user's
+    assert floor[FANOUT_DEVICE_QUERY] == 1000
+    assert floor[FANOUT_STATUS_QUEUED] == 40
+    assert floor[FANOUT_PUBLISH] == 100
+
+
+def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
+    # Given the low queue's mapping (batches of 50) and the high one's (batches of 5)
+    low = floor_per_notification(Shape(1, 100), Batching(intake=10, priority=50))
+    high = floor_per_notification(Shape(1, 100), Batching(intake=10, priority=5))
+
+    # Then receives and deletes are amortised over 10 and over 5 messages
+    assert low[PRIORITY_RECEIVE] == pytest.approx(10)
+    assert low[PRIORITY_DELETE] == pytest.approx(10)
+    assert high[PRIORITY_RECEIVE] == pytest.approx(20)
+
+
+@pytest.mark.parametrize(
+    ("call", "line"),
+    [
+        (("herald", "api", "sqs", "SendMessage", "IntakeQueue"), API_INTAKE_SEND),
+        (("herald", "api", "dynamodb", "PutItem", "StatusTable"), API_STATUS_ACCEPTED),
+        (("herald", "fanout", "dynamodb", "Query", "DevicesTable"), FANOUT_DEVICE_QUERY),
+        (("herald", "fanout", "dynamodb", "BatchWriteItem", "StatusTable"), FANOUT_STATUS_QUEUED),
+        (("herald", "fanout", "sns", "PublishBatch", "NotificationsTopic"), FANOUT_PUBLISH),
+        (("herald", "fanout", "dynamodb", "UpdateItem", "StatusTable"), FANOUT_STATUS_FANNED_OUT),
+        (("herald", "deliver", "sns", "Publish", "endpoint"), DELIVER_PROVIDER),
+        (("herald", "deliver", "ses", "SendEmail", ""), DELIVER_PROVIDER),
+        (("herald", "deliver", "dynamodb", "PutItem", "InboxTable"), DELIVER_PROVIDER),
+        (("herald", "deliver", "dynamodb", "UpdateItem", "StatusTable"), DELIVER_STATUS),
+        (("poller", "", "sqs", "ReceiveMessage", "IntakeQueue"), INTAKE_RECEIVE),
+        (("poller", "", "sqs", "DeleteMessageBatch", "IntakeQueue"), INTAKE_DELETE),
+        (("poller", "", "sqs", "ReceiveMessage", "HighQueue"), PRIORITY_RECEIVE),
+        (("poller", "", "sqs", "DeleteMessageBatch", "LowQueue"), PRIORITY_DELETE),
+        (("herald", "deliver", "sqs", "ChangeMessageVisibility", "NormalQueue"), OTHER),
+        (("herald", "api", "dynamodb", "Query", "StatusTable"), OTHER),
+        (("bench", "", "dynamodb", "PutItem", "DevicesTable"), OTHER),
+    ],
+)
+def test_each_counted_call_lands_on_its_line(call: tuple[str, str, str, str, str], line: str):
+    assert line_of(*call) == line
