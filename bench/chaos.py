@@ -389,7 +389,9 @@ def run(config: ChaosConfig) -> ChaosResult:
             stack.faults.plan = FaultPlan(seed=config.seed)
         moved = stack.functions["DlqRedriveFunction"].invoke({"priority": "all"})
         resettled = settle(api, ids, config.settle_timeout)
-        progress(f"redrive moved {moved.get('total')} messages; dead-lettered deliveries before: {len(dead_before)}")
+        progress(
+            f"redrive moved {moved.get('total_moved')} messages; dead-lettered deliveries before: {len(dead_before)}"
+        )
 
         mark = time.monotonic()
         by_sequence = {plan.sequence: plan.notification_id for plan in plans}
@@ -468,7 +470,7 @@ def print_report(result: ChaosResult) -> None:
     print(f"duplicated queue messages: {sum(injected['duplicates'].values())}")
     print(
         f"not final when the queues went quiet: {result.settled.not_final} notifications; "
-        f"redrive moved {result.redrive['moved'].get('total')} "
+        f"redrive moved {result.redrive['moved'].get('total_moved')} "
         f"(faults {'on' if config.redrive_with_faults else 'off'}); "
         f"not final after it: {result.resettled.not_final}"
     )

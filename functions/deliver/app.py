@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.channels import EmailSender, InAppSender, PushSender, Senders, SmsSender
-from herald.clients import client
+from herald.clients import client, provider_client
 from herald.consumer import Consumer, DeadLetter, Done, QueueRecord, Retry, Verdict
 from herald.dead_letters import DeadLetterQueue
 from herald.delivery import Outcome, RetryPolicy, deliver
@@ -36,12 +36,12 @@ class Dependencies:
 
     @classmethod
     def from_settings(cls, settings: DeliverSettings) -> Dependencies:
-        dynamodb, sns, sqs = client("dynamodb"), client("sns"), client("sqs")
+        dynamodb, sqs, sns = client("dynamodb"), client("sqs"), provider_client("sns")
         status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
         return cls(
             settings=settings,
             senders={
-                Channel.EMAIL: EmailSender(client("ses"), settings.sender_email),
+                Channel.EMAIL: EmailSender(provider_client("ses"), settings.sender_email),
                 Channel.SMS: SmsSender(sns),
                 Channel.PUSH: PushSender(sns),
                 Channel.IN_APP: InAppSender(DynamoInbox(dynamodb, settings.inbox_table), status.expires_at),

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
 from herald.domain import Channel, DeliveryJob, Platform, Priority
 from herald.inbox import Inbox
@@ -32,18 +32,22 @@ class DeliveryFailed(Exception):
     """A provider did not take the delivery. `permanent` failures are not retried; `device_gone`
     ones also mean the device will never take a message again."""
 
-    def __init__(self, reason: str, permanent: bool = False, device_gone: bool = False):
+    def __init__(self, reason: str, permanent: bool = False, device_gone: bool = False, ambiguous: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent or device_gone
         self.device_gone = device_gone
+        # The request may have reached the provider and been accepted: the answer was lost.
+        self.ambiguous = ambiguous
 
 
 def failure_from(error: Exception) -> DeliveryFailed:
     """Classifies what a provider raised: permanent (a code no retry can fix) or transient.
 
-    Transient: throttling, 5xx, timeouts, connection errors (BotoCoreError) and anything unknown,
-    so an unforeseen error is retried and then dead-lettered with its reason, never dropped.
+    Transient: throttling, 5xx, connection errors (BotoCoreError) and anything unknown, so an
+    unforeseen error is retried and then dead-lettered with its reason, never dropped. A read
+    timeout or a connection cut before the answer is also `ambiguous`: the provider may have
+    accepted the delivery.
     """
     if isinstance(error, DeliveryFailed):
         return error
@@ -55,6 +59,8 @@ def failure_from(error: Exception) -> DeliveryFailed:
             code == "InvalidParameter" and "no endpoint found" in message.lower()
         )
         return DeliveryFailed(f"{code}: {message}", permanent=code in PERMANENT_ERROR_CODES, device_gone=gone)
+    if isinstance(error, ReadTimeoutError | ConnectionClosedError):
+        return DeliveryFailed(f"{type(error).__name__}: {error}", ambiguous=True)
     return DeliveryFailed(f"{type(error).__name__}: {error}")
 
 

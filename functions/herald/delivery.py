@@ -17,6 +17,10 @@ SQS_MAX_VISIBILITY = 43200  # 12 hours
 # Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery
 # whose earlier attempt may or may not have reached the provider can safely be sent again.
 IDEMPOTENT_CHANNELS = frozenset({Channel.IN_APP})
+OUTCOME_UNKNOWN_AFTER_CALL = (
+    "outcome unknown: the provider's answer was lost (it may have accepted the delivery); not sent again,"
+    " to avoid a duplicate"
+)
 OUTCOME_UNKNOWN = (
     "outcome unknown: an earlier attempt stopped after calling the provider and before recording the result;"
     " not sent again, to avoid a duplicate"
@@ -104,6 +108,10 @@ def deliver(
         if failure.permanent:
             record(DeliveryState.FAILED, error=failure.reason)
             return Result(Outcome.FAILED, failure.reason)
+        if failure.ambiguous and job.channel not in IDEMPOTENT_CHANNELS:
+            reason = f"{OUTCOME_UNKNOWN_AFTER_CALL} ({failure.reason})"
+            record(DeliveryState.FAILED, error=reason)
+            return Result(Outcome.FAILED, reason)
         if last:
             record(DeliveryState.DEAD_LETTERED, error=failure.reason)
             return Result(Outcome.DEAD_LETTER, f"last attempt failed: {failure.reason}")

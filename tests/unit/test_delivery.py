@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from herald.channels import DeliveryFailed
 from herald.delivery import (
@@ -325,3 +325,34 @@ def test_a_deleted_endpoint_reported_as_invalid_parameter_also_marks_the_device_
     assert result.outcome is Outcome.FAILED
     device = devices.get(push.user_id, "pixel")
     assert device is not None and not device.active
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+        ConnectionClosedError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+    ],
+)
+def test_a_lost_answer_from_a_non_idempotent_provider_is_not_sent_again(job, error):
+    # Given an email whose provider call timed out reading the answer (SES may have sent it)
+    email = job.model_copy(update={"channel": Channel.EMAIL, "address": "ada@example.com"})
+    sender, status = FakeSender(error=error), FakeStatusStore()
+
+    # When it is delivered
+    result = deliver_with(email, sender, status, attempt=1)
+
+    # Then it ends failed saying the outcome is unknown, and is not retried
+    assert result.outcome is Outcome.FAILED
+    assert (result.reason or "").startswith("outcome unknown: the provider's answer was lost")
+
+
+def test_a_lost_answer_from_the_inbox_is_retried_because_its_write_is_idempotent(job):
+    # Given an in_app delivery whose DynamoDB write timed out reading the answer
+    sender = FakeSender(error=ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"))
+
+    # When it is delivered
+    result = deliver_with(job, sender, FakeStatusStore(), attempt=1)
+
+    # Then it is simply retried
+    assert result.outcome is Outcome.RETRY
