@@ -3,8 +3,9 @@
 A notification to R recipients with D devices each makes n = R x D deliveries. Per notification:
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
-  fanout    R device Query pages (one page per recipient), ceil(n / 25) status BatchWriteItem
-            (the queued records), ceil(n / 10) SNS PublishBatch, 1 status UpdateItem (fanned out)
+  fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
+            UpdateItem (the fan-out's claim; then "fanned out", which also records the planned
+            deliveries, so no delivery needs an item of its own before it is claimed)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
   mapping   what Lambda's event source mapping does on each queue: ReceiveMessage and
             DeleteMessageBatch, each carrying up to min(batch size, 10) messages; amortised over
@@ -23,16 +24,15 @@ from dataclasses import dataclass
 
 # SQS hands out and deletes at most 10 messages per call, whatever the mapping's batch size.
 SQS_MESSAGES_PER_CALL = 10
-BATCH_WRITE_ITEMS = 25
 PUBLISH_BATCH_ENTRIES = 10
 STATUS_WRITES_PER_DELIVERY = 2
 
 API_INTAKE_SEND = "api: intake SendMessage"
 API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
-FANOUT_STATUS_QUEUED = "fanout: status BatchWriteItem (queued)"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
-FANOUT_STATUS_FANNED_OUT = "fanout: status UpdateItem (fanned out)"
+FANOUT_STATUS = "fanout: status UpdateItem (claim, fanned out)"
+FANOUT_STATUS_WRITES = 2
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
 INTAKE_RECEIVE = "mapping: intake ReceiveMessage"
@@ -45,9 +45,8 @@ LINES = (
     API_INTAKE_SEND,
     API_STATUS_ACCEPTED,
     FANOUT_DEVICE_QUERY,
-    FANOUT_STATUS_QUEUED,
     FANOUT_PUBLISH,
-    FANOUT_STATUS_FANNED_OUT,
+    FANOUT_STATUS,
     DELIVER_PROVIDER,
     DELIVER_STATUS,
     INTAKE_RECEIVE,
@@ -86,9 +85,8 @@ def floor_per_notification(shape: Shape, batching: Batching) -> dict[str, float]
         API_INTAKE_SEND: 1,
         API_STATUS_ACCEPTED: 1,
         FANOUT_DEVICE_QUERY: shape.recipients,
-        FANOUT_STATUS_QUEUED: math.ceil(n / BATCH_WRITE_ITEMS),
         FANOUT_PUBLISH: math.ceil(n / PUBLISH_BATCH_ENTRIES),
-        FANOUT_STATUS_FANNED_OUT: 1,
+        FANOUT_STATUS: FANOUT_STATUS_WRITES,
         DELIVER_PROVIDER: n,
         DELIVER_STATUS: STATUS_WRITES_PER_DELIVERY * n,
         INTAKE_RECEIVE: 1 / intake_per_call,
@@ -122,9 +120,8 @@ def line_of(origin: str, function: str, service: str, operation: str, role: str)
         ("api", "sqs", "SendMessage", "IntakeQueue"): API_INTAKE_SEND,
         ("api", "dynamodb", "PutItem", "StatusTable"): API_STATUS_ACCEPTED,
         ("fanout", "dynamodb", "Query", "DevicesTable"): FANOUT_DEVICE_QUERY,
-        ("fanout", "dynamodb", "BatchWriteItem", "StatusTable"): FANOUT_STATUS_QUEUED,
         ("fanout", "sns", "PublishBatch", "NotificationsTopic"): FANOUT_PUBLISH,
-        ("fanout", "dynamodb", "UpdateItem", "StatusTable"): FANOUT_STATUS_FANNED_OUT,
+        ("fanout", "dynamodb", "UpdateItem", "StatusTable"): FANOUT_STATUS,
     }
     if call in lines:
         return lines[call]

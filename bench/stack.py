@@ -367,7 +367,7 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 @contextmanager
 def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[BenchStack]:
-    from herald.clients import client
+    from herald.clients import client, provider_client
     from herald_local.stack import LocalStack, StackOptions
 
     progress(f"starting the local stack in this process ({emulator})")
@@ -376,8 +376,9 @@ def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[Bench
     with LocalStack(options) as stack:
         progress(f"local stack ready in {time.perf_counter() - started:.1f} s")
         counter, clock = CallCounter(), InvocationClock()
-        # Every client of the stack and its functions comes from herald.clients.client: one per service.
-        counter.hook(*(client(service) for service in SERVICES))
+        # Every client of the stack and its functions comes from herald.clients: one per service, and
+        # one more for each provider (SES, SNS) that makes a single attempt per call.
+        counter.hook(*(client(service) for service in SERVICES), provider_client("ses"), provider_client("sns"))
         for function in stack.functions.values():
             clock.wrap(function)
         bench = BenchStack(stack, counter, clock)

@@ -11,8 +11,7 @@ from bench.floor import (
     DELIVER_STATUS,
     FANOUT_DEVICE_QUERY,
     FANOUT_PUBLISH,
-    FANOUT_STATUS_FANNED_OUT,
-    FANOUT_STATUS_QUEUED,
+    FANOUT_STATUS,
     INTAKE_DELETE,
     INTAKE_RECEIVE,
     OTHER,
@@ -32,13 +31,13 @@ def test_one_device_costs_the_fixed_calls_plus_one_delivery():
     # Given one recipient with one device, batches of 10 on both queues
     floor = floor_per_notification(Shape(1, 1), NORMAL)
 
-    # Then: api 2, fan-out 4, deliver 1 provider + 2 status writes, and four tenths of mapping calls
+    # Then: api 2, fan-out 4 (query, publish, claim, fanned out), deliver 1 provider + 2 status writes,
+    # and four tenths of mapping calls
     assert floor[API_INTAKE_SEND] == 1
     assert floor[API_STATUS_ACCEPTED] == 1
     assert floor[FANOUT_DEVICE_QUERY] == 1
-    assert floor[FANOUT_STATUS_QUEUED] == 1
     assert floor[FANOUT_PUBLISH] == 1
-    assert floor[FANOUT_STATUS_FANNED_OUT] == 1
+    assert floor[FANOUT_STATUS] == 2
     assert floor[DELIVER_PROVIDER] == 1
     assert floor[DELIVER_STATUS] == 2
     assert floor[INTAKE_RECEIVE] == pytest.approx(0.1)
@@ -46,17 +45,17 @@ def test_one_device_costs_the_fixed_calls_plus_one_delivery():
     assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(9.4)
 
 
-def test_a_hundred_devices_batch_their_writes_and_publishes():
+def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_twice():
     # Given one recipient with 100 devices
     floor = floor_per_notification(Shape(1, 100), NORMAL)
 
-    # Then 4 BatchWriteItem (25 each), 10 PublishBatch, 100 provider calls, 200 status writes
-    assert floor[FANOUT_STATUS_QUEUED] == 4
+    # Then 10 PublishBatch, 2 fan-out status writes whatever the count, 100 provider calls, 200 status writes
+    assert floor[FANOUT_STATUS] == 2
     assert floor[FANOUT_PUBLISH] == 10
     assert floor[DELIVER_PROVIDER] == 100
     assert floor[DELIVER_STATUS] == 200
     assert floor[PRIORITY_RECEIVE] == pytest.approx(10)
-    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 4 + 10 + 1 + 300 + 0.2 + 20)
+    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 2 + 300 + 0.2 + 20)
 
 
 def test_many_recipients_cost_one_device_query_each():
@@ -65,7 +64,7 @@ def test_many_recipients_cost_one_device_query_each():
 
     # Then a query per recipient, and the deliveries batch as if they were one user's
     assert floor[FANOUT_DEVICE_QUERY] == 1000
-    assert floor[FANOUT_STATUS_QUEUED] == 40
+    assert floor[FANOUT_STATUS] == 2
     assert floor[FANOUT_PUBLISH] == 100
 
 
@@ -86,9 +85,9 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
         (("herald", "api", "sqs", "SendMessage", "IntakeQueue"), API_INTAKE_SEND),
         (("herald", "api", "dynamodb", "PutItem", "StatusTable"), API_STATUS_ACCEPTED),
         (("herald", "fanout", "dynamodb", "Query", "DevicesTable"), FANOUT_DEVICE_QUERY),
-        (("herald", "fanout", "dynamodb", "BatchWriteItem", "StatusTable"), FANOUT_STATUS_QUEUED),
+        (("herald", "fanout", "dynamodb", "BatchWriteItem", "StatusTable"), OTHER),
         (("herald", "fanout", "sns", "PublishBatch", "NotificationsTopic"), FANOUT_PUBLISH),
-        (("herald", "fanout", "dynamodb", "UpdateItem", "StatusTable"), FANOUT_STATUS_FANNED_OUT),
+        (("herald", "fanout", "dynamodb", "UpdateItem", "StatusTable"), FANOUT_STATUS),
         (("herald", "deliver", "sns", "Publish", "endpoint"), DELIVER_PROVIDER),
         (("herald", "deliver", "ses", "SendEmail", ""), DELIVER_PROVIDER),
         (("herald", "deliver", "dynamodb", "PutItem", "InboxTable"), DELIVER_PROVIDER),
