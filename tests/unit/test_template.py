@@ -153,3 +153,14 @@ def test_the_api_function_may_read_queue_depths_and_peek_at_dead_letters_only(te
     [statement] = receive
     assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(dlqs)
     assert "sqs:DeleteMessage" not in repr(properties(template, "ApiFunctionRole")["Policies"])
+
+
+def test_low_priority_makes_fewer_provider_calls_at_once_than_high(template: HeraldTemplate) -> None:
+    # Given the deliver functions' PARALLEL_SENDS at the parameters' defaults
+    sends = {
+        priority: int(template.default_of(template.functions[function].environment["PARALLEL_SENDS"]))
+        for priority, function in PRIORITY_FUNCTIONS.items()
+    }
+
+    # Then a newsletter flood runs fewer sends at once than password resets do
+    assert sends["low"] < sends["normal"] <= sends["high"]
