@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from herald.batches import BatchEntryFailed, send_in_batches
+from herald.batches import send_in_batches
 from herald.dead_letters import DeadLetterQueue
 from herald.observability import logger
 
@@ -162,7 +162,7 @@ class Consumer(Generic[T]):
                 entries,
                 lambda chunk: self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=chunk),
             )
-        except (BatchEntryFailed, Exception):
+        except Exception:  # BatchEntryFailed included
             # The messages still come back, after the queue's visibility timeout instead.
             logger.exception("could not set the backoff of some messages")
 

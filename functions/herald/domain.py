@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 # Ids travel in URL paths and DynamoDB sort keys ("delivery#<user>#<device>"): no '#', '/' or spaces.
 ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 
 MAX_RECIPIENTS = 100
 MAX_TITLE = 200
