@@ -16,12 +16,12 @@ _PROVIDER_CONFIG = _CONFIG.merge(Config(retries={"mode": "standard", "total_max_
 
 
 @cache
-def client(service: str) -> Any:
+def client(service: str, one_attempt: bool = False) -> Any:
     """The client for one service. Endpoints follow the standard AWS_ENDPOINT_URL* variables."""
-    return boto3.session.Session().client(service, config=_CONFIG)
+    return boto3.session.Session().client(service, config=_PROVIDER_CONFIG if one_attempt else _CONFIG)
 
 
-@cache
 def provider_client(service: str) -> Any:
-    """The client that hands deliveries to a provider (ses, sns): one attempt per call."""
-    return boto3.session.Session().client(service, config=_PROVIDER_CONFIG)
+    """The client that hands deliveries to a provider (ses, sns): one attempt per call. Cached with
+    the others, so `client.cache_clear()` drops it too."""
+    return client(service, one_attempt=True)
