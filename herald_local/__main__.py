@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted while starting; stopped.", flush=True)
         return 130
     stopping = threading.Event()
+    # Ctrl-C and SIGTERM stop it, also when started from a script that ignores SIGINT (a shell's
+    # background job inherits SIGINT ignored, and Python then keeps ignoring it).
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     print(f"Herald is running locally (ready in {time.monotonic() - started:.2f} s).", flush=True)
     print(f"  API URL:      {stack.api_url}", flush=True)
     print(f"  API key:      {stack.api_key}", flush=True)

@@ -328,8 +328,11 @@ class DynamoStatusStore:
                     planned.extend(_entries(plain.get("planned")))
                 elif plain["sk"].startswith(PLANNED_PREFIX):
                     planned.extend(_entries(plain.get("planned")))
-                else:
+                elif "status" in plain:
                     deliveries.append(DeliveryRecord.model_validate(plain))
+                # else: an item caught half-written. moto applies an update's actions one by one
+                # and a concurrent read can see the keys alone (DynamoDB writes are atomic); the
+                # planned list still stands for that delivery.
         if summary is None:
             return None
         request = json.loads(summary["request"])

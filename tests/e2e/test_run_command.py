@@ -28,6 +28,8 @@ def test_the_local_stack_serves_prints_its_url_and_key_and_stops_cleanly_on_ctrl
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # as a shell's background job starts it: with SIGINT ignored, which Python then keeps
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         # When it is ready, it prints the API URL and the key

@@ -226,3 +226,18 @@ def test_a_long_planned_list_spills_into_extra_items_and_reads_back_whole(
         ExpressionAttributeValues={":n": {"S": notification_id}},
     )["Items"]
     assert sum(item["sk"]["S"].startswith("planned#") for item in items) >= 2
+
+
+def test_a_delivery_item_caught_half_written_reads_as_queued_not_as_an_error(deployed: Deployed) -> None:
+    # Given a fanned-out notification, and its delivery item as moto can show it mid-update: keys only
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "high"})
+    run_fanout(deployed)
+    client("dynamodb").put_item(
+        TableName=deployed.stack.ref("StatusTable"),
+        Item={"notification_id": {"S": notification_id}, "sk": {"S": "delivery#ada#web"}},
+    )
+
+    # When the status is read, Then it answers, the delivery still queued
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["device_id"], delivery["status"]) == ("web", "queued")
