@@ -81,7 +81,7 @@ class Fanout:
     """The fan-out function's handler with dependencies publishing to a topic nobody subscribes to."""
 
     def __init__(self, bench: BenchStack):
-        from herald.clients import client
+        from herald.adapters.clients import client
         from herald_local.functions import LocalContext
 
         function = bench.function("fanout.")
@@ -92,7 +92,7 @@ class Fanout:
         self.template = json.loads(EVENT.read_text())
 
     def event(self, recipients: list[str]) -> dict[str, Any]:
-        from herald.domain import Notification, now
+        from herald.models.domain import Notification, now
 
         notification = Notification(
             notification_id=str(uuid.uuid4()),

@@ -205,9 +205,9 @@ class BenchStack:
     def add_devices(self, user_id: str, count: int, channel: str = "push") -> None:
         """Registers `count` devices of `user_id` with Herald's own registration, from this thread
         (the API's throttle would make a thousand devices take a minute; these calls are not counted)."""
-        from herald.api_models import InAppRegistration, PushRegistration
-        from herald.domain import Platform
-        from herald.registration import register_device
+        from herald.logic.registration import register_device
+        from herald.models.api import InAppRegistration, PushRegistration
+        from herald.models.domain import Platform
 
         api = self.api
         for index in range(count):
@@ -275,7 +275,7 @@ class BenchStack:
 
     def queue_depth(self, logical_id: str) -> int:
         """Visible plus in-flight messages of a queue (not counted: the bench asks)."""
-        from herald.clients import client
+        from herald.adapters.clients import client
 
         attributes = client("sqs").get_queue_attributes(
             QueueUrl=self.ref(logical_id),
@@ -367,7 +367,7 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 @contextmanager
 def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[BenchStack]:
-    from herald.clients import client, provider_client
+    from herald.adapters.clients import client, provider_client
     from herald_local.stack import LocalStack, StackOptions
 
     progress(f"starting the local stack in this process ({emulator})")

@@ -64,7 +64,7 @@ def offer(bench: BenchStack, load: Load, users: list[str]) -> list[str]:
 def raw_ceiling(messages: int) -> dict[str, float]:
     """The SQS endpoint's own pace for `messages` message hops, one client, batches of 10, on a
     fresh queue kept as shallow as Herald's (each batch received and deleted right after it is sent)."""
-    from herald.clients import client
+    from herald.adapters.clients import client
 
     sqs = client("sqs")
     url = sqs.create_queue(QueueName=f"bench-ceiling-{uuid.uuid4().hex[:8]}")["QueueUrl"]

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from herald.batches import send_in_batches
+from herald.adapters.batches import send_in_batches
 from herald_local.faults import FaultInjector, duplicate_message
 from herald_local.functions import LocalFunction
 from herald_local.template import EventSourceSpec

@@ -23,8 +23,8 @@ from typing import Annotated, Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from herald.channels import ChannelSender
-from herald.domain import Channel, DeliveryJob
+from herald.logic.ports import ChannelSender
+from herald.models.domain import Channel, DeliveryJob
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 

@@ -123,7 +123,7 @@ class LocalStack:
                 self._set_environment(name, f"http://{host}:{port}")
         self.endpoints = {service: endpoint_of(service) for service in SERVICES}
         self.endpoint = self.endpoints["sqs"]
-        from herald.clients import client
+        from herald.adapters.clients import client
 
         client.cache_clear()
         template = HeraldTemplate.load()
@@ -198,7 +198,7 @@ class LocalStack:
             else:
                 os.environ[name] = value
         self._saved_environment.clear()
-        from herald.clients import client
+        from herald.adapters.clients import client
 
         client.cache_clear()
 

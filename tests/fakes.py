@@ -15,18 +15,11 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
-from herald.batches import BatchEntryFailed
-from herald.domain import (
-    Channel,
-    DeliveryJob,
-    DeliveryState,
-    Device,
-    Notification,
-    Platform,
-    now,
-)
-from herald.idempotency import IdempotencyRecord, RecordState, StoredResponse
-from herald.status import Claim, DeliveryRecord, NotificationRecord, overall_state, planned_records
+from herald.adapters.batches import BatchEntryFailed
+from herald.adapters.status import planned_records
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, Notification, Platform, now
+from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
+from herald.models.status import Claim, DeliveryRecord, NotificationRecord, overall_state
 
 
 class FakeDeviceRegistry:

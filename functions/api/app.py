@@ -20,7 +20,18 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from herald.api_models import (
+from herald.adapters.channels import SnsPushEndpoints
+from herald.adapters.clients import client
+from herald.adapters.devices import DynamoDeviceRegistry
+from herald.adapters.idempotency import DynamoIdempotencyStore
+from herald.adapters.inbox import DynamoInbox, InvalidCursor
+from herald.adapters.queues import IntakeQueue, queue_depth, queue_depths
+from herald.adapters.status import DynamoStatusStore
+from herald.logic.idempotency import IdempotentRequests, KeyReusedWithAnotherRequest, RequestInProgress, scoped_key
+from herald.logic.ports import DeviceRegistry, Inbox, Intake, PushEndpoints, StatusStore
+from herald.logic.registration import PlatformNotConfigured, register_device, unregister_device
+from herald.logic.sending import accept_notification, accept_once
+from herald.models.api import (
     MAX_REQUEST_BYTES,
     DeviceList,
     DeviceRegistration,
@@ -31,26 +42,12 @@ from herald.api_models import (
     NotificationRequest,
     QueuesView,
 )
-from herald.channels import PushEndpoints
-from herald.clients import client
-from herald.devices import DeviceRegistry, DynamoDeviceRegistry
-from herald.domain import ID_PATTERN, Channel, Platform
-from herald.idempotency import (
-    IDEMPOTENCY_HEADER,
-    KEY_PATTERN,
-    DynamoIdempotencyStore,
-    IdempotentRequests,
-    KeyReusedWithAnotherRequest,
-    RequestInProgress,
-    scoped_key,
-)
-from herald.inbox import DynamoInbox, Inbox, InboxPage, InvalidCursor
+from herald.models.domain import ID_PATTERN, Channel, Platform
+from herald.models.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN
+from herald.models.inbox import InboxPage
+from herald.models.status import NotificationRecord
 from herald.observability import logger
-from herald.queues import IntakeQueue, queue_depth, queue_depths
-from herald.registration import PlatformNotConfigured, register_device, unregister_device
-from herald.sending import accept_notification, accept_once
 from herald.settings import ApiSettings
-from herald.status import DynamoStatusStore, NotificationRecord, StatusStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -63,7 +60,7 @@ class Dependencies:
     endpoints: PushEndpoints
     status: StatusStore
     inbox: Inbox
-    intake: IntakeQueue
+    intake: Intake
     idempotency: IdempotentRequests
     sqs: Any
 
@@ -73,7 +70,7 @@ class Dependencies:
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
-            endpoints=PushEndpoints(
+            endpoints=SnsPushEndpoints(
                 client("sns"),
                 {
                     Platform.APNS: settings.apns_platform_application_arn,

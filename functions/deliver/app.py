@@ -11,17 +11,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from herald.channels import EmailSender, InAppSender, PushSender, Senders, SmsSender
-from herald.clients import client, provider_client
-from herald.consumer import Consumer, DeadLetter, Done, QueueRecord, Retry, Verdict
-from herald.dead_letters import DeadLetterQueue
-from herald.delivery import Outcome, RetryPolicy, deliver
-from herald.devices import DeviceRegistry, DynamoDeviceRegistry
-from herald.domain import Channel, DeliveryJob, now
-from herald.inbox import DynamoInbox
+from herald.adapters.channels import EmailSender, InAppSender, PushSender, SmsSender
+from herald.adapters.clients import client, provider_client
+from herald.adapters.consumer import Consumer, DeadLetter, Done, QueueRecord, Retry, Verdict
+from herald.adapters.dead_letters import DeadLetterQueue
+from herald.adapters.devices import DynamoDeviceRegistry
+from herald.adapters.inbox import DynamoInbox
+from herald.adapters.status import DynamoStatusStore
+from herald.logic.delivery import Outcome, RetryPolicy, deliver
+from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.models.domain import Channel, DeliveryJob, now
 from herald.observability import logger
 from herald.settings import DeliverSettings
-from herald.status import DynamoStatusStore, StatusStore
 
 
 @dataclass(frozen=True)

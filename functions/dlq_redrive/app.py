@@ -12,10 +12,12 @@ from typing import Any, Literal, Self
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from herald.clients import client
-from herald.domain import Priority
+from herald.adapters.clients import client
+from herald.adapters.redrive import MAX_RATE, Redrive
+from herald.models.domain import Priority
+from herald.models.redrive import QueueRedrive
 from herald.observability import logger
-from herald.redrive import MAX_RATE, DlqRedriveSettings, QueueRedrive, Redrive
+from herald.settings import DlqRedriveSettings
 
 # Leave the function this long after the last wait, to answer (the template gives it 300 s).
 ANSWER_MARGIN_SECONDS = 10

@@ -11,16 +11,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from herald.clients import client
-from herald.consumer import Consumer, Done, QueueRecord, Retry, Verdict
-from herald.dead_letters import DeadLetterQueue
-from herald.devices import DeviceRegistry, DynamoDeviceRegistry
-from herald.domain import Notification, now
-from herald.fanout import Publisher, fan_out
+from herald.adapters.clients import client
+from herald.adapters.consumer import Consumer, Done, QueueRecord, Retry, Verdict
+from herald.adapters.dead_letters import DeadLetterQueue
+from herald.adapters.devices import DynamoDeviceRegistry
+from herald.adapters.queues import DeliveryTopic
+from herald.adapters.status import DynamoStatusStore
+from herald.logic.fanout import fan_out
+from herald.logic.ports import DeviceRegistry, Publisher, StatusStore
+from herald.models.domain import Notification, now
 from herald.observability import logger
-from herald.queues import DeliveryTopic
 from herald.settings import FanoutSettings
-from herald.status import DynamoStatusStore, StatusStore
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.domain import Priority
+from herald.models.domain import Priority
+from herald.models.redrive import DeadLetterRoute
 
 
 class Settings(BaseModel):
@@ -78,3 +79,16 @@ class DeliverSettings(TablesSettings, ConsumerSettings):
     sms_parallel_sends: int = Field(default=5, ge=1)
     push_parallel_sends: int = Field(default=10, ge=1)
     in_app_parallel_sends: int = Field(default=10, ge=1)
+
+
+class DlqRedriveSettings(QueueUrls):
+    """The redrive function's settings: every DLQ Herald has, and the queue each one drains into."""
+
+    intake_queue_url: str
+    intake_dlq_url: str
+
+    def routes(self, selection: str) -> list[DeadLetterRoute]:
+        """`selection` is a priority, "intake", or "all" (the three priorities and intake)."""
+        routes = [DeadLetterRoute(p.value, self.dlq_url(p), self.queue_url(p)) for p in Priority]
+        routes.append(DeadLetterRoute("intake", self.intake_dlq_url, self.intake_queue_url))
+        return routes if selection == "all" else [route for route in routes if route.name == selection]

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from herald.channels import ChannelSender, DeliveryFailed
-from herald.domain import Channel, DeliveryJob
+from herald.logic.ports import ChannelSender
+from herald.models.domain import Channel, DeliveryJob
+from herald.models.failures import DeliveryFailed
 from herald_local.endpoints import Emulator, emulator_at
 from herald_local.providers import ProviderRecords, provider_records
 from herald_local.stack import LocalStack, StackOptions

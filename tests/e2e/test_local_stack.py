@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from herald.clients import client
-from herald.dead_letters import NO_REASON
+from herald.adapters.clients import client
+from herald.adapters.dead_letters import NO_REASON
 from tests.e2e.conftest import Herald, eventually
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from herald.clients import client
+from herald.adapters.clients import client
 from herald_local.provision import Stack, provision
 from herald_local.stack import emulator_parameters, function_environments
 from herald_local.template import HeraldTemplate

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from herald.clients import client
-from herald.domain import Channel, DeliveryJob
+from herald.adapters.clients import client
+from herald.models.domain import Channel, DeliveryJob
 from herald_local.event_source import QueuePoller
 from herald_local.faults import ChannelFaults, FaultInjector, FaultPlan
 from herald_local.functions import LocalFunction

@@ -6,9 +6,11 @@ import json
 import time
 from typing import Any
 
-from herald.api_models import NotificationRequest
-from herald.clients import client
-from herald.idempotency import DynamoIdempotencyStore, IdempotencyRecord, RecordState, request_hash
+from herald.adapters.clients import client
+from herald.adapters.idempotency import DynamoIdempotencyStore
+from herald.logic.idempotency import request_hash
+from herald.models.api import NotificationRequest
+from herald.models.idempotency import IdempotencyRecord, RecordState
 from tests.integration.conftest import Deployed
 from tests.integration.test_pipeline_under_moto import call_api
 

@@ -15,9 +15,9 @@ import api.app
 import deliver.app
 import dlq_redrive.app
 import fanout.app
-from herald.clients import client
-from herald.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
-from herald.domain import Channel, now
+from herald.adapters.clients import client
+from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
+from herald.models.domain import Channel, now
 from tests.events import load_event
 from tests.fakes import FakeContext, FakeSender
 from tests.integration.conftest import Deployed

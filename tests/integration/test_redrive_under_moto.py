@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import dlq_redrive.app
-from herald.clients import client
-from herald.dead_letters import REASON_ATTRIBUTE, DeadLetterQueue
+from herald.adapters.clients import client
+from herald.adapters.dead_letters import REASON_ATTRIBUTE, DeadLetterQueue
 from tests.fakes import FakeContext
 from tests.integration.conftest import Deployed
 

@@ -13,10 +13,10 @@ from moto.sns.models import sns_backends
 
 import deliver.app
 import fanout.app
-from herald.channels import ChannelSender
-from herald.clients import client
-from herald.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
-from herald.domain import Channel, DeliveryJob
+from herald.adapters.clients import client
+from herald.adapters.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from herald.logic.ports import ChannelSender
+from herald.models.domain import Channel, DeliveryJob
 from tests.fakes import FakeContext
 from tests.integration.conftest import Deployed
 from tests.integration.test_pipeline_under_moto import (
@@ -208,7 +208,7 @@ def test_a_long_planned_list_spills_into_extra_items_and_reads_back_whole(
     deployed: Deployed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a status store whose planned-deliveries chunks hold about 3 entries each
-    monkeypatch.setattr("herald.status.PLANNED_CHUNK_BYTES", 60)
+    monkeypatch.setattr("herald.adapters.status.PLANNED_CHUNK_BYTES", 60)
     for index in range(8):
         register(deployed, "ada", f"device-{index}", {"channel": "in_app"})
     notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "low"})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import api.app
-from herald.domain import DeliveryJob, Notification, Priority
-from herald.idempotency import IdempotentRequests
+from herald.logic.idempotency import IdempotentRequests
+from herald.models.domain import DeliveryJob, Notification, Priority
 from herald.settings import ApiSettings
 from tests.events import load_event
 from tests.fakes import (

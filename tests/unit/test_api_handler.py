@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 import api.app
-from herald.api_models import MAX_REQUEST_BYTES, NotificationRequest
-from herald.domain import Channel, Platform, Priority
-from herald.idempotency import KEY_PATTERN, IdempotencyRecord, RecordState, request_hash
+from herald.logic.idempotency import request_hash
+from herald.models.api import MAX_REQUEST_BYTES, NotificationRequest
+from herald.models.domain import Channel, Platform, Priority
+from herald.models.idempotency import KEY_PATTERN, IdempotencyRecord, RecordState
 from tests.events import load_event
 from tests.fakes import (
     FakePushEndpoints,

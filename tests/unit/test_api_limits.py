@@ -8,8 +8,8 @@ from typing import Any, get_args
 import pytest
 
 import api.app
-from herald.api_models import DeviceRegistration, NotificationRequest
-from herald.domain import MAX_BODY, MAX_DATA_BYTES, MAX_PUSH_TOKEN, MAX_RECIPIENTS, MAX_TITLE
+from herald.models.api import DeviceRegistration, NotificationRequest
+from herald.models.domain import MAX_BODY, MAX_DATA_BYTES, MAX_PUSH_TOKEN, MAX_RECIPIENTS, MAX_TITLE
 from tests.events import load_event
 
 SEND = ("POST", "/notifications")

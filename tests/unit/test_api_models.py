@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from herald.api_models import (
+from herald.models.api import (
     DeviceRegistration,
     EmailRegistration,
     InAppRegistration,
@@ -16,7 +16,7 @@ from herald.api_models import (
     PushRegistration,
     SmsRegistration,
 )
-from herald.domain import MAX_BODY, MAX_DATA_BYTES, MAX_RECIPIENTS, MAX_TITLE, Channel, Platform, Priority
+from herald.models.domain import MAX_BODY, MAX_DATA_BYTES, MAX_RECIPIENTS, MAX_TITLE, Channel, Platform, Priority
 
 registration = TypeAdapter(DeviceRegistration)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from herald.batches import BatchEntryFailed, send_in_batches
+from herald.adapters.batches import BatchEntryFailed, send_in_batches
 
 
 class FakeBatchApi:

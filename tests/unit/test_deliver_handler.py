@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import deliver.app
-from herald.channels import DeliveryFailed
-from herald.dead_letters import DeadLetterQueue
-from herald.delivery import RetryPolicy
-from herald.domain import Channel, DeliveryJob, DeliveryState, Priority
+from herald.adapters.dead_letters import DeadLetterQueue
+from herald.logic.delivery import RetryPolicy
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, Priority
+from herald.models.failures import DeliveryFailed
 from herald.settings import DeliverSettings
 from tests.events import load_event
 from tests.fakes import FakeDeviceRegistry, FakeSender, FakeSqs, FakeStatusStore

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from herald.channels import DeliveryFailed
-from herald.delivery import (
+from herald.logic.delivery import (
     OUTCOME_UNKNOWN,
     SQS_MAX_VISIBILITY,
     Outcome,
@@ -19,7 +18,8 @@ from herald.delivery import (
     deliver,
     retry_delay,
 )
-from herald.domain import Channel, DeliveryJob, DeliveryState, now
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, now
+from herald.models.failures import DeliveryFailed
 from tests.fakes import Attempt, FakeDeviceRegistry, FakeSender, FakeStatusStore, make_device
 
 MAX_ATTEMPTS = 5

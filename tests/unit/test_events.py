@@ -6,8 +6,8 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, S
 from pydantic import TypeAdapter
 
 from dlq_redrive.app import RedriveRequest
-from herald.api_models import DeviceRegistration, EmailRegistration, InAppRegistration, NotificationRequest
-from herald.domain import Channel, DeliveryJob, Notification, Priority
+from herald.models.api import DeviceRegistration, EmailRegistration, InAppRegistration, NotificationRequest
+from herald.models.domain import Channel, DeliveryJob, Notification, Priority
 from tests.events import load_event
 
 

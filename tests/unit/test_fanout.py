@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from herald.batches import BatchEntryFailed
-from herald.domain import Channel, DeliveryJob, DeliveryState, Notification, Platform, now
-from herald.fanout import fan_out, plan_deliveries
+from herald.adapters.batches import BatchEntryFailed
+from herald.logic.fanout import fan_out, plan_deliveries
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, Notification, Platform, now
 from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeStatusStore, make_device
 
 PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/herald/1"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import fanout.app
-from herald.dead_letters import DeadLetterQueue
-from herald.domain import Channel
+from herald.adapters.dead_letters import DeadLetterQueue
+from herald.models.domain import Channel
 from herald.settings import FanoutSettings
 from tests.events import load_event
 from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeSqs, FakeStatusStore, make_device

@@ -11,8 +11,8 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 import deliver.app
-from herald.channels import PERMANENT_ERROR_CODES, failure_from
-from herald.domain import Channel, DeliveryJob
+from herald.logic.failures import PERMANENT_ERROR_CODES, failure_from
+from herald.models.domain import Channel, DeliveryJob
 from herald_local.__main__ import main as herald_local_main
 from herald_local.faults import (
     ChannelFaults,

@@ -6,15 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from herald.idempotency import (
-    IdempotencyRecord,
-    IdempotentRequests,
-    KeyReusedWithAnotherRequest,
-    RecordState,
-    RequestInProgress,
-    StoredResponse,
-    request_hash,
-)
+from herald.logic.idempotency import IdempotentRequests, KeyReusedWithAnotherRequest, RequestInProgress, request_hash
+from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
 from tests.fakes import FakeIdempotencyStore
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

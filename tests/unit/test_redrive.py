@@ -12,7 +12,9 @@ from botocore.stub import Stubber
 from pydantic import ValidationError
 
 import dlq_redrive.app
-from herald.redrive import DeadLetterRoute, DlqRedriveSettings, Redrive, RedrivePath, move_task_unsupported
+from herald.adapters.redrive import Redrive, move_task_unsupported
+from herald.models.redrive import DeadLetterRoute, RedrivePath
+from herald.settings import DlqRedriveSettings
 from tests.events import load_event
 from tests.fakes import FakeContext
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from herald.api_models import EmailRegistration, InAppRegistration, PushRegistration
-from herald.domain import Channel, Platform
-from herald.registration import PlatformNotConfigured, register_device, unregister_device
+from herald.logic.registration import PlatformNotConfigured, register_device, unregister_device
+from herald.models.api import EmailRegistration, InAppRegistration, PushRegistration
+from herald.models.domain import Channel, Platform
 from tests.fakes import REGISTERED_AT, FakeDeviceRegistry, FakePushEndpoints, make_device
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from herald.domain import Channel, DeliveryState, NotificationState
-from herald.status import DeliveryRecord, overall_state
+from herald.models.domain import Channel, DeliveryState, NotificationState
+from herald.models.status import DeliveryRecord, overall_state
 
 S = DeliveryState
 

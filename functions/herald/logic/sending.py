@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from herald.api_models import NotificationAccepted, NotificationRequest
-from herald.domain import Notification, now
-from herald.idempotency import IdempotentRequests, StoredResponse, request_hash
-from herald.queues import IntakeQueue
-from herald.status import StatusStore
+from herald.logic.idempotency import IdempotentRequests, request_hash
+from herald.logic.ports import Intake, StatusStore
+from herald.models.api import NotificationAccepted, NotificationRequest
+from herald.models.domain import Notification, now
+from herald.models.idempotency import StoredResponse
 
 ACCEPTED = 202
 
 
 def accept_notification(
-    request: NotificationRequest, status: StatusStore, intake: IntakeQueue, notification_id: str | None = None
+    request: NotificationRequest, status: StatusStore, intake: Intake, notification_id: str | None = None
 ) -> Notification:
     notification = Notification(
         notification_id=notification_id or str(uuid.uuid4()),
@@ -31,7 +31,7 @@ def accept_once(
     request: NotificationRequest,
     key: str,
     status: StatusStore,
-    intake: IntakeQueue,
+    intake: Intake,
     idempotency: IdempotentRequests,
     lease_seconds: float,
 ) -> StoredResponse:

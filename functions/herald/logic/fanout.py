@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
-from herald.devices import DeviceRegistry
-from herald.domain import DeliveryJob, Notification
-from herald.status import StatusStore
-
-
-class Publisher(Protocol):
-    def publish(self, jobs: list[DeliveryJob]) -> int: ...
+from herald.logic.ports import DeviceRegistry, Publisher, StatusStore
+from herald.models.domain import DeliveryJob, Notification
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from herald.domain import (
+from herald.models.domain import (
     E164_PATTERN,
     ID_PATTERN,
     MAX_BODY,
@@ -22,7 +22,7 @@ from herald.domain import (
     Platform,
     Priority,
 )
-from herald.queues import QueueDepth
+from herald.models.queues import QueueDepth
 
 UserId = Annotated[str, Field(pattern=ID_PATTERN, description="A user id: 1-128 of A-Z a-z 0-9 . _ : @ + -")]
 

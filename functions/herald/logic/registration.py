@@ -6,10 +6,9 @@ import re
 
 from botocore.exceptions import ClientError
 
-from herald.api_models import DeviceRegistration, PushRegistration
-from herald.channels import PushEndpoints
-from herald.devices import DeviceRegistry
-from herald.domain import Channel, Device, now
+from herald.logic.ports import DeviceRegistry, PushEndpoints
+from herald.models.api import DeviceRegistration, PushRegistration
+from herald.models.domain import Channel, Device, now
 
 # "Invalid parameter: Token Reason: Endpoint <arn> already exists with the same Token, but different attributes."
 _TOKEN_TAKEN = re.compile(r"Endpoint (arn:\S+) already exists with the same Token")

@@ -4,70 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
-from herald.domain import Channel, DeliveryJob, Platform, Priority
-from herald.inbox import Inbox
-
-# SNS answers for a push endpoint that will never take a message again: the device goes inactive.
-DEVICE_GONE_ERROR_CODES = frozenset(
-    {
-        "EndpointDisabled",  # SNS: APNs/FCM reported the token invalid, SNS disabled the endpoint
-        "NotFound",  # SNS: the endpoint was deleted
-    }
-)
-# Provider answers that no retry can fix.
-PERMANENT_ERROR_CODES = DEVICE_GONE_ERROR_CODES | {
-    "MessageRejected",  # SES: rejected recipient or unverified sender
-    "InvalidParameter",  # SNS: bad phone number, oversized message
-    "InvalidParameterValue",
-    "ValidationError",
-    "OptedOut",  # SNS: the phone number opted out of SMS
-}
-
-
-class DeliveryFailed(Exception):
-    """A provider did not take the delivery. `permanent` failures are not retried; `device_gone`
-    ones also mean the device will never take a message again."""
-
-    def __init__(self, reason: str, permanent: bool = False, device_gone: bool = False, ambiguous: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent or device_gone
-        self.device_gone = device_gone
-        # The request may have reached the provider and been accepted: the answer was lost.
-        self.ambiguous = ambiguous
-
-
-def failure_from(error: Exception) -> DeliveryFailed:
-    """Classifies what a provider raised: permanent (a code no retry can fix) or transient.
-
-    Transient: throttling, 5xx, connection errors (BotoCoreError) and anything unknown, so an
-    unforeseen error is retried and then dead-lettered with its reason, never dropped. A read
-    timeout or a connection cut before the answer is also `ambiguous`: the provider may have
-    accepted the delivery.
-    """
-    if isinstance(error, DeliveryFailed):
-        return error
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "Unknown")
-        message = error.response.get("Error", {}).get("Message", "")
-        # LocalStack answers a publish to a deleted endpoint with InvalidParameter, AWS and moto with NotFound.
-        gone = code in DEVICE_GONE_ERROR_CODES or (
-            code == "InvalidParameter" and "no endpoint found" in message.lower()
-        )
-        return DeliveryFailed(f"{code}: {message}", permanent=code in PERMANENT_ERROR_CODES, device_gone=gone)
-    if isinstance(error, ReadTimeoutError | ConnectionClosedError):
-        return DeliveryFailed(f"{type(error).__name__}: {error}", ambiguous=True)
-    return DeliveryFailed(f"{type(error).__name__}: {error}")
-
-
-class ChannelSender(Protocol):
-    def send(self, job: DeliveryJob) -> str:
-        """Hands the job to the provider; returns the provider's message id."""
-        ...
+from herald.logic.ports import Inbox
+from herald.models.domain import DeliveryJob, Platform, Priority
+from herald.models.failures import DeliveryFailed
 
 
 class EmailSender:
@@ -146,10 +89,7 @@ class InAppSender:
         return f"inbox:{job.user_id}:{job.notification_id}"
 
 
-Senders = Mapping[Channel, ChannelSender]
-
-
-class PushEndpoints:
+class SnsPushEndpoints:
     """Creates and updates the SNS platform endpoint behind a push device."""
 
     def __init__(self, sns: Any, applications: Mapping[Platform, str]):

@@ -1,40 +1,18 @@
-"""The in-app inbox: one DynamoDB partition per user, sorted by time, read newest first."""
+"""The in-app inbox in DynamoDB: one partition per user, sorted by time, read newest first."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel
-
-from herald.domain import DeliveryJob
-
-
-class InboxItem(BaseModel):
-    notification_id: str
-    device_id: str
-    title: str
-    body: str
-    data: dict[str, Any]
-    priority: str
-    created_at: datetime
-
-
-class InboxPage(BaseModel):
-    items: list[InboxItem]
-    next_cursor: str | None = None
+from herald.models.domain import DeliveryJob
+from herald.models.inbox import InboxItem, InboxPage
 
 
 class InvalidCursor(ValueError):
     pass
-
-
-class Inbox(Protocol):
-    def add(self, job: DeliveryJob, expires_at: int) -> None: ...
-    def page(self, user_id: str, limit: int, cursor: str | None) -> InboxPage: ...
 
 
 class DynamoInbox:

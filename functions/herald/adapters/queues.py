@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from herald.batches import send_in_batches
-from herald.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
-from herald.domain import DeliveryJob, Notification, Priority, now
+from herald.adapters.batches import send_in_batches
+from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
+from herald.models.domain import DeliveryJob, Notification, Priority, now
+from herald.models.queues import QueueDepth
 from herald.settings import QueueUrls
 
 PRIORITY_ATTRIBUTE = "priority"
@@ -48,19 +47,6 @@ class DeliveryTopic:
             entries,
             lambda chunk: self._sns.publish_batch(TopicArn=self._topic_arn, PublishBatchRequestEntries=chunk),
         )
-
-
-class QueueDepth(BaseModel):
-    visible: int = Field(description="Messages waiting to be received.")
-    in_flight: int = Field(description="Messages received and not yet deleted (being processed or backing off).")
-    dead_lettered: int = Field(description="Messages in the queue's dead-letter queue.")
-    oldest_dead_letter_age_seconds: int | None = Field(
-        default=None,
-        description=(
-            "Seconds since the oldest dead letter of a sample (up to 10 peeked messages) was dead-lettered;"
-            " null when the dead-letter queue has no visible message."
-        ),
-    )
 
 
 DLQ_SAMPLE = 10  # ReceiveMessage's maximum: one call per DLQ

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from herald.channels import Senders, failure_from
-from herald.devices import DeviceRegistry
-from herald.domain import Channel, DeliveryJob, DeliveryState
-from herald.status import StatusStore
+from herald.logic.failures import failure_from
+from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.models.domain import Channel, DeliveryJob, DeliveryState
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
 # Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery

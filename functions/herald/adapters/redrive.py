@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
 
-from herald.batches import send_in_batches
-from herald.dead_letters import reason_of
-from herald.domain import Priority
+from herald.adapters.batches import send_in_batches
+from herald.adapters.dead_letters import reason_of
+from herald.models.redrive import DeadLetterRoute, QueueRedrive, RedrivePath
 from herald.observability import logger
-from herald.settings import QueueUrls
 
 MAX_RATE = 500  # messages per second, SQS's ceiling for a move task
 SAMPLE_SIZE = 10
@@ -48,48 +44,6 @@ UNSUPPORTED_CODES = frozenset(
     }
 )
 ACTIVE_TASK_STATES = frozenset({"RUNNING", "CANCELLING"})
-
-
-class RedrivePath(StrEnum):
-    MESSAGE_MOVE_TASK = "message_move_task"
-    RECEIVE_SEND_DELETE = "receive_send_delete"
-    DRY_RUN = "dry_run"
-    CANCEL = "cancel"
-
-
-class DlqRedriveSettings(QueueUrls):
-    """The redrive function's settings: every DLQ Herald has, and the queue each one drains into."""
-
-    intake_queue_url: str
-    intake_dlq_url: str
-
-    def routes(self, selection: str) -> list[DeadLetterRoute]:
-        """`selection` is a priority, "intake", or "all" (the three priorities and intake)."""
-        routes = [DeadLetterRoute(p.value, self.dlq_url(p), self.queue_url(p)) for p in Priority]
-        routes.append(DeadLetterRoute("intake", self.intake_dlq_url, self.intake_queue_url))
-        return routes if selection == "all" else [route for route in routes if route.name == selection]
-
-
-@dataclass(frozen=True)
-class DeadLetterRoute:
-    """One DLQ and the queue its messages go back to."""
-
-    name: str
-    dlq_url: str
-    destination_url: str
-
-
-class QueueRedrive(BaseModel):
-    """What a redrive did (or, in a dry run, would do) to one DLQ."""
-
-    path: RedrivePath
-    waiting: int = Field(description="Messages in the DLQ before (approximate: visible plus in flight).")
-    moved: int = 0
-    task_handle: str | None = None
-    task_status: str | None = Field(default=None, description="The move task's status when last read.")
-    failure_reason: str | None = None
-    reasons: list[str] = Field(default_factory=list, description="Dry run: the reasons of up to 10 messages.")
-    note: str | None = Field(default=None, description="Why this path, or why it stopped early.")
 
 
 def move_task_unsupported(error: BaseException) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from herald.domain import now
+from herald.models.domain import now
 
 REASON_ATTRIBUTE = "herald-reason"
 SOURCE_ATTRIBUTE = "herald-source-queue"

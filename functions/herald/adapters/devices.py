@@ -1,21 +1,13 @@
-"""The device registry: which devices each user has, in DynamoDB (user_id, device_id)."""
+"""The device registry in DynamoDB: which devices each user has, keyed (user_id, device_id)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herald.domain import Device, now
-
-
-class DeviceRegistry(Protocol):
-    def put(self, device: Device) -> None: ...
-    def get(self, user_id: str, device_id: str) -> Device | None: ...
-    def delete(self, user_id: str, device_id: str) -> bool: ...
-    def devices_of(self, user_id: str) -> Iterator[Device]: ...
-    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool: ...
+from herald.models.domain import Device, now
 
 
 class DynamoDeviceRegistry:

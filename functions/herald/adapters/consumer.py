@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from herald.batches import send_in_batches
-from herald.dead_letters import DeadLetterQueue
+from herald.adapters.batches import send_in_batches
+from herald.adapters.dead_letters import DeadLetterQueue
 from herald.observability import logger
 
 T = TypeVar("T")

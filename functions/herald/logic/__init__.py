@@ -1,0 +1,1 @@
+"""What Herald decides: one module per capability, its dependencies passed in as the Protocols of ports.py."""
