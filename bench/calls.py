@@ -233,6 +233,7 @@ class CallCounter:
         self._tally = Tally()
         self._hooked: set[int] = set()
         self._images = images
+        self._epoch = 0  # bumped by reset(): a call begun before it is not finished into the new tally
 
     def hook(self, *clients: Any) -> None:
         for client in clients:
@@ -256,6 +257,7 @@ class CallCounter:
             ]
         context["bench_started"] = time.perf_counter()
         with self._lock:
+            context["bench_epoch"] = self._epoch  # the tally this call is counted in
             self._tally.calls[key] += 1
             self._tally.entries[key] += entries_of(model.name, params)
 
@@ -266,6 +268,8 @@ class CallCounter:
         seconds = time.perf_counter() - context.get("bench_started", time.perf_counter())
         units = self._units(key, context, parsed)
         with self._lock:
+            if context.get("bench_epoch") != self._epoch:
+                return
             self._tally.seconds[key] += seconds
             self._tally.units[key] += units
             if http_response.status_code >= 400:
@@ -296,6 +300,7 @@ class CallCounter:
     def reset(self) -> None:
         with self._lock:
             self._tally = Tally()
+            self._epoch += 1
 
     def snapshot(self) -> Tally:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import boto3
 from botocore.stub import Stubber
@@ -122,3 +123,20 @@ def test_without_item_images_writes_are_counted_but_not_metered():
     tally = counter.snapshot()
     assert tally.count(operation="PutItem") == 1
     assert sum(tally.units.values()) == 0
+
+
+def test_a_call_under_way_at_a_reset_is_not_finished_into_the_new_tally():
+    # Given a receive whose request went out (the hooks botocore calls, called as it would)
+    counter = CallCounter()
+    model = SimpleNamespace(name="ReceiveMessage", service_model=SimpleNamespace(endpoint_prefix="sqs"))
+    context: dict[str, object] = {}
+    counter._before(params={"QueueUrl": QUEUE}, model=model, context=context)
+
+    # When the tally is reset before its (empty) answer comes back
+    counter.reset()
+    counter._after(parsed={}, context=context, http_response=SimpleNamespace(status_code=200))
+
+    # Then the new tally has neither the call nor its empty answer (no negative count of receives)
+    tally = counter.snapshot()
+    assert tally.count() == 0
+    assert sum(tally.empty_receives.values()) == 0
