@@ -20,6 +20,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bench.capacity import DYNAMODB_READS, DYNAMODB_WRITES
@@ -109,9 +110,7 @@ def record_case(
     api = bench.function("api.").name
     for index in range(notifications):
         key = f"{user}-{index}" if case.idempotency_key else None
-        lockstep.record_api(
-            lambda key=key: bench.send([user], PRIORITY, title=TITLE, body=BODY, idempotency_key=key), api
-        )
+        lockstep.record_api(partial(bench.send, [user], PRIORITY, title=TITLE, body=BODY, idempotency_key=key), api)
     deliveries = notifications * case.devices
     lockstep.drain(notifications, lambda invocations: provider_calls(invocations) >= deliveries)
     made = provider_calls(lockstep.invocations)

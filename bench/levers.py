@@ -211,6 +211,18 @@ def outcome_without_claim(recording: Recording) -> Recording:
     return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
 
 
+def no_fan_out_write(recording: Recording) -> Recording:
+    """The fan-out writes no status: the deliveries' own records are the status (a notification with no
+    device, or skipped ones, would still get a write of its own: none in these cases)."""
+
+    def rewrite(invocation: Invocation) -> Invocation:
+        if invocation.handler != "fanout":
+            return invocation
+        return _with_calls(invocation, lambda c: None if _is(c, "dynamodb", "UpdateItem", "StatusTable") else c)
+
+    return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
+
+
 def fan_out_in_the_api(recording: Recording) -> Recording:
     """The API reads the devices and publishes the deliveries itself: no intake queue, no fan-out
     function. Each API request makes what a fan-out made per notification (its PublishBatch rounded up
@@ -240,32 +252,32 @@ def fan_out_in_the_api(recording: Recording) -> Recording:
 
 LEVERS = (
     Lever(
-        "grouped status writes: a claim and an outcome per notification per deliver batch",
+        "grouped status writes (a claim, an outcome per notification per batch)",
         "a batch's deliveries of one notification succeed or retry as a group's record says; status items change shape",
         grouped_status_writes,
     ),
     Lever(
-        "one summary write fewer: the fan-out's claim and 'fanned out' as one conditional write",
+        "one fan-out write (claim and 'fanned out' in one)",
         "a crashed fan-out is retaken only after the claim's lease, as today; one more condition to get right",
         one_accept_write,
     ),
     Lever(
-        f"a {INTAKE_WINDOW_SECONDS} s batching window on the normal and low intake lanes",
+        f"{INTAKE_WINDOW_SECONDS} s batching window on the normal and low intake lanes",
         f"up to {INTAKE_WINDOW_SECONDS} s more latency for normal and low; batches fill only at 10+ notifications/s",
         intake_window,
     ),
     Lever(
-        "PublishBatch packed across a fan-out batch's notifications",
+        "PublishBatch packed across a batch's notifications",
         "a failed batch entry retries every notification of the batch (claims keep it harmless)",
         packed_publishes,
     ),
     Lever(
-        f"Lambda memory {SMALLEST_MEMORY_MB} MB for every function",
+        f"Lambda memory {SMALLEST_MEMORY_MB} MB",
         "CPU-bound work 2x slower (API answers later); less headroom: check Max Memory Used per function",
         smallest_memory,
     ),
     Lever(
-        "idempotency record merged with the accepted record (keyed requests only)",
+        "idempotency record merged with the accepted record",
         "the idempotency table goes; keys live in the status table as long as the status does",
         idempotency_in_accepted_record,
     ),
@@ -273,17 +285,23 @@ LEVERS = (
 
 BEYOND = (
     Lever(
-        "no accepted record: the fan-out's one write creates the summary",
+        "no accepted record (the fan-out's write creates it)",
         "GET /notifications/{id} answers 404 until fan-out (a fraction of a second, longer under a backlog)",
         no_accepted_record,
     ),
     Lever(
-        "outcome only: no claim write before the provider calls",
+        "outcome only (no claim before the provider calls)",
         "no exactly-once in effect: a duplicate message or a crash after the provider call sends again",
         outcome_without_claim,
     ),
     Lever(
-        "fan-out in the API: no intake queue, no fan-out function",
+        "deliveries are the status (no fan-out write)",
+        "until its first delivery is recorded a notification is unknown (404); no list of queued deliveries;"
+        " a duplicate intake message publishes again, and without claims sends again",
+        no_fan_out_write,
+    ),
+    Lever(
+        "fan-out in the API (no intake queue)",
         "the API's answer waits for the device query and the publish; no intake buffer, no priority lanes at "
         "the front door, a DynamoDB or SNS outage turns into 5xx for the caller",
         fan_out_in_the_api,

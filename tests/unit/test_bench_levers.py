@@ -12,6 +12,7 @@ from bench.levers import (
     idempotency_in_accepted_record,
     intake_window,
     no_accepted_record,
+    no_fan_out_write,
     one_accept_write,
     outcome_without_claim,
     packed_publishes,
@@ -103,6 +104,7 @@ def test_beyond_the_list_the_accepted_record_the_claims_and_the_intake_can_go():
     base = three_push_devices()
     assert bill_of(no_accepted_record(base)).usage.dynamodb_write_units == pytest.approx(8)
     assert bill_of(outcome_without_claim(base)).usage.dynamodb_write_units == pytest.approx(6)
+    assert bill_of(no_fan_out_write(base)).usage.dynamodb_write_units == pytest.approx(7)
 
     # Fan-out in the API: no fan-out invocation, no intake send, receive or delete
     inline = fan_out_in_the_api(base)
