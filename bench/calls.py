@@ -5,6 +5,11 @@ included, SDK retries not) and `after-call` once it is answered. The counter hoo
 clients it is given. Who made a call is read from the calling thread's stack: the innermost frame
 of this repository's code decides whether Herald (functions/), the local stack's SQS poller (what
 Lambda's event source mapping does on AWS), the local stack itself or the benchmark made it.
+
+Each call is also metered in the units AWS bills it in (bench/capacity.py): DynamoDB capacity units
+from the sizes of the items read and written, SQS and SNS requests per 64 KB chunk. A write's size
+before and after needs the item itself: with `ItemImages`, the counter reads it from the endpoint
+through a client of its own (not counted), before the write and after.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from bench.capacity import (
+    DYNAMODB_READS,
+    DYNAMODB_WRITES,
+    billed_requests,
+    item_size,
+    read_units_of,
+    write_units,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = str(ROOT / "functions") + "/"
@@ -127,6 +141,9 @@ class Tally:
     empty_receives: Counter[CallKey] = field(default_factory=Counter)
     errors: Counter[CallKey] = field(default_factory=Counter)
     seconds: Counter[CallKey] = field(default_factory=Counter)  # time waiting for answers, summed
+    # What the calls bill as: DynamoDB write or read units, SQS or SNS requests (64 KB chunks), else 1
+    # per call. DynamoDB writes are metered only with ItemImages (else 0).
+    units: Counter[CallKey] = field(default_factory=Counter)
 
     def since(self, earlier: Tally) -> Tally:
         """What was counted after `earlier` was taken."""
@@ -137,6 +154,7 @@ class Tally:
             self.empty_receives - earlier.empty_receives,
             self.errors - earlier.errors,
             self.seconds - earlier.seconds,
+            self.units - earlier.units,
         )
 
     def count(self, origin: str | None = None, service: str | None = None, operation: str | None = None) -> int:
@@ -148,14 +166,74 @@ class Tally:
             and (operation is None or key.operation == operation)
         )
 
+    def copy(self) -> Tally:
+        return Tally(
+            Counter(self.calls),
+            Counter(self.entries),
+            Counter(self.received),
+            Counter(self.empty_receives),
+            Counter(self.errors),
+            Counter(self.seconds),
+            Counter(self.units),
+        )
+
+
+class ItemImages:
+    """Reads an item as it stands, through a DynamoDB client of its own (hook nothing on it): the sizes a
+    write is billed on. Key schemas are asked once per table."""
+
+    def __init__(self, dynamodb: Any):
+        self._dynamodb = dynamodb
+        self._schemas: dict[str, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    def key_of(self, table: str, item: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            names = self._schemas.get(table)
+        if names is None:
+            schema = self._dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+            names = tuple(str(element["AttributeName"]) for element in schema)
+            with self._lock:
+                self._schemas[table] = names
+        return {name: item[name] for name in names if name in item}
+
+    def size(self, table: str, key: dict[str, Any]) -> int:
+        item = self._dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+        return item_size(item)
+
+
+def _written_keys(operation: str, params: dict[str, Any], images: ItemImages) -> list[tuple[str, dict[str, Any], int]]:
+    """(table, key, size of the item the request writes; -1 for an update, whose result is read after)."""
+    if operation == "PutItem":
+        item = params["Item"]
+        return [(params["TableName"], images.key_of(params["TableName"], item), item_size(item))]
+    if operation == "UpdateItem":
+        return [(params["TableName"], params["Key"], -1)]
+    if operation == "DeleteItem":
+        return [(params["TableName"], params["Key"], 0)]
+    written = []
+    for table, requests in params.get("RequestItems", {}).items():  # BatchWriteItem
+        for request in requests:
+            if "PutRequest" in request:
+                item = request["PutRequest"]["Item"]
+                written.append((table, images.key_of(table, item), item_size(item)))
+            else:
+                written.append((table, request["DeleteRequest"]["Key"], 0))
+    return written
+
 
 class CallCounter:
-    """Hooks the given boto3 clients; `snapshot()` copies the tally, `reset()` starts it again."""
+    """Hooks the given boto3 clients; `snapshot()` copies the tally, `reset()` starts it again.
 
-    def __init__(self) -> None:
+    With `images`, every DynamoDB write is metered in write units on the larger of its item's size
+    before and after (two reads of the item per write, on a client that is not counted)."""
+
+    def __init__(self, images: ItemImages | None = None) -> None:
         self._lock = threading.Lock()
         self._tally = Tally()
         self._hooked: set[int] = set()
+        self._images = images
+        self._epoch = 0  # bumped by reset(): a call begun before it is not finished into the new tally
 
     def hook(self, *clients: Any) -> None:
         for client in clients:
@@ -171,8 +249,15 @@ class CallCounter:
         thread = thread_group(threading.current_thread().name)
         key = CallKey(origin, function, service, model.name, resource_of(service, params), thread)
         context["bench_call"] = key
+        context["bench_params"] = params
+        if self._images is not None and service == "dynamodb" and model.name in DYNAMODB_WRITES:
+            written = _written_keys(model.name, params, self._images)
+            context["bench_written"] = [
+                (table, item_key, self._images.size(table, item_key), new) for table, item_key, new in written
+            ]
         context["bench_started"] = time.perf_counter()
         with self._lock:
+            context["bench_epoch"] = self._epoch  # the tally this call is counted in
             self._tally.calls[key] += 1
             self._tally.entries[key] += entries_of(model.name, params)
 
@@ -181,8 +266,12 @@ class CallCounter:
         if key is None:
             return
         seconds = time.perf_counter() - context.get("bench_started", time.perf_counter())
+        units = self._units(key, context, parsed)
         with self._lock:
+            if context.get("bench_epoch") != self._epoch:
+                return
             self._tally.seconds[key] += seconds
+            self._tally.units[key] += units
             if http_response.status_code >= 400:
                 self._tally.errors[key] += 1
             if key.operation == "ReceiveMessage":
@@ -191,17 +280,28 @@ class CallCounter:
                 if not messages:
                     self._tally.empty_receives[key] += 1
 
+    def _units(self, key: CallKey, context: dict[str, Any], parsed: dict[str, Any]) -> float:
+        params = context.get("bench_params", {})
+        if key.service in ("sqs", "sns"):
+            return billed_requests(key.service, key.operation, params, parsed)
+        if key.service == "dynamodb" and key.operation in DYNAMODB_READS:
+            return read_units_of(key.operation, params, parsed)
+        if key.service == "dynamodb" and key.operation in DYNAMODB_WRITES:
+            if self._images is None:
+                return 0.0
+            total = 0
+            for table, item_key, before, new in context.get("bench_written", []):
+                # An update's result is read back; a write refused by its condition left the item as it was.
+                after = self._images.size(table, item_key) if new < 0 else new
+                total += write_units(before, after)
+            return total
+        return 1.0
+
     def reset(self) -> None:
         with self._lock:
             self._tally = Tally()
+            self._epoch += 1
 
     def snapshot(self) -> Tally:
         with self._lock:
-            return Tally(
-                Counter(self._tally.calls),
-                Counter(self._tally.entries),
-                Counter(self._tally.received),
-                Counter(self._tally.empty_receives),
-                Counter(self._tally.errors),
-                Counter(self._tally.seconds),
-            )
+            return self._tally.copy()

@@ -1,38 +1,43 @@
-"""The floor: the fewest AWS calls Herald's architecture allows per notification, line by line.
+"""The floor: the fewest AWS calls a design allows per notification, line by line.
 
-A notification to R recipients with D devices each makes n = R x D deliveries. Per notification:
+A design is a list of lines. Each line names the counted calls it covers and how many it needs:
+per notification, per recipient, per delivery, per chunk of a notification's deliveries (a batch
+API), or per message its event source mapping hands out (a receive and a delete carry up to
+min(batch size, 10) messages, so they are amortised over full batches). To recompute the floor for
+a new design, write its lines as `CURRENT` is written and pass it to `floor_per_notification` and
+`line_of`; the requests benchmark compares what it counts with it (at most 1.1x).
+
+CURRENT, Herald as built: a notification to R recipients with D devices each makes n = R x D
+deliveries, and costs
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
   fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
             UpdateItem (the fan-out's claim; then "fanned out", which also records the planned
             deliveries, so no delivery needs an item of its own before it is claimed)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
-  mapping   what Lambda's event source mapping does on each queue: ReceiveMessage and
-            DeleteMessageBatch, each carrying up to min(batch size, 10) messages; amortised over
-            the notifications that share a batch (intake: 1 message per notification; the
-            priority queue: n messages)
+  mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
+            each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
+            the priority queue: n)
 
 The status store's two writes per delivery are the reliability design's (claim before the provider
 call, outcome after): one conditional write serves as both the claim and the attempt count.
-A budget compares measured calls with this floor: at most 1.25x.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 # SQS hands out and deletes at most 10 messages per call, whatever the mapping's batch size.
 SQS_MESSAGES_PER_CALL = 10
 PUBLISH_BATCH_ENTRIES = 10
-STATUS_WRITES_PER_DELIVERY = 2
 
 API_INTAKE_SEND = "api: intake SendMessage"
 API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
 FANOUT_STATUS = "fanout: status UpdateItem (claim, fanned out)"
-FANOUT_STATUS_WRITES = 2
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
 INTAKE_RECEIVE = "mapping: intake ReceiveMessage"
@@ -40,20 +45,6 @@ INTAKE_DELETE = "mapping: intake DeleteMessageBatch"
 PRIORITY_RECEIVE = "mapping: priority ReceiveMessage"
 PRIORITY_DELETE = "mapping: priority DeleteMessageBatch"
 OTHER = "other"
-
-LINES = (
-    API_INTAKE_SEND,
-    API_STATUS_ACCEPTED,
-    FANOUT_DEVICE_QUERY,
-    FANOUT_PUBLISH,
-    FANOUT_STATUS,
-    DELIVER_PROVIDER,
-    DELIVER_STATUS,
-    INTAKE_RECEIVE,
-    INTAKE_DELETE,
-    PRIORITY_RECEIVE,
-    PRIORITY_DELETE,
-)
 
 
 @dataclass(frozen=True)
@@ -76,62 +67,92 @@ class Batching:
     priority: int
 
 
-def floor_per_notification(shape: Shape, batching: Batching) -> dict[str, float]:
+INTAKE = "intake"
+PRIORITY = "priority"
+
+
+@dataclass(frozen=True)
+class Line:
+    """Calls of one kind a design needs per notification.
+
+    `calls`: the counted calls it covers, as "origin function service operation resource" patterns
+    (shell-style, first line that matches wins; a call with no function, the mapping's, shows "-").
+    """
+
+    name: str
+    calls: tuple[str, ...]
+    per_notification: float = 0.0
+    per_recipient: float = 0.0
+    per_delivery: float = 0.0
+    per_deliveries_of: int = 0  # one call per this many deliveries of a notification, rounded up
+    per_message_of: str = ""  # INTAKE or PRIORITY: one call per hand-out of that queue's messages
+
+    def floor(self, shape: Shape, batching: Batching) -> float:
+        n = shape.deliveries
+        calls = self.per_notification + self.per_recipient * shape.recipients + self.per_delivery * n
+        if self.per_deliveries_of:
+            calls += math.ceil(n / self.per_deliveries_of)
+        if self.per_message_of == INTAKE:
+            calls += 1 / min(batching.intake, SQS_MESSAGES_PER_CALL)
+        elif self.per_message_of == PRIORITY:
+            calls += n / min(batching.priority, SQS_MESSAGES_PER_CALL)
+        return calls
+
+    def covers(self, call: str) -> bool:
+        return any(fnmatchcase(call, pattern) for pattern in self.calls)
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    lines: tuple[Line, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(line.name for line in self.lines)
+
+
+CURRENT = Design(
+    "a claim and an outcome per delivery (as built, 2026-11)",
+    (
+        Line(API_INTAKE_SEND, ("herald api sqs SendMessage Intake*",), per_notification=1),
+        Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
+        Line(FANOUT_DEVICE_QUERY, ("herald fanout dynamodb Query DevicesTable",), per_recipient=1),
+        Line(FANOUT_PUBLISH, ("herald fanout sns PublishBatch *",), per_deliveries_of=PUBLISH_BATCH_ENTRIES),
+        Line(FANOUT_STATUS, ("herald fanout dynamodb UpdateItem StatusTable",), per_notification=2),
+        Line(
+            DELIVER_PROVIDER,
+            ("herald deliver sns Publish *", "herald deliver ses Send*", "herald deliver dynamodb PutItem InboxTable"),
+            per_delivery=1,
+        ),
+        Line(
+            DELIVER_STATUS,
+            ("herald deliver dynamodb UpdateItem StatusTable", "herald deliver dynamodb PutItem StatusTable"),
+            per_delivery=2,
+        ),
+        Line(INTAKE_RECEIVE, ("poller - sqs ReceiveMessage Intake*",), per_message_of=INTAKE),
+        Line(INTAKE_DELETE, ("poller - sqs DeleteMessageBatch Intake*",), per_message_of=INTAKE),
+        Line(PRIORITY_RECEIVE, ("poller - sqs ReceiveMessage *",), per_message_of=PRIORITY),
+        Line(PRIORITY_DELETE, ("poller - sqs DeleteMessageBatch *",), per_message_of=PRIORITY),
+    ),
+)
+LINES = CURRENT.names
+
+
+def floor_per_notification(shape: Shape, batching: Batching, design: Design = CURRENT) -> dict[str, float]:
     """The fewest calls per notification, by line (see the module's docstring)."""
-    n = shape.deliveries
-    intake_per_call = min(batching.intake, SQS_MESSAGES_PER_CALL)
-    priority_per_call = min(batching.priority, SQS_MESSAGES_PER_CALL)
-    return {
-        API_INTAKE_SEND: 1,
-        API_STATUS_ACCEPTED: 1,
-        FANOUT_DEVICE_QUERY: shape.recipients,
-        FANOUT_PUBLISH: math.ceil(n / PUBLISH_BATCH_ENTRIES),
-        FANOUT_STATUS: FANOUT_STATUS_WRITES,
-        DELIVER_PROVIDER: n,
-        DELIVER_STATUS: STATUS_WRITES_PER_DELIVERY * n,
-        INTAKE_RECEIVE: 1 / intake_per_call,
-        INTAKE_DELETE: 1 / intake_per_call,
-        PRIORITY_RECEIVE: n / priority_per_call,
-        PRIORITY_DELETE: n / priority_per_call,
-    }
+    return {line.name: line.floor(shape, batching) for line in design.lines}
 
 
-def floor_total(shape: Shape, batching: Batching) -> float:
-    return sum(floor_per_notification(shape, batching).values())
+def floor_total(shape: Shape, batching: Batching, design: Design = CURRENT) -> float:
+    return sum(floor_per_notification(shape, batching, design).values())
 
 
-PROVIDER_CALLS = {("sns", "Publish"), ("ses", "SendEmail"), ("ses", "SendRawEmail")}
-
-
-def line_of(origin: str, function: str, service: str, operation: str, role: str) -> str:
+def line_of(origin: str, function: str, service: str, operation: str, role: str, design: Design = CURRENT) -> str:
     """Which line of the floor a counted call belongs to; OTHER when it has none (a retry's
-    ChangeMessageVisibility, a read the floor does not need...)."""
-    if origin == "poller" and service == "sqs":
-        queue = "intake" if role == "IntakeQueue" else "priority"
-        if operation == "ReceiveMessage":
-            return INTAKE_RECEIVE if queue == "intake" else PRIORITY_RECEIVE
-        if operation == "DeleteMessageBatch":
-            return INTAKE_DELETE if queue == "intake" else PRIORITY_DELETE
-        return OTHER
-    if origin != "herald":
-        return OTHER
-    call = (function, service, operation, role)
-    lines = {
-        ("api", "sqs", "SendMessage", "IntakeQueue"): API_INTAKE_SEND,
-        ("api", "dynamodb", "PutItem", "StatusTable"): API_STATUS_ACCEPTED,
-        ("fanout", "dynamodb", "Query", "DevicesTable"): FANOUT_DEVICE_QUERY,
-        ("fanout", "sns", "PublishBatch", "NotificationsTopic"): FANOUT_PUBLISH,
-        ("fanout", "dynamodb", "UpdateItem", "StatusTable"): FANOUT_STATUS,
-    }
-    if call in lines:
-        return lines[call]
-    if function == "deliver":
-        if (service, operation) in PROVIDER_CALLS or (service, operation, role) == (
-            "dynamodb",
-            "PutItem",
-            "InboxTable",
-        ):
-            return DELIVER_PROVIDER
-        if service == "dynamodb" and role == "StatusTable" and operation in {"UpdateItem", "PutItem"}:
-            return DELIVER_STATUS
+    ChangeMessageVisibility, a read the floor does not need, the benchmark's own calls...)."""
+    call = f"{origin} {function or '-'} {service} {operation} {role}"
+    for line in design.lines:
+        if line.covers(call):
+            return line.name
     return OTHER

@@ -100,7 +100,7 @@ class Report:
 
     @property
     def holds(self) -> bool | None:
-        """None when this benchmark judges no budget (the cost model)."""
+        """None when this benchmark judges no budget (throughput)."""
         return all(b.holds for b in self.budgets) if self.budgets else None
 
     def as_json(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Requests per notification: every AWS call counted while the local stack delivers notifications to
 users with 1, 3, 10 and 100 push devices, beside the floor the architecture allows (bench/floor.py).
 
-`python -m bench.requests [--scale tiny|full]`. Budget: calls per notification <= 1.25x the floor.
+`python -m bench.requests [--scale tiny|full]`. Budget: calls per notification <= 1.1x the floor, for
+1, 3, 10 and 100 devices.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.calls import Origin, Tally
 from bench.floor import (
@@ -25,9 +27,8 @@ from bench.floor import (
 from bench.report import Budget, Report, Scale, Table, main, progress
 from bench.stack import Backend, BenchStack, Invocation, backend_option, running_stack
 
-BUDGET = 1.25
+BUDGET = 1.1
 PRIORITY = "normal"  # the default priority; its queue's batch size is the floor's
-QUEUE = {"high": "HighQueue", "normal": "NormalQueue", "low": "LowQueue"}
 # Notifications per device count, sent as one burst: enough deliveries for batches to fill.
 NOTIFICATIONS = {
     Scale.TINY: {1: 2, 3: 2},
@@ -67,9 +68,19 @@ class Measurement:
         return self.measured / self.floor
 
 
+def mappings_of(bench: BenchStack, priority: str) -> tuple[Any, Any]:
+    """The mapping that fans a notification of this priority out (its priority's intake lane where
+    there are several) and the one that delivers it."""
+    sources = bench.event_sources()
+    fanouts = [s for s in sources if bench.stack.functions[s.function].spec.handler.startswith("fanout.")]
+    lane = [s for s in fanouts if priority.title() in s.queue] or fanouts
+    deliver = bench.deliver_function(priority).name
+    return lane[0], next(s for s in sources if s.function == deliver)
+
+
 def batching_of(bench: BenchStack, priority: str) -> Batching:
-    sizes = {source.queue: source.batch_size for source in bench.event_sources()}
-    return Batching(intake=sizes["IntakeQueue"], priority=sizes[QUEUE[priority]])
+    intake, deliver = mappings_of(bench, priority)
+    return Batching(intake=intake.batch_size, priority=deliver.batch_size)
 
 
 def tally_lines(bench: BenchStack, tally: Tally, measurement: Measurement) -> None:
@@ -100,8 +111,9 @@ def measure(bench: BenchStack, devices: int, notifications: int, priority: str =
     for _ in range(notifications):
         bench.send([user], priority)
     deliveries = notifications * shape.deliveries
+    intake, deliver = mappings_of(bench, priority)
     bench.wait_until(
-        lambda: bench.deleted("IntakeQueue") >= notifications and bench.deleted(QUEUE[priority]) >= deliveries,
+        lambda: bench.deleted(intake.queue) >= notifications and bench.deleted(deliver.queue) >= deliveries,
         timeout=120 + deliveries / 5,
         what=f"{deliveries} deliveries to users with {devices} devices",
     )
@@ -211,7 +223,9 @@ def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
         f"Empty receives (idle polling, batching windows) are reported apart: on AWS the mapping long-polls "
         f"each queue at a fixed cost per hour, not per notification. Floor lines: {INTAKE_RECEIVE!r} and "
         f"{PRIORITY_RECEIVE!r} assume full batches.",
-        "The floor counts 2 status writes per delivery (claim, then outcome): the reliability design's.",
+        "The floor counts 2 status writes per delivery (claim, then outcome): the reliability design's. The "
+        "mapping's calls are measured as the local poller made them (timing decides how many messages share a "
+        "receive); the floor amortises them over full batches.",
     ]
     if any(m.lines[OTHER] for m in measurements):
         report.notes.append("'other' calls exist: see the 'other' line and Herald's call table.")

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from bench.calls import CallCounter, Origin, Tally
+from bench.calls import CallCounter, ItemImages, Origin, Tally
 from bench.report import BenchError, progress
 
 API_KEY = "bench"
@@ -229,11 +229,19 @@ class BenchStack:
             session.headers["x-api-key"] = API_KEY
         return session
 
-    def send(self, recipients: list[str], priority: str, title: str = "Bench") -> str:
+    def send(
+        self,
+        recipients: list[str],
+        priority: str,
+        title: str = "Bench",
+        body: str = "benchmark",
+        idempotency_key: str | None = None,
+    ) -> str:
         """POST /notifications; waits out the usage plan's throttle (429) like a polite client."""
-        body = {"recipients": recipients, "title": title, "body": "benchmark", "priority": priority}
+        request = {"recipients": recipients, "title": title, "body": body, "priority": priority}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         for _ in range(200):
-            response = self.http.post(f"{self.stack.api_url}/notifications", json=body, timeout=30)
+            response = self.http.post(f"{self.stack.api_url}/notifications", json=request, headers=headers, timeout=30)
             if response.status_code == 202:
                 notification_id: str = response.json()["notification_id"]
                 return notification_id
@@ -323,26 +331,30 @@ def _milliseconds_now(dt: datetime | None = None) -> float:
 
 @contextmanager
 def running_stack(
-    parameters: dict[str, str] | None = None, backend: Backend = Backend.EMBEDDED
+    parameters: dict[str, str] | None = None, backend: Backend = Backend.EMBEDDED, item_images: bool = False
 ) -> Iterator[BenchStack]:
-    """A local stack started in this process, counted from a clean slate, on the given backend."""
+    """A local stack started in this process, counted from a clean slate, on the given backend.
+
+    With `item_images`, DynamoDB writes are metered in write units (two uncounted reads per write)."""
     if backend is Backend.PROCESS:
         with (
             emulator_process() as endpoint,
             _environment(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing"),
-            _started(parameters, f"moto {moto_version()} in its own process, constant-time SQS clock") as bench,
+            _started(
+                parameters, f"moto {moto_version()} in its own process, constant-time SQS clock", item_images
+            ) as bench,
         ):
             yield bench
         return
     if backend is Backend.ENVIRONMENT:
-        with _started(parameters, "the AWS_ENDPOINT_URL* endpoints of the environment") as bench:
+        with _started(parameters, "the AWS_ENDPOINT_URL* endpoints of the environment", item_images) as bench:
             yield bench
         return
     quickened = backend is Backend.EMBEDDED and quicken_emulator_clock()
     # The bench measures the embedded stack: a developer's endpoint variables must not redirect it.
     with _environment(**{name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL")}):
         description = f"moto {moto_version()} in this process" + (", constant-time SQS clock" if quickened else "")
-        with _started(parameters, description) as bench:
+        with _started(parameters, description, item_images) as bench:
             yield bench
 
 
@@ -366,7 +378,9 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[BenchStack]:
+def _started(parameters: dict[str, str] | None, emulator: str, item_images: bool = False) -> Iterator[BenchStack]:
+    import boto3
+
     from herald.adapters.clients import client, provider_client
     from herald_local.stack import LocalStack, StackOptions
 
@@ -375,8 +389,10 @@ def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[Bench
     options = StackOptions(api_port=0, api_key=API_KEY, parameters=parameters or {}, log_level="WARNING")
     with LocalStack(options) as stack:
         progress(f"local stack ready in {time.perf_counter() - started:.1f} s")
-        counter, clock = CallCounter(), InvocationClock()
-        # Every client of the stack and its functions comes from herald.clients: one per service, and
+        # The item reader has a client of its own: its reads are not Herald's and are never counted.
+        images = ItemImages(boto3.client("dynamodb")) if item_images else None
+        counter, clock = CallCounter(images), InvocationClock()
+        # Every client of the stack and its functions comes from herald.adapters.clients: one per service, and
         # one more for each provider (SES, SNS) that makes a single attempt per call.
         counter.hook(*(client(service) for service in SERVICES), provider_client("ses"), provider_client("sns"))
         for function in stack.functions.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import boto3
 from botocore.stub import Stubber
@@ -70,3 +71,72 @@ def test_the_hooks_count_each_call_with_its_entries_and_received_messages():
     # And a reset starts from nothing
     counter.reset()
     assert counter.snapshot().count() == 0
+
+
+class FakeImages:
+    """Item sizes as the endpoint would give them, keyed by (table, key)."""
+
+    def __init__(self, sizes: dict[tuple[str, str], list[int]]):
+        self.sizes = sizes  # each read pops the next size: before, then after
+
+    def key_of(self, table: str, item: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return {"pk": item["pk"]}
+
+    def size(self, table: str, key: dict[str, dict[str, str]]) -> int:
+        return self.sizes[(table, key["pk"]["S"])].pop(0)
+
+
+def test_each_call_is_metered_in_the_units_it_bills_as():
+    # Given a counter with item images, hooked on DynamoDB and SQS clients whose answers are stubbed
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    images = FakeImages({("T", "grows"): [300, 2100], ("T", "new"): [0]})
+    counter = CallCounter(images)  # type: ignore[arg-type]
+    counter.hook(dynamodb, sqs)
+    big_item = {"pk": {"S": "x" * 1500}}
+    with Stubber(dynamodb) as db, Stubber(sqs) as queue:
+        db.add_response("update_item", {})
+        db.add_response("put_item", {})
+        db.add_response("query", {"Items": [big_item, big_item, big_item]})
+        queue.add_response("send_message", {"MessageId": "1", "MD5OfMessageBody": "m"})
+
+        # When an update grows an item from 300 bytes to 2,100, a new 1.5 KB item is put, a query
+        # returns three 1.5 KB items, and a 70 KB message is sent
+        dynamodb.update_item(TableName="T", Key={"pk": {"S": "grows"}}, UpdateExpression="SET a = :a")
+        dynamodb.put_item(TableName="T", Item={"pk": {"S": "new"}, "a": {"S": "x" * 1500}})
+        dynamodb.query(TableName="T", KeyConditionExpression="pk = :p")
+        sqs.send_message(QueueUrl=QUEUE, MessageBody="x" * 70_000)
+
+    # Then the update bills 3 write units (the larger image, 2,100 bytes), the put 2 (1,506 bytes),
+    # the query 1 read unit (4,506 bytes, eventually consistent), the send 2 requests (two 64 KB chunks)
+    units = {key.operation: n for key, n in counter.snapshot().units.items()}
+    assert units == {"UpdateItem": 3, "PutItem": 2, "Query": 1.0, "SendMessage": 2}
+
+
+def test_without_item_images_writes_are_counted_but_not_metered():
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    counter = CallCounter()
+    counter.hook(dynamodb)
+    with Stubber(dynamodb) as db:
+        db.add_response("put_item", {})
+        dynamodb.put_item(TableName="T", Item={"pk": {"S": "a"}})
+    tally = counter.snapshot()
+    assert tally.count(operation="PutItem") == 1
+    assert sum(tally.units.values()) == 0
+
+
+def test_a_call_under_way_at_a_reset_is_not_finished_into_the_new_tally():
+    # Given a receive whose request went out (the hooks botocore calls, called as it would)
+    counter = CallCounter()
+    model = SimpleNamespace(name="ReceiveMessage", service_model=SimpleNamespace(endpoint_prefix="sqs"))
+    context: dict[str, object] = {}
+    counter._before(params={"QueueUrl": QUEUE}, model=model, context=context)
+
+    # When the tally is reset before its (empty) answer comes back
+    counter.reset()
+    counter._after(parsed={}, context=context, http_response=SimpleNamespace(status_code=200))
+
+    # Then the new tally has neither the call nor its empty answer (no negative count of receives)
+    tally = counter.snapshot()
+    assert tally.count() == 0
+    assert sum(tally.empty_receives.values()) == 0

@@ -1,123 +1,155 @@
-"""The cost model's arithmetic: bills per million notifications from usage, and usage from counted calls."""
+"""The cost model: a recording of counted calls -> USD per million notifications, hand-checked, and the
+same figures every time the same recording is priced."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 
-from bench.cost import usage_of
-from bench.floor import (
-    DELIVER_PROVIDER,
-    INTAKE_DELETE,
-    INTAKE_RECEIVE,
-    PRIORITY_DELETE,
-    PRIORITY_RECEIVE,
-    Batching,
-    Shape,
-)
-from bench.prices import PRICES, ApiKind, Usage, bill_per_million, gb_seconds, push_alone_per_million
-from bench.requests import Measurement
-from bench.stack import Invocation
-
-ONE_OF_EACH = Usage(
-    api_requests=1,
-    lambda_invocations=1,
-    lambda_gb_seconds=0,
-    sqs_requests=1,
-    sns_publishes=1,
-    push_deliveries=1,
-    dynamodb_write_units=1,
-    dynamodb_read_units=1,
+from bench.cost import bill_of, money_by_call, usage_of
+from bench.durations import DurationModel
+from bench.lockstep import CallCount, Invocation, Recording
+from bench.prices import (
+    DYNAMODB,
+    EMAIL,
+    HTTP_API,
+    LAMBDA_COMPUTE,
+    LAMBDA_REQUESTS,
+    MOBILE_PUSH,
+    PRICES,
+    REST_API,
+    SMS,
+    SNS_PUBLISH,
+    SQS,
 )
 
+MEMORY = {"ApiFunction": 256, "FanoutFunction": 256, "DeliverNormalFunction": 256}
+ARM = {name: "arm64" for name in MEMORY}
+MODEL = DurationModel(
+    invocation_cpu_ms=2.0,
+    record_cpu_ms=1.0,
+    call_cpu_ms=1.0,
+    wait_ms={("dynamodb", ""): 5.0, ("sqs", ""): 8.0, ("sns", ""): 15.0, ("sns", "endpoint"): 30.0},
+)
 
-def test_one_of_each_unit_per_notification_bills_each_list_price_per_million():
-    # When a million notifications each use one unit of everything, through a REST API
-    bill = bill_per_million(ONE_OF_EACH, ApiKind.REST)
 
-    # Then each service's line is its price per million (a push is a publish plus a delivery)
-    assert bill == pytest.approx(
-        {
-            "API Gateway": 3.50,
-            "Lambda": 0.20,
-            "SQS": 0.40,
-            "SNS (topic)": 0.50,
-            "SNS (mobile push)": 1.00,
-            "DynamoDB": 0.625 + 0.125,
-        }
+def three_push_devices(notifications: int = 10) -> Recording:
+    """What the current design does for `notifications` notifications to a user with 3 push devices,
+    intake batches of 1 and deliver batches of 10 (notifications a multiple of 10)."""
+    api = Invocation(
+        "ApiFunction",
+        "api",
+        0,
+        1,
+        1,
+        (CallCount("dynamodb", "PutItem", "StatusTable", 1, 1), CallCount("sqs", "SendMessage", "IntakeQueue", 1, 1)),
+    )
+    fanout = Invocation(
+        "FanoutFunction",
+        "fanout",
+        1,
+        1,
+        1,
+        (
+            CallCount("dynamodb", "Query", "DevicesTable", 1, 0.5),
+            CallCount("dynamodb", "UpdateItem", "StatusTable", 2, 2),
+            CallCount("sns", "PublishBatch", "NotificationsTopic", 1, 1),
+        ),
+    )
+    deliver = Invocation(
+        "DeliverNormalFunction",
+        "deliver",
+        10,
+        4,  # ten consecutive deliveries of 3-device notifications span 4 of them
+        10,
+        (CallCount("dynamodb", "UpdateItem", "StatusTable", 20, 20), CallCount("sns", "Publish", "endpoint", 10, 10)),
+    )
+    n = notifications
+    batches = 3 * n // 10
+    return Recording(
+        case="3 push devices each",
+        notifications=n,
+        deliveries=3 * n,
+        invocations=(*[api] * n, *[fanout] * n, *[deliver] * batches),
+        mapping=(
+            CallCount("sqs", "DeleteMessageBatch", "IntakeQueue", n, n),
+            CallCount("sqs", "ReceiveMessage", "IntakeQueue", n, n),
+            CallCount("sqs", "DeleteMessageBatch", "NormalQueue", batches, batches),
+            CallCount("sqs", "ReceiveMessage", "NormalQueue", batches, batches),
+        ),
+        memory_mb=MEMORY,
+        architecture=ARM,
     )
 
 
-def test_an_http_api_costs_2_50_less_per_million_requests():
-    rest = sum(bill_per_million(ONE_OF_EACH, ApiKind.REST).values())
-    http = sum(bill_per_million(ONE_OF_EACH, ApiKind.HTTP).values())
-    assert rest - http == pytest.approx(2.50)
+def test_a_recording_reads_as_billing_units_per_notification():
+    usage = usage_of(three_push_devices(), MODEL)
 
-
-def test_idempotency_records_add_two_write_units_per_notification():
-    # Given the same usage with an idempotency record (a conditional PutItem and an UpdateItem)
-    plain = bill_per_million(ONE_OF_EACH, ApiKind.HTTP)
-    idempotent = bill_per_million(ONE_OF_EACH.with_idempotency_records(), ApiKind.HTTP)
-
-    # Then only DynamoDB's line grows, by 2 x $0.625
-    assert idempotent["DynamoDB"] - plain["DynamoDB"] == pytest.approx(1.25)
-    assert {k: v for k, v in idempotent.items() if k != "DynamoDB"} == {
-        k: v for k, v in plain.items() if k != "DynamoDB"
-    }
-
-
-def test_lambda_duration_is_billed_in_gb_seconds_at_the_arm64_price():
-    # Given 1,000 ms per notification at 256 MB: a quarter GB-second
-    usage = Usage(0, 0, gb_seconds(1000, 256), 0, 0, 0, 0, 0)
-
-    # Then a million of them cost 250,000 GB-s at the arm64 price
-    assert usage.lambda_gb_seconds == pytest.approx(0.25)
-    assert bill_per_million(usage, ApiKind.HTTP)["Lambda"] == pytest.approx(250_000 * PRICES.lambda_per_gb_second_arm64)
-
-
-def test_push_alone_is_a_publish_and_a_delivery_per_device():
-    assert push_alone_per_million(3) == pytest.approx(3.00)
-
-
-def test_usage_is_read_from_counted_calls_and_timed_invocations():
-    # Given 2 notifications to a user with 3 push devices, as the requests benchmark counts them
-    m = Measurement(Shape(1, 3), notifications=2, batching=Batching(10, 10))
-    m.herald_calls = Counter(
-        {
-            ("api", "sqs", "SendMessage", "IntakeQueue"): 2,
-            ("api", "dynamodb", "PutItem", "StatusTable"): 2,
-            ("fanout", "dynamodb", "Query", "DevicesTable"): 2,
-            ("fanout", "dynamodb", "BatchWriteItem", "StatusTable"): 2,
-            ("fanout", "sns", "PublishBatch", "NotificationsTopic"): 2,
-            ("fanout", "dynamodb", "UpdateItem", "StatusTable"): 2,
-            ("deliver", "sns", "Publish", "endpoint"): 6,
-            ("deliver", "dynamodb", "UpdateItem", "StatusTable"): 12,
-        }
-    )
-    m.herald_entries = Counter(m.herald_calls)
-    m.herald_entries[("fanout", "dynamodb", "BatchWriteItem", "StatusTable")] = 6  # 3 items per call
-    m.lines = Counter(
-        {INTAKE_RECEIVE: 1, INTAKE_DELETE: 1, PRIORITY_RECEIVE: 1, PRIORITY_DELETE: 1, DELIVER_PROVIDER: 6}
-    )
-    m.invocations = {
-        "Api": [Invocation("Api", 0.0101, 0), Invocation("Api", 0.010, 0)],
-        "Fanout": [Invocation("Fanout", 0.020, 2)],
-        "Deliver": [Invocation("Deliver", 0.030, 6)],
-    }
-
-    # When it is turned into usage per notification at 256 MB
-    usage = usage_of(m, 256)
-
-    # Then
-    assert usage.api_requests == 1
-    assert usage.lambda_invocations == pytest.approx(2.0)
-    # 11 + 10 + 20 + 30 = 71 billed ms (10.1 rounds up), halved, at a quarter GB
-    assert usage.lambda_gb_seconds == pytest.approx(71 / 2 / 1000 / 4)
-    # 1 intake send + 2 receives and 2 deletes over 2 notifications + 3 deliveries from SNS into the queue
-    assert usage.sqs_requests == pytest.approx(1 + 2 + 3)
-    assert usage.sns_publishes == pytest.approx(1)
-    assert usage.push_deliveries == pytest.approx(3)
-    # accepted 1 + queued 3 + fanned out 1 + outcomes 6 per notification
-    assert usage.dynamodb_write_units == pytest.approx(1 + 3 + 1 + 6)
+    # Then: accepted 1 + claim 1 + fanned out 1 + (claim + outcome) x 3 = 9 write units; one device query
+    assert usage.dynamodb_write_units == pytest.approx(9)
     assert usage.dynamodb_read_units == pytest.approx(0.5)
+    # 1 send + 1 intake receive + 1 intake delete + 0.3 priority receives + 0.3 deletes
+    assert usage.sqs_requests == pytest.approx(3.6)
+    assert usage.sns_requests == pytest.approx(1)
+    assert usage.lambda_invocations == pytest.approx(2.3)
+    assert usage.push_publishes == pytest.approx(3)
+    assert usage.api_requests == pytest.approx(1)
+
+
+def test_three_push_devices_cost_what_the_hand_computation_says():
+    # Given the model's durations worked by hand at 256 MB (CPU stretched 1769/256 = 6.91015625x):
+    #   api     (2 + 2 calls) x 6.91 = 27.64 + waits 5 + 8        =  40.64 -> 41 ms
+    #   fanout  (2 + 1 + 4)   x 6.91 = 48.37 + waits 5 + 5 + 15 + 5 =  78.37 -> 79 ms
+    #   deliver (2 + 10 + 30) x 6.91 = 290.23 + waits (20x5 + 10x30)/10 lanes = 330.23 -> 331 ms
+    # per notification: (41 + 79 + 0.3 x 331) ms x 0.25 GB = 0.054825 GB-s
+    bill = bill_of(three_push_devices(), PRICES, MODEL)
+
+    # Then, per million notifications
+    assert bill.own == pytest.approx(
+        {
+            DYNAMODB: 9 * 0.625 + 0.5 * 0.125,  # 5.6875
+            SQS: 3.6 * 0.40,  # 1.44
+            SNS_PUBLISH: 1 * 0.50,
+            LAMBDA_REQUESTS: 2.3 * 0.20,  # 0.46
+            LAMBDA_COMPUTE: 0.054825 * 0.0000133334 * 1_000_000,  # 0.7310
+        }
+    )
+    assert bill.total == pytest.approx(8.8185, abs=1e-4)
+    # And apart: the front door and the providers' fees
+    assert bill.api == pytest.approx({REST_API: 3.50, HTTP_API: 1.00})
+    assert bill.providers == pytest.approx({MOBILE_PUSH: 3 * (0.50 + 0.50), SMS: 0, EMAIL: 0})
+
+
+def test_where_the_money_goes_adds_up_to_the_own_overhead():
+    recording = three_push_devices()
+    by_call = dict(money_by_call(recording, PRICES, MODEL))
+
+    # The deliveries' claims and outcomes are the largest item: 6 write units
+    assert next(iter(by_call)) == "deliver: dynamodb UpdateItem StatusTable"
+    assert by_call["deliver: dynamodb UpdateItem StatusTable"] == pytest.approx(6 * 0.625)
+    assert by_call["mapping: sqs ReceiveMessage IntakeQueue"] == pytest.approx(0.40)
+    assert "deliver: sns Publish endpoint" not in by_call  # a provider fee, shown apart
+    assert sum(by_call.values()) == pytest.approx(bill_of(recording, PRICES, MODEL).total)
+
+
+def test_lambda_is_billed_at_each_functions_own_memory():
+    # Given the same work with the fan-out at 512 MB
+    base = three_push_devices()
+    bigger = Recording(**{**base.__dict__, "memory_mb": {**MEMORY, "FanoutFunction": 512}})
+
+    # Then only the fan-out's compute changes: 7 ms of CPU x 1769/512 = 24.19 + 30 ms of waits = 55 ms at
+    # half a GB, against 79 ms at a quarter GB (one fan-out per notification)
+    difference = bill_of(bigger, PRICES, MODEL).own[LAMBDA_COMPUTE] - bill_of(base, PRICES, MODEL).own[LAMBDA_COMPUTE]
+    assert difference == pytest.approx((55 * 0.5 - 79 * 0.25) / 1000 * 0.0000133334 * 1_000_000)
+
+
+def test_the_same_recording_always_gives_the_same_figures():
+    # Given one recording, priced twice, and priced again after a round trip through its JSON form
+    recording = three_push_devices()
+    first = bill_of(recording)
+    second = bill_of(recording)
+    reread = bill_of(Recording.from_json(recording.as_json()))
+
+    # Then every figure is identical, to the last bit
+    assert first == second == reread
+    assert money_by_call(recording) == money_by_call(Recording.from_json(recording.as_json()))
+    assert Recording.from_json(recording.as_json()).dumps() == recording.dumps()

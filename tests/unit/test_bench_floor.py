@@ -7,6 +7,7 @@ import pytest
 from bench.floor import (
     API_INTAKE_SEND,
     API_STATUS_ACCEPTED,
+    CURRENT,
     DELIVER_PROVIDER,
     DELIVER_STATUS,
     FANOUT_DEVICE_QUERY,
@@ -18,6 +19,8 @@ from bench.floor import (
     PRIORITY_DELETE,
     PRIORITY_RECEIVE,
     Batching,
+    Design,
+    Line,
     Shape,
     floor_per_notification,
     floor_total,
@@ -103,3 +106,29 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
 )
 def test_each_counted_call_lands_on_its_line(call: tuple[str, str, str, str, str], line: str):
     assert line_of(*call) == line
+
+
+def test_a_new_design_is_its_lines_and_its_floor_follows():
+    # Given a design where a deliver batch writes one claim and one outcome per notification it holds
+    # (written as CURRENT is), and everything else as built
+    grouped = Design(
+        "grouped status writes",
+        tuple(
+            Line(DELIVER_STATUS, line.calls, per_notification=2) if line.name == DELIVER_STATUS else line
+            for line in CURRENT.lines
+        ),
+    )
+
+    # Then its floor for 3 devices has 2 deliver status writes where CURRENT has 6, and counted calls
+    # still land on the same lines
+    shape = Shape(1, 3)
+    assert floor_per_notification(shape, NORMAL, grouped)[DELIVER_STATUS] == 2
+    assert floor_per_notification(shape, NORMAL)[DELIVER_STATUS] == 6
+    assert floor_total(shape, NORMAL) - floor_total(shape, NORMAL, grouped) == pytest.approx(4)
+    assert line_of("herald", "deliver", "dynamodb", "UpdateItem", "StatusTable", grouped) == DELIVER_STATUS
+
+
+def test_per_priority_intake_lanes_are_intake_lines_by_their_names():
+    assert line_of("herald", "api", "sqs", "SendMessage", "IntakeNormalQueue") == API_INTAKE_SEND
+    assert line_of("poller", "", "sqs", "ReceiveMessage", "IntakeHighQueue") == INTAKE_RECEIVE
+    assert line_of("poller", "", "sqs", "ChangeMessageVisibility", "NormalQueue") == OTHER
