@@ -17,6 +17,7 @@ DATA_PLANE_TYPES = frozenset(
     {"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table"}
 )
 _SUB = re.compile(r"\$\{([^}!]+)\}")
+NO_VALUE = object()  # what Ref AWS::NoValue resolves to: dropped from the list or object holding it
 
 
 class _NoPolicies:
@@ -172,6 +173,28 @@ class HeraldTemplate:
         return ApiSpec(stage=stage, routes=routes, rate_limit=rate_limit, burst_limit=burst_limit)
 
 
+def references_in(value: Any) -> set[str]:
+    """The logical ids (and parameters) a property names through Ref, GetAtt or Sub."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= references_in(item)
+    elif isinstance(value, dict):
+        for key, argument in value.items():
+            if key == "Ref" and isinstance(argument, str):
+                found.add(argument)
+            elif key == "Fn::GetAtt":
+                found.add(argument[0] if isinstance(argument, list) else argument.split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                found |= {name.split(".", 1)[0] for name in _SUB.findall(text)}
+                if isinstance(argument, list):
+                    found |= references_in(argument[1])
+            else:
+                found |= references_in(argument)
+    return found
+
+
 @dataclass
 class Resolver:
     """Resolves the intrinsic functions Herald's template uses, against a provisioned stack."""
@@ -182,25 +205,34 @@ class Resolver:
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self(item) for item in value]
+            return [item for item in map(self, value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
-                return self.refs[argument]
+                return NO_VALUE if argument == "AWS::NoValue" else self.refs[argument]
             if key == "Fn::GetAtt":
                 name, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
                 return self.attributes[f"{name}.{attribute}"]
             if key == "Fn::Sub":
-                text = argument if isinstance(argument, str) else argument[0]
-                return _SUB.sub(lambda m: str(self._sub_value(m.group(1))), text)
+                text, variables = (argument, {}) if isinstance(argument, str) else argument
+                values = {name: self(value) for name, value in variables.items()}
+                text = _SUB.sub(lambda m: str(values[m[1]] if m[1] in values else self._sub_value(m[1])), text)
+                return text.replace("${!", "${")  # Sub's escape of a literal ${
+            if key == "Fn::Select":
+                index, items = argument
+                return self(items)[int(self(index))]
+            if key == "Fn::Split":
+                separator, text = argument
+                return str(self(text)).split(separator)
             if key == "Fn::Join":
                 return argument[0].join(str(self(part)) for part in argument[1])
             if key == "Fn::If":
                 condition, when_true, when_false = argument
                 return self(when_true if self.conditions.get(condition) else when_false)
-        return {key: self(item) for key, item in value.items()}
+        resolved = {key: self(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
     def _sub_value(self, name: str) -> str:
         return self.attributes[name] if "." in name else self.refs[name]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import pytest
 
-from herald_local.template import HeraldTemplate
+from herald_local.provision import evaluate_conditions
+from herald_local.template import HeraldTemplate, Resolver
 
 PRIORITY_FUNCTIONS = {"high": "DeliverHighFunction", "normal": "DeliverNormalFunction", "low": "DeliverLowFunction"}
 
@@ -164,3 +166,89 @@ def test_low_priority_makes_fewer_provider_calls_at_once_than_high(template: Her
 
     # Then a newsletter flood runs fewer sends at once than password resets do
     assert sends["low"] < sends["normal"] <= sends["high"]
+
+
+ACCOUNT = "123456789012"
+APNS_APP = f"arn:aws:sns:us-east-1:{ACCOUNT}:app/APNS/herald-ios"
+FCM_APP = f"arn:aws:sns:us-east-1:{ACCOUNT}:app/GCM/herald-android"
+
+
+class _Elsewhere(dict[str, str]):
+    """What a statement names outside the grant under test: a placeholder, so one statement can be resolved."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+def deployed_statements(template: HeraldTemplate, function: str, **parameters: str) -> dict[str, dict[str, Any]]:
+    """A function's statements by Sid, as CloudFormation would deploy them with these parameter values."""
+    values = {**template.parameter_defaults(), **parameters}
+    refs = _Elsewhere({**values, "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT})
+    resolve = Resolver(refs, _Elsewhere(), evaluate_conditions(template.cfn.get("Conditions", {}), values))
+    role = properties(template, properties(template, function)["Role"]["Fn::GetAtt"][0])
+    documents = [policy["PolicyDocument"] for policy in resolve(role.get("Policies", []))]
+    documents += [
+        resolve(template.resources[arn["Ref"]]["Properties"]["PolicyDocument"])
+        for arn in role.get("ManagedPolicyArns", [])
+        if isinstance(arn, dict) and arn.get("Ref") in template.resources
+    ]
+    return {s["Sid"]: s for document in documents for s in document["Statement"] if "Sid" in s}
+
+
+def test_email_is_sent_from_the_sender_identity_only(template: HeraldTemplate) -> None:
+    # Given a deploy whose sender is an address in a domain SES verified
+    statements = deployed_statements(template, "DeliverHighFunction", SenderEmail="alerts@mail.example.org")
+
+    # Then the deliver function may send as that address's identity or its domain's, from that address alone
+    send = statements["SendEmail"]
+    assert send["Action"] == "ses:SendEmail"
+    assert send["Resource"] == [
+        f"arn:aws:ses:us-east-1:{ACCOUNT}:identity/alerts@mail.example.org",
+        f"arn:aws:ses:us-east-1:{ACCOUNT}:identity/mail.example.org",
+    ]
+    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "alerts@mail.example.org"}}
+
+
+def test_a_sender_with_a_display_name_or_no_domain_is_refused_at_deploy(template: HeraldTemplate) -> None:
+    import re
+
+    pattern = re.compile(template.cfn["Parameters"]["SenderEmail"]["AllowedPattern"])
+    assert pattern.fullmatch("alerts@mail.example.org")
+    assert not pattern.fullmatch("Herald <alerts@mail.example.org>")
+    assert not pattern.fullmatch("alerts")
+
+
+def test_push_goes_to_endpoints_of_heralds_platform_applications_only(template: HeraldTemplate) -> None:
+    # Given a deploy with an APNs and an FCM platform application
+    deliver = deployed_statements(
+        template, "DeliverLowFunction", ApnsPlatformApplicationArn=APNS_APP, FcmPlatformApplicationArn=FCM_APP
+    )
+    api = deployed_statements(
+        template, "ApiFunction", ApnsPlatformApplicationArn=APNS_APP, FcmPlatformApplicationArn=FCM_APP
+    )
+    endpoints = [
+        f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/herald-ios/*",
+        f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/GCM/herald-android/*",
+    ]
+
+    # Then publishing, and managing endpoints, reach the endpoints of those two applications
+    assert (deliver["SendPush"]["Action"], deliver["SendPush"]["Resource"]) == ("sns:Publish", endpoints)
+    assert api["ManagePushEndpoints"]["Resource"] == endpoints
+    assert api["CreatePushEndpoints"]["Resource"] == [APNS_APP, FCM_APP]
+    # And an endpoint of another application of the account matches none of them
+    ours = f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/herald-ios/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    theirs = f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/other-app/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert any(fnmatch.fnmatchcase(ours, pattern) for pattern in endpoints)
+    assert not any(fnmatch.fnmatchcase(theirs, pattern) for pattern in endpoints)
+
+
+def test_without_a_platform_application_its_endpoints_are_out_of_reach(template: HeraldTemplate) -> None:
+    # Given a deploy with APNs only, and one with no push at all
+    apns_only = deployed_statements(template, "DeliverNormalFunction", ApnsPlatformApplicationArn=APNS_APP)
+    no_push = deployed_statements(template, "DeliverNormalFunction")
+
+    # Then push reaches APNs endpoints only, or nothing (SMS publishing stays, on no SNS resource)
+    assert apns_only["SendPush"]["Resource"] == [f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/herald-ios/*"]
+    assert "SendPush" not in no_push
+    assert "CreatePushEndpoints" not in deployed_statements(template, "ApiFunction")
+    assert no_push["SendSms"]["NotResource"] == "arn:aws:sns:*:*:*"
