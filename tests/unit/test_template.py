@@ -103,6 +103,98 @@ def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: Heral
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
+def dead_letter_queues(template: HeraldTemplate) -> set[str]:
+    """The queues some queue's redrive policy moves its messages to."""
+    return {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for r in template.resources.values()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r.get("Properties", {})
+    }
+
+
+def test_every_table_can_be_restored_to_a_point_in_time_and_outlives_its_stack(template: HeraldTemplate) -> None:
+    # Given every DynamoDB table: each holds user data (devices, statuses, the only copy of in-app
+    # messages, the answers idempotency keys replay)
+    tables = {k: r for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert tables
+    for name, table in tables.items():
+        # Then it has point-in-time recovery and is kept when the stack is deleted or a change replaces it
+        assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+        assert (table.get("DeletionPolicy"), table.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+
+
+def test_dead_letters_outlive_their_stack_and_a_replaced_queue_keeps_what_it_held(template: HeraldTemplate) -> None:
+    queues = {k: r for k, r in template.resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    dlqs = dead_letter_queues(template)
+    assert dlqs and set(queues) - dlqs
+    for name, queue in queues.items():
+        # Then a DLQ is always kept; a work queue goes with its stack, but a replaced one is kept with its messages
+        expected = ("Retain", "Retain") if name in dlqs else ("Delete", "Retain")
+        assert (queue.get("DeletionPolicy"), queue.get("UpdateReplacePolicy")) == expected, name
+
+
+def test_every_stateful_resource_says_what_happens_to_it_on_deletion_and_replacement(template: HeraldTemplate) -> None:
+    # Given the resource types cfn-lint holds stateful (tables, queues, log groups, ...)
+    import cfnlint.data.AdditionalSpecs
+    from cfnlint.helpers import load_resource
+
+    spec = load_resource(cfnlint.data.AdditionalSpecs, "StatefulResources.json")["ResourceTypes"]
+    stateful = {kind for kind, description in spec.items() if not description.get("DeleteRequiresEmptyResource")}
+
+    # When the template's resources of those types are read
+    found = {name: r for name, r in template.resources.items() if r["Type"] in stateful}
+
+    # Then each sets both policies explicitly
+    assert {r["Type"] for r in found.values()} >= {"AWS::DynamoDB::Table", "AWS::SQS::Queue"}
+    assert [n for n, r in found.items() if not {"DeletionPolicy", "UpdateReplacePolicy"} <= set(r)] == []
+
+
+@pytest.mark.slow
+def test_cfn_lint_informational_checks_find_nothing() -> None:
+    # Given cfn-lint with its informational checks on (I3011: a stateful resource without deletion policies)
+    from cfnlint.api import ManualArgs, lint_file
+
+    from herald_local.template import TEMPLATE
+
+    # When it lints template.yaml, Then it reports nothing
+    matches = lint_file(TEMPLATE, ManualArgs(include_checks=["I"], regions=["us-east-1"]))
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+def _tls_only(statement: dict[str, Any]) -> bool:
+    return (
+        statement.get("Effect") == "Deny"
+        and statement.get("Principal") in ("*", {"AWS": "*"})
+        and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    )
+
+
+def test_every_queue_refuses_requests_not_over_tls_in_its_one_policy(template: HeraldTemplate) -> None:
+    queues = [k for k, r in template.resources.items() if r["Type"] == "AWS::SQS::Queue"]
+    policies = [r["Properties"] for r in template.resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    for queue in queues:
+        # Given the queue policies naming this queue: exactly one (a second would overwrite the first)
+        [policy] = [p for p in policies if {"Ref": queue} in p["Queues"]]
+
+        # Then it denies every SQS action on the queue to anyone not over TLS
+        denials = [s for s in policy["PolicyDocument"]["Statement"] if _tls_only(s)]
+        assert any(
+            s["Action"] in ("sqs:*", "*") and {"Fn::GetAtt": [queue, "Arn"]} in s["Resource"] for s in denials
+        ), queue
+
+
+def test_every_topic_refuses_requests_not_over_tls(template: HeraldTemplate) -> None:
+    topics = [k for k, r in template.resources.items() if r["Type"] == "AWS::SNS::Topic"]
+    policies = [r["Properties"] for r in template.resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    assert topics
+    for topic in topics:
+        [policy] = [p for p in policies if {"Ref": topic} in p["Topics"]]
+        statements = policy["PolicyDocument"]["Statement"]
+        assert any(
+            _tls_only(s) and "sns:Publish" in s["Action"] and s["Resource"] == {"Ref": topic} for s in statements
+        )
+
+
 def test_functions_run_python_312_on_arm64(template: HeraldTemplate) -> None:
     for name in template.functions:
         props = properties(template, name)
