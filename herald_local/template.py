@@ -12,10 +12,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
 
-# What an emulator's CloudFormation creates; functions, roles and the API are run by the local stack.
-DATA_PLANE_TYPES = frozenset(
-    {"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table"}
-)
+# What an emulator's CloudFormation creates: the queues, topics and tables the functions reach, and the
+# topics' SQS subscriptions. Left out on purpose: functions, roles and the API (the local stack runs them);
+# log groups, alarms, the dashboard and the alarm topic with its email subscription (nothing on a laptop
+# is watched, and no one must be mailed); queue and topic policies (no emulator enforces them, and their
+# TLS-only deny would refuse the local stack's plain-HTTP endpoint if one did).
+DATA_PLANE_TYPES = frozenset({"AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table"})
 _SUB = re.compile(r"\$\{([^}!]+)\}")
 NO_VALUE = object()  # what Ref AWS::NoValue resolves to: dropped from the list or object holding it
 
@@ -107,7 +109,7 @@ class HeraldTemplate:
 
     def data_plane(self) -> dict[str, Any]:
         """The part of the template an emulator's CloudFormation can create, with an output per resource."""
-        resources = {k: copy.deepcopy(v) for k, v in self.resources.items() if v["Type"] in DATA_PLANE_TYPES}
+        resources = {k: copy.deepcopy(self.resources[k]) for k in sorted(self.data_plane_ids())}
         outputs: dict[str, Any] = {}
         for name, resource in resources.items():
             if resource["Type"] in {"AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::DynamoDB::Table"}:
@@ -122,6 +124,32 @@ class HeraldTemplate:
             "Resources": resources,
             "Outputs": outputs,
         }
+
+    def data_plane_ids(self) -> set[str]:
+        """The functions' queues, topics and tables (what their environment and event sources name, and what
+        those name in turn: a queue's DLQ), and the SQS subscriptions of those topics."""
+        reached: set[str] = set()
+        todo = [
+            *(name for f in self.functions.values() for name in references_in(f.environment)),
+            *(source.queue for source in self.event_sources),
+        ]
+        while todo:
+            name = todo.pop()
+            resource = self.resources.get(name)
+            if name in reached or resource is None or resource["Type"] not in DATA_PLANE_TYPES:
+                continue
+            reached.add(name)
+            todo.extend(references_in(resource.get("Properties", {})))
+        for name, resource in self.resources.items():
+            props = resource.get("Properties", {})
+            if (
+                resource["Type"] == "AWS::SNS::Subscription"
+                and props.get("Protocol") == "sqs"
+                and references_in(props.get("TopicArn")) <= reached
+                and references_in(props.get("Endpoint")) <= reached
+            ):
+                reached.add(name)
+        return reached
 
     def _describe(self) -> None:
         for name, resource in self.resources.items():

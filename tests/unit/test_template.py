@@ -72,7 +72,9 @@ def test_high_priority_gets_small_fast_batches_and_the_most_concurrency(template
         [subscription] = [
             r["Properties"]
             for r in template.resources.values()
-            if r["Type"] == "AWS::SNS::Subscription" and r["Properties"]["Endpoint"]["Fn::GetAtt"][0] == queue
+            if r["Type"] == "AWS::SNS::Subscription"
+            and r["Properties"]["Protocol"] == "sqs"
+            and r["Properties"]["Endpoint"]["Fn::GetAtt"][0] == queue
         ]
         assert subscription["FilterPolicy"] == {"priority": [priority]}
         assert subscription["RawMessageDelivery"] is True
@@ -145,7 +147,7 @@ def test_every_stateful_resource_says_what_happens_to_it_on_deletion_and_replace
     found = {name: r for name, r in template.resources.items() if r["Type"] in stateful}
 
     # Then each sets both policies explicitly
-    assert {r["Type"] for r in found.values()} >= {"AWS::DynamoDB::Table", "AWS::SQS::Queue"}
+    assert {r["Type"] for r in found.values()} >= {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Logs::LogGroup"}
     assert [n for n, r in found.items() if not {"DeletionPolicy", "UpdateReplacePolicy"} <= set(r)] == []
 
 
@@ -183,16 +185,32 @@ def test_every_queue_refuses_requests_not_over_tls_in_its_one_policy(template: H
         ), queue
 
 
-def test_every_topic_refuses_requests_not_over_tls(template: HeraldTemplate) -> None:
+def test_every_topic_refuses_requests_not_over_tls_and_still_takes_what_it_must(template: HeraldTemplate) -> None:
     topics = [k for k, r in template.resources.items() if r["Type"] == "AWS::SNS::Topic"]
     policies = [r["Properties"] for r in template.resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
-    assert topics
+    assert len(topics) >= 2
     for topic in topics:
         [policy] = [p for p in policies if {"Ref": topic} in p["Topics"]]
         statements = policy["PolicyDocument"]["Statement"]
         assert any(
             _tls_only(s) and "sns:Publish" in s["Action"] and s["Resource"] == {"Ref": topic} for s in statements
         )
+    # And the alarm topic, its default policy replaced, still lets this account's alarms publish
+    alarm_topics = {
+        action["Ref"]
+        for r in template.resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for action in r["Properties"]["AlarmActions"]
+    }
+    for topic in alarm_topics:
+        [policy] = [p for p in policies if {"Ref": topic} in p["Topics"]]
+        assert any(
+            s["Effect"] == "Allow"
+            and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+            and s["Action"] == "sns:Publish"
+            and s["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+            for s in policy["PolicyDocument"]["Statement"]
+        ), topic
 
 
 def test_functions_run_python_312_on_arm64(template: HeraldTemplate) -> None:
