@@ -5,8 +5,8 @@ call no grant allows, fails a test instead of waiting for production.
 
 How a call is found:
 - a call on a boto3 client is `<receiver>.<operation>(...)` where the receiver is named after its
-  service (`dynamodb`, `self._sqs`, `self.sns`, ...) and mypy cannot type it (boto3 is untyped here);
-  `get_paginator("query")` counts as the paginated operation;
+  service (`dynamodb`, `self._sqs`, `self.sns`, ...) and the operation is one of that service's (from
+  botocore's model); `get_paginator("query")` counts as the paginated operation;
 - what a handler can reach is a call graph: from every function of the handler's module, through
   each function, method or class it references (a call, or a bound method handed over as a value),
   with methods resolved by the receiver's type; a method of a Protocol reaches that method of every
@@ -203,15 +203,15 @@ class _Reader:
 
     def _call(self, o: CallExpr) -> None:
         callee = o.callee
-        if isinstance(callee, MemberExpr) and self._receiver_types(callee.expr):
+        service = _service_of(callee.expr) if isinstance(callee, MemberExpr) else None
+        if isinstance(callee, MemberExpr) and service and callee.name in {*_operations(service), "get_paginator"}:
+            # A client named after its service, however it is typed (Any here, or a Protocol of the code).
+            operation = callee.name
+            if operation == "get_paginator" and o.args and isinstance(o.args[0], StrExpr):
+                operation = o.args[0].value
+            self.calls.append(AwsCall(service, operation, self.current[-1], self.store, self.path, o.line))
+        elif isinstance(callee, MemberExpr) and self._receiver_types(callee.expr):
             self.method_calls.add((self.path, o.line))
-        elif isinstance(callee, MemberExpr):
-            service = _service_of(callee.expr)
-            if service is not None:
-                operation = callee.name
-                if operation == "get_paginator" and o.args and isinstance(o.args[0], StrExpr):
-                    operation = o.args[0].value
-                self.calls.append(AwsCall(service, operation, self.current[-1], self.store, self.path, o.line))
         if isinstance(callee, RefExpr) and isinstance(callee.node, TypeInfo):
             names = {arg.name.upper() for arg in o.args if isinstance(arg, MemberExpr | NameExpr)}
             self.constructions.append((self.current[-1], callee.node, {n for n in names if n.endswith("_TABLE")}))
