@@ -4,13 +4,13 @@ VENV := .venv
 SAM_VENV := .venv-sam
 LAMBDA_VENV := .venv-lambda
 BIN := $(VENV)/bin
-# The functions' runtime (template.yaml: python3.12), for the cold-start benchmark only; empty when
-# this machine has none (the benchmark then measures on the project's interpreter and says so).
+# The functions' runtime (template.yaml: python3.12), for `make build` and the cold-start benchmark; empty
+# when this machine has none (the benchmark then measures on the project's interpreter and says so).
 PYTHON_LAMBDA ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && echo $$p && break; done)
 export PYTHONPATH := functions:.
 
-.PHONY: setup run test test-unit test-localstack lint validate bench bench-smoke chaos clean
+.PHONY: setup run test test-unit test-localstack lint validate build bench bench-smoke chaos clean
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ lint: setup
 validate: setup $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/cfn-lint template.yaml
+
+## build: `sam build` for AWS, with the Python 3.12 found above (sam build looks for python3.12 on the PATH,
+## so its directory goes first). BUILD_ARGS="--build-dir DIR" to build elsewhere than .aws-sam/.
+build: $(SAM_VENV)/.installed
+	@test -n "$(PYTHON_LAMBDA)" || { echo "make build: no Python 3.12 here (python3.12 on the PATH or pyenv's" \
+		"versions/3.12*): sam build needs the functions' runtime. Install one, or PYTHON_LAMBDA=/path/python3.12." >&2; exit 1; }
+	PATH="$$(dirname "$$($(PYTHON_LAMBDA) -c 'import sys; print(sys.executable)')"):$$PATH" \
+		$(SAM_VENV)/bin/sam build --template template.yaml $(BUILD_ARGS)
 
 # What a function's container holds: its runtime, the zip's requirements and the runtime's boto3.
 $(LAMBDA_VENV)/.installed: functions/requirements.txt

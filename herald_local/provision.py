@@ -94,7 +94,7 @@ def provision(
             "AWS::URLSuffix": "amazonaws.com",
         }
     )
-    resolver = Resolver(refs, attributes, _conditions(template.cfn.get("Conditions", {}), values))
+    resolver = Resolver(refs, attributes, evaluate_conditions(template.cfn.get("Conditions", {}), values))
     _ensure_subscriptions(body["Resources"], resolver, sns)
     return Stack(stack_name, values, resolver)
 
@@ -111,7 +111,9 @@ def _wait(cloudformation: Any, stack_name: str, timeout: float) -> dict[str, str
         time.sleep(0.5)
 
 
-def _conditions(conditions: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
+def evaluate_conditions(conditions: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
+    """Each condition of the template, true or false with these parameter values."""
+
     def evaluate(node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
             ((key, argument),) = node.items()

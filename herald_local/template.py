@@ -12,11 +12,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
 
-# What an emulator's CloudFormation creates; functions, roles and the API are run by the local stack.
-DATA_PLANE_TYPES = frozenset(
-    {"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table"}
-)
+# What an emulator's CloudFormation creates: the queues, topics and tables the functions reach, and the
+# topics' SQS subscriptions. Left out on purpose: functions, roles and the API (the local stack runs them);
+# log groups, alarms, the dashboard and the alarm topic with its email subscription (nothing on a laptop
+# is watched, and no one must be mailed); queue and topic policies (no emulator enforces them, and their
+# TLS-only deny would refuse the local stack's plain-HTTP endpoint if one did).
+DATA_PLANE_TYPES = frozenset({"AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::DynamoDB::Table"})
 _SUB = re.compile(r"\$\{([^}!]+)\}")
+NO_VALUE = object()  # what Ref AWS::NoValue resolves to: dropped from the list or object holding it
 
 
 class _NoPolicies:
@@ -106,7 +109,7 @@ class HeraldTemplate:
 
     def data_plane(self) -> dict[str, Any]:
         """The part of the template an emulator's CloudFormation can create, with an output per resource."""
-        resources = {k: copy.deepcopy(v) for k, v in self.resources.items() if v["Type"] in DATA_PLANE_TYPES}
+        resources = {k: copy.deepcopy(self.resources[k]) for k in sorted(self.data_plane_ids())}
         outputs: dict[str, Any] = {}
         for name, resource in resources.items():
             if resource["Type"] in {"AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::DynamoDB::Table"}:
@@ -121,6 +124,32 @@ class HeraldTemplate:
             "Resources": resources,
             "Outputs": outputs,
         }
+
+    def data_plane_ids(self) -> set[str]:
+        """The functions' queues, topics and tables (what their environment and event sources name, and what
+        those name in turn: a queue's DLQ), and the SQS subscriptions of those topics."""
+        reached: set[str] = set()
+        todo = [
+            *(name for f in self.functions.values() for name in references_in(f.environment)),
+            *(source.queue for source in self.event_sources),
+        ]
+        while todo:
+            name = todo.pop()
+            resource = self.resources.get(name)
+            if name in reached or resource is None or resource["Type"] not in DATA_PLANE_TYPES:
+                continue
+            reached.add(name)
+            todo.extend(references_in(resource.get("Properties", {})))
+        for name, resource in self.resources.items():
+            props = resource.get("Properties", {})
+            if (
+                resource["Type"] == "AWS::SNS::Subscription"
+                and props.get("Protocol") == "sqs"
+                and references_in(props.get("TopicArn")) <= reached
+                and references_in(props.get("Endpoint")) <= reached
+            ):
+                reached.add(name)
+        return reached
 
     def _describe(self) -> None:
         for name, resource in self.resources.items():
@@ -172,6 +201,28 @@ class HeraldTemplate:
         return ApiSpec(stage=stage, routes=routes, rate_limit=rate_limit, burst_limit=burst_limit)
 
 
+def references_in(value: Any) -> set[str]:
+    """The logical ids (and parameters) a property names through Ref, GetAtt or Sub."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= references_in(item)
+    elif isinstance(value, dict):
+        for key, argument in value.items():
+            if key == "Ref" and isinstance(argument, str):
+                found.add(argument)
+            elif key == "Fn::GetAtt":
+                found.add(argument[0] if isinstance(argument, list) else argument.split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                found |= {name.split(".", 1)[0] for name in _SUB.findall(text)}
+                if isinstance(argument, list):
+                    found |= references_in(argument[1])
+            else:
+                found |= references_in(argument)
+    return found
+
+
 @dataclass
 class Resolver:
     """Resolves the intrinsic functions Herald's template uses, against a provisioned stack."""
@@ -182,25 +233,34 @@ class Resolver:
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self(item) for item in value]
+            return [item for item in map(self, value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
-                return self.refs[argument]
+                return NO_VALUE if argument == "AWS::NoValue" else self.refs[argument]
             if key == "Fn::GetAtt":
                 name, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
                 return self.attributes[f"{name}.{attribute}"]
             if key == "Fn::Sub":
-                text = argument if isinstance(argument, str) else argument[0]
-                return _SUB.sub(lambda m: str(self._sub_value(m.group(1))), text)
+                text, variables = (argument, {}) if isinstance(argument, str) else argument
+                values = {name: self(value) for name, value in variables.items()}
+                text = _SUB.sub(lambda m: str(values[m[1]] if m[1] in values else self._sub_value(m[1])), text)
+                return text.replace("${!", "${")  # Sub's escape of a literal ${
+            if key == "Fn::Select":
+                index, items = argument
+                return self(items)[int(self(index))]
+            if key == "Fn::Split":
+                separator, text = argument
+                return str(self(text)).split(separator)
             if key == "Fn::Join":
                 return argument[0].join(str(self(part)) for part in argument[1])
             if key == "Fn::If":
                 condition, when_true, when_false = argument
                 return self(when_true if self.conditions.get(condition) else when_false)
-        return {key: self(item) for key, item in value.items()}
+        resolved = {key: self(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
     def _sub_value(self, name: str) -> str:
         return self.attributes[name] if "." in name else self.refs[name]

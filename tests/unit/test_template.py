@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import pytest
 
-from herald_local.template import HeraldTemplate
+from herald_local.provision import evaluate_conditions
+from herald_local.template import HeraldTemplate, Resolver
 
 PRIORITY_FUNCTIONS = {"high": "DeliverHighFunction", "normal": "DeliverNormalFunction", "low": "DeliverLowFunction"}
 
@@ -70,7 +72,9 @@ def test_high_priority_gets_small_fast_batches_and_the_most_concurrency(template
         [subscription] = [
             r["Properties"]
             for r in template.resources.values()
-            if r["Type"] == "AWS::SNS::Subscription" and r["Properties"]["Endpoint"]["Fn::GetAtt"][0] == queue
+            if r["Type"] == "AWS::SNS::Subscription"
+            and r["Properties"]["Protocol"] == "sqs"
+            and r["Properties"]["Endpoint"]["Fn::GetAtt"][0] == queue
         ]
         assert subscription["FilterPolicy"] == {"priority": [priority]}
         assert subscription["RawMessageDelivery"] is True
@@ -99,6 +103,114 @@ def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: Heral
     assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
     for name in ("StatusTable", "InboxTable", "IdempotencyTable"):
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def dead_letter_queues(template: HeraldTemplate) -> set[str]:
+    """The queues some queue's redrive policy moves its messages to."""
+    return {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for r in template.resources.values()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r.get("Properties", {})
+    }
+
+
+def test_every_table_can_be_restored_to_a_point_in_time_and_outlives_its_stack(template: HeraldTemplate) -> None:
+    # Given every DynamoDB table: each holds user data (devices, statuses, the only copy of in-app
+    # messages, the answers idempotency keys replay)
+    tables = {k: r for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert tables
+    for name, table in tables.items():
+        # Then it has point-in-time recovery and is kept when the stack is deleted or a change replaces it
+        assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+        assert (table.get("DeletionPolicy"), table.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+
+
+def test_dead_letters_outlive_their_stack_and_a_replaced_queue_keeps_what_it_held(template: HeraldTemplate) -> None:
+    queues = {k: r for k, r in template.resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    dlqs = dead_letter_queues(template)
+    assert dlqs and set(queues) - dlqs
+    for name, queue in queues.items():
+        # Then a DLQ is always kept; a work queue goes with its stack, but a replaced one is kept with its messages
+        expected = ("Retain", "Retain") if name in dlqs else ("Delete", "Retain")
+        assert (queue.get("DeletionPolicy"), queue.get("UpdateReplacePolicy")) == expected, name
+
+
+def test_every_stateful_resource_says_what_happens_to_it_on_deletion_and_replacement(template: HeraldTemplate) -> None:
+    # Given the resource types cfn-lint holds stateful (tables, queues, log groups, ...)
+    import cfnlint.data.AdditionalSpecs
+    from cfnlint.helpers import load_resource
+
+    spec = load_resource(cfnlint.data.AdditionalSpecs, "StatefulResources.json")["ResourceTypes"]
+    stateful = {kind for kind, description in spec.items() if not description.get("DeleteRequiresEmptyResource")}
+
+    # When the template's resources of those types are read
+    found = {name: r for name, r in template.resources.items() if r["Type"] in stateful}
+
+    # Then each sets both policies explicitly
+    assert {r["Type"] for r in found.values()} >= {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Logs::LogGroup"}
+    assert [n for n, r in found.items() if not {"DeletionPolicy", "UpdateReplacePolicy"} <= set(r)] == []
+
+
+@pytest.mark.slow
+def test_cfn_lint_informational_checks_find_nothing() -> None:
+    # Given cfn-lint with its informational checks on (I3011: a stateful resource without deletion policies)
+    from cfnlint.api import ManualArgs, lint_file
+
+    from herald_local.template import TEMPLATE
+
+    # When it lints template.yaml, Then it reports nothing
+    matches = lint_file(TEMPLATE, ManualArgs(include_checks=["I"], regions=["us-east-1"]))
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+def _tls_only(statement: dict[str, Any]) -> bool:
+    return (
+        statement.get("Effect") == "Deny"
+        and statement.get("Principal") in ("*", {"AWS": "*"})
+        and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    )
+
+
+def test_every_queue_refuses_requests_not_over_tls_in_its_one_policy(template: HeraldTemplate) -> None:
+    queues = [k for k, r in template.resources.items() if r["Type"] == "AWS::SQS::Queue"]
+    policies = [r["Properties"] for r in template.resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    for queue in queues:
+        # Given the queue policies naming this queue: exactly one (a second would overwrite the first)
+        [policy] = [p for p in policies if {"Ref": queue} in p["Queues"]]
+
+        # Then it denies every SQS action on the queue to anyone not over TLS
+        denials = [s for s in policy["PolicyDocument"]["Statement"] if _tls_only(s)]
+        assert any(
+            s["Action"] in ("sqs:*", "*") and {"Fn::GetAtt": [queue, "Arn"]} in s["Resource"] for s in denials
+        ), queue
+
+
+def test_every_topic_refuses_requests_not_over_tls_and_still_takes_what_it_must(template: HeraldTemplate) -> None:
+    topics = [k for k, r in template.resources.items() if r["Type"] == "AWS::SNS::Topic"]
+    policies = [r["Properties"] for r in template.resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    assert len(topics) >= 2
+    for topic in topics:
+        [policy] = [p for p in policies if {"Ref": topic} in p["Topics"]]
+        statements = policy["PolicyDocument"]["Statement"]
+        assert any(
+            _tls_only(s) and "sns:Publish" in s["Action"] and s["Resource"] == {"Ref": topic} for s in statements
+        )
+    # And the alarm topic, its default policy replaced, still lets this account's alarms publish
+    alarm_topics = {
+        action["Ref"]
+        for r in template.resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for action in r["Properties"]["AlarmActions"]
+    }
+    for topic in alarm_topics:
+        [policy] = [p for p in policies if {"Ref": topic} in p["Topics"]]
+        assert any(
+            s["Effect"] == "Allow"
+            and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+            and s["Action"] == "sns:Publish"
+            and s["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+            for s in policy["PolicyDocument"]["Statement"]
+        ), topic
 
 
 def test_functions_run_python_312_on_arm64(template: HeraldTemplate) -> None:
@@ -164,3 +276,89 @@ def test_low_priority_makes_fewer_provider_calls_at_once_than_high(template: Her
 
     # Then a newsletter flood runs fewer sends at once than password resets do
     assert sends["low"] < sends["normal"] <= sends["high"]
+
+
+ACCOUNT = "123456789012"
+APNS_APP = f"arn:aws:sns:us-east-1:{ACCOUNT}:app/APNS/herald-ios"
+FCM_APP = f"arn:aws:sns:us-east-1:{ACCOUNT}:app/GCM/herald-android"
+
+
+class _Elsewhere(dict[str, str]):
+    """What a statement names outside the grant under test: a placeholder, so one statement can be resolved."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+def deployed_statements(template: HeraldTemplate, function: str, **parameters: str) -> dict[str, dict[str, Any]]:
+    """A function's statements by Sid, as CloudFormation would deploy them with these parameter values."""
+    values = {**template.parameter_defaults(), **parameters}
+    refs = _Elsewhere({**values, "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT})
+    resolve = Resolver(refs, _Elsewhere(), evaluate_conditions(template.cfn.get("Conditions", {}), values))
+    role = properties(template, properties(template, function)["Role"]["Fn::GetAtt"][0])
+    documents = [policy["PolicyDocument"] for policy in resolve(role.get("Policies", []))]
+    documents += [
+        resolve(template.resources[arn["Ref"]]["Properties"]["PolicyDocument"])
+        for arn in role.get("ManagedPolicyArns", [])
+        if isinstance(arn, dict) and arn.get("Ref") in template.resources
+    ]
+    return {s["Sid"]: s for document in documents for s in document["Statement"] if "Sid" in s}
+
+
+def test_email_is_sent_from_the_sender_identity_only(template: HeraldTemplate) -> None:
+    # Given a deploy whose sender is an address in a domain SES verified
+    statements = deployed_statements(template, "DeliverHighFunction", SenderEmail="alerts@mail.example.org")
+
+    # Then the deliver function may send as that address's identity or its domain's, from that address alone
+    send = statements["SendEmail"]
+    assert send["Action"] == "ses:SendEmail"
+    assert send["Resource"] == [
+        f"arn:aws:ses:us-east-1:{ACCOUNT}:identity/alerts@mail.example.org",
+        f"arn:aws:ses:us-east-1:{ACCOUNT}:identity/mail.example.org",
+    ]
+    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "alerts@mail.example.org"}}
+
+
+def test_a_sender_with_a_display_name_or_no_domain_is_refused_at_deploy(template: HeraldTemplate) -> None:
+    import re
+
+    pattern = re.compile(template.cfn["Parameters"]["SenderEmail"]["AllowedPattern"])
+    assert pattern.fullmatch("alerts@mail.example.org")
+    assert not pattern.fullmatch("Herald <alerts@mail.example.org>")
+    assert not pattern.fullmatch("alerts")
+
+
+def test_push_goes_to_endpoints_of_heralds_platform_applications_only(template: HeraldTemplate) -> None:
+    # Given a deploy with an APNs and an FCM platform application
+    deliver = deployed_statements(
+        template, "DeliverLowFunction", ApnsPlatformApplicationArn=APNS_APP, FcmPlatformApplicationArn=FCM_APP
+    )
+    api = deployed_statements(
+        template, "ApiFunction", ApnsPlatformApplicationArn=APNS_APP, FcmPlatformApplicationArn=FCM_APP
+    )
+    endpoints = [
+        f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/herald-ios/*",
+        f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/GCM/herald-android/*",
+    ]
+
+    # Then publishing, and managing endpoints, reach the endpoints of those two applications
+    assert (deliver["SendPush"]["Action"], deliver["SendPush"]["Resource"]) == ("sns:Publish", endpoints)
+    assert api["ManagePushEndpoints"]["Resource"] == endpoints
+    assert api["CreatePushEndpoints"]["Resource"] == [APNS_APP, FCM_APP]
+    # And an endpoint of another application of the account matches none of them
+    ours = f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/herald-ios/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    theirs = f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/other-app/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert any(fnmatch.fnmatchcase(ours, pattern) for pattern in endpoints)
+    assert not any(fnmatch.fnmatchcase(theirs, pattern) for pattern in endpoints)
+
+
+def test_without_a_platform_application_its_endpoints_are_out_of_reach(template: HeraldTemplate) -> None:
+    # Given a deploy with APNs only, and one with no push at all
+    apns_only = deployed_statements(template, "DeliverNormalFunction", ApnsPlatformApplicationArn=APNS_APP)
+    no_push = deployed_statements(template, "DeliverNormalFunction")
+
+    # Then push reaches APNs endpoints only, or nothing (SMS publishing stays, on no SNS resource)
+    assert apns_only["SendPush"]["Resource"] == [f"arn:aws:sns:us-east-1:{ACCOUNT}:endpoint/APNS/herald-ios/*"]
+    assert "SendPush" not in no_push
+    assert "CreatePushEndpoints" not in deployed_statements(template, "ApiFunction")
+    assert no_push["SendSms"]["NotResource"] == "arn:aws:sns:*:*:*"

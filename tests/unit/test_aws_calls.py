@@ -1,0 +1,149 @@
+"""The code scan the IAM tests rely on, on a small made-up code base whose calls are known."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.aws_calls import read_code
+
+STORES = """
+    from typing import Any, Protocol
+
+
+    class QueueClient(Protocol):  # the slice of boto3's SQS client the code uses, typed
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> Any: ...
+
+
+    class Orders(Protocol):
+        def add(self, order: str) -> None: ...
+        def get(self, order: str) -> str | None: ...
+
+
+    class DynamoOrders:
+        def __init__(self, dynamodb: Any, table: str):
+            self._dynamodb = dynamodb
+            self._table = table
+
+        def add(self, order: str) -> None:
+            self._dynamodb.put_item(TableName=self._table, Item={"id": {"S": order}})
+
+        def get(self, order: str) -> str | None:
+            return self._lookup(order)
+
+        def _lookup(self, order: str) -> str | None:
+            pages = self._dynamodb.get_paginator("query").paginate(TableName=self._table)
+            return next(iter(pages), None)
+
+        def forget(self, order: str) -> None:
+            self._dynamodb.delete_item(TableName=self._table, Key={"id": {"S": order}})
+"""
+LOGIC = """
+    from shop.stores import Orders
+
+
+    def place(orders: Orders, order: str) -> None:
+        orders.add(order)
+
+
+    def look(orders: Orders, order: str) -> str | None:
+        return orders.get(order)
+"""
+SETTINGS = """
+    class Settings:
+        orders_table: str = ""
+        archive_table: str = ""
+"""
+CHECKOUT = """
+    from typing import Any
+
+    from shop.logic import place
+    from shop.settings import Settings
+    from shop.stores import DynamoOrders
+
+
+    def handler(event: dict[str, Any], dynamodb: Any) -> None:
+        settings = Settings()
+        place(DynamoOrders(dynamodb, settings.orders_table), event["order"])
+"""
+LOOKUP = """
+    from typing import Any
+
+    from shop.logic import look
+    from shop.settings import Settings
+    from shop.stores import DynamoOrders, QueueClient
+
+
+    def handler(event: dict[str, Any], dynamodb: Any, sqs: QueueClient) -> None:
+        settings = Settings()
+        found = look(DynamoOrders(dynamodb, settings.archive_table), event["order"])
+        sqs.send_message_batch(QueueUrl="q", Entries=[{"Id": "1", "MessageBody": str(found)}])
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    return write(
+        tmp_path,
+        {
+            "shop/__init__.py": "",
+            "shop/stores.py": STORES,
+            "shop/logic.py": LOGIC,
+            "shop/settings.py": SETTINGS,
+            "checkout/__init__.py": "",
+            "checkout/app.py": CHECKOUT,
+            "lookup/__init__.py": "",
+            "lookup/app.py": LOOKUP,
+        },
+    )
+
+
+def test_a_handler_reaches_only_the_store_methods_its_logic_calls_through_a_protocol(shop: Path) -> None:
+    # Given two handlers sharing one store class, each calling one method of it through a Protocol
+    code = read_code(shop)
+
+    # When each handler's calls are read
+    checkout, lookup = code.handler("checkout.app"), code.handler("lookup.app")
+
+    # Then each gets its own method's action on the table it built the store with; forget() is no one's
+    assert checkout.dynamodb_actions() == {"ORDERS_TABLE": {"dynamodb:PutItem"}}
+    assert lookup.dynamodb_actions() == {"ARCHIVE_TABLE": {"dynamodb:Query"}}  # a paginator, via _lookup
+    assert checkout.actions("sqs") == set()
+    # And a client typed by a Protocol of the code is still a client; a batch is authorised per entry
+    assert lookup.actions("sqs") == {"sqs:SendMessage"}
+    assert code.unaccounted(shop) == []
+
+
+def test_a_client_call_the_scan_cannot_attribute_is_reported(shop: Path) -> None:
+    # Given a call through a client named after no service, and a DynamoDB call outside any store class
+    write(
+        shop,
+        {
+            "shop/purge.py": """
+                from typing import Any
+
+
+                def purge(client: Any, dynamodb: Any) -> None:
+                    client.delete_message(QueueUrl="q", ReceiptHandle="r")
+                    dynamodb.delete_item(TableName="t", Key={})
+            """,
+            "checkout/app.py": textwrap.dedent(CHECKOUT)
+            + "\n\ndef clean(client: Any) -> None:\n    from shop.purge import purge\n\n    purge(client, client)\n",
+        },
+    )
+    code = read_code(shop)
+
+    # Then the text check names the hidden call, and the table of the bare DynamoDB call is refused as unknown
+    assert [(path, operation) for path, _, operation in code.unaccounted(shop)] == [("shop/purge.py", "delete_message")]
+    with pytest.raises(ValueError, match="delete_item"):
+        code.handler("checkout.app").dynamodb_actions()
