@@ -19,6 +19,7 @@ from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
 from herald.logic.delivery import Outcome, RetryPolicy, deliver
+from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, Senders, StatusStore
 from herald.models.domain import Channel, DeliveryJob, now
 from herald.observability import logger
@@ -104,6 +105,7 @@ def lambda_handler(
         sqs=d.sqs,
         queue_url=settings.queue_url,
         max_receive_count=settings.max_receive_count,
+        classify=failure_from,
         parallel=settings.parallel_sends,
         lane_of=lambda job: job.channel.value,
         lane_limits={

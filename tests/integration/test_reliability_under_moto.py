@@ -241,3 +241,33 @@ def test_a_delivery_item_caught_half_written_reads_as_queued_not_as_an_error(dep
     # When the status is read, Then it answers, the delivery still queued
     [delivery] = status_of(deployed, notification_id)["deliveries"]
     assert (delivery["device_id"], delivery["status"]) == ("web", "queued")
+
+
+def test_a_job_whose_dynamodb_write_fails_validation_goes_to_its_dlq_on_its_first_receive_with_the_reason(
+    deployed: Deployed,
+) -> None:
+    # Given a delivery job whose status item key DynamoDB refuses: a sort key over 1,024 bytes
+    job = DeliveryJob(
+        notification_id="n-long-key",
+        user_id="u" * 600,
+        device_id="d" * 600,
+        channel=Channel.IN_APP,
+        title="t",
+        body="b",
+        priority="high",
+        accepted_at="2026-11-30T08:00:00+00:00",
+    )
+    client("sqs").send_message(QueueUrl=deployed.stack.ref("HighQueue"), MessageBody=job.model_dump_json())
+    [message] = deployed.receive_all("HighQueue")
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"
+
+    # When the deliver function handles it, the first time it is received
+    result = deliver_messages(deployed, [message])
+
+    # Then it is not handed back for four more receives: it waits in the DLQ at once, saying why
+    assert result == {"batchItemFailures": []}
+    [parked] = deployed.receive_all("HighDeadLetterQueue")
+    reason = parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    assert reason.startswith("failed permanently on receive 1:")
+    assert "ValidationException" in reason and "1024" in reason
+    assert deployed.receive_all("HighQueue") == []
