@@ -88,6 +88,7 @@ class FakeStatusStore:
         self.fan_out_claims: dict[str, Held] = {}
         self.claims: dict[tuple[str, str], Held] = {}
         self.round_attempts: dict[tuple[str, str], int] = {}
+        self.dead_lettered_at: dict[tuple[str, str], datetime] = {}
 
     def record_accepted(self, notification: Notification) -> None:
         self.journal.append("status.record_accepted")
@@ -111,7 +112,7 @@ class FakeStatusStore:
         self.fanned_out[notification_id] = FannedOut(len(jobs), list(without_devices), list(inactive_skipped), planned)
         self.fan_out_claims.pop(notification_id, None)
 
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
         self.journal.append("status.claim_delivery")
         key = (job.notification_id, job.delivery_id)
         records = self.deliveries.setdefault(job.notification_id, {})
@@ -119,6 +120,11 @@ class FakeStatusStore:
         state = previous.status if previous else None
         if state in (DeliveryState.SENT, DeliveryState.FAILED):
             return Claim(granted=False, done=True)
+        if state is DeliveryState.DEAD_LETTERED:
+            # Only a message Herald parked, no earlier than this dead-lettering, revives it (an operator's redrive)
+            dead_at = self.dead_lettered_at.get(key)
+            if parked_at is None or (dead_at is not None and parked_at < dead_at):
+                return Claim(granted=False, done=True)
         held = self.claims.get(key)
         if state is DeliveryState.SENDING and held and held.until >= now():
             return Claim(granted=False, busy_until=held.until)
@@ -166,6 +172,7 @@ class FakeStatusStore:
                 changes["provider_message_id"] = provider_message_id
         if state is DeliveryState.DEAD_LETTERED:
             self.round_attempts[key] = 0
+            self.dead_lettered_at[key] = at
         if redriven:
             changes["redrives"] = previous.redrives + 1
             changes["redriven_at"] = at

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from herald.adapters.channels import EmailSender, InAppSender, PushSender, SmsSender
 from herald.adapters.clients import client, provider_client
 from herald.adapters.consumer import Consumer, DeadLetter, Done, QueueRecord, Retry, Verdict
-from herald.adapters.dead_letters import DeadLetterQueue
+from herald.adapters.dead_letters import DeadLetterQueue, parked_at
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
@@ -81,7 +81,17 @@ def lambda_handler(
 
     def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
         owner = f"{context.aws_request_id}/{record.message_id}"
-        result = deliver(job, record.receive_count, owner, deadline, d.senders, d.status, d.devices, d.policy)
+        result = deliver(
+            job,
+            record.receive_count,
+            owner,
+            deadline,
+            d.senders,
+            d.status,
+            d.devices,
+            d.policy,
+            parked_at=parked_at(record.message_attributes),
+        )
         where: dict[str, object] = {
             "notification_id": job.notification_id,
             "device_id": job.device_id,

@@ -8,16 +8,18 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
 
 import deliver.app
+import dlq_redrive.app
 import fanout.app
 from herald.adapters.clients import client
-from herald.adapters.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
 from herald.logic.ports import ChannelSender
 from herald.models.domain import Channel, DeliveryJob
-from tests.fakes import FakeContext
+from tests.fakes import FakeContext, FakeSender
 from tests.integration.conftest import Deployed
 from tests.integration.test_pipeline_under_moto import (
     ACCOUNT,
@@ -271,3 +273,44 @@ def test_a_job_whose_dynamodb_write_fails_validation_goes_to_its_dlq_on_its_firs
     assert reason.startswith("failed permanently on receive 1:")
     assert "ValidationException" in reason and "1024" in reason
     assert deployed.receive_all("HighQueue") == []
+
+
+def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_only_the_operators_redrive_revives_it(
+    deployed: Deployed,
+) -> None:
+    # Given an email delivery whose last allowed attempt failed (SES throttled), so Herald parked it in the DLQ
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Code", "body": "1234", "priority": "high"})
+    run_fanout(deployed)
+    [message] = deployed.receive_all("HighQueue")
+    throttled = FakeSender(error=ClientError({"Error": {"Code": "Throttling", "Message": "slow"}}, "SendEmail"))
+    last = {**message, "Attributes": {**message["Attributes"], "ApproximateReceiveCount": "5"}}
+    deliver_messages(deployed, [last], dependencies=deliver_dependencies(deployed, email=throttled))
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert delivery["status"] == "dead_lettered"
+
+    # When a second SQS copy of the original job arrives (SQS delivers at least once)
+    stray = {**message, "MessageId": "stray-copy-of-" + message["MessageId"]}
+    result = deliver_messages(deployed, [stray])
+
+    # Then it is done without sending, and the delivery is still dead-lettered, no redrive counted
+    assert result == {"batchItemFailures": []}
+    assert emails_to("ada@example.com") == 0
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["status"], delivery["redrives"]) == ("dead_lettered", 0)
+
+    # When the operator redrives the high DLQ, and the deliver function gets the redriven message
+    redriven = dlq_redrive.app.lambda_handler(
+        {"priority": "high"},
+        FakeContext(),
+        dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction")),
+    )
+    assert redriven["total_moved"] == 1
+    [back] = deployed.receive_all("HighQueue")
+    assert DEAD_LETTERED_AT_ATTRIBUTE in back["MessageAttributes"]
+    assert deliver_messages(deployed, [back]) == {"batchItemFailures": []}
+
+    # Then that one revives it: sent once, one redrive counted
+    assert emails_to("ada@example.com") == 1
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["status"], delivery["redrives"]) == ("sent", 1)

@@ -75,6 +75,7 @@ def deliver(
     status: StatusStore,
     devices: DeviceRegistry,
     policy: RetryPolicy,
+    parked_at: datetime | None = None,
 ) -> Result:
     """Claims the delivery, calls its provider once, records the outcome.
 
@@ -86,8 +87,11 @@ def deliver(
     it had failed them all. `owner` names this invocation's claim, which
     holds until `deadline` (the invocation's timeout). The caller acts on the result: delete
     the message, change its visibility to `retry_in`, or send it to the DLQ with `reason`.
+
+    `parked_at` is when Herald parked this message in a DLQ, if it carries that mark: only such a
+    message (an operator's redrive) may revive a dead-lettered delivery; any other copy finds it done.
     """
-    claim = status.claim_delivery(job, owner, deadline)
+    claim = status.claim_delivery(job, owner, deadline, parked_at)
     if claim.done:
         return Result(Outcome.ALREADY_DONE)
     if not claim.granted:

@@ -26,7 +26,10 @@ class StatusStore(Protocol):
     def record_fanned_out(
         self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
     ) -> None: ...
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim: ...
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
+        """`parked_at`: the herald-dead-lettered-at the message carries; only such a message revives a dead letter."""
+        ...
+
     def record_outcome(
         self,
         job: DeliveryJob,
