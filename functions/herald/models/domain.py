@@ -16,6 +16,9 @@ MAX_RECIPIENTS = 100
 MAX_TITLE = 200
 MAX_BODY = 4000
 MAX_DATA_BYTES = 4096
+# Levels of objects and arrays in a notification's `data`, the object itself included. Far below what
+# the functions' parsers take (pydantic's JSON parser stops near 200 levels for the whole message).
+MAX_DATA_DEPTH = 32
 MAX_PUSH_TOKEN = 4096
 
 
