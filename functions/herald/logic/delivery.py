@@ -106,8 +106,8 @@ def deliver(
         message_id = senders[job.channel].send(job)
     except Exception as error:  # a crash (BaseException) leaves the claim to expire
         failure = failure_from(error)
-        if failure.device_gone and job.endpoint_arn:
-            devices.mark_inactive(job.user_id, job.device_id, job.endpoint_arn, failure.reason)
+        if failure.device_gone:
+            _mark_gone(devices, job, failure.reason)
         if failure.permanent:
             record(DeliveryState.FAILED, error=failure.reason)
             return Result(Outcome.FAILED, failure.reason)
@@ -122,6 +122,14 @@ def deliver(
         return Result(Outcome.RETRY, failure.reason, retry_in=policy.delay(attempt))
     record(DeliveryState.SENT, provider_message_id=message_id)
     return Result(Outcome.SENT)
+
+
+def _mark_gone(devices: DeviceRegistry, job: DeliveryJob, reason: str) -> None:
+    """The device will never take a message again: inactive, unless it registered another endpoint or address since."""
+    if job.channel is Channel.PUSH and job.endpoint_arn:
+        devices.mark_inactive(job.user_id, job.device_id, reason, endpoint_arn=job.endpoint_arn)
+    elif job.channel is not Channel.PUSH and job.address:
+        devices.mark_inactive(job.user_id, job.device_id, reason, address=job.address)
 
 
 @dataclass(frozen=True)

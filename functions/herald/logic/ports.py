@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, Notification, Platform
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import InboxPage
 from herald.models.status import Claim, NotificationRecord
@@ -17,7 +17,31 @@ class DeviceRegistry(Protocol):
     def get(self, user_id: str, device_id: str) -> Device | None: ...
     def delete(self, user_id: str, device_id: str) -> bool: ...
     def devices_of(self, user_id: str) -> Iterator[Device]: ...
-    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool: ...
+    def mark_inactive(
+        self, user_id: str, device_id: str, reason: str, endpoint_arn: str | None = None, address: str | None = None
+    ) -> bool:
+        """Inactive, if the device still has this endpoint or address: a registration since wins."""
+        ...
+
+    def devices_with_endpoint(self, endpoint_arn: str) -> list[DeviceKey]:
+        """Devices pointing at a push endpoint; may lag a write by a moment (an index)."""
+        ...
+
+    def devices_with_contact(self, channel: Channel, address: str) -> list[DeviceKey]:
+        """Email or SMS devices with this address; may lag a write by a moment (an index)."""
+        ...
+
+    def take_endpoint(self, endpoint_arn: str, device: DeviceKey) -> DeviceKey | None:
+        """Atomically makes `device` the endpoint's one holder; returns the holder it replaced."""
+        ...
+
+    def release_endpoint(self, endpoint_arn: str, device: DeviceKey) -> bool:
+        """Forgets the holder if it is `device` (or none is recorded); False if another device holds it."""
+        ...
+
+    def move_off_endpoint(self, endpoint_arn: str, device: DeviceKey, reason: str) -> bool:
+        """Deactivates `device` and takes the endpoint off it, unless it is the holder (checked atomically)."""
+        ...
 
 
 class StatusStore(Protocol):

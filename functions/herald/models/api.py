@@ -108,7 +108,11 @@ class DeviceView(BaseModel):
     updated_at: datetime
     active: bool = Field(
         default=True,
-        description="False once SNS reported the push endpoint disabled or gone; registering again revives it.",
+        description=(
+            "False once the device can no longer be reached: SNS reported its push endpoint disabled or gone, its"
+            " push token was registered by another user or device, SES reported its address bouncing (hard) or"
+            " complaining, or its number opted out of SMS. `inactive_reason` says which; registering again revives it."
+        ),
     )
     inactive_reason: str | None = None
     inactive_since: datetime | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -69,6 +69,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class DeviceKey(NamedTuple):
+    user_id: str
+    device_id: str
+
+
 class Device(BaseModel):
     """A registered device as Herald stores it."""
 
@@ -80,10 +85,16 @@ class Device(BaseModel):
     endpoint_arn: str | None = None  # SNS platform endpoint of a push device
     created_at: datetime
     updated_at: datetime
-    # SNS reported the push endpoint disabled or gone: fan-out skips the device until it registers again.
+    # Fan-out skips an inactive device until it registers again: SNS reported its push endpoint disabled
+    # or gone, its push token was registered by another device, SES reported its address bouncing or
+    # complaining, or its number opted out of SMS. `inactive_reason` says which.
     active: bool = True
     inactive_reason: str | None = None
     inactive_since: datetime | None = None
+
+    @property
+    def key(self) -> DeviceKey:
+        return DeviceKey(self.user_id, self.device_id)
 
 
 class Notification(BaseModel):
