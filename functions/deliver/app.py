@@ -43,7 +43,9 @@ class Dependencies:
         return cls(
             settings=settings,
             senders={
-                Channel.EMAIL: EmailSender(provider_client("ses"), settings.sender_email),
+                Channel.EMAIL: EmailSender(
+                    provider_client("ses"), settings.sender_email, settings.email_configuration_set
+                ),
                 Channel.SMS: SmsSender(sns),
                 Channel.PUSH: PushSender(sns),
                 Channel.IN_APP: InAppSender(DynamoInbox(dynamodb, settings.inbox_table), status.expires_at),

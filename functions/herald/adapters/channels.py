@@ -15,9 +15,12 @@ from herald.models.failures import DeliveryFailed
 
 
 class EmailSender:
-    def __init__(self, ses: Any, sender: str):
+    """SES SendEmail; with a configuration set, SES publishes the email's bounces and complaints to its topic."""
+
+    def __init__(self, ses: Any, sender: str, configuration_set: str = ""):
         self._ses = ses
         self._sender = sender
+        self._feedback = {"ConfigurationSetName": configuration_set} if configuration_set else {}
 
     def send(self, job: DeliveryJob) -> str:
         if not job.address:
@@ -29,17 +32,30 @@ class EmailSender:
                 "Subject": {"Data": job.title, "Charset": "UTF-8"},
                 "Body": {"Text": {"Data": job.body, "Charset": "UTF-8"}},
             },
+            **self._feedback,
         )
         return str(response["MessageId"])
 
 
+OPTED_OUT = "OptedOut: the number opted out of SMS from this account (replied STOP)"
+
+
 class SmsSender:
+    """SNS Publish to a phone number, once SNS says the number has not opted out.
+
+    SNS accepts a publish to an opted-out number and silently drops it, so Herald would never
+    learn: asking first (CheckIfPhoneNumberIsOptedOut) lets the delivery fail saying why and the
+    device go inactive, as a disabled push endpoint does.
+    """
+
     def __init__(self, sns: Any):
         self._sns = sns
 
     def send(self, job: DeliveryJob) -> str:
         if not job.address:
             raise DeliveryFailed("device has no phone number", permanent=True)
+        if self._sns.check_if_phone_number_is_opted_out(phoneNumber=job.address).get("isOptedOut"):
+            raise DeliveryFailed(OPTED_OUT, device_gone=True)
         response = self._sns.publish(
             PhoneNumber=job.address,
             Message=f"{job.title}: {job.body}" if job.title else job.body,
