@@ -66,6 +66,16 @@ def function_environments(template: HeraldTemplate, stack: Stack) -> dict[str, d
     }
 
 
+def _provisioning_client() -> Any:
+    """CloudFormation for the stack's creation: moto creates every resource inside the CreateStack request,
+    which on a loaded machine outlasts the functions' 10 s read timeout; one attempt, waited for."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(read_timeout=300, connect_timeout=10, retries={"mode": "standard", "total_max_attempts": 1})
+    return boto3.session.Session().client("cloudformation", config=config)
+
+
 def _quiet_emulator() -> None:
     """moto logs every request and warns about each resource type it skips: noise for a developer."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -131,14 +141,15 @@ class LocalStack:
         template = HeraldTemplate.load()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
+        cloudformation = _provisioning_client()
         self.stack = provision(
             template,
             parameters,
-            client("cloudformation"),
+            cloudformation,
             client("sns"),
             region,
             self.options.stack_name,
-            cloudformation_for=cloudformation_serving(client("cloudformation")),
+            cloudformation_for=cloudformation_serving(cloudformation),
             ses=client("ses"),
         )
         sns = client("sns")

@@ -34,7 +34,7 @@ class NotificationRecord(BaseModel):
     accepted_at: datetime
     fanned_out_at: datetime | None = None
     recipients_without_devices: list[str] = []
-    inactive_devices_skipped: list[str] = []  # "<user>/<device>": push endpoints SNS reported gone
+    inactive_devices_skipped: list[str] = []  # "<user>/<device>": devices Herald learned it cannot reach
     counts: dict[str, int] = {}
     deliveries: list[DeliveryRecord] = []
 
