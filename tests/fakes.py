@@ -167,7 +167,7 @@ class FakeStatusStore:
             # Only a message Herald parked, no earlier than this dead-lettering, revives it (an operator's redrive)
             dead_at = self.dead_lettered_at.get(key)
             if parked_at is None or (dead_at is not None and parked_at < dead_at):
-                return Claim(granted=False, done=True)
+                return Claim(granted=False, done=True, dead_lettered=True)
         held = self.claims.get(key)
         if state is DeliveryState.SENDING and held and held.until >= now():
             return Claim(granted=False, busy_until=held.until)

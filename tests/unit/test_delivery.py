@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from herald.logic.delivery import (
     OUTCOME_UNKNOWN,
     SQS_MAX_VISIBILITY,
+    UNPARKED_COPY,
     Outcome,
     Result,
     RetryPolicy,
@@ -308,8 +309,8 @@ def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_no_redrive_is_counte
     # When a second SQS copy of the original job arrives: it was never parked, so it carries no mark
     result = deliver_with(job, sender, status, attempt=1, owner="request-7/stray-copy")
 
-    # Then it finds the delivery done: nothing is sent, and the status still says dead-lettered, not redriven
-    assert result.outcome is Outcome.ALREADY_DONE
+    # Then it is not sent but parked beside the first, for the operator; the status still says dead-lettered
+    assert (result.outcome, result.reason) == (Outcome.DEAD_LETTER, UNPARKED_COPY)
     assert sender.tried == []
     record = status.delivery(job.notification_id, job.delivery_id)
     assert (record.status, record.redrives, record.attempts) == (DeliveryState.DEAD_LETTERED, 0, 1)

@@ -161,7 +161,7 @@ class DynamoStatusStore:
                 raise
             old = error.response.get("Item") or {}
             if is_done(old):
-                return Claim(granted=False, done=True)
+                return Claim(granted=False, done=True, dead_lettered=was_dead(old))
             until = old.get(until_attribute, {}).get("N")
             return Claim(granted=False, busy_until=_from_millis(int(until)) if until else None)
         old = response.get("Attributes") or {}
