@@ -49,6 +49,7 @@ EVENT_OF = {
     "api.app": "api_send_notification.json",
     "fanout.app": "fanout.json",
     "deliver.app": "deliver.json",
+    "feedback.app": "feedback.json",
     "dlq_redrive.app": "dlq_redrive.json",
 }
 BARE = "boto3"

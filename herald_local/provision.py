@@ -35,11 +35,14 @@ def provision(
     stack_name: str = "herald-local",
     timeout: float = 120,
     cloudformation_for: Callable[[str], Any] | None = None,
+    ses: Any = None,
 ) -> Stack:
     """Deploys the data-plane part of the template and returns what it created, by logical id.
 
     Where the emulator's CloudFormation skips a resource type (moto skips SNS subscriptions),
-    the subscription is created here from the template's own properties.
+    the subscription is created here from the template's own properties. So are SES configuration
+    sets and their event destinations, which neither emulator's CloudFormation creates, through
+    `ses` (without it, their names are only resolved, for the functions' environments).
 
     `cloudformation_for(resource_type)` may send some resources to another emulator's CloudFormation
     (DynamoDB tables to moto while LocalStack has the rest): one stack per emulator, same name.
@@ -96,6 +99,7 @@ def provision(
     )
     resolver = Resolver(refs, attributes, evaluate_conditions(template.cfn.get("Conditions", {}), values))
     _ensure_subscriptions(body["Resources"], resolver, sns)
+    _ensure_configuration_sets(template.resources, resolver, ses)
     return Stack(stack_name, values, resolver)
 
 
@@ -158,3 +162,42 @@ def _ensure_subscriptions(resources: dict[str, Any], resolver: Resolver, sns: An
             Attributes=attributes,
             ReturnSubscriptionArn=True,
         )
+
+
+def _ensure_configuration_sets(resources: dict[str, Any], resolver: Resolver, ses: Any) -> None:
+    """SES configuration sets and their event destinations, from the template's properties, through SES's API."""
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::SES::ConfigurationSet":
+            props = resolver(resource.get("Properties", {}))
+            set_name = props.get("Name") or f"{resolver.refs['AWS::StackName']}-{name}"
+            resolver.refs[name] = set_name
+            if ses is not None:
+                _unless_exists(ses.create_configuration_set, ConfigurationSet={"Name": set_name})
+    if ses is None:
+        return
+    for resource in resources.values():
+        if resource["Type"] != "AWS::SES::ConfigurationSetEventDestination":
+            continue
+        props = resolver(resource["Properties"])
+        destination = props["EventDestination"]
+        api_destination = {
+            "Name": destination["Name"],
+            "Enabled": bool(destination.get("Enabled", False)),
+            "MatchingEventTypes": destination["MatchingEventTypes"],
+        }
+        if "SnsDestination" in destination:
+            api_destination["SNSDestination"] = {"TopicARN": destination["SnsDestination"]["TopicARN"]}
+        _unless_exists(
+            ses.create_configuration_set_event_destination,
+            ConfigurationSetName=props["ConfigurationSetName"],
+            EventDestination=api_destination,
+        )
+
+
+def _unless_exists(create: Callable[..., Any], **request: Any) -> None:
+    """Creates, unless an emulator that outlives a run already has it."""
+    try:
+        create(**request)
+    except ClientError as error:
+        if "AlreadyExists" not in error.response["Error"]["Code"]:
+            raise

@@ -15,6 +15,7 @@ from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of
 from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import DependencyHook, LocalFunction
+from herald_local.mailbox_simulator import MailboxSimulator, event_destinations
 from herald_local.provision import Stack, provision
 from herald_local.template import HeraldTemplate
 
@@ -65,6 +66,16 @@ def function_environments(template: HeraldTemplate, stack: Stack) -> dict[str, d
     }
 
 
+def _provisioning_client() -> Any:
+    """CloudFormation for the stack's creation: moto creates every resource inside the CreateStack request,
+    which on a loaded machine outlasts the functions' 10 s read timeout; one attempt, waited for."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(read_timeout=300, connect_timeout=10, retries={"mode": "standard", "total_max_attempts": 1})
+    return boto3.session.Session().client("cloudformation", config=config)
+
+
 def _quiet_emulator() -> None:
     """moto logs every request and warns about each resource type it skips: noise for a developer."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -83,6 +94,7 @@ class LocalStack:
         self.stack: Stack | None = None
         self.api_key = ""
         self.faults = FaultInjector(self.options.faults) if self.options.faults else None
+        self.mailboxes: MailboxSimulator | None = None  # SES's mailbox simulator and event publishing
         self._moto: Any = None
         self._saved_environment: dict[str, str | None] = {}
 
@@ -129,14 +141,21 @@ class LocalStack:
         template = HeraldTemplate.load()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
+        cloudformation = _provisioning_client()
         self.stack = provision(
             template,
             parameters,
-            client("cloudformation"),
+            cloudformation,
             client("sns"),
             region,
             self.options.stack_name,
-            cloudformation_for=cloudformation_serving(client("cloudformation")),
+            cloudformation_for=cloudformation_serving(cloudformation),
+            ses=client("ses"),
+        )
+        sns = client("sns")
+        self.mailboxes = MailboxSimulator(
+            event_destinations(template, self.stack.resolver),
+            lambda topic_arn, message: sns.publish(TopicArn=topic_arn, Message=message),
         )
         self._build_functions(template)
         for source in template.event_sources:
@@ -181,8 +200,13 @@ class LocalStack:
 
     @property
     def _hook(self) -> DependencyHook | None:
-        # The fault injector wraps outermost: a test's own wrapper sits between it and the provider.
-        return compose_hooks(self.options.hook, self.faults.hook if self.faults else None)
+        # The mailbox simulator wraps the provider itself (SES's own behaviour); the fault injector wraps
+        # outermost: a test's own wrapper sits between them.
+        return compose_hooks(
+            self.mailboxes.hook if self.mailboxes else None,
+            self.options.hook,
+            self.faults.hook if self.faults else None,
+        )
 
     def stop(self) -> None:
         if self.gateway:

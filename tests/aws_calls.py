@@ -32,8 +32,10 @@ from mypy.nodes import (
     CallExpr,
     ClassDef,
     Decorator,
+    DictExpr,
     Expression,
     FuncDef,
+    ListExpr,
     MemberExpr,
     MypyFile,
     NameExpr,
@@ -57,8 +59,16 @@ _BATCH_ACTIONS = {
     ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
     ("sns", "PublishBatch"): "Publish",
 }
-# These are authorised per item (PutItem, ConditionCheckItem, ...): the scan cannot tell which.
+# These are authorised per item (PutItem, ConditionCheckItem, ...): the scan reads the items' kinds from a
+# literal `TransactItems=[{"Update": ...}, ...]` and records one call per kind, "transact_write_items:Update".
 _PER_ITEM = {("dynamodb", "TransactWriteItems"), ("dynamodb", "TransactGetItems")}
+_TRANSACT_ITEM_ACTIONS = {
+    "ConditionCheck": "ConditionCheckItem",
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "Get": "GetItem",
+}
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,10 @@ def _operations(service: str) -> dict[str, str]:
 
 
 def iam_action(service: str, operation: str) -> str:
+    operation, _, item_kind = operation.partition(":")
     api = _operations(service).get(operation)
+    if api is not None and (service, api) in _PER_ITEM and item_kind in _TRANSACT_ITEM_ACTIONS:
+        return f"{service}:{_TRANSACT_ITEM_ACTIONS[item_kind]}"
     if api is None:
         raise ValueError(f"{service} has no operation {operation}")
     if (service, api) in _PER_ITEM:
@@ -209,7 +222,9 @@ class _Reader:
             operation = callee.name
             if operation == "get_paginator" and o.args and isinstance(o.args[0], StrExpr):
                 operation = o.args[0].value
-            self.calls.append(AwsCall(service, operation, self.current[-1], self.store, self.path, o.line))
+            for kind in _transact_item_kinds(o) if operation.startswith("transact_") else [""]:
+                named = f"{operation}:{kind}" if kind else operation
+                self.calls.append(AwsCall(service, named, self.current[-1], self.store, self.path, o.line))
         elif isinstance(callee, MemberExpr) and self._receiver_types(callee.expr):
             self.method_calls.add((self.path, o.line))
         if isinstance(callee, RefExpr) and isinstance(callee.node, TypeInfo):
@@ -241,6 +256,22 @@ class _Reader:
             self.references[self.current[-1]].add(target)
         elif isinstance(o.node, TypeInfo):
             self.references[self.current[-1]].add(f"class:{o.node.fullname}")
+
+
+def _transact_item_kinds(call: CallExpr) -> list[str]:
+    """The kinds of a literal TransactItems list ("Update", "ConditionCheck", ...); none if not a literal."""
+    for name, value in zip(call.arg_names, call.args, strict=True):
+        if name == "TransactItems" and isinstance(value, ListExpr):
+            return sorted(
+                {
+                    key.value
+                    for item in value.items
+                    if isinstance(item, DictExpr)
+                    for key, _ in item.items
+                    if isinstance(key, StrExpr)
+                }
+            )
+    return []
 
 
 def _function_name(node: object) -> str | None:

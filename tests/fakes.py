@@ -13,20 +13,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from botocore.exceptions import ClientError
-
 from herald.adapters.batches import BatchEntryFailed
 from herald.adapters.status import planned_records
-from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, Notification, Platform, now
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform, now
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
 from herald.models.status import Claim, DeliveryRecord, NotificationRecord, overall_state
 
 
 class FakeDeviceRegistry:
-    """A DeviceRegistry in a dict keyed by (user_id, device_id)."""
+    """A DeviceRegistry in a dict keyed by (user_id, device_id), with DynamoDeviceRegistry's conditions.
+
+    Its indexes (by endpoint, by contact) are read at once here; DynamoDB's lag a moment behind.
+    `holders` is each push endpoint's holder item.
+    """
 
     def __init__(self, devices: Iterable[Device] = ()):
         self.devices: dict[tuple[str, str], Device] = {}
+        self.holders: dict[str, DeviceKey] = {}
         for device in devices:
             self.put(device)
 
@@ -39,9 +42,15 @@ class FakeDeviceRegistry:
     def delete(self, user_id: str, device_id: str) -> bool:
         return self.devices.pop((user_id, device_id), None) is not None
 
-    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool:
+    def mark_inactive(
+        self, user_id: str, device_id: str, reason: str, endpoint_arn: str | None = None, address: str | None = None
+    ) -> bool:
         device = self.devices.get((user_id, device_id))
-        if device is None or device.endpoint_arn != endpoint_arn:
+        if device is None:
+            return False
+        if endpoint_arn is not None and device.endpoint_arn != endpoint_arn:
+            return False
+        if address is not None and device.address != address:
             return False
         self.devices[(user_id, device_id)] = device.model_copy(
             update={"active": False, "inactive_reason": reason, "inactive_since": now()}
@@ -53,6 +62,40 @@ class FakeDeviceRegistry:
         for (owner, _), device in sorted(self.devices.items()):
             if owner == user_id:
                 yield device
+
+    def devices_with_endpoint(self, endpoint_arn: str) -> list[DeviceKey]:
+        return [device.key for device in self.devices.values() if device.endpoint_arn == endpoint_arn]
+
+    def devices_with_contact(self, channel: Channel, address: str) -> list[DeviceKey]:
+        wanted = address.lower() if channel is Channel.EMAIL else address
+        return [
+            device.key
+            for device in self.devices.values()
+            if device.channel is channel
+            and device.address is not None
+            and (device.address.lower() if channel is Channel.EMAIL else device.address) == wanted
+        ]
+
+    def take_endpoint(self, endpoint_arn: str, device: DeviceKey) -> DeviceKey | None:
+        replaced = self.holders.get(endpoint_arn)
+        self.holders[endpoint_arn] = device
+        return replaced
+
+    def release_endpoint(self, endpoint_arn: str, device: DeviceKey) -> bool:
+        holder = self.holders.get(endpoint_arn)
+        if holder is not None and holder != device:
+            return False
+        self.holders.pop(endpoint_arn, None)
+        return True
+
+    def move_off_endpoint(self, endpoint_arn: str, device: DeviceKey, reason: str) -> bool:
+        stored = self.devices.get(device)
+        if self.holders.get(endpoint_arn) == device or stored is None or stored.endpoint_arn != endpoint_arn:
+            return False
+        self.devices[device] = stored.model_copy(
+            update={"active": False, "inactive_reason": reason, "inactive_since": now(), "endpoint_arn": None}
+        )
+        return True
 
 
 class Attempt(NamedTuple):
@@ -88,6 +131,7 @@ class FakeStatusStore:
         self.fan_out_claims: dict[str, Held] = {}
         self.claims: dict[tuple[str, str], Held] = {}
         self.round_attempts: dict[tuple[str, str], int] = {}
+        self.dead_lettered_at: dict[tuple[str, str], datetime] = {}
 
     def record_accepted(self, notification: Notification) -> None:
         self.journal.append("status.record_accepted")
@@ -111,7 +155,7 @@ class FakeStatusStore:
         self.fanned_out[notification_id] = FannedOut(len(jobs), list(without_devices), list(inactive_skipped), planned)
         self.fan_out_claims.pop(notification_id, None)
 
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
         self.journal.append("status.claim_delivery")
         key = (job.notification_id, job.delivery_id)
         records = self.deliveries.setdefault(job.notification_id, {})
@@ -119,6 +163,11 @@ class FakeStatusStore:
         state = previous.status if previous else None
         if state in (DeliveryState.SENT, DeliveryState.FAILED):
             return Claim(granted=False, done=True)
+        if state is DeliveryState.DEAD_LETTERED:
+            # Only a message Herald parked, no earlier than this dead-lettering, revives it (an operator's redrive)
+            dead_at = self.dead_lettered_at.get(key)
+            if parked_at is None or (dead_at is not None and parked_at < dead_at):
+                return Claim(granted=False, done=True, dead_lettered=True)
         held = self.claims.get(key)
         if state is DeliveryState.SENDING and held and held.until >= now():
             return Claim(granted=False, busy_until=held.until)
@@ -166,6 +215,7 @@ class FakeStatusStore:
                 changes["provider_message_id"] = provider_message_id
         if state is DeliveryState.DEAD_LETTERED:
             self.round_attempts[key] = 0
+            self.dead_lettered_at[key] = at
         if redriven:
             changes["redrives"] = previous.redrives + 1
             changes["redriven_at"] = at
@@ -265,7 +315,9 @@ class FakeSqs:
 class FakePushEndpoints:
     """PushEndpoints over an in-memory SNS: endpoint ARN -> (platform, token).
 
-    Like SNS, updating an existing endpoint changes its token, never its platform application.
+    Like SNS, updating an existing endpoint changes its token, never its platform application, and a
+    token has one endpoint: registering a known token (for any user) returns its endpoint, as
+    SnsPushEndpoints does after SNS's "already exists" answer.
     """
 
     def __init__(self, platforms: Iterable[Platform] = (Platform.APNS, Platform.FCM)):
@@ -284,13 +336,10 @@ class FakePushEndpoints:
             self.users[existing_arn] = user_id
             return existing_arn
         for arn, (held_platform, held_token) in self.endpoints.items():
-            if (held_platform, held_token) == (platform, token) and self.users.get(arn) != user_id:
-                # As CreatePlatformEndpoint answers for a token an endpoint with other attributes holds
-                message = (
-                    f"Invalid parameter: Token Reason: Endpoint {arn} already exists with the same Token,"
-                    " but different attributes."
-                )
-                raise ClientError({"Error": {"Code": "InvalidParameter", "Message": message}}, "CreatePlatformEndpoint")
+            if (held_platform, held_token) == (platform, token):
+                # SNS keeps one endpoint per token: SnsPushEndpoints takes it over, naming the new user
+                self.users[arn] = user_id
+                return arn
         self._created += 1
         arn = f"arn:aws:sns:us-east-1:123456789012:endpoint/{platform.value.upper()}/herald/{self._created}"
         self.endpoints[arn] = (platform, token)

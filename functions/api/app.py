@@ -45,6 +45,7 @@ from herald.models.api import (
 from herald.models.domain import ID_PATTERN, Channel, Platform
 from herald.models.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN
 from herald.models.inbox import InboxPage
+from herald.models.json_body import body_problems
 from herald.models.status import NotificationRecord
 from herald.observability import logger
 from herald.settings import ApiSettings
@@ -117,7 +118,7 @@ IdempotencyKey = Annotated[
 NO_CALLER = "no-api-key"
 
 _ERRORS = {
-    400: "The body is not valid JSON (`errors` names `body`).",
+    400: "The body is not valid JSON (`errors` names `body`, or each field holding NaN or Infinity).",
     403: "API Gateway: missing or wrong `x-api-key`.",
     404: "Not found.",
     409: f"A request with this {IDEMPOTENCY_HEADER} is still being processed: retry after `Retry-After` seconds.",
@@ -408,7 +409,21 @@ def refused_unread(event: Mapping[str, Any]) -> Response[str] | None:
     media_type = str(headers.get("content-type") or "").split(";")[0].strip().lower()
     if body and event.get("httpMethod") in BODY_METHODS and media_type not in {"", content_types.APPLICATION_JSON}:
         return error(415, "send the body as application/json", "content-type")
+    if body and event.get("httpMethod") in BODY_METHODS:
+        return refused_json(base64.b64decode(body).decode() if event.get("isBase64Encoded") else body)
     return None
+
+
+def refused_json(text: str) -> Response[str] | None:
+    """A body JSON does not allow (NaN, Infinity: 400) or nested deeper than Herald takes (422), before any write."""
+    problems = body_problems(text)
+    if not problems:
+        return None
+    errors = [ErrorField(field=problem.field, message=problem.message) for problem in problems]
+    names = ", ".join(sorted({problem.field for problem in problems}))
+    if any(problem.not_json for problem in problems):
+        return error(400, f"body is not valid JSON (RFC 8259): {names}", errors=errors)
+    return error(422, f"invalid {names}", errors=errors)
 
 
 def _utf8(base64_body: str) -> bool:

@@ -14,11 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from herald.adapters.channels import EmailSender, InAppSender, PushSender, SmsSender
 from herald.adapters.clients import client, provider_client
 from herald.adapters.consumer import Consumer, DeadLetter, Done, QueueRecord, Retry, Verdict
-from herald.adapters.dead_letters import DeadLetterQueue
+from herald.adapters.dead_letters import DeadLetterQueue, parked_at
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
 from herald.logic.delivery import Outcome, RetryPolicy, deliver
+from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, Senders, StatusStore
 from herald.models.domain import Channel, DeliveryJob, now
 from herald.observability import logger
@@ -42,7 +43,9 @@ class Dependencies:
         return cls(
             settings=settings,
             senders={
-                Channel.EMAIL: EmailSender(provider_client("ses"), settings.sender_email),
+                Channel.EMAIL: EmailSender(
+                    provider_client("ses"), settings.sender_email, settings.email_configuration_set
+                ),
                 Channel.SMS: SmsSender(sns),
                 Channel.PUSH: PushSender(sns),
                 Channel.IN_APP: InAppSender(DynamoInbox(dynamodb, settings.inbox_table), status.expires_at),
@@ -80,7 +83,17 @@ def lambda_handler(
 
     def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
         owner = f"{context.aws_request_id}/{record.message_id}"
-        result = deliver(job, record.receive_count, owner, deadline, d.senders, d.status, d.devices, d.policy)
+        result = deliver(
+            job,
+            record.receive_count,
+            owner,
+            deadline,
+            d.senders,
+            d.status,
+            d.devices,
+            d.policy,
+            parked_at=parked_at(record.message_attributes),
+        )
         where: dict[str, object] = {
             "notification_id": job.notification_id,
             "device_id": job.device_id,
@@ -104,6 +117,7 @@ def lambda_handler(
         sqs=d.sqs,
         queue_url=settings.queue_url,
         max_receive_count=settings.max_receive_count,
+        classify=failure_from,
         parallel=settings.parallel_sends,
         lane_of=lambda job: job.channel.value,
         lane_limits={

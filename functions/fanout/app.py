@@ -17,6 +17,7 @@ from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.queues import DeliveryTopic
 from herald.adapters.status import DynamoStatusStore
+from herald.logic.failures import failure_from
 from herald.logic.fanout import fan_out
 from herald.logic.ports import DeviceRegistry, Publisher, StatusStore
 from herald.models.domain import Notification, now
@@ -85,5 +86,6 @@ def lambda_handler(
         sqs=d.sqs,
         queue_url=d.settings.queue_url,
         max_receive_count=d.settings.max_receive_count,
+        classify=failure_from,
     )
     return consumer.process(event).response()

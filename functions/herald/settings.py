@@ -71,6 +71,7 @@ class FanoutSettings(TablesSettings, ConsumerSettings):
 class DeliverSettings(TablesSettings, ConsumerSettings):
     priority: Priority
     sender_email: str
+    email_configuration_set: str = ""  # SES publishes bounces and complaints of what is sent with it
     retry_base_seconds: int = Field(default=2, ge=0)
     retry_cap_seconds: int = Field(default=900, ge=0, le=43200)
     # Provider calls of one batch run concurrently: at most this many at once, and per channel.
@@ -79,6 +80,10 @@ class DeliverSettings(TablesSettings, ConsumerSettings):
     sms_parallel_sends: int = Field(default=5, ge=1)
     push_parallel_sends: int = Field(default=10, ge=1)
     in_app_parallel_sends: int = Field(default=10, ge=1)
+
+
+class FeedbackSettings(TablesSettings, ConsumerSettings):
+    """The feedback function's: its queue (SES bounces and complaints, by way of their topic) and the devices."""
 
 
 class DlqRedriveSettings(QueueUrls):

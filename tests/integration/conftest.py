@@ -61,6 +61,8 @@ def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
     with mock_aws():
         client.cache_clear()
         parameters = emulator_parameters(template(), {}, client)
-        stack = provision(template(), parameters, client("cloudformation"), client("sns"), "us-east-1")
+        stack = provision(
+            template(), parameters, client("cloudformation"), client("sns"), "us-east-1", ses=client("ses")
+        )
         yield Deployed(stack, function_environments(template(), stack))
     client.cache_clear()

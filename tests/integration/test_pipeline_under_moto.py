@@ -65,6 +65,11 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
             eventSourceARN=queue_arn,
         )
         record["attributes"]["ApproximateReceiveCount"] = message["Attributes"]["ApproximateReceiveCount"]
+        if "MessageAttributes" in message:  # as Lambda shows them: camelCase
+            record["messageAttributes"] = {
+                name: {"stringValue": value.get("StringValue"), "dataType": value["DataType"]}
+                for name, value in message["MessageAttributes"].items()
+            }
         records.append(record)
     return {"Records": records}
 

@@ -8,16 +8,19 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
 
 import deliver.app
+import dlq_redrive.app
 import fanout.app
 from herald.adapters.clients import client
-from herald.adapters.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE, REASON_ATTRIBUTE, SOURCE_ATTRIBUTE
+from herald.logic.delivery import UNPARKED_COPY
 from herald.logic.ports import ChannelSender
 from herald.models.domain import Channel, DeliveryJob
-from tests.fakes import FakeContext
+from tests.fakes import FakeContext, FakeSender
 from tests.integration.conftest import Deployed
 from tests.integration.test_pipeline_under_moto import (
     ACCOUNT,
@@ -241,3 +244,84 @@ def test_a_delivery_item_caught_half_written_reads_as_queued_not_as_an_error(dep
     # When the status is read, Then it answers, the delivery still queued
     [delivery] = status_of(deployed, notification_id)["deliveries"]
     assert (delivery["device_id"], delivery["status"]) == ("web", "queued")
+
+
+def test_a_job_whose_dynamodb_write_fails_validation_goes_to_its_dlq_on_its_first_receive_with_the_reason(
+    deployed: Deployed,
+) -> None:
+    # Given a delivery job whose status item key DynamoDB refuses: a sort key over 1,024 bytes
+    job = DeliveryJob(
+        notification_id="n-long-key",
+        user_id="u" * 600,
+        device_id="d" * 600,
+        channel=Channel.IN_APP,
+        title="t",
+        body="b",
+        priority="high",
+        accepted_at="2026-11-30T08:00:00+00:00",
+    )
+    client("sqs").send_message(QueueUrl=deployed.stack.ref("HighQueue"), MessageBody=job.model_dump_json())
+    [message] = deployed.receive_all("HighQueue")
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"
+
+    # When the deliver function handles it, the first time it is received
+    result = deliver_messages(deployed, [message])
+
+    # Then it is not handed back for four more receives: it waits in the DLQ at once, saying why
+    assert result == {"batchItemFailures": []}
+    [parked] = deployed.receive_all("HighDeadLetterQueue")
+    reason = parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+    assert reason.startswith("failed permanently on receive 1:")
+    assert "ValidationException" in reason and "1024" in reason
+    assert deployed.receive_all("HighQueue") == []
+
+
+def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_only_the_operators_redrive_revives_it(
+    deployed: Deployed,
+) -> None:
+    # Given an email delivery whose last allowed attempt failed (SES throttled), so Herald parked it in the DLQ
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Code", "body": "1234", "priority": "high"})
+    run_fanout(deployed)
+    [message] = deployed.receive_all("HighQueue")
+    throttled = FakeSender(error=ClientError({"Error": {"Code": "Throttling", "Message": "slow"}}, "SendEmail"))
+    last = {**message, "Attributes": {**message["Attributes"], "ApproximateReceiveCount": "5"}}
+    deliver_messages(deployed, [last], dependencies=deliver_dependencies(deployed, email=throttled))
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert delivery["status"] == "dead_lettered"
+
+    # When a second SQS copy of the original job arrives (SQS delivers at least once)
+    stray = {**message, "MessageId": "stray-copy-of-" + message["MessageId"]}
+    result = deliver_messages(deployed, [stray])
+
+    # Then it is not sent: the delivery is still dead-lettered, no redrive counted, and the copy waits in the
+    # DLQ beside the first, saying why (had the first's parking failed, it would be the one left)
+    assert result == {"batchItemFailures": []}
+    assert emails_to("ada@example.com") == 0
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["status"], delivery["redrives"]) == ("dead_lettered", 0)
+    parked = deployed.receive_all("HighDeadLetterQueue")
+    reasons = sorted(m["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"] for m in parked)
+    assert reasons == [UNPARKED_COPY, "last attempt failed: Throttling: slow"]
+    sqs = client("sqs")
+    for m in parked:  # visible again for the redrive
+        sqs.change_message_visibility(
+            QueueUrl=deployed.stack.ref("HighDeadLetterQueue"), ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
+
+    # When the operator redrives the high DLQ, and the deliver function gets the redriven messages
+    redriven = dlq_redrive.app.lambda_handler(
+        {"priority": "high"},
+        FakeContext(),
+        dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction")),
+    )
+    assert redriven["total_moved"] == 2
+    back = deployed.receive_all("HighQueue")
+    assert all(DEAD_LETTERED_AT_ATTRIBUTE in m["MessageAttributes"] for m in back)
+    for m in back:  # one after the other: moto's conditional writes are not atomic under concurrent requests
+        assert deliver_messages(deployed, [m]) == {"batchItemFailures": []}
+
+    # Then the first of them revives it: sent once, one redrive counted
+    assert emails_to("ada@example.com") == 1
+    [delivery] = status_of(deployed, notification_id)["deliveries"]
+    assert (delivery["status"], delivery["redrives"]) == ("sent", 1)

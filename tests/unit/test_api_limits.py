@@ -9,12 +9,20 @@ import pytest
 
 import api.app
 from herald.models.api import DeviceRegistration, NotificationRequest
-from herald.models.domain import MAX_BODY, MAX_DATA_BYTES, MAX_PUSH_TOKEN, MAX_RECIPIENTS, MAX_TITLE
+from herald.models.domain import MAX_BODY, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_PUSH_TOKEN, MAX_RECIPIENTS, MAX_TITLE
 from tests.events import load_event
 
 SEND = ("POST", "/notifications")
 REGISTER = ("PUT", "/users/ada/devices/phone")
 NOTE = {"recipients": ["ada"], "title": "t", "body": "b"}
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A `data` object `levels` deep, itself included: {"k": {"k": ... {}}}."""
+    data: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        data = {"k": data}
+    return data
 
 
 def call(
@@ -87,6 +95,7 @@ OVER_THE_LIMIT: list[tuple[tuple[str, str], Any, dict[str, str], dict[str, str],
     (SEND, NOTE | {"body": "b" * (MAX_BODY + 1)}, {}, {}, "body"),
     (SEND, NOTE | {"body": "b\uffff"}, {}, {}, "body"),
     (SEND, NOTE | {"data": {"k": "v" * (MAX_DATA_BYTES - 7)}}, {}, {}, "data"),
+    (SEND, NOTE | {"data": nested(MAX_DATA_DEPTH + 1)}, {}, {}, "data"),
     (SEND, NOTE | {"priority": "urgent"}, {}, {}, "priority"),
     (SEND, NOTE | {"channels": ["email", "sms", "push", "in_app", "email"]}, {}, {}, "channels"),
     (SEND, NOTE | {"channels": ["fax"]}, {}, {}, "channels.0"),
@@ -148,6 +157,7 @@ AT_THE_LIMIT: list[tuple[tuple[str, str], Any, int]] = [
         },
         202,
     ),
+    (SEND, NOTE | {"data": nested(MAX_DATA_DEPTH)}, 202),
 ]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import deliver.app
 from herald.adapters.dead_letters import DeadLetterQueue
@@ -235,3 +237,57 @@ def test_a_crash_fails_the_whole_invocation_as_when_the_runtime_dies(lambda_cont
     # When the function handles the batch, Then the crash is not swallowed as a failed record
     with pytest.raises(Crash):
         deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+
+class StatusStoreRefusingTheKey(FakeStatusStore):
+    """DynamoDB's answer to a write whose sort key is over 1,024 bytes: a ValidationException."""
+
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None) -> Any:
+        self.journal.append("status.claim_delivery")
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": "ValidationException",
+                    "Message": "One or more parameter values were invalid: Aggregated size of all range keys has"
+                    " exceeded the size limit of 1024 bytes",
+                }
+            },
+            "UpdateItem",
+        )
+
+
+def test_a_job_whose_dynamodb_write_fails_validation_is_dead_lettered_on_its_first_receive_with_the_reason(
+    lambda_context,
+):
+    # Given the sample job on its first receive, and a status table that refuses its key as invalid
+    event = load_event("deliver")
+    dependencies = dataclasses.replace(dependencies_with(FakeSender()), status=StatusStoreRefusingTheKey())
+
+    # When the function handles it
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then it is not handed back for a retry: it is in the DLQ at once, saying why, and nothing was sent
+    assert response == {"batchItemFailures": []}
+    assert dependencies.sqs.visibility == []
+    [reason] = dependencies.sqs.reasons()
+    assert reason.startswith("failed permanently on receive 1: ClientError:")
+    assert "ValidationException" in reason and "1024 bytes" in reason
+    assert dependencies.senders[Channel.IN_APP].tried == []
+
+
+def test_a_transient_aws_error_outside_the_provider_call_is_still_retried(lambda_context):
+    # Given the sample job, and a status table that is throttling
+    class ThrottledStatusStore(FakeStatusStore):
+        def claim_delivery(self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None) -> Any:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "UpdateItem")
+
+    event = load_event("deliver")
+    dependencies = dataclasses.replace(dependencies_with(FakeSender()), status=ThrottledStatusStore())
+
+    # When the function handles its first receive
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the record comes back later, and nothing is dead-lettered
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert dependencies.sqs.sent == []

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from herald.logic.delivery import (
     OUTCOME_UNKNOWN,
     SQS_MAX_VISIBILITY,
+    UNPARKED_COPY,
     Outcome,
     Result,
     RetryPolicy,
@@ -45,9 +46,10 @@ def deliver_with(
     attempt: int,
     devices: FakeDeviceRegistry | None = None,
     owner: str = OWNER,
+    parked_at: datetime | None = None,
 ) -> Result:
     registry = devices if devices is not None else FakeDeviceRegistry()
-    return deliver(job, attempt, owner, deadline(), {job.channel: sender}, status, registry, LONGEST)
+    return deliver(job, attempt, owner, deadline(), {job.channel: sender}, status, registry, LONGEST, parked_at)
 
 
 # ---------------------------------------------------------------- the backoff table
@@ -273,8 +275,8 @@ def test_a_redriven_delivery_is_tried_again_and_its_status_says_it_was_redriven(
     status = FakeStatusStore()
     deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, attempt=MAX_ATTEMPTS)
 
-    # When the operator redrives it and it arrives as a new message
-    result = deliver_with(job, FakeSender(), status, attempt=1, owner="request-9/message-9")
+    # When the operator redrives it and it arrives as a new message, still carrying the mark of its parking
+    result = deliver_with(job, FakeSender(), status, attempt=1, owner="request-9/message-9", parked_at=now())
 
     # Then it is sent, and the record counts one redrive and both attempts
     assert result.outcome is Outcome.SENT
@@ -290,11 +292,45 @@ def test_a_redriven_delivery_gets_a_fresh_round_of_attempts(job):
     failing = FakeSender(error=DeliveryFailed("inbox throttled"))
 
     # When its first four attempts of the new round fail, and then the fifth
-    results = [deliver_with(job, failing, status, attempt=n, owner=f"r/{n}") for n in range(1, 6)]
+    parked = now()
+    results = [deliver_with(job, failing, status, attempt=n, owner=f"r/{n}", parked_at=parked) for n in range(1, 6)]
 
     # Then it backs off 2, 4, 8, 16 s and only the fifth is dead-lettered again
     assert [(r.outcome, r.retry_in) for r in results[:4]] == [(Outcome.RETRY, d) for d in (2, 4, 8, 16)]
     assert results[4].outcome is Outcome.DEAD_LETTER
+
+
+def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_no_redrive_is_counted(job):
+    # Given a delivery dead-lettered after its last attempt (its message parked in the DLQ)
+    status = FakeStatusStore()
+    deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, attempt=MAX_ATTEMPTS)
+    sender = FakeSender()
+
+    # When a second SQS copy of the original job arrives: it was never parked, so it carries no mark
+    result = deliver_with(job, sender, status, attempt=1, owner="request-7/stray-copy")
+
+    # Then it is not sent but parked beside the first, for the operator; the status still says dead-lettered
+    assert (result.outcome, result.reason) == (Outcome.DEAD_LETTER, UNPARKED_COPY)
+    assert sender.tried == []
+    record = status.delivery(job.notification_id, job.delivery_id)
+    assert (record.status, record.redrives, record.attempts) == (DeliveryState.DEAD_LETTERED, 0, 1)
+
+
+def test_a_parked_copy_from_an_earlier_round_does_not_revive_a_later_dead_letter(job):
+    # Given a delivery dead-lettered, redriven, and dead-lettered again
+    status = FakeStatusStore()
+    failing = FakeSender(error=DeliveryFailed("inbox throttled"))
+    deliver_with(job, failing, status, attempt=MAX_ATTEMPTS)
+    first_parking = status.dead_lettered_at[(job.notification_id, job.delivery_id)]
+    deliver_with(job, failing, status, attempt=MAX_ATTEMPTS, owner="r/2", parked_at=first_parking)
+    sender = FakeSender()
+
+    # When a copy marked with the first parking (a duplicate of the first redrive) arrives
+    result = deliver_with(job, sender, status, attempt=1, owner="r/3", parked_at=first_parking)
+
+    # Then it is refused too; only the message parked the second time can revive the delivery
+    assert result.outcome is Outcome.ALREADY_DONE and sender.tried == []
+    assert deliver_with(job, sender, status, attempt=1, owner="r/4", parked_at=now()).outcome is Outcome.SENT
 
 
 def test_a_message_that_kept_its_old_receive_count_backs_off_from_the_start_of_its_round(job):

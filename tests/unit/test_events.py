@@ -8,6 +8,7 @@ from pydantic import TypeAdapter
 from dlq_redrive.app import RedriveRequest
 from herald.models.api import DeviceRegistration, EmailRegistration, InAppRegistration, NotificationRequest
 from herald.models.domain import Channel, DeliveryJob, Notification, Priority
+from herald.models.feedback import EmailFeedback, parse_feedback
 from tests.events import load_event
 
 
@@ -109,3 +110,17 @@ def test_load_event_returns_a_fresh_deep_copy_each_call():
 
     # Then it is the file's content, not the changed copy
     assert again["Records"][0]["attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_feedback_event_carries_an_ses_hard_bounce_from_the_feedback_queue():
+    # Given the feedback function's sample event
+    [record] = list(SQSEvent(load_event("feedback")).records)
+
+    # When its one record is read as the feedback queue's message
+    feedback = parse_feedback(record.body)
+
+    # Then it is SES's event for an email sent with Herald's configuration set: grace@example.com bounced for good
+    assert "FeedbackQueue" in record.event_source_arn
+    assert isinstance(feedback, EmailFeedback) and feedback.bounce is not None
+    assert feedback.bounce.bounce_type == "Permanent"
+    assert [r.email_address for r in feedback.bounce.bounced_recipients] == ["grace@example.com"]

@@ -175,7 +175,7 @@ def test_a_fan_out_taking_over_a_crashed_one_keeps_progress_and_publishes_again(
 
 def test_inactive_push_devices_are_skipped_and_named(notification, registry):
     # Given user-43's only device, a push endpoint SNS reported disabled
-    registry.mark_inactive("user-43", "iphone", PUSH_ARN, "EndpointDisabled: Endpoint is disabled")
+    registry.mark_inactive("user-43", "iphone", "EndpointDisabled: Endpoint is disabled", endpoint_arn=PUSH_ARN)
     topic, status = FakePublisher(), FakeStatusStore()
 
     # When the notification is fanned out

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import fanout.app
 from herald.adapters.dead_letters import DeadLetterQueue
@@ -129,3 +130,24 @@ def test_a_duplicate_intake_message_is_done_without_publishing_again(registry, l
     # Then it succeeds and nothing more is published
     assert response == {"batchItemFailures": []}
     assert len(topic.published) == 2
+
+
+def test_an_intake_message_whose_dynamodb_write_fails_validation_is_dead_lettered_at_once(registry, lambda_context):
+    # Given the sample notification on its first receive, and a status table refusing its key as invalid
+    class RefusingStatusStore(FakeStatusStore):
+        def claim_fan_out(self, notification_id: str, owner: str, until: Any) -> Any:
+            error = {"Code": "ValidationException", "Message": "Hash primary key values must be under 2048 bytes"}
+            raise ClientError({"Error": error}, "UpdateItem")
+
+    event = load_event("fanout")
+    topic = FakePublisher()
+    dependencies = dependencies_with(registry, topic, RefusingStatusStore())
+
+    # When the function handles it
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then it waits in the intake DLQ with the reason, not for four more receives, and nothing was published
+    assert response == {"batchItemFailures": []}
+    [reason] = dependencies.sqs.reasons()
+    assert reason.startswith("failed permanently on receive 1:") and "ValidationException" in reason
+    assert topic.published == []

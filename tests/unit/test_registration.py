@@ -163,17 +163,18 @@ def test_unregistering_an_unknown_device_says_so():
 
 
 def test_a_push_token_another_user_registered_takes_over_its_endpoint():
-    # Given a phone whose token is registered to ada (SNS refuses a second endpoint for that token)
+    # Given a phone whose token is registered to ada (SNS keeps one endpoint per token)
     registry, endpoints = FakeDeviceRegistry(), FakePushEndpoints()
     adas = register_device(registry, endpoints, "ada", "iphone", push("token-1"))
 
     # When grace signs in on that phone and registers the same token
     graces = register_device(registry, endpoints, "grace", "iphone", push("token-1"))
 
-    # Then grace's device uses the endpoint SNS named, now carrying her id; no second endpoint exists
+    # Then grace's device uses that endpoint, now carrying her id, and holds it; no second endpoint exists
     assert graces.endpoint_arn == adas.endpoint_arn
     assert endpoints.users[graces.endpoint_arn] == "grace"
     assert list(endpoints.endpoints) == [adas.endpoint_arn]
+    assert registry.holders[graces.endpoint_arn] == ("grace", "iphone")
 
 
 def test_a_push_device_marked_inactive_is_active_again_once_it_registers_again():
@@ -181,7 +182,9 @@ def test_a_push_device_marked_inactive_is_active_again_once_it_registers_again()
     registry, endpoints = FakeDeviceRegistry(), FakePushEndpoints()
     first = register_device(registry, endpoints, "user-42", "iphone", push("apns-token-1"))
     assert first.endpoint_arn is not None
-    registry.mark_inactive("user-42", "iphone", first.endpoint_arn, "EndpointDisabled: Endpoint is disabled")
+    registry.mark_inactive(
+        "user-42", "iphone", "EndpointDisabled: Endpoint is disabled", endpoint_arn=first.endpoint_arn
+    )
 
     # When the app registers a fresh token
     again = register_device(registry, endpoints, "user-42", "iphone", push("apns-token-2"))

@@ -309,12 +309,14 @@ def test_email_is_sent_from_the_sender_identity_only(template: HeraldTemplate) -
     # Given a deploy whose sender is an address in a domain SES verified
     statements = deployed_statements(template, "DeliverHighFunction", SenderEmail="alerts@mail.example.org")
 
-    # Then the deliver function may send as that address's identity or its domain's, from that address alone
+    # Then the deliver function may send as that address's identity or its domain's, from that address alone,
+    # with Herald's configuration set (SES authorizes the set an email is sent with too)
     send = statements["SendEmail"]
     assert send["Action"] == "ses:SendEmail"
     assert send["Resource"] == [
         f"arn:aws:ses:us-east-1:{ACCOUNT}:identity/alerts@mail.example.org",
         f"arn:aws:ses:us-east-1:{ACCOUNT}:identity/mail.example.org",
+        f"arn:aws:ses:us-east-1:{ACCOUNT}:configuration-set/<EmailConfigurationSet>",
     ]
     assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "alerts@mail.example.org"}}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,9 +15,12 @@ from herald.models.failures import DeliveryFailed
 
 
 class EmailSender:
-    def __init__(self, ses: Any, sender: str):
+    """SES SendEmail; with a configuration set, SES publishes the email's bounces and complaints to its topic."""
+
+    def __init__(self, ses: Any, sender: str, configuration_set: str = ""):
         self._ses = ses
         self._sender = sender
+        self._feedback = {"ConfigurationSetName": configuration_set} if configuration_set else {}
 
     def send(self, job: DeliveryJob) -> str:
         if not job.address:
@@ -28,17 +32,30 @@ class EmailSender:
                 "Subject": {"Data": job.title, "Charset": "UTF-8"},
                 "Body": {"Text": {"Data": job.body, "Charset": "UTF-8"}},
             },
+            **self._feedback,
         )
         return str(response["MessageId"])
 
 
+OPTED_OUT = "OptedOut: the number opted out of SMS from this account (replied STOP)"
+
+
 class SmsSender:
+    """SNS Publish to a phone number, once SNS says the number has not opted out.
+
+    SNS accepts a publish to an opted-out number and silently drops it, so Herald would never
+    learn: asking first (CheckIfPhoneNumberIsOptedOut) lets the delivery fail saying why and the
+    device go inactive, as a disabled push endpoint does.
+    """
+
     def __init__(self, sns: Any):
         self._sns = sns
 
     def send(self, job: DeliveryJob) -> str:
         if not job.address:
             raise DeliveryFailed("device has no phone number", permanent=True)
+        if self._sns.check_if_phone_number_is_opted_out(phoneNumber=job.address).get("isOptedOut"):
+            raise DeliveryFailed(OPTED_OUT, device_gone=True)
         response = self._sns.publish(
             PhoneNumber=job.address,
             Message=f"{job.title}: {job.body}" if job.title else job.body,
@@ -90,7 +107,13 @@ class InAppSender:
 
 
 class SnsPushEndpoints:
-    """Creates and updates the SNS platform endpoint behind a push device."""
+    """Creates and updates the SNS platform endpoint behind a push device.
+
+    SNS keeps one endpoint per token and platform application: CreatePlatformEndpoint answers a
+    known token with its endpoint, or refuses it ("already exists with the same Token, but
+    different attributes") when the attributes differ, as when another user registered it. Either
+    way the endpoint is taken over: its token re-set, enabled, its user data naming the new user.
+    """
 
     def __init__(self, sns: Any, applications: Mapping[Platform, str]):
         self._sns = sns
@@ -102,20 +125,40 @@ class SnsPushEndpoints:
     def register(self, platform: Platform, token: str, user_id: str, existing_arn: str | None) -> str:
         if existing_arn:
             try:
-                self._sns.set_endpoint_attributes(
-                    EndpointArn=existing_arn, Attributes={"Token": token, "Enabled": "true"}
-                )
+                self._take_over(existing_arn, token, user_id)
                 return existing_arn
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "NotFound":
                     raise
-        response = self._sns.create_platform_endpoint(
-            PlatformApplicationArn=self._applications[platform], Token=token, CustomUserData=user_id
-        )
-        arn = str(response["EndpointArn"])
-        # CreatePlatformEndpoint returns the existing endpoint for a known token: make sure it is on.
-        self._sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "true"})
+        try:
+            response = self._sns.create_platform_endpoint(
+                PlatformApplicationArn=self._applications[platform], Token=token, CustomUserData=user_id
+            )
+            arn = str(response["EndpointArn"])
+        except ClientError as error:
+            holder = endpoint_holding_token(error)
+            if holder is None:
+                raise
+            arn = holder
+        # A known token's endpoint may be disabled, or carry another user's data: make it this device's.
+        self._take_over(arn, token, user_id)
         return arn
 
     def remove(self, endpoint_arn: str) -> None:
         self._sns.delete_endpoint(EndpointArn=endpoint_arn)
+
+    def _take_over(self, endpoint_arn: str, token: str, user_id: str) -> None:
+        self._sns.set_endpoint_attributes(
+            EndpointArn=endpoint_arn, Attributes={"Token": token, "Enabled": "true", "CustomUserData": user_id}
+        )
+
+
+# "Invalid parameter: Token Reason: Endpoint <arn> already exists with the same Token, but different attributes."
+_TOKEN_TAKEN = re.compile(r"Endpoint (arn:\S+) already exists with the same Token")
+
+
+def endpoint_holding_token(error: ClientError) -> str | None:
+    """The endpoint that CreatePlatformEndpoint refused to duplicate, if that is why it failed."""
+    details = error.response.get("Error", {})
+    found = _TOKEN_TAKEN.search(str(details.get("Message", "")))
+    return found.group(1) if details.get("Code") == "InvalidParameter" and found else None

@@ -4,6 +4,9 @@
   reason and is done: it never fails its batch and never loops.
 - A record whose handling says "retry" is reported as a batch item failure, its visibility set
   to the backoff it asked for (one ChangeMessageVisibilityBatch call for the batch).
+- A record whose handling raised is sorted by `classify` (herald.logic.failures, wired by the
+  handler): a permanent failure (a DynamoDB ValidationException, say) goes to the DLQ at once
+  with its reason; anything else comes back until the last allowed receive, then goes there too.
 - A record whose handling says "dead-letter" goes to the DLQ with its reason and is done.
 - Records are handled concurrently when `parallel` > 1, at most `lane_limits[lane]` at once per
   lane (a channel, say). A crash (a BaseException, as when the runtime dies) propagates: the
@@ -20,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from herald.adapters.batches import send_in_batches
 from herald.adapters.dead_letters import DeadLetterQueue
+from herald.models.failures import Failure
 from herald.observability import logger
 
 T = TypeVar("T")
@@ -87,6 +91,7 @@ class Consumer(Generic[T]):
     sqs: Any
     queue_url: str
     max_receive_count: int
+    classify: Callable[[Exception], Failure]  # permanent or transient: herald.logic.failures.failure_from
     parallel: int = 1
     lane_of: Callable[[T], str] | None = None
     lane_limits: Mapping[str, int] = field(default_factory=dict)
@@ -133,7 +138,12 @@ class Consumer(Generic[T]):
         try:
             return self.handle(record, item)
         except Exception as error:
+            failure = self.classify(error)
             reason = f"{type(error).__name__}: {_first_line(error)}"
+            if failure.permanent:
+                # No retry can fix it: waiting out the receives would only delay the dead letter.
+                logger.warning("record failed permanently", message_id=record.message_id, reason=reason)
+                return DeadLetter(f"failed permanently on receive {record.receive_count}: {reason}")
             if record.receive_count >= self.max_receive_count:
                 # The queue would move it on the next receive, without a reason: say why instead.
                 return DeadLetter(f"failed on receive {record.receive_count}: {reason}")

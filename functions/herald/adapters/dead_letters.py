@@ -9,6 +9,7 @@ those arrive without Herald's attributes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from herald.models.domain import now
@@ -50,6 +51,19 @@ def reason_of(message_attributes: Mapping[str, Any]) -> str:
     """The reason a DLQ message carries, as read back by ReceiveMessage."""
     value = message_attributes.get(REASON_ATTRIBUTE) or {}
     return str(value.get("StringValue") or NO_REASON)
+
+
+def parked_at(message_attributes: Mapping[str, Any]) -> datetime | None:
+    """When Herald parked this message in a DLQ, if it ever did: a redriven message still says so.
+
+    Reads a Lambda event record's attributes (camelCase) as well as ReceiveMessage's.
+    """
+    value = message_attributes.get(DEAD_LETTERED_AT_ATTRIBUTE) or {}
+    text = value.get("stringValue") or value.get("StringValue")
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 class DeadLetterQueue:

@@ -92,13 +92,15 @@ class DynamoStatusStore:
             },
         )
 
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
         """The one write before a provider call: claims the delivery and counts the attempt.
 
-        Granted when the delivery is new, queued, retrying or dead-lettered (then redriven), or
-        held by a claim that expired (its invocation died). Refused when it is sent or failed, or
-        another invocation holds a live claim: an SQS duplicate never reaches the provider.
+        Granted when the delivery is new, queued, retrying, or held by a claim that expired (its
+        invocation died); and when it is dead-lettered, only to a message Herald parked (see
+        `_revival`). Refused when it is sent or failed, or another invocation holds a live claim:
+        an SQS duplicate never reaches the provider.
         """
+        revival, revival_values = _revival(parked_at)
         return self._claim(
             key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
             update=(
@@ -106,14 +108,13 @@ class DynamoStatusStore:
                 " channel = :c, updated_at = :t, expires_at = :e ADD attempts :one, round_attempts :one"
             ),
             condition=(
-                "attribute_not_exists(#status) OR #status IN (:queued, :retrying, :dead)"
-                " OR (#status = :sending AND claimed_until < :now)"
+                "attribute_not_exists(#status) OR #status IN (:queued, :retrying)"
+                " OR (#status = :sending AND claimed_until < :now)" + revival
             ),
             values={
                 ":sending": {"S": DeliveryState.SENDING.value},
                 ":queued": {"S": DeliveryState.QUEUED.value},
                 ":retrying": {"S": DeliveryState.RETRYING.value},
-                ":dead": {"S": DeliveryState.DEAD_LETTERED.value},
                 ":o": {"S": owner},
                 ":until": {"N": str(_millis(until))},
                 ":now": {"N": str(_millis(now()))},
@@ -123,9 +124,11 @@ class DynamoStatusStore:
                 ":t": {"S": now().isoformat()},
                 ":e": {"N": str(self.expires_at())},
                 ":one": {"N": "1"},
+                **revival_values,
             },
             names={"#status": "status"},
-            is_done=lambda old: old.get("status", {}).get("S") in (DeliveryState.SENT, DeliveryState.FAILED),
+            # Refused while sent, failed or dead-lettered: finished, as far as this message goes.
+            is_done=lambda old: old.get("status", {}).get("S") in FINISHED_FOR_A_COPY,
             until_attribute="claimed_until",
             was_dead=lambda old: old.get("status", {}).get("S") == DeliveryState.DEAD_LETTERED,
         )
@@ -158,7 +161,7 @@ class DynamoStatusStore:
                 raise
             old = error.response.get("Item") or {}
             if is_done(old):
-                return Claim(granted=False, done=True)
+                return Claim(granted=False, done=True, dead_lettered=was_dead(old))
             until = old.get(until_attribute, {}).get("N")
             return Claim(granted=False, busy_until=_from_millis(int(until)) if until else None)
         old = response.get("Attributes") or {}
@@ -191,6 +194,9 @@ class DynamoStatusStore:
         if state is DeliveryState.DEAD_LETTERED:
             sets.append("round_attempts = :zero")  # a redrive starts a fresh round of attempts
             values[":zero"] = {"N": "0"}
+            # Before the message is parked: its herald-dead-lettered-at is never earlier than this.
+            sets.append("dead_lettered_at = :dead_at")
+            values[":dead_at"] = {"N": str(_millis(now()))}
         if redriven:
             sets.append("redriven_at = :t")
             adds.append("redrives :one")
@@ -255,6 +261,24 @@ class DynamoStatusStore:
             counts=dict(Counter(delivery.status.value for delivery in deliveries)),
             deliveries=deliveries,
         )
+
+
+# What a claim refused by its condition finds: done, for the message asking (see _revival for dead letters).
+FINISHED_FOR_A_COPY = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED)
+
+
+def _revival(parked_at: datetime | None) -> tuple[str, dict[str, Any]]:
+    """The claim's clause for a dead-lettered delivery: only an operator's redrive revives it.
+
+    A message Herald parked in a DLQ carries `herald-dead-lettered-at`, and a redrive (receive,
+    send, delete, or SQS's move task) keeps it; a stray SQS copy of the original job does not, so
+    it finds the delivery done and never sends it nor counts a redrive. A parked copy older than
+    the delivery's last dead-lettering (a copy of an earlier round) is refused the same way.
+    """
+    if parked_at is None:
+        return "", {}
+    clause = " OR (#status = :dead AND (attribute_not_exists(dead_lettered_at) OR dead_lettered_at <= :parked))"
+    return clause, {":dead": {"S": DeliveryState.DEAD_LETTERED.value}, ":parked": {"N": str(_millis(parked_at))}}
 
 
 def _plain(value: dict[str, Any]) -> Any:

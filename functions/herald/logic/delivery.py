@@ -20,6 +20,10 @@ OUTCOME_UNKNOWN_AFTER_CALL = (
     "outcome unknown: the provider's answer was lost (it may have accepted the delivery); not sent again,"
     " to avoid a duplicate"
 )
+UNPARKED_COPY = (
+    "a copy of a dead-lettered delivery that Herald had not parked (an SQS duplicate, or moved by the queue's"
+    " redrive policy): parked without a send; only an operator's redrive retries the delivery"
+)
 OUTCOME_UNKNOWN = (
     "outcome unknown: an earlier attempt stopped after calling the provider and before recording the result;"
     " not sent again, to avoid a duplicate"
@@ -56,7 +60,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # permanently undeliverable (or its outcome is unknown): recorded, not retried
     ALREADY_DONE = "already_done"  # a duplicate: another attempt already sent or failed it
     RETRY = "retry"  # return the message to the queue after `retry_in` seconds
-    DEAD_LETTER = "dead_letter"  # the last allowed attempt failed: park the message in the DLQ
+    DEAD_LETTER = "dead_letter"  # the last allowed attempt failed (or an unparked copy of a dead letter): park it
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ def deliver(
     status: StatusStore,
     devices: DeviceRegistry,
     policy: RetryPolicy,
+    parked_at: datetime | None = None,
 ) -> Result:
     """Claims the delivery, calls its provider once, records the outcome.
 
@@ -86,8 +91,17 @@ def deliver(
     it had failed them all. `owner` names this invocation's claim, which
     holds until `deadline` (the invocation's timeout). The caller acts on the result: delete
     the message, change its visibility to `retry_in`, or send it to the DLQ with `reason`.
+
+    `parked_at` is when Herald parked this message in a DLQ, if it carries that mark: only such a
+    message (an operator's redrive) may revive a dead-lettered delivery. A copy without the mark is
+    parked itself, unsent and uncounted; a marked copy from an earlier round finds it done.
     """
-    claim = status.claim_delivery(job, owner, deadline)
+    claim = status.claim_delivery(job, owner, deadline, parked_at)
+    if claim.done and claim.dead_lettered and parked_at is None:
+        # A copy Herald never parked: a stray SQS duplicate, or the job itself, moved to the DLQ by the
+        # queue's redrive policy after its parking failed. It may not revive the delivery; parked (with
+        # the mark), it is there for the operator's redrive, so no copy of a dead letter is ever lost.
+        return Result(Outcome.DEAD_LETTER, UNPARKED_COPY)
     if claim.done:
         return Result(Outcome.ALREADY_DONE)
     if not claim.granted:
@@ -102,8 +116,8 @@ def deliver(
         message_id = senders[job.channel].send(job)
     except Exception as error:  # a crash (BaseException) leaves the claim to expire
         failure = failure_from(error)
-        if failure.device_gone and job.endpoint_arn:
-            devices.mark_inactive(job.user_id, job.device_id, job.endpoint_arn, failure.reason)
+        if failure.device_gone:
+            _mark_gone(devices, job, failure.reason)
         if failure.permanent:
             record(DeliveryState.FAILED, error=failure.reason)
             return Result(Outcome.FAILED, failure.reason)
@@ -118,6 +132,14 @@ def deliver(
         return Result(Outcome.RETRY, failure.reason, retry_in=policy.delay(attempt))
     record(DeliveryState.SENT, provider_message_id=message_id)
     return Result(Outcome.SENT)
+
+
+def _mark_gone(devices: DeviceRegistry, job: DeliveryJob, reason: str) -> None:
+    """The device will never take a message again: inactive, unless it registered another endpoint or address since."""
+    if job.channel is Channel.PUSH and job.endpoint_arn:
+        devices.mark_inactive(job.user_id, job.device_id, reason, endpoint_arn=job.endpoint_arn)
+    elif job.channel is not Channel.PUSH and job.address:
+        devices.mark_inactive(job.user_id, job.device_id, reason, address=job.address)
 
 
 @dataclass(frozen=True)

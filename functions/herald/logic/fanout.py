@@ -13,7 +13,7 @@ from herald.models.domain import DeliveryJob, Notification
 class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
     without_devices: list[str] = field(default_factory=list)  # recipients with no active matching device
-    inactive_skipped: list[str] = field(default_factory=list)  # "<user>/<device>" of inactive push devices
+    inactive_skipped: list[str] = field(default_factory=list)  # "<user>/<device>" of inactive devices
     already_done: bool = False  # a duplicate intake message: another invocation fanned it out
     busy_for: int = 0  # another invocation is fanning it out: come back after this many seconds
 

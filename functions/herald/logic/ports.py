@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, Notification, Platform
+from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import InboxPage
 from herald.models.status import Claim, NotificationRecord
@@ -17,7 +17,31 @@ class DeviceRegistry(Protocol):
     def get(self, user_id: str, device_id: str) -> Device | None: ...
     def delete(self, user_id: str, device_id: str) -> bool: ...
     def devices_of(self, user_id: str) -> Iterator[Device]: ...
-    def mark_inactive(self, user_id: str, device_id: str, endpoint_arn: str, reason: str) -> bool: ...
+    def mark_inactive(
+        self, user_id: str, device_id: str, reason: str, endpoint_arn: str | None = None, address: str | None = None
+    ) -> bool:
+        """Inactive, if the device still has this endpoint or address: a registration since wins."""
+        ...
+
+    def devices_with_endpoint(self, endpoint_arn: str) -> list[DeviceKey]:
+        """Devices pointing at a push endpoint; may lag a write by a moment (an index)."""
+        ...
+
+    def devices_with_contact(self, channel: Channel, address: str) -> list[DeviceKey]:
+        """Email or SMS devices with this address; may lag a write by a moment (an index)."""
+        ...
+
+    def take_endpoint(self, endpoint_arn: str, device: DeviceKey) -> DeviceKey | None:
+        """Atomically makes `device` the endpoint's one holder; returns the holder it replaced."""
+        ...
+
+    def release_endpoint(self, endpoint_arn: str, device: DeviceKey) -> bool:
+        """Forgets the holder if it is `device` (or none is recorded); False if another device holds it."""
+        ...
+
+    def move_off_endpoint(self, endpoint_arn: str, device: DeviceKey, reason: str) -> bool:
+        """Deactivates `device` and takes the endpoint off it, unless it is the holder (checked atomically)."""
+        ...
 
 
 class StatusStore(Protocol):
@@ -26,7 +50,10 @@ class StatusStore(Protocol):
     def record_fanned_out(
         self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
     ) -> None: ...
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim: ...
+    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
+        """`parked_at`: the herald-dead-lettered-at the message carries; only such a message revives a dead letter."""
+        ...
+
     def record_outcome(
         self,
         job: DeliveryJob,

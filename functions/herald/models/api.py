@@ -14,6 +14,7 @@ from herald.models.domain import (
     ID_PATTERN,
     MAX_BODY,
     MAX_DATA_BYTES,
+    MAX_DATA_DEPTH,
     MAX_PUSH_TOKEN,
     MAX_RECIPIENTS,
     MAX_TITLE,
@@ -22,6 +23,7 @@ from herald.models.domain import (
     Platform,
     Priority,
 )
+from herald.models.json_body import depth_of
 from herald.models.queues import QueueDepth
 
 UserId = Annotated[str, Field(pattern=ID_PATTERN, description="A user id: 1-128 of A-Z a-z 0-9 . _ : @ + -")]
@@ -106,7 +108,11 @@ class DeviceView(BaseModel):
     updated_at: datetime
     active: bool = Field(
         default=True,
-        description="False once SNS reported the push endpoint disabled or gone; registering again revives it.",
+        description=(
+            "False once the device can no longer be reached: SNS reported its push endpoint disabled or gone, its"
+            " push token was registered by another user or device, SES reported its address bouncing (hard) or"
+            " complaining, or its number opted out of SMS. `inactive_reason` says which; registering again revives it."
+        ),
     )
     inactive_reason: str | None = None
     inactive_since: datetime | None = None
@@ -124,7 +130,13 @@ class NotificationRequest(_Strict):
     recipients: list[UserId] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     body: str = Field(min_length=1, max_length=MAX_BODY)
-    data: dict[str, Any] = Field(default_factory=dict, description=f"At most {MAX_DATA_BYTES} bytes as JSON.")
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"At most {MAX_DATA_BYTES} bytes as JSON, nested at most {MAX_DATA_DEPTH} levels of objects and arrays"
+            " (itself included)."
+        ),
+    )
     priority: Priority = Priority.NORMAL
     channels: list[Channel] | None = Field(
         default=None, min_length=1, max_length=len(Channel), description="Only these channels."
@@ -143,7 +155,16 @@ class NotificationRequest(_Strict):
     @field_validator("data")
     @classmethod
     def _small(cls, data: dict[str, Any]) -> dict[str, Any]:
-        text = _sendable(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        # Depth first: it is measured without recursion, and bounds the recursion of what follows.
+        if depth_of(data, stop_past=MAX_DATA_DEPTH) > MAX_DATA_DEPTH:
+            raise ValueError(f"must nest at most {MAX_DATA_DEPTH} levels of objects and arrays")
+        try:
+            compact = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError("must be JSON: NaN, Infinity and -Infinity are not JSON numbers") from None
+        except TypeError as error:  # a value JSON has no type for (a model built in Python, not from a body)
+            raise ValueError(f"must be JSON: {error}") from None
+        text = _sendable(compact)
         if len(text.encode()) > MAX_DATA_BYTES:
             raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
         return data

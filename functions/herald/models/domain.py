@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,9 @@ MAX_RECIPIENTS = 100
 MAX_TITLE = 200
 MAX_BODY = 4000
 MAX_DATA_BYTES = 4096
+# Levels of objects and arrays in a notification's `data`, the object itself included. Far below what
+# the functions' parsers take (pydantic's JSON parser stops near 200 levels for the whole message).
+MAX_DATA_DEPTH = 32
 MAX_PUSH_TOKEN = 4096
 
 
@@ -66,6 +69,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class DeviceKey(NamedTuple):
+    user_id: str
+    device_id: str
+
+
 class Device(BaseModel):
     """A registered device as Herald stores it."""
 
@@ -77,10 +85,16 @@ class Device(BaseModel):
     endpoint_arn: str | None = None  # SNS platform endpoint of a push device
     created_at: datetime
     updated_at: datetime
-    # SNS reported the push endpoint disabled or gone: fan-out skips the device until it registers again.
+    # Fan-out skips an inactive device until it registers again: SNS reported its push endpoint disabled
+    # or gone, its push token was registered by another device, SES reported its address bouncing or
+    # complaining, or its number opted out of SMS. `inactive_reason` says which.
     active: bool = True
     inactive_reason: str | None = None
     inactive_since: datetime | None = None
+
+    @property
+    def key(self) -> DeviceKey:
+        return DeviceKey(self.user_id, self.device_id)
 
 
 class Notification(BaseModel):

@@ -1,16 +1,20 @@
-"""A delivery a provider did not take, and whether it is worth trying again."""
+"""Failures, sorted: whether trying again can help, and what else they mean."""
 
 from __future__ import annotations
 
 
-class DeliveryFailed(Exception):
-    """A provider did not take the delivery. `permanent` failures are not retried; `device_gone`
-    ones also mean the device will never take a message again."""
+class Failure(Exception):
+    """Something Herald called did not do it. `permanent` ones are never retried (the same request
+    fails the same way every time); `device_gone` ones also mean the device will never take a
+    message again; `ambiguous` ones may have been done after all (the answer was lost)."""
 
     def __init__(self, reason: str, permanent: bool = False, device_gone: bool = False, ambiguous: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent or device_gone
         self.device_gone = device_gone
-        # The request may have reached the provider and been accepted: the answer was lost.
         self.ambiguous = ambiguous
+
+
+class DeliveryFailed(Failure):
+    """A channel did not deliver: raised by a sender for what it sees itself (no address, an opted-out number)."""

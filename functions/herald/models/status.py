@@ -34,7 +34,7 @@ class NotificationRecord(BaseModel):
     accepted_at: datetime
     fanned_out_at: datetime | None = None
     recipients_without_devices: list[str] = []
-    inactive_devices_skipped: list[str] = []  # "<user>/<device>": push endpoints SNS reported gone
+    inactive_devices_skipped: list[str] = []  # "<user>/<device>": devices Herald learned it cannot reach
     counts: dict[str, int] = {}
     deliveries: list[DeliveryRecord] = []
 
@@ -44,8 +44,9 @@ class Claim:
     """The answer to "may this invocation work on it now?" for a delivery or a fan-out.
 
     granted: yes; `taken_over` if a crashed invocation's expired claim was taken, `redriven`
-    if the delivery had been dead-lettered. Refused: `done` if it is already finished, else
-    another invocation holds it until `busy_until`.
+    if the delivery had been dead-lettered. Refused: `done` if it is already finished (or, with
+    `dead_lettered`, waits for an operator's redrive), else another invocation holds it until
+    `busy_until`.
     """
 
     granted: bool
@@ -53,6 +54,7 @@ class Claim:
     taken_over: bool = False
     redriven: bool = False
     done: bool = False
+    dead_lettered: bool = False  # refused as done because the delivery waits in a DLQ for an operator
     busy_until: datetime | None = None
 
     def busy_for(self) -> int:
