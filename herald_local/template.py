@@ -127,11 +127,18 @@ class HeraldTemplate:
 
     def data_plane_ids(self) -> set[str]:
         """The functions' queues, topics and tables (what their environment and event sources name, and what
-        those name in turn: a queue's DLQ), and the SQS subscriptions of those topics."""
+        those name in turn: a queue's DLQ), the topics SES publishes email events to (the local stack makes
+        the configuration sets), and the SQS subscriptions of those topics."""
         reached: set[str] = set()
         todo = [
             *(name for f in self.functions.values() for name in references_in(f.environment)),
             *(source.queue for source in self.event_sources),
+            *(
+                name
+                for r in self.resources.values()
+                if r["Type"] == "AWS::SES::ConfigurationSetEventDestination"
+                for name in references_in(r.get("Properties", {}))
+            ),
         ]
         while todo:
             name = todo.pop()

@@ -31,11 +31,13 @@ def test_an_alarm_email_given_locally_is_never_subscribed_and_no_alarm_or_log_gr
     # When it is provisioned on moto
     stack = provision(template(), parameters, client("cloudformation"), client("sns"), "us-east-1")
 
-    # Then no one is mailed: SNS holds only the notifications topic and its three SQS subscriptions
+    # Then no one is mailed: SNS holds only the notifications and email feedback topics and their SQS subscriptions
     sns = client("sns")
     subscriptions = sns.list_subscriptions()["Subscriptions"]
-    assert sorted(s["Protocol"] for s in subscriptions) == ["sqs", "sqs", "sqs"]
-    assert [t["TopicArn"] for t in sns.list_topics()["Topics"]] == [stack.ref("NotificationsTopic")]
+    assert sorted(s["Protocol"] for s in subscriptions) == ["sqs", "sqs", "sqs", "sqs"]
+    assert sorted(t["TopicArn"] for t in sns.list_topics()["Topics"]) == sorted(
+        [stack.ref("NotificationsTopic"), stack.ref("EmailFeedbackTopic")]
+    )
     # And no alarm, dashboard or log group was made (nothing watches a laptop)
     assert client("cloudwatch").describe_alarms()["MetricAlarms"] == []
     assert client("cloudwatch").list_dashboards()["DashboardEntries"] == []
