@@ -61,31 +61,38 @@ def _fresh_condition(condition: threading.Condition) -> tuple[Callable[[], Any],
     return threading.Condition, ()
 
 
-class _BackendPickler(pickle.Pickler):
+def _live_backends(service: str, account: str | None) -> Any:
+    from moto.backends import get_backend
+
+    backends = get_backend(service)  # type: ignore[call-overload]
+    return backends if account is None else backends[account]
+
+
+def _registry(backends: Any) -> tuple[Callable[..., Any], tuple[str, str | None]]:
+    # A reference to moto's registries of backends stays a reference to the live ones.
+    return _live_backends, (backends.service_name, getattr(backends, "account_id", None))
+
+
+def _reductions() -> dict[type, Callable[[Any], Any]]:
+    """How the odd objects in moto's state pickle, by type (looked up in C: no Python call per object)."""
+    from moto.core.base_backend import AccountSpecificBackend, BackendDict
+
+    table: dict[type, Callable[[Any], Any]] = dict(copyreg.dispatch_table)
     # moto's SQS queues hold a threading.Condition; locks do not pickle, and need not.
-    dispatch_table = copyreg.dispatch_table.copy()
-    dispatch_table[type(threading.Lock())] = _fresh_lock
-    dispatch_table[type(threading.RLock())] = _fresh_lock
-    dispatch_table[threading.Condition] = _fresh_condition
-
-    def persistent_id(self, obj: Any) -> Any:
-        # A reference to moto's registries of backends stays a reference to the live ones.
-        from moto.core.base_backend import AccountSpecificBackend, BackendDict
-
-        if isinstance(obj, BackendDict):
-            return ("backends", obj.service_name, None)
-        if isinstance(obj, AccountSpecificBackend):
-            return ("backends", obj.service_name, obj.account_id)
-        return None
+    table[type(threading.Lock())] = _fresh_lock
+    table[type(threading.RLock())] = _fresh_lock
+    table[threading.Condition] = _fresh_condition
+    table[BackendDict] = _registry
+    table[AccountSpecificBackend] = _registry
+    return table
 
 
-class _BackendUnpickler(pickle.Unpickler):
-    def persistent_load(self, pid: Any) -> Any:
-        from moto.backends import get_backend
-
-        _, service, account = pid
-        backends = get_backend(service)
-        return backends if account is None else backends[account]
+def pickled(state: Any) -> bytes:
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _reductions()
+    pickler.dump(state)
+    return buffer.getvalue()
 
 
 def dump_backends(services: tuple[str, ...] = SERVICES) -> bytes:
@@ -96,16 +103,14 @@ def dump_backends(services: tuple[str, ...] = SERVICES) -> bytes:
     state = {
         service: {account: dict(regions) for account, regions in get_backend(service).items()} for service in services
     }
-    buffer = io.BytesIO()
-    _BackendPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
-    return buffer.getvalue()
+    return pickled(state)
 
 
 def restore_backends(data: bytes) -> None:
     """Puts pickled backends in place of moto's, before its server answers anything."""
     from moto.backends import get_backend
 
-    state: dict[str, dict[str, dict[str, Any]]] = _BackendUnpickler(io.BytesIO(data)).load()
+    state: dict[str, dict[str, dict[str, Any]]] = pickle.loads(data)
     for service, accounts in state.items():
         for account, regions in accounts.items():
             for region, backend in regions.items():

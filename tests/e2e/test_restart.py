@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 REPO = Path(__file__).resolve().parents[2]
 USERS = 4
 NOTIFICATIONS = 20
+DELIVERED_WITHIN = 120  # seconds: generous, for a machine shared with other work
 
 
 def command_environment() -> dict[str, str]:
@@ -141,13 +142,17 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
         assert first.call("PUT", f"/users/{user}/devices/web", json={"channel": "in_app"}).ok
     notifications = [
         first.call(
-            "POST", "/notifications", json={"recipients": users[n % 2 :: 2], "title": "t", "body": f"n{n}"}
+            "POST",
+            "/notifications",
+            json={"recipients": users[n % 2 :: 2], "title": "t", "body": f"n{n}", "priority": "high"},
         ).json()["notification_id"]
         for n in range(NOTIFICATIONS)
     ]
     statuses = {
         n: eventually(
-            lambda n=n: first.call("GET", f"/notifications/{n}").json(), lambda s: s["status"] == "delivered", 60
+            lambda n=n: first.call("GET", f"/notifications/{n}").json(),
+            lambda s: s["status"] == "delivered",
+            DELIVERED_WITHIN,
         )
         for n in notifications
     }
@@ -160,7 +165,7 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     # and a last change whose snapshot was taken (a kill -9 loses only what changed after the last snapshot)
     before_marker = time.time_ns()
     assert first.call("PUT", "/users/marker/devices/web", json={"channel": "in_app"}).ok
-    eventually(lambda: snapshot_taken_after(state, before_marker), bool, timeout=30)
+    eventually(lambda: snapshot_taken_after(state, before_marker), bool, timeout=60)
 
     # When it is killed with SIGKILL and started again on the same folder
     first.kill_9()
@@ -185,11 +190,13 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     assert second.call("GET", "/queues").json()["high"]["dead_lettered"] == 1
 
     # When it is stopped with Ctrl-C right after one more notification, and started again
-    last = second.call("POST", "/notifications", json={"recipients": users[:1], "title": "t", "body": "last"}).json()
+    last = second.call(
+        "POST", "/notifications", json={"recipients": users[:1], "title": "t", "body": "last", "priority": "high"}
+    ).json()
     eventually(
         lambda: second.call("GET", f"/notifications/{last['notification_id']}").json(),
         lambda s: s["status"] == "delivered",
-        60,
+        DELIVERED_WITHIN,
     )
     assert "stopped." in second.ctrl_c()
     third = start(processes, "--state-dir", str(state))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -16,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from herald_local.emulator import EmulatorApplication, RequestGate
 from herald_local.provision import StackChanged, _check_unchanged, _parameters_used
-from herald_local.state import SNAPSHOT, StateError, StateFolder, _BackendPickler, _BackendUnpickler
+from herald_local.state import SNAPSHOT, StateError, StateFolder, pickled
 
 
 class CountingApp:
@@ -192,9 +191,7 @@ def test_moto_state_with_locks_pickles_and_comes_back_with_fresh_released_locks(
     queue.lock.acquire()
 
     # When it is pickled as the state keeper pickles moto's backends, and loaded again
-    buffer = io.BytesIO()
-    _BackendPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"queue": queue})
-    loaded = _BackendUnpickler(io.BytesIO(buffer.getvalue())).load()["queue"]
+    loaded = pickle.loads(pickled({"queue": queue}))["queue"]
 
     # Then its data is back, with new locks, all released
     assert loaded.messages == ["one", "two"]
@@ -202,6 +199,19 @@ def test_moto_state_with_locks_pickles_and_comes_back_with_fresh_released_locks(
     assert loaded.rlock.acquire(blocking=False)
     with loaded.condition:
         loaded.condition.notify_all()
+
+
+def test_a_reference_to_motos_registry_of_backends_stays_the_live_registry() -> None:
+    # Given an object that refers to moto's registry of SQS backends, and to one account's
+    from moto.backends import get_backend
+
+    registry = get_backend("sqs")
+    holder = {"all": registry, "account": registry["123456789012"]}
+
+    # When it is pickled and loaded again, Then it refers to the same live objects, not copies
+    loaded = pickle.loads(pickled(holder))
+    assert loaded["all"] is registry
+    assert loaded["account"] is registry["123456789012"]
 
 
 def test_a_state_folder_is_held_by_one_stack_at_a_time(tmp_path: Path) -> None:
