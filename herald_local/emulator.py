@@ -8,13 +8,18 @@ keys rely on it. So this server lets DynamoDB requests through one at a time, wh
 and CloudFormation requests stay concurrent.
 
 It also lets the local stack's state keeper (herald_local/state.py) take a snapshot at a moment no
-request is half applied: every request passes a gate that a snapshot closes for its duration.
+request is half applied: every request passes a gate that a snapshot closes for its duration. So
+that no request sits in the gate for long, an SQS long poll (`WaitTimeSeconds` > 0) is served as a
+series of short polls, each passing the gate on its own, until messages come or the wait is over.
 """
 
 from __future__ import annotations
 
 import errno
+import io
+import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -53,6 +58,7 @@ READ_ONLY_ACTIONS = frozenset(
     }
 )
 RECEIVE_MESSAGE = "AmazonSQS.ReceiveMessage"
+LONG_POLL_EVERY = 0.1  # seconds between the short polls that make up a long poll
 
 
 class PortInUse(Exception):
@@ -120,6 +126,28 @@ class EmulatorApplication:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target == RECEIVE_MESSAGE:
+            short, wait = _as_short_poll(environ)
+            if wait > 0:
+                return self._long_poll(environ, start_response, short, wait)
+        return self._serve(environ, start_response, target)
+
+    def _long_poll(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], short: bytes, wait: float
+    ) -> list[bytes]:
+        deadline = time.monotonic() + wait
+        answered: list[tuple[Any, ...]] = []
+        while True:
+            answered.clear()
+            poll = {**environ, "wsgi.input": io.BytesIO(short), "CONTENT_LENGTH": str(len(short))}
+            body = self._serve(poll, lambda *response: answered.append(response), RECEIVE_MESSAGE)
+            status = str(answered[0][0]) if answered else ""
+            if not status.startswith("200") or b'"ReceiptHandle"' in body[0] or time.monotonic() >= deadline:
+                start_response(*answered[0])
+                return body
+            time.sleep(min(LONG_POLL_EVERY, max(deadline - time.monotonic(), 0)))
+
+    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
         with self.gate.passing():
             with self._dynamodb if target.startswith(DYNAMODB_TARGET) else nullcontext():
                 # The whole body is made here, inside the locks: moto builds it eagerly anyway.
@@ -134,6 +162,23 @@ class EmulatorApplication:
                 with self._changes_lock:
                     self.changes += 1
         return [body]
+
+
+def _as_short_poll(environ: dict[str, Any]) -> tuple[bytes, float]:
+    """A ReceiveMessage's body with WaitTimeSeconds 0, and the wait it asked for; the request's body is
+    put back for whoever reads it next."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return b"", 0
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        request = json.loads(raw)
+        wait = float(request.get("WaitTimeSeconds") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return raw, 0  # not one to rewrite: moto answers it as it is
+    return json.dumps({**request, "WaitTimeSeconds": 0}).encode(), wait
 
 
 def _may_change(environ: dict[str, Any], target: str, body: bytes) -> bool:

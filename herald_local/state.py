@@ -41,6 +41,7 @@ API_KEY = "api-key"
 FORMAT = 1
 GATE_TIMEOUT = 0.5  # seconds to wait for requests in progress (an SQS long poll) before trying later
 BUSY_SHARE = 0.1  # at most this share of the time with the gate closed
+FINAL_TRIES = 20  # times GATE_TIMEOUT, at most, for the last snapshot on a clean stop
 
 log = logging.getLogger("herald_local")
 
@@ -237,7 +238,10 @@ class Snapshotter:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-        self.snapshot()
+        for _ in range(FINAL_TRIES):  # a request of a client still finishing: wait for it, bounded
+            if self.snapshot():
+                return
+        log.warning("the local stack's last changes could not be saved: requests kept its emulator busy")
 
     def snapshot(self) -> bool:
         """Takes a snapshot now if something changed since the last; False if requests kept the gate busy."""

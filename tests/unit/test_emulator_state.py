@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -330,3 +331,67 @@ def test_the_parameters_a_resource_uses_are_its_refs_and_subs() -> None:
         "B": {"Properties": {"Z": [{"Fn::Sub": ["${Three}", {}]}]}},
     }
     assert _parameters_used(resources) >= {"One", "Two", "Three"}
+
+
+class QueueFillingLater:
+    """An SQS ReceiveMessage endpoint whose queue gets a message after `after` seconds."""
+
+    def __init__(self, after: float):
+        self.ready_at = time.monotonic() + after
+        self.waits: list[Any] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        self.waits.append(body["WaitTimeSeconds"])
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0")])
+        if time.monotonic() >= self.ready_at:
+            return [b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Body": "b"}]}']
+        return [b"{}"]
+
+
+def receive(wait: int) -> dict[str, Any]:
+    body = json.dumps({"QueueUrl": "q", "WaitTimeSeconds": wait}).encode()
+    return {
+        **request("AmazonSQS.ReceiveMessage"),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+
+
+def test_a_long_poll_is_served_as_short_polls_so_a_snapshot_never_waits_for_it() -> None:
+    # Given a queue that gets a message in 0.5 s, and a long poll of up to 5 s on it
+    app = QueueFillingLater(after=0.5)
+    application = EmulatorApplication(app)
+    answers: list[list[bytes]] = []
+    statuses: list[str] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(application(receive(5), lambda status, *_: statuses.append(status)))
+    )
+    started = time.monotonic()
+    poll.start()
+    time.sleep(0.15)
+
+    # When a snapshot closes the gate while the long poll waits
+    with application.gate.closed(timeout=0.05) as quiet:
+        pass
+    poll.join(10)
+
+    # Then the gate got quiet at once, and the poll still returned the message as soon as it came,
+    # having asked the emulator only for short polls
+    assert quiet is True
+    assert b'"ReceiptHandle"' in answers[0][0]
+    assert statuses == ["200 OK"]
+    assert 0.5 <= time.monotonic() - started < 2
+    assert set(app.waits) == {0} and len(app.waits) > 1
+    assert application.changes == 1  # only the receive that got the message
+
+
+def test_a_long_poll_on_an_empty_queue_ends_when_its_wait_is_over() -> None:
+    app = QueueFillingLater(after=60)
+    started = time.monotonic()
+    application = EmulatorApplication(app)
+    answer = application(receive(1), lambda *_: None)
+    assert answer == [b"{}"]
+    assert 1 <= time.monotonic() - started < 2
+    assert set(app.waits) == {0}
+    assert application.changes == 0
