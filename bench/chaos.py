@@ -334,6 +334,7 @@ class ChaosResult:
     seconds: dict[str, float] = field(default_factory=dict)
     max_busy_seen: int = 0
     throttled: int = 0
+    lock_waits: dict[str, Any] = field(default_factory=dict)  # DynamoDB requests' waits for their turn
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -352,6 +353,7 @@ class ChaosResult:
             "redrive": self.redrive,
             "max_priority_queue_messages": self.max_busy_seen,
             "api_throttled": self.throttled,
+            "dynamodb_lock_waits": self.lock_waits,
             "seconds": {**self.seconds, "settle": self.settled.seconds, "settle_after_redrive": self.resettled.seconds},
             "ledger": self.ledger.as_dict(),
             "pass": self.ledger.holds,
@@ -392,7 +394,7 @@ def run(config: ChaosConfig) -> ChaosResult:
         mark = time.monotonic()
         max_busy = 0
         for index, plan in enumerate(plans):
-            plan.notification_id = api.send(plan)
+            plan.notification_id = with_api_errors(stack, lambda plan=plan: api.send(plan))
             if index % 10 == 9:
                 busy = api.busy()
                 max_busy = max(max_busy, busy)
@@ -457,7 +459,17 @@ def run(config: ChaosConfig) -> ChaosResult:
             seconds={name: round(value, 2) for name, value in seconds.items()},
             max_busy_seen=max_busy,
             throttled=api.throttled,
+            lock_waits=lock_waits(stack),
         )
+
+
+def with_api_errors(stack: LocalStack, call: Any) -> Any:
+    """The call's answer; if the API answered an error, the error says what the API function raised."""
+    try:
+        return call()
+    except ChaosError as error:
+        raised = [i.error for i in list(stack.functions["ApiFunction"].invocations) if i.error][-3:]
+        raise ChaosError(f"{error}; the API function's last errors: {raised or 'none'}") from None
 
 
 def outcomes_of(plans: list[NotificationPlan], statuses: dict[str, dict[str, Any]]) -> list[DeliveryOutcome]:
@@ -481,6 +493,15 @@ def outcomes_of(plans: list[NotificationPlan], statuses: dict[str, dict[str, Any
                 )
             )
     return outcomes
+
+
+def lock_waits(stack: LocalStack) -> dict[str, Any]:
+    application = stack.emulator.application if stack.emulator else None
+    if application is None:
+        return {}
+    waits = application.waits
+    mean = waits.seconds / waits.requests if waits.requests else 0.0
+    return {"requests": waits.requests, "mean_s": round(mean, 4), "longest_s": round(waits.longest, 3)}
 
 
 def print_report(result: ChaosResult) -> None:
@@ -510,6 +531,12 @@ def print_report(result: ChaosResult) -> None:
         f"(faults {'on' if config.redrive_with_faults else 'off'}); "
         f"not final after it: {result.resettled.not_final}"
     )
+    if result.lock_waits:
+        waits = result.lock_waits
+        print(
+            f"DynamoDB requests, one at a time: {waits['requests']}; waited for their turn "
+            f"{waits['mean_s'] * 1000:.1f} ms on average, {waits['longest_s']:.2f} s at most"
+        )
     rows = result.ledger.rows()
     width = max(len(label) for label, _ in rows)
     print("LEDGER")

@@ -20,8 +20,10 @@ import io
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 # X-Amz-Target of DynamoDB's JSON protocol: "DynamoDB_20120810.UpdateItem" (Streams are "DynamoDBStreams_...").
@@ -114,15 +116,52 @@ class RequestGate:
                 self._condition.notify_all()
 
 
+class TurnLock:
+    """A lock handed to its waiters in the order they came: under contention none waits behind later
+    arrivals (threading.Lock promises no order, and a starved request would time out at the client)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: deque[threading.Event] = deque()
+
+    def __enter__(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # the holder hands the lock over directly: it stays held
+
+    def __exit__(self, *exc: object) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._held = False
+
+
+@dataclass
+class LockWaits:
+    """How long DynamoDB requests waited for their turn."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    longest: float = 0.0
+
+
 class EmulatorApplication:
     """WSGI middleware around moto's application: the gate, DynamoDB one request at a time, a count of changes."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], atomic_dynamodb: bool = True):
         self._app = app
         self.gate = RequestGate()
-        self._dynamodb: AbstractContextManager[Any] = threading.Lock() if atomic_dynamodb else nullcontext()
+        self._atomic = atomic_dynamodb
+        self._dynamodb: AbstractContextManager[Any] = TurnLock() if atomic_dynamodb else nullcontext()
         self._changes_lock = threading.Lock()
         self.changes = 0  # requests that may have changed the emulator's state, since it started
+        self.waits = LockWaits()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -148,8 +187,12 @@ class EmulatorApplication:
             time.sleep(min(LONG_POLL_EVERY, max(deadline - time.monotonic(), 0)))
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
+        dynamodb = target.startswith(DYNAMODB_TARGET)
         with self.gate.passing():
-            with self._dynamodb if target.startswith(DYNAMODB_TARGET) else nullcontext():
+            arrived = time.monotonic()
+            with self._dynamodb if dynamodb else nullcontext():
+                if dynamodb and self._atomic:
+                    self._waited(time.monotonic() - arrived)
                 # The whole body is made here, inside the locks: moto builds it eagerly anyway.
                 response = self._app(environ, start_response)
                 try:
@@ -162,6 +205,11 @@ class EmulatorApplication:
                 with self._changes_lock:
                     self.changes += 1
         return [body]
+
+    def _waited(self, seconds: float) -> None:  # called holding the DynamoDB lock: no other lock needed
+        self.waits.requests += 1
+        self.waits.seconds += seconds
+        self.waits.longest = max(self.waits.longest, seconds)
 
 
 def _as_short_poll(environ: dict[str, Any]) -> tuple[bytes, float]:

@@ -132,6 +132,11 @@ class LocalStack:
         return self.gateway.url
 
     @property
+    def emulator(self) -> MotoServer | None:
+        """The moto server this stack started, if any."""
+        return self._moto
+
+    @property
     def emulated(self) -> bool:
         """True when this stack started its own moto server (for every service, or those no variable points at)."""
         return self._moto is not None

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from herald_local.emulator import EmulatorApplication, RequestGate
+from herald_local.emulator import EmulatorApplication, RequestGate, TurnLock
 from herald_local.provision import StackChanged, _check_unchanged, _parameters_used
 from herald_local.state import SNAPSHOT, StateError, StateFolder, pickled
 
@@ -395,3 +395,25 @@ def test_a_long_poll_on_an_empty_queue_ends_when_its_wait_is_over() -> None:
     assert 1 <= time.monotonic() - started < 2
     assert set(app.waits) == {0}
     assert application.changes == 0
+
+
+def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
+    # Given the lock held, and five requests queueing for it one after another
+    lock = TurnLock()
+    served: list[int] = []
+    lock.__enter__()
+    waiters = []
+    for n in range(5):
+        waiter = threading.Thread(target=lambda n=n: (lock.__enter__(), served.append(n), lock.__exit__()))
+        waiter.start()
+        waiters.append(waiter)
+        time.sleep(0.05)  # each is waiting before the next comes
+
+    # When the holder lets go, Then they get it one at a time, first come first served
+    lock.__exit__()
+    for waiter in waiters:
+        waiter.join(5)
+    assert served == [0, 1, 2, 3, 4]
+    # and it is free again
+    lock.__enter__()
+    lock.__exit__()
