@@ -86,6 +86,16 @@ def function_environments(template: HeraldTemplate, stack: Stack) -> dict[str, d
     }
 
 
+def _provisioning_client(service: str, endpoint: str | None = None) -> Any:
+    """A client that makes resources: one attempt, and patience. CreateStack or Subscribe retried by the
+    SDK after a slow answer (a busy machine) would make everything twice."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=10, read_timeout=300, retries={"mode": "standard", "total_max_attempts": 1})
+    return boto3.session.Session().client(service, endpoint_url=endpoint, config=config)
+
+
 def _ensure_free(port: int, option: str, what: str) -> None:
     """Raises PortInUse if `port` cannot be bound on 127.0.0.1 (0, any free port, always can)."""
     if port == 0:
@@ -178,14 +188,17 @@ class LocalStack:
         template = HeraldTemplate.load()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
+        cloudformation = _provisioning_client("cloudformation")
         self.stack = provision(
             template,
             parameters,
-            client("cloudformation"),
-            client("sns"),
+            cloudformation,
+            _provisioning_client("sns"),
             region,
             self.options.stack_name,
-            cloudformation_for=cloudformation_serving(client("cloudformation")),
+            cloudformation_for=cloudformation_serving(
+                cloudformation, lambda endpoint: _provisioning_client("cloudformation", endpoint)
+            ),
         )
         self._build_functions(template)
         for source in template.event_sources:
