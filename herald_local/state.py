@@ -39,7 +39,7 @@ SNAPSHOT = "moto.pickle"
 LOCK = "lock"
 API_KEY = "api-key"
 FORMAT = 1
-GATE_TIMEOUT = 0.5  # seconds to wait for requests in progress (an SQS long poll) before trying later
+GATE_TIMEOUT = 0.5  # seconds to wait for the requests in progress (slow on a busy machine) before trying later
 BUSY_SHARE = 0.1  # at most this share of the time with the gate closed
 FINAL_TRIES = 20  # times GATE_TIMEOUT, at most, for the last snapshot on a clean stop
 
