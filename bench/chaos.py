@@ -3,7 +3,8 @@
     python -m bench.chaos --deliveries 5000            (PYTHONPATH=functions:. ; `make chaos`)
 
 1. Starts the local stack in this process with a FaultPlan (transient, permanent and
-   crash-after-send faults at every provider, duplicated queue messages) and fast retries
+   crash-after-send faults at every provider, duplicated queue messages, and messages handled
+   together with concurrent copies of themselves, in the same batch and in a parallel batch) and fast retries
    (retry base and cap 1 s, deliver timeout 2 s, priority queue visibility 12 s, so a crashed
    batch is back within seconds).
 2. Registers users with several devices each (email, sms, push on APNs or FCM, in-app; some
@@ -168,9 +169,21 @@ class HeraldApi:
         return status
 
     def busy(self) -> int:
-        """Messages visible or in flight on the priority queues."""
+        """Messages visible or in flight on the intake and priority queues."""
         queues = self.call("GET", "/queues")
         return sum(q["visible"] + q["in_flight"] for q in queues.values())
+
+    def still_working(self) -> int:
+        """Messages that may still change a delivery: on the priority queues, or waiting on the intake queue.
+
+        An intake message in flight once every notification is fanned out is a copy that found another
+        invocation fanning out (it comes back when that claim expires, up to the fan-out's 60 s
+        timeout, and finds the work done): nothing to wait for.
+        """
+        queues = self.call("GET", "/queues")
+        return sum(q["visible"] + q["in_flight"] for name, q in queues.items() if name != "intake") + queues.get(
+            "intake", {}
+        ).get("visible", 0)
 
     def dead_lettered(self) -> dict[str, int]:
         return {priority: q["dead_lettered"] for priority, q in self.call("GET", "/queues").items()}
@@ -216,7 +229,7 @@ def settle(api: HeraldApi, notification_ids: list[str], timeout: float) -> Settl
         statuses = {n: api.status(n) for n in pending}
         pending = [n for n, status in statuses.items() if not is_final(status)]
         fanned_out = all(statuses[n]["status"] != "accepted" for n in pending)
-        quiet = quiet + 1 if fanned_out and api.busy() == 0 else 0
+        quiet = quiet + 1 if fanned_out and api.still_working() == 0 else 0
         # Quiet on two looks a second apart (a crashed batch counts as in flight until it returns);
         # some not final after five: only a redrive can move them.
         if (not pending and quiet >= 2) or quiet >= 5:
@@ -281,16 +294,23 @@ class ChaosConfig:
     permanent: float = 0.01
     crashes: float = 0.02
     duplicates: float = 0.05
+    copies: float = 0.05  # messages handled together with concurrent copies of themselves
+    copies_in_batch: int = 2
+    copies_in_parallel_batch: int = 2
     latency_ms: int = 0
     rate: float = 20.0  # notifications per second, at most
     max_busy: int = 150  # messages visible or in flight on the priority queues before sending pauses
     settle_timeout: float = 300.0
     redrive_with_faults: bool = True
+    atomic_dynamodb: bool = True  # False: moto's DynamoDB as it comes, to see the ledger catch its race
 
     def plan(self) -> FaultPlan:
         return FaultPlan(
             seed=self.seed,
             duplicate_rate=self.duplicates,
+            concurrent_copy_rate=self.copies,
+            copies_in_batch=self.copies_in_batch,
+            copies_in_parallel_batch=self.copies_in_parallel_batch,
             default=ChannelFaults(
                 transient_rate=self.transient,
                 permanent_rate=self.permanent,
@@ -314,6 +334,7 @@ class ChaosResult:
     seconds: dict[str, float] = field(default_factory=dict)
     max_busy_seen: int = 0
     throttled: int = 0
+    lock_waits: dict[str, Any] = field(default_factory=dict)  # DynamoDB requests' waits for their turn
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -323,6 +344,7 @@ class ChaosResult:
             "devices": self.devices,
             "faults": self.config.plan().model_dump(mode="json"),
             "redrive_with_faults": self.config.redrive_with_faults,
+            "atomic_dynamodb": self.config.atomic_dynamodb,
             "injected": self.injected,
             "settled": self.settled.final,
             "not_final_before_redrive": self.settled.not_final,
@@ -331,6 +353,7 @@ class ChaosResult:
             "redrive": self.redrive,
             "max_priority_queue_messages": self.max_busy_seen,
             "api_throttled": self.throttled,
+            "dynamodb_lock_waits": self.lock_waits,
             "seconds": {**self.seconds, "settle": self.settled.seconds, "settle_after_redrive": self.resettled.seconds},
             "ledger": self.ledger.as_dict(),
             "pass": self.ledger.holds,
@@ -345,7 +368,14 @@ def run(config: ChaosConfig) -> ChaosResult:
     plans = notifications_for(devices, config.deliveries, rng)
     seconds: dict[str, float] = {}
     logging.getLogger("herald_local").setLevel(logging.ERROR)  # each crashed batch would log a warning
-    options = StackOptions(api_port=0, api_key=API_KEY, parameters=FAST, faults=config.plan(), log_level="CRITICAL")
+    options = StackOptions(
+        api_port=0,
+        api_key=API_KEY,
+        parameters=FAST,
+        faults=config.plan(),
+        log_level="CRITICAL",
+        atomic_dynamodb=config.atomic_dynamodb,
+    )
     started = time.monotonic()
     with LocalStack(options) as stack:
         assert stack.endpoint is not None and stack.faults is not None
@@ -364,7 +394,7 @@ def run(config: ChaosConfig) -> ChaosResult:
         mark = time.monotonic()
         max_busy = 0
         for index, plan in enumerate(plans):
-            plan.notification_id = api.send(plan)
+            plan.notification_id = with_api_errors(stack, lambda plan=plan: api.send(plan))
             if index % 10 == 9:
                 busy = api.busy()
                 max_busy = max(max_busy, busy)
@@ -429,7 +459,17 @@ def run(config: ChaosConfig) -> ChaosResult:
             seconds={name: round(value, 2) for name, value in seconds.items()},
             max_busy_seen=max_busy,
             throttled=api.throttled,
+            lock_waits=lock_waits(stack),
         )
+
+
+def with_api_errors(stack: LocalStack, call: Any) -> Any:
+    """The call's answer; if the API answered an error, the error says what the API function raised."""
+    try:
+        return call()
+    except ChaosError as error:
+        raised = [i.error for i in list(stack.functions["ApiFunction"].invocations) if i.error][-3:]
+        raise ChaosError(f"{error}; the API function's last errors: {raised or 'none'}") from None
 
 
 def outcomes_of(plans: list[NotificationPlan], statuses: dict[str, dict[str, Any]]) -> list[DeliveryOutcome]:
@@ -455,25 +495,48 @@ def outcomes_of(plans: list[NotificationPlan], statuses: dict[str, dict[str, Any
     return outcomes
 
 
+def lock_waits(stack: LocalStack) -> dict[str, Any]:
+    application = stack.emulator.application if stack.emulator else None
+    if application is None:
+        return {}
+    waits = application.waits
+    mean = waits.seconds / waits.requests if waits.requests else 0.0
+    return {"requests": waits.requests, "mean_s": round(mean, 4), "longest_s": round(waits.longest, 3)}
+
+
 def print_report(result: ChaosResult) -> None:
     config, injected = result.config, result.injected
     print(
         f"Chaos run: {result.ledger.accepted} deliveries ({result.notifications} notifications, "
         f"{result.users} users, {result.devices} devices); faults per provider call: transient "
         f"{config.transient:.0%}, permanent {config.permanent:.0%}, crash after send {config.crashes:.0%}; "
-        f"duplicated messages {config.duplicates:.0%}; seed {config.seed}."
+        f"duplicated messages {config.duplicates:.0%}; messages with concurrent copies {config.copies:.0%} "
+        f"({config.copies_in_batch} in the same batch, {config.copies_in_parallel_batch} in a parallel batch); "
+        f"seed {config.seed}{'' if config.atomic_dynamodb else '; DynamoDB NOT atomic (moto as it comes)'}."
     )
     kinds = ("provider_calls", "transient", "permanent", "crashes")
     print("injected   " + "  ".join(f"{kind:>14}" for kind in kinds))
     for channel, counts in injected["channels"].items():
         print(f"{channel:<10} " + "  ".join(f"{counts[kind]:>14}" for kind in kinds))
     print(f"duplicated queue messages: {sum(injected['duplicates'].values())}")
+    copies = injected.get("concurrent_copies", {}).values()
+    print(
+        f"messages handled with concurrent copies: {sum(c['messages'] for c in copies)} "
+        f"({sum(c['in_batch'] for c in copies)} copies in the same batch, "
+        f"{sum(c['in_parallel_batch'] for c in copies)} in a parallel batch)"
+    )
     print(
         f"not final when the queues went quiet: {result.settled.not_final} notifications; "
         f"redrive moved {result.redrive['moved'].get('total_moved')} "
         f"(faults {'on' if config.redrive_with_faults else 'off'}); "
         f"not final after it: {result.resettled.not_final}"
     )
+    if result.lock_waits:
+        waits = result.lock_waits
+        print(
+            f"DynamoDB requests, one at a time: {waits['requests']}; waited for their turn "
+            f"{waits['mean_s'] * 1000:.1f} ms on average, {waits['longest_s']:.2f} s at most"
+        )
     rows = result.ledger.rows()
     width = max(len(label) for label, _ in rows)
     print("LEDGER")
@@ -494,12 +557,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--permanent", type=float, default=defaults.permanent, help="rate per call (not in_app)")
     parser.add_argument("--crashes", type=float, default=defaults.crashes, help="crash-after-send rate per call")
     parser.add_argument("--duplicates", type=float, default=defaults.duplicates, help="duplicated queue messages")
+    parser.add_argument(
+        "--copies", type=float, default=defaults.copies, help="messages handled with concurrent copies of themselves"
+    )
+    parser.add_argument("--copies-in-batch", type=int, default=defaults.copies_in_batch, help="copies per message")
+    parser.add_argument(
+        "--copies-in-parallel-batch", type=int, default=defaults.copies_in_parallel_batch, help="copies per message"
+    )
     parser.add_argument("--latency-ms", type=int, default=defaults.latency_ms, help="added before each call")
     parser.add_argument("--rate", type=float, default=defaults.rate, help="notifications per second, at most")
     parser.add_argument("--max-busy", type=int, default=defaults.max_busy, help="queue messages before pausing")
     parser.add_argument("--settle-timeout", type=float, default=defaults.settle_timeout, help="seconds, per wait")
     parser.add_argument(
         "--redrive-without-faults", action="store_true", help="turn faults off before redriving the DLQs"
+    )
+    parser.add_argument(
+        "--racy-dynamodb",
+        action="store_true",
+        help="serve DynamoDB as moto does, requests side by side (its conditional writes are not atomic): "
+        "shows what the ledger catches without the local stack's fix",
     )
     args = parser.parse_args(argv)
     config = ChaosConfig(
@@ -510,11 +586,15 @@ def main(argv: list[str] | None = None) -> int:
         permanent=args.permanent,
         crashes=args.crashes,
         duplicates=args.duplicates,
+        copies=args.copies,
+        copies_in_batch=args.copies_in_batch,
+        copies_in_parallel_batch=args.copies_in_parallel_batch,
         latency_ms=args.latency_ms,
         rate=args.rate,
         max_busy=args.max_busy,
         settle_timeout=args.settle_timeout,
         redrive_with_faults=not args.redrive_without_faults,
+        atomic_dynamodb=not args.racy_dynamodb,
     )
     try:
         result = run(config)

@@ -21,10 +21,12 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -171,9 +173,13 @@ def stack_start_seconds() -> float:
     """Spawning `python -m herald_local` to the first 200 from GET /queues; stopped with SIGINT."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
+    state = tempfile.mkdtemp(prefix="herald-bench-state-")  # an empty state each start, never the developer's
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "herald_local", "--port", "0", "--api-key", "bench", "--log-level", "WARNING"],
+        [
+            *(sys.executable, "-m", "herald_local", "--port", "0", "--api-key", "bench", "--log-level", "WARNING"),
+            *("--state-dir", state),
+        ],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -214,6 +220,7 @@ def stack_start_seconds() -> float:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def run(scale: Scale, python: str | None = None) -> Report:

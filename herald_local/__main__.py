@@ -1,4 +1,4 @@
-"""`python -m herald_local`: runs Herald on this machine until Ctrl-C."""
+"""`python -m herald_local`: runs Herald on this machine until Ctrl-C; its AWS state is kept across restarts."""
 
 from __future__ import annotations
 
@@ -12,8 +12,32 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from herald_local.emulator import PortInUse
 from herald_local.faults import FaultPlan
+from herald_local.provision import StackChanged
 from herald_local.stack import LocalStack, StackOptions
+from herald_local.state import StateError
+from herald_local.template import REPO
+
+STATE_DIR = REPO / ".herald-local" / "state"
+EXAMPLE_PORTS = {"--port": 8080, "--aws-port": 4567}
+
+
+def _shown(path: Path) -> str:
+    """A path as a developer reads it: relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _port_taken(error: PortInUse) -> str:
+    example = EXAMPLE_PORTS.get(error.option, 8080)
+    return (
+        f"herald_local: port {error.port} ({error.what}) is already in use on 127.0.0.1; "
+        f'pick another with {error.option}, e.g. make run ARGS="{error.option} {example}" '
+        f"(or {error.option} 0 for any free port)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PLAN.json",
         help="inject faults as this FaultPlan says (herald_local/faults.py, docs/local-stack.md); off by default",
     )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=STATE_DIR,
+        metavar="DIR",
+        help="where the emulated AWS state (queues, tables, topic, what providers received) is kept across "
+        "restarts (default: .herald-local/state at the repository's root)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="discard the kept state and start empty")
     args = parser.parse_args(argv)
     parameters = dict(item.split("=", 1) for item in args.parameter_overrides)
     faults = None
@@ -53,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parameters,
             log_level=args.log_level,
             faults=faults,
+            state_dir=args.state_dir,
+            fresh=args.fresh,
         )
     )
     try:
@@ -60,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted while starting; stopped.", flush=True)
         return 130
+    except PortInUse as error:
+        print(_port_taken(error), file=sys.stderr, flush=True)
+        return 2
+    except (StateError, StackChanged) as error:
+        print(f"herald_local: {error}", file=sys.stderr, flush=True)
+        return 2
     stopping = threading.Event()
     # Ctrl-C and SIGTERM stop it, also when started from a script that ignores SIGINT (a shell's
     # background job inherits SIGINT ignored, and Python then keeps ignoring it).
@@ -75,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {service + ':':13} {endpoint}", flush=True)
     if stack.emulated and len(set(stack.endpoints.values())) == 1:
         print(f"  Sent items:   {stack.endpoint}/moto-api/data.json", flush=True)
+    if stack.emulated:
+        kept = f"kept in {_shown(args.state_dir)}"
+        if stack.restored:
+            print(f"  State:        {kept}, restored from {stack.restored.saved_at} (--fresh starts empty)", flush=True)
+        else:
+            print(f"  State:        {kept}, started empty", flush=True)
     if faults:
         print(f"  Faults:       ON, from {args.faults} (seed {faults.seed})", flush=True)
     print("Ctrl-C stops it.", flush=True)

@@ -3,7 +3,9 @@
 Off unless a FaultPlan is given (`StackOptions.faults`, `python -m herald_local --faults plan.json`).
 It lives in herald_local only: the template and the functions' code never see it. It works from
 outside, the way the real failures reach Herald: it wraps each deliver function's channel senders
-(through the local stack's dependency hook) and the local event source mapping's receive.
+(through the local stack's dependency hook), the local event source mapping's receive (a copy sent
+again, arriving later) and its invocations (copies handled at the same moment as the original: in
+the same batch, and in another batch running alongside).
 
 Every decision is a pure function of the plan's seed and what it is about (the delivery and how
 many times the injector saw it; the message and its receive count), so a plan gives the same
@@ -13,12 +15,13 @@ deliveries.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -87,6 +90,18 @@ class FaultPlan(BaseModel):
     default: ChannelFaults = ChannelFaults()
     channels: dict[Channel, ChannelFaults] = {}
     duplicate_rate: Rate = 0.0  # fraction of received queue messages sent again to their queue
+    # Fraction of received messages handled together with copies of themselves, all at once:
+    # `copies_in_batch` more records in the same batch, `copies_in_parallel_batch` in another batch
+    # invoked at the same moment (FunctionWithCopies).
+    concurrent_copy_rate: Rate = 0.0
+    copies_in_batch: int = Field(default=2, ge=0, le=9)
+    copies_in_parallel_batch: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _copies_when_asked(self) -> FaultPlan:
+        if self.concurrent_copy_rate > 0 and self.copies_in_batch + self.copies_in_parallel_batch == 0:
+            raise ValueError("concurrent_copy_rate needs copies_in_batch or copies_in_parallel_batch above 0")
+        return self
 
     @model_validator(mode="after")
     def _in_app_never_fails_for_good(self) -> FaultPlan:
@@ -111,9 +126,18 @@ class ChannelCounts(BaseModel):
     added_latency_ms: float = 0.0
 
 
+class CopyCounts(BaseModel):
+    """Concurrent copies handed to one queue's function."""
+
+    messages: int = 0  # messages that got copies
+    in_batch: int = 0  # copies in the same batch as their original
+    in_parallel_batch: int = 0  # copies in a batch invoked alongside
+
+
 class FaultCounts(BaseModel):
     channels: dict[Channel, ChannelCounts]
     duplicates: dict[str, int]  # per queue URL: copies sent
+    concurrent_copies: dict[str, CopyCounts] = {}  # per queue URL
 
     @property
     def provider_calls(self) -> int:
@@ -140,6 +164,7 @@ class FaultInjector:
         self._seen: dict[tuple[str, ...], int] = {}
         self._channels = {channel: ChannelCounts() for channel in Channel}
         self._duplicates: dict[str, int] = {}
+        self._copies: dict[str, CopyCounts] = {}
 
     # ---------------------------------------------------------------- providers
     def wrap(self, channel: Channel, sender: ChannelSender) -> ChannelSender:
@@ -200,11 +225,32 @@ class FaultInjector:
         with self._lock:
             self._duplicates[queue_url] = self._duplicates.get(queue_url, 0) + 1
 
+    def should_copy(self, queue_url: str, record: Mapping[str, Any]) -> bool:
+        """Whether this receive of a record is handled together with concurrent copies of itself."""
+        if self.plan.concurrent_copy_rate <= 0:
+            return False
+        receive_count = record.get("attributes", {}).get("ApproximateReceiveCount", "1")
+        return draw(self.plan.seed, "copies", queue_url, record["messageId"], receive_count) < (
+            self.plan.concurrent_copy_rate
+        )
+
+    def with_concurrent_copies(self, function: Invocable, queue_url: str) -> FunctionWithCopies:
+        """`function`, as the event source mapping of `queue_url` invokes it, with the plan's concurrent copies."""
+        return FunctionWithCopies(self, function, queue_url)
+
+    def copied(self, queue_url: str, in_batch: int, in_parallel_batch: int) -> None:
+        with self._lock:
+            counts = self._copies.setdefault(queue_url, CopyCounts())
+            counts.messages += 1
+            counts.in_batch += in_batch
+            counts.in_parallel_batch += in_parallel_batch
+
     def counts(self) -> FaultCounts:
         with self._lock:
             return FaultCounts(
                 channels={channel: counts.model_copy() for channel, counts in self._channels.items()},
                 duplicates=dict(self._duplicates),
+                concurrent_copies={url: counts.model_copy() for url, counts in self._copies.items()},
             )
 
 
@@ -218,6 +264,87 @@ class FaultySender:
 
     def send(self, job: DeliveryJob) -> str:
         return self._injector.send(self._channel, self.wrapped, job)
+
+
+class Invocable(Protocol):
+    """What the event source mapping invokes: a local function (herald_local/functions.py)."""
+
+    name: str
+
+    def invoke(self, event: dict[str, Any]) -> Any: ...
+
+
+class FunctionWithCopies:
+    """A queue's function, some of whose records are handled together with copies of themselves.
+
+    A copy is the record again under another message id (`<id>-copy<n>`), same body, attributes and
+    receipt handle: what SQS does when it hands one message to two consumers at once, or when a
+    message was sent twice (an SNS retry). `copies_in_batch` copies join the original's batch, so
+    the function handles them side by side; `copies_in_parallel_batch` form a batch of their own,
+    invoked at the same instant on another thread, as a second Lambda would. Only the original's
+    outcome decides what the mapping deletes: a copy's failure is dropped from the batch response
+    (the original is still in the queue if it matters), and a parallel batch's outcome is ignored.
+    """
+
+    def __init__(self, injector: FaultInjector, function: Invocable, queue_url: str):
+        self._injector = injector
+        self._function = function
+        self._queue_url = queue_url
+        self.name = function.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._function, name)  # spec, journal...: the function's own
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        plan = self._injector.plan
+        records: list[dict[str, Any]] = list(event.get("Records", []))
+        chosen = [record for record in records if self._injector.should_copy(self._queue_url, record)]
+        if not chosen:
+            return self._function.invoke(event)
+        chosen_ids = {record["messageId"] for record in chosen}
+        batch: list[dict[str, Any]] = []
+        for record in records:  # each copy right behind its original: they start side by side
+            batch.append(record)
+            if record["messageId"] in chosen_ids:
+                batch.extend(_copy(record, n) for n in range(plan.copies_in_batch))
+        parallel = [
+            _copy(record, plan.copies_in_batch + n) for record in chosen for n in range(plan.copies_in_parallel_batch)
+        ]
+        for _ in chosen:
+            self._injector.copied(self._queue_url, plan.copies_in_batch, plan.copies_in_parallel_batch)
+        together = threading.Barrier(2 if parallel else 1)
+        other = threading.Thread(target=self._invoke_copies, args=(parallel, together), daemon=True)
+        if parallel:
+            other.start()
+        try:
+            _meet(together)
+            result = self._function.invoke({**event, "Records": batch})
+        finally:
+            if parallel:
+                other.join()
+        copies = {record["messageId"] for record in batch} - {record["messageId"] for record in records}
+        if isinstance(result, dict) and "batchItemFailures" in result:
+            failures = [f for f in result["batchItemFailures"] if _failed_id(f) not in copies]
+            result = {**result, "batchItemFailures": failures}
+        return result
+
+    def _invoke_copies(self, records: list[dict[str, Any]], together: threading.Barrier) -> None:
+        _meet(together)
+        with contextlib.suppress(Exception):  # a copy's batch that fails or crashes: the original carries on
+            self._function.invoke({"Records": records})
+
+
+def _copy(record: dict[str, Any], n: int) -> dict[str, Any]:
+    return {**record, "messageId": f"{record['messageId']}-copy{n}"}
+
+
+def _failed_id(failure: Any) -> Any:
+    return failure.get("itemIdentifier") if isinstance(failure, dict) else None
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):  # the other side is late: go on alone, never hang
+        barrier.wait(timeout=5)
 
 
 def _client_error(channel: Channel, code: str, http_status: int, message: str) -> ClientError:

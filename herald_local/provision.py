@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,15 +62,18 @@ def provision(
             "Resources": resources,
             "Outputs": {key: value for key, value in body["Outputs"].items() if key[:-3] in resources},
         }
+        stack_parameters = {k: v for k, v in values.items() if k in declared}
         try:
             deployer.create_stack(
                 StackName=stack_name,
                 TemplateBody=json.dumps(part),
-                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items() if k in declared],
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in stack_parameters.items()],
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "AlreadyExistsException":
                 raise
+            # A restart on kept state: the stack is there, and must be the one this template makes.
+            _check_unchanged(deployer, stack_name, part, stack_parameters)
     outputs: dict[str, str] = {}
     for deployer, _ in parts.values():
         outputs.update(_wait(deployer, stack_name, timeout))
@@ -101,6 +105,60 @@ def provision(
     _ensure_subscriptions(body["Resources"], resolver, sns)
     _ensure_configuration_sets(template.resources, resolver, ses)
     return Stack(stack_name, values, resolver)
+
+
+class StackChanged(Exception):
+    """The stack kept from an earlier run was made from another template or other parameters."""
+
+
+def _check_unchanged(cloudformation: Any, stack_name: str, part: dict[str, Any], parameters: dict[str, str]) -> None:
+    """Raises StackChanged if the existing stack's resources, or the parameters they use, differ from these.
+
+    An emulator that answers in another shape (a template it rewrote) is given the benefit of the doubt.
+    """
+    try:
+        body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
+        existing = json.loads(body) if isinstance(body, str) else body
+        described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0].get("Parameters", [])
+    except (ClientError, ValueError, KeyError, IndexError):
+        return
+    if not isinstance(existing, dict) or "Resources" not in existing:
+        return
+    changed = sorted(
+        name
+        for name in existing["Resources"].keys() | part["Resources"].keys()
+        if existing["Resources"].get(name) != part["Resources"].get(name)
+    )
+    used = _parameters_used(part["Resources"])
+    before = {p["ParameterKey"]: p.get("ParameterValue") for p in described}
+    changed += sorted(f"parameter {k}" for k in used if k in before and before[k] != parameters.get(k))
+    if changed:
+        raise StackChanged(
+            f"the kept stack {stack_name} was made from another template.yaml or other parameters "
+            f"({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''} differ): start with --fresh to discard it"
+        )
+
+
+def _parameters_used(node: Any) -> set[str]:
+    """Names a part of the template refers to (Ref, Fn::Sub): the parameters among them matter to it."""
+    if isinstance(node, dict):
+        found = set()
+        if isinstance(node.get("Ref"), str):
+            found.add(node["Ref"])
+        sub = node.get("Fn::Sub")
+        if isinstance(sub, str):
+            found |= set(_SUB_NAME.findall(sub))
+        elif isinstance(sub, list) and sub and isinstance(sub[0], str):
+            found |= set(_SUB_NAME.findall(sub[0]))
+        for value in node.values():
+            found |= _parameters_used(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_parameters_used(value) for value in node)) if node else set()
+    return set()
+
+
+_SUB_NAME = re.compile(r"\$\{([^}!.]+)\}")
 
 
 def _wait(cloudformation: Any, stack_name: str, timeout: float) -> dict[str, str]:

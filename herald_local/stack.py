@@ -6,17 +6,21 @@ import dataclasses
 import logging
 import os
 import secrets
+import socket
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from herald_local.api_gateway import ApiGateway
+from herald_local.emulator import MotoServer, PortInUse, port_in_use
 from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of, unserved, variable
 from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import DependencyHook, LocalFunction
 from herald_local.mailbox_simulator import MailboxSimulator, event_destinations
 from herald_local.provision import Stack, provision
+from herald_local.state import Restored, Snapshotter, StateFolder
 from herald_local.template import HeraldTemplate
 
 log = logging.getLogger("herald_local")
@@ -39,6 +43,14 @@ class StackOptions:
     max_concurrency: int = 4  # batches in flight per mapping, at most, on one laptop
     log_level: str = "INFO"
     stack_name: str = "herald-local"
+    # Where moto's state is kept across restarts (herald_local/state.py); None: in memory only, gone
+    # when the stack stops (what tests want). `python -m herald_local` keeps it in .herald-local/state.
+    state_dir: Path | None = None
+    fresh: bool = False  # discard the state kept in state_dir and start empty
+    snapshot_seconds: float = 1.0  # how often the state is saved while it changes
+    # DynamoDB requests to moto one at a time, so a conditional write is atomic as on AWS
+    # (herald_local/emulator.py). Off only to measure what that costs, or to show the race.
+    atomic_dynamodb: bool = True
 
 
 def emulator_parameters(template: HeraldTemplate, overrides: dict[str, str], client: Any) -> dict[str, str]:
@@ -46,15 +58,24 @@ def emulator_parameters(template: HeraldTemplate, overrides: dict[str, str], cli
     the verified SES sender and the SNS platform applications for APNs and FCM."""
     values = {**template.parameter_defaults(), **overrides}
     client("ses").verify_email_identity(EmailAddress=values["SenderEmail"])
+    sns = client("sns")
+    # A restarted stack finds its applications in the state it kept: their endpoints hang on them.
+    existing = {
+        application["PlatformApplicationArn"].rsplit("/", 1)[-1]: application["PlatformApplicationArn"]
+        for page in sns.get_paginator("list_platform_applications").paginate()
+        for application in page["PlatformApplications"]
+    }
     made = {}
     for parameter, platform in (("ApnsPlatformApplicationArn", "APNS"), ("FcmPlatformApplicationArn", "GCM")):
         if not values.get(parameter):
-            response = client("sns").create_platform_application(
-                Name=f"herald-local-{platform.lower()}",
-                Platform=platform,
-                Attributes={"PlatformCredential": "local-credential", "PlatformPrincipal": "local-principal"},
-            )
-            made[parameter] = response["PlatformApplicationArn"]
+            name = f"herald-local-{platform.lower()}"
+            if name not in existing:
+                existing[name] = sns.create_platform_application(
+                    Name=name,
+                    Platform=platform,
+                    Attributes={"PlatformCredential": "local-credential", "PlatformPrincipal": "local-principal"},
+                )["PlatformApplicationArn"]
+            made[parameter] = existing[name]
     return made
 
 
@@ -66,14 +87,28 @@ def function_environments(template: HeraldTemplate, stack: Stack) -> dict[str, d
     }
 
 
-def _provisioning_client() -> Any:
-    """CloudFormation for the stack's creation: moto creates every resource inside the CreateStack request,
-    which on a loaded machine outlasts the functions' 10 s read timeout; one attempt, waited for."""
+def _provisioning_client(service: str, endpoint: str | None = None) -> Any:
+    """A client that makes resources: one attempt, and patience. CreateStack or Subscribe retried by the
+    SDK after a slow answer (a busy machine) would make everything twice."""
     import boto3
     from botocore.config import Config
 
-    config = Config(read_timeout=300, connect_timeout=10, retries={"mode": "standard", "total_max_attempts": 1})
-    return boto3.session.Session().client("cloudformation", config=config)
+    config = Config(connect_timeout=10, read_timeout=300, retries={"mode": "standard", "total_max_attempts": 1})
+    return boto3.session.Session().client(service, endpoint_url=endpoint, config=config)
+
+
+def _ensure_free(port: int, option: str, what: str) -> None:
+    """Raises PortInUse if `port` cannot be bound on 127.0.0.1 (0, any free port, always can)."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no obstacle
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            if port_in_use(error):
+                raise PortInUse(port, option, what) from None
+            raise
 
 
 def _quiet_emulator() -> None:
@@ -95,13 +130,23 @@ class LocalStack:
         self.api_key = ""
         self.faults = FaultInjector(self.options.faults) if self.options.faults else None
         self.mailboxes: MailboxSimulator | None = None  # SES's mailbox simulator and event publishing
-        self._moto: Any = None
+        self._moto: MotoServer | None = None
+        self._state: StateFolder | None = None
+        self.restored: Restored | None = None  # the snapshot this stack started from, if any
+        self.snapshotter: Snapshotter | None = None
+        self._started_pollers: list[QueuePoller] = []
+        self._serving = False
         self._saved_environment: dict[str, str | None] = {}
 
     @property
     def api_url(self) -> str:
         assert self.gateway is not None, "start() the stack first"
         return self.gateway.url
+
+    @property
+    def emulator(self) -> MotoServer | None:
+        """The moto server this stack started, if any."""
+        return self._moto
 
     @property
     def emulated(self) -> bool:
@@ -121,18 +166,22 @@ class LocalStack:
         for name, value in DEFAULT_ENVIRONMENT.items():
             if not os.environ.get(name):
                 self._set_environment(name, value)
+        # A taken port is found before the emulator and the template take their seconds.
+        _ensure_free(self.options.api_port, "--port", "the API")
         missing = unserved()
         if missing:
-            from moto.server import ThreadedMotoServer
-
-            # Never the default 0.0.0.0: nothing of Herald's listens beyond this machine.
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
+            _ensure_free(self.options.aws_port, "--aws-port", "the AWS endpoint")
+            if self.options.state_dir is not None:
+                self._state = StateFolder(self.options.state_dir)
+                self._state.open(fresh=self.options.fresh)
+                self.restored = self._state.restore()  # before the server answers anything
+            # On 127.0.0.1 only: nothing of Herald's listens beyond this machine.
+            self._moto = MotoServer(self.options.aws_port, atomic_dynamodb=self.options.atomic_dynamodb)
             self._moto.start()
-            host, port = self._moto.get_host_and_port()
             # moto serves every service no variable points at (all of them, by default)
             names = ["AWS_ENDPOINT_URL"] if len(missing) == len(SERVICES) else [variable(s) for s in missing]
             for name in names:
-                self._set_environment(name, f"http://{host}:{port}")
+                self._set_environment(name, self._moto.url)
         self.endpoints = {service: endpoint_of(service) for service in SERVICES}
         self.endpoint = self.endpoints["sqs"]
         from herald.adapters.clients import client
@@ -141,15 +190,17 @@ class LocalStack:
         template = HeraldTemplate.load()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
-        cloudformation = _provisioning_client()
+        cloudformation = _provisioning_client("cloudformation")
         self.stack = provision(
             template,
             parameters,
             cloudformation,
-            client("sns"),
+            _provisioning_client("sns"),
             region,
             self.options.stack_name,
-            cloudformation_for=cloudformation_serving(cloudformation),
+            cloudformation_for=cloudformation_serving(
+                cloudformation, lambda endpoint: _provisioning_client("cloudformation", endpoint)
+            ),
             ses=client("ses"),
         )
         sns = client("sns")
@@ -160,30 +211,46 @@ class LocalStack:
         self._build_functions(template)
         for source in template.event_sources:
             concurrency = min(source.maximum_concurrency or 5, self.options.max_concurrency)
+            queue_url = self.stack.ref(source.queue)
+            function: Any = self.functions[source.function]
+            if self.faults is not None:  # copies only where its plan asks for them
+                function = self.faults.with_concurrent_copies(function, queue_url)
             poller = QueuePoller(
                 client("sqs"),
                 source,
-                self.stack.ref(source.queue),
+                queue_url,
                 self.stack.arn(source.queue),
-                self.functions[source.function],
+                function,
                 concurrency,
                 on_error=log.warning,
                 faults=self.faults,
             )
             self.pollers.append(poller)
         api = template.apis[0]
-        self.api_key = self.options.api_key or os.environ.get("HERALD_API_KEY") or secrets.token_urlsafe(24)
-        self.gateway = ApiGateway(
-            [(route, self.functions[route.function]) for route in api.routes],
-            api_key=self.api_key,
-            stage=str(self.stack.resolver(api.stage)),
-            rate_limit=api.rate_limit,
-            burst_limit=api.burst_limit,
-            port=self.options.api_port,
+        saved_key = self._state.api_key() if self._state else None
+        self.api_key = (
+            self.options.api_key or os.environ.get("HERALD_API_KEY") or saved_key or secrets.token_urlsafe(24)
         )
+        try:
+            self.gateway = ApiGateway(
+                [(route, self.functions[route.function]) for route in api.routes],
+                api_key=self.api_key,
+                stage=str(self.stack.resolver(api.stage)),
+                rate_limit=api.rate_limit,
+                burst_limit=api.burst_limit,
+                port=self.options.api_port,
+            )
+        except OSError as error:
+            if port_in_use(error):
+                raise PortInUse(self.options.api_port, "--port", "the API") from None
+            raise
         for poller in self.pollers:
             poller.start()
+            self._started_pollers.append(poller)
         self.gateway.start()
+        self._serving = True
+        if self._state is not None and self._moto is not None:
+            self.snapshotter = Snapshotter(self._moto, self._state, self.options.snapshot_seconds).start()
 
     def _build_functions(self, template: HeraldTemplate) -> None:
         assert self.stack is not None
@@ -209,13 +276,24 @@ class LocalStack:
         )
 
     def stop(self) -> None:
-        if self.gateway:
+        """Stops serving, lets the batches in flight finish, saves the state (if kept), stops the emulator."""
+        if self.gateway is not None and self._serving:
             self.gateway.stop()
-        for poller in self.pollers:
+            self._serving = False
+        for poller in self._started_pollers:
             poller.stop()
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+        self._started_pollers.clear()
+        try:
+            if self.snapshotter is not None:
+                self.snapshotter.stop()  # the last snapshot: nothing runs any more
+                self.snapshotter = None
+        finally:
+            if self._moto is not None:
+                self._moto.stop()
+                self._moto = None
+            if self._state is not None:
+                self._state.close()
+                self._state = None
         for name, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from typing import Any
 
@@ -266,3 +267,107 @@ def test_the_command_refuses_a_bad_plan_naming_the_field(tmp_path: Any, capsys: 
         herald_local_main(["--faults", str(plan)])
     assert exited.value.code == 2
     assert "default.transient" in capsys.readouterr().err
+
+
+class RacingFunction:
+    """A queue's function that records every batch it gets, and waits (bounded) until `meet` batches
+    are inside at once: it returns only if they really overlap."""
+
+    name = "DeliverHighFunction"
+
+    def __init__(self, meet: int = 1, fail: set[str] | None = None, crash_on: str | None = None):
+        self.batches: list[list[str]] = []
+        self.together = threading.Barrier(meet)
+        self.overlapped = True
+        self.fail = fail or set()
+        self.crash_on = crash_on
+        self.journal = "the function's own"
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        ids = [record["messageId"] for record in event["Records"]]
+        self.batches.append(ids)
+        try:
+            self.together.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            self.overlapped = False
+        if self.crash_on and self.crash_on in ids:
+            raise RuntimeError("process exited")
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": i} for i in ids if i.split("-copy")[0] in self.fail or i in self.fail
+            ]
+        }
+
+
+def records(*ids: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": i,
+                "receiptHandle": f"rh-{i}",
+                "body": f"job {i}",
+                "attributes": {"ApproximateReceiveCount": "1"},
+            }
+            for i in ids
+        ]
+    }
+
+
+def test_a_message_chosen_for_copies_is_handled_with_them_in_its_batch_and_in_a_parallel_batch_at_once() -> None:
+    # Given a plan where every message gets 2 copies in its batch and 2 in a parallel batch
+    injector = FaultInjector(FaultPlan(concurrent_copy_rate=1.0, copies_in_batch=2, copies_in_parallel_batch=2))
+    function = RacingFunction(meet=2)
+
+    # When the event source mapping invokes the function with a batch of one message
+    result = injector.with_concurrent_copies(function, "q").invoke(records("m1"))
+
+    # Then the function ran two batches at the same moment: the original with its in-batch copies
+    # right behind it (same body and receipt handle), and the other copies
+    assert function.overlapped
+    assert sorted(function.batches) == [["m1", "m1-copy0", "m1-copy1"], ["m1-copy2", "m1-copy3"]]
+    assert result == {"batchItemFailures": []}
+    assert injector.counts().concurrent_copies["q"].model_dump() == {
+        "messages": 1,
+        "in_batch": 2,
+        "in_parallel_batch": 2,
+    }
+
+
+def test_only_the_originals_outcome_reaches_the_event_source_mapping() -> None:
+    # Given copies of m1 that fail (found it claimed, say) while m1 itself succeeds, and m2 that fails
+    injector = FaultInjector(FaultPlan(concurrent_copy_rate=1.0, copies_in_batch=1, copies_in_parallel_batch=1))
+    function = RacingFunction(meet=2, fail={"m1-copy0", "m1-copy1", "m2"})
+    wrapped = injector.with_concurrent_copies(function, "q")
+
+    # When both are handled with their copies
+    result = wrapped.invoke(records("m1", "m2"))
+
+    # Then the mapping hears of m2's failure only: copies never reach it, and m1 is deleted
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert wrapped.journal == "the function's own"  # anything else is the function's
+
+
+def test_a_parallel_batch_of_copies_that_crashes_leaves_the_original_to_carry_on() -> None:
+    # Given copies whose parallel batch crashes
+    injector = FaultInjector(FaultPlan(concurrent_copy_rate=1.0, copies_in_batch=0, copies_in_parallel_batch=1))
+    function = RacingFunction(meet=2, crash_on="m1-copy0")
+
+    # When the original is handled, Then its own outcome stands
+    assert injector.with_concurrent_copies(function, "q").invoke(records("m1")) == {"batchItemFailures": []}
+
+
+def test_copies_follow_their_rate_per_message_and_receive() -> None:
+    # Given a 5% rate, Then about 5% of 20,000 messages get copies, always the same ones for the same receive
+    injector = FaultInjector(FaultPlan(seed=3, concurrent_copy_rate=0.05))
+    batch = records(*(f"m-{n}" for n in range(20_000)))["Records"]
+    chosen = [r["messageId"] for r in batch if injector.should_copy("q", r)]
+    assert len(chosen) / 20_000 == pytest.approx(0.05, abs=0.01)
+    assert [r["messageId"] for r in batch if injector.should_copy("q", r)] == chosen
+    # and without a rate, a batch goes through as it came
+    function = RacingFunction()
+    assert FaultInjector(FaultPlan()).with_concurrent_copies(function, "q").invoke(records("m1")) == {
+        "batchItemFailures": []
+    }
+    assert function.batches == [["m1"]]
+    with pytest.raises(ValidationError, match="copies_in_batch"):
+        FaultPlan(concurrent_copy_rate=0.1, copies_in_batch=0, copies_in_parallel_batch=0)

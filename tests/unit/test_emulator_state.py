@@ -1,0 +1,419 @@
+"""The local stack's emulator front (one DynamoDB request at a time, a gate for snapshots) and its kept state."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from herald_local.emulator import EmulatorApplication, RequestGate, TurnLock
+from herald_local.provision import StackChanged, _check_unchanged, _parameters_used
+from herald_local.state import SNAPSHOT, StateError, StateFolder, pickled
+
+
+class CountingApp:
+    """A WSGI app that counts how many requests it serves at once, per X-Amz-Target prefix."""
+
+    def __init__(self, hold: float = 0.05, body: bytes = b"{}"):
+        self.hold = hold
+        self.body = body
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        kind = environ.get("HTTP_X_AMZ_TARGET", "").split(".")[0]
+        with self.lock:
+            self.now[kind] = self.now.get(kind, 0) + 1
+            self.most[kind] = max(self.most.get(kind, 0), self.now[kind])
+        time.sleep(self.hold)
+        with self.lock:
+            self.now[kind] -= 1
+        start_response("200 OK", [])
+        return [self.body]
+
+
+def request(target: str, method: str = "POST") -> dict[str, Any]:
+    return {"HTTP_X_AMZ_TARGET": target, "REQUEST_METHOD": method}
+
+
+def serve_at_once(application: EmulatorApplication, environs: list[dict[str, Any]]) -> None:
+    threads = [threading.Thread(target=application, args=(environ, lambda *_: None)) for environ in environs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+
+def test_dynamodb_requests_pass_one_at_a_time_while_sqs_requests_overlap() -> None:
+    # Given the emulator's front around an app that counts requests in progress
+    app = CountingApp()
+    application = EmulatorApplication(app)
+
+    # When eight DynamoDB and eight SQS requests arrive at once
+    serve_at_once(
+        application,
+        [request("DynamoDB_20120810.UpdateItem")] * 8 + [request("AmazonSQS.SendMessage")] * 8,
+    )
+
+    # Then DynamoDB saw one at a time; SQS several side by side
+    assert app.most["DynamoDB_20120810"] == 1
+    assert app.most["AmazonSQS"] > 1
+
+
+def test_without_the_lock_dynamodb_requests_overlap_as_moto_serves_them() -> None:
+    # Given the front with atomic DynamoDB turned off (how the race was shown)
+    app = CountingApp()
+    application = EmulatorApplication(app, atomic_dynamodb=False)
+
+    # When eight DynamoDB requests arrive at once
+    serve_at_once(application, [request("DynamoDB_20120810.UpdateItem")] * 8)
+
+    # Then they overlap
+    assert app.most["DynamoDB_20120810"] > 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "body", "changes"),
+    [
+        (request("DynamoDB_20120810.UpdateItem"), b"{}", 1),
+        (request("DynamoDB_20120810.Query"), b"{}", 0),
+        (request("DynamoDB_20120810.GetItem"), b"{}", 0),
+        (request("AmazonSQS.GetQueueAttributes"), b"{}", 0),
+        (request("AmazonSQS.ReceiveMessage"), b"{}", 0),
+        (request("AmazonSQS.ReceiveMessage"), b'{"Messages": [{"ReceiptHandle": "r"}]}', 1),
+        (request("AmazonSQS.DeleteMessageBatch"), b"{}", 1),
+        (request("", "POST"), b"<PublishResponse/>", 1),  # SNS, SES, CloudFormation: their action is in the form
+        (request("", "GET"), b"{}", 0),  # /moto-api/data.json
+    ],
+)
+def test_a_snapshot_is_due_only_after_a_request_that_may_have_changed_something(
+    environ: dict[str, Any], body: bytes, changes: int
+) -> None:
+    # Given the front around an app answering `body`
+    application = EmulatorApplication(CountingApp(hold=0, body=body))
+
+    # When it serves the request
+    answer = application(environ, lambda *_: None)
+
+    # Then the answer is the app's, and it counted a change only for a request that may have made one
+    assert answer == [body]
+    assert application.changes == changes
+
+
+def test_a_closed_gate_waits_for_the_request_in_progress_and_holds_new_ones_back() -> None:
+    # Given a request in progress
+    gate = RequestGate()
+    order: list[str] = []
+    in_progress, release = threading.Event(), threading.Event()
+
+    def slow_request() -> None:
+        with gate.passing():
+            in_progress.set()
+            release.wait(5)
+            order.append("first request done")
+
+    def late_request() -> None:
+        with gate.passing():
+            order.append("late request")
+
+    first = threading.Thread(target=slow_request)
+    first.start()
+    in_progress.wait(5)
+
+    # When a snapshot closes the gate, and another request arrives while it is closed
+    def snapshot() -> None:
+        with gate.closed(timeout=5) as quiet:
+            order.append(f"snapshot (quiet: {quiet})")
+            late = threading.Thread(target=late_request)
+            late.start()
+            time.sleep(0.1)
+            order.append("snapshot done")
+        late.join(5)
+
+    closer = threading.Thread(target=snapshot)
+    closer.start()
+    time.sleep(0.1)
+    release.set()
+    for thread in (first, closer):
+        thread.join(5)
+
+    # Then the snapshot came after the first request, and the late one only after the snapshot
+    assert order == ["first request done", "snapshot (quiet: True)", "snapshot done", "late request"]
+
+
+def test_a_gate_that_cannot_get_quiet_in_time_says_so_and_opens_again() -> None:
+    # Given a request that outlasts the snapshot's patience (a long poll, say)
+    gate = RequestGate()
+    entered, release = threading.Event(), threading.Event()
+
+    def long_poll() -> None:
+        with gate.passing():
+            entered.set()
+            release.wait(5)
+
+    poll = threading.Thread(target=long_poll)
+    poll.start()
+    entered.wait(5)
+
+    # When a snapshot tries to close the gate for 0.1 s
+    with gate.closed(timeout=0.1) as quiet:
+        pass
+
+    # Then it was not quiet, and requests pass again right after
+    assert quiet is False
+    with gate.passing():
+        pass
+    release.set()
+    poll.join(5)
+
+
+class Queue:
+    """Like moto's SQS queue: state with a Condition and locks beside it."""
+
+    def __init__(self) -> None:
+        self.messages = ["one", "two"]
+        self.condition = threading.Condition()
+        self.lock = threading.Lock()
+        self.rlock = threading.RLock()
+
+
+def test_moto_state_with_locks_pickles_and_comes_back_with_fresh_released_locks() -> None:
+    # Given an object holding its data, a Condition and locks, one of them held
+    queue = Queue()
+    queue.lock.acquire()
+
+    # When it is pickled as the state keeper pickles moto's backends, and loaded again
+    loaded = pickle.loads(pickled({"queue": queue}))["queue"]
+
+    # Then its data is back, with new locks, all released
+    assert loaded.messages == ["one", "two"]
+    assert loaded.lock.acquire(blocking=False)
+    assert loaded.rlock.acquire(blocking=False)
+    with loaded.condition:
+        loaded.condition.notify_all()
+
+
+def test_a_reference_to_motos_registry_of_backends_stays_the_live_registry() -> None:
+    # Given an object that refers to moto's registry of SQS backends, and to one account's
+    from moto.backends import get_backend
+
+    registry = get_backend("sqs")
+    holder = {"all": registry, "account": registry["123456789012"]}
+
+    # When it is pickled and loaded again, Then it refers to the same live objects, not copies
+    loaded = pickle.loads(pickled(holder))
+    assert loaded["all"] is registry
+    assert loaded["account"] is registry["123456789012"]
+
+
+def test_a_state_folder_is_held_by_one_stack_at_a_time(tmp_path: Path) -> None:
+    # Given a stack holding its state folder
+    first = StateFolder(tmp_path / "state")
+    first.open()
+    try:
+        # When another tries to open the same folder
+        with pytest.raises(StateError) as refused:
+            StateFolder(tmp_path / "state").open()
+
+        # Then it is refused, naming the holder and the way out
+        assert str(os.getpid()) in str(refused.value)
+        assert "--state-dir" in str(refused.value)
+    finally:
+        first.close()
+    # and once the first let go, it opens
+    second = StateFolder(tmp_path / "state")
+    second.open()
+    second.close()
+
+
+def test_fresh_discards_the_snapshot_and_the_api_key_is_kept(tmp_path: Path) -> None:
+    # Given a folder with a snapshot and an API key
+    folder = StateFolder(tmp_path / "state")
+    folder.open()
+    folder.save(pickle.dumps({}))
+    key = folder.api_key()
+    folder.close()
+    assert (tmp_path / "state" / SNAPSHOT).exists()
+
+    # When it is opened again with fresh
+    again = StateFolder(tmp_path / "state")
+    again.open(fresh=True)
+
+    # Then the snapshot is gone, nothing is restored, and the key is the same
+    assert not (tmp_path / "state" / SNAPSHOT).exists()
+    assert again.restore() is None
+    assert again.api_key() == key
+    again.close()
+
+
+def test_a_snapshot_from_another_moto_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    # Given a snapshot saved by another version of moto
+    folder = StateFolder(tmp_path / "state")
+    folder.open()
+    header = {"format": 1, "moto": "0.0.1", "saved_at": "then"}
+    (tmp_path / "state" / SNAPSHOT).write_bytes(json.dumps(header).encode() + b"\n" + pickle.dumps({}))
+
+    # When it is restored, Then it is refused in one line that says --fresh
+    with pytest.raises(StateError, match=r"moto 0\.0\.1.*--fresh"):
+        folder.restore()
+    folder.close()
+
+
+def test_a_save_replaces_the_snapshot_whole(tmp_path: Path) -> None:
+    # Given a folder with a snapshot
+    folder = StateFolder(tmp_path / "state")
+    folder.open()
+    folder.save(b"first")
+
+    # When another is saved
+    folder.save(b"second")
+
+    # Then the file holds the second, after its header, and no partial file is left behind
+    raw = (tmp_path / "state" / SNAPSHOT).read_bytes()
+    assert raw.split(b"\n", 1)[1] == b"second"
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["lock", SNAPSHOT]
+    folder.close()
+
+
+class KeptStack:
+    """CloudFormation as a restarted stack finds it: a template and parameters from the last run."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, str]):
+        self.template = template
+        self.parameters = parameters
+
+    def get_template(self, StackName: str) -> dict[str, Any]:
+        return {"TemplateBody": json.dumps(self.template)}
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:
+        parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()]
+        return {"Stacks": [{"Parameters": parameters}]}
+
+
+QUEUE = {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": {"Ref": "Visibility"}}}
+
+
+def test_a_kept_stack_made_from_the_same_template_and_parameters_is_used_as_it_is() -> None:
+    part = {"Resources": {"Queue": QUEUE}}
+    _check_unchanged(KeptStack(part, {"Visibility": "30", "Other": "1"}), "s", part, {"Visibility": "30", "Other": "2"})
+
+
+def test_a_kept_stack_from_another_template_or_parameter_is_refused_naming_what_differs() -> None:
+    # Given a stack kept from a run whose template had no table, and another visibility
+    kept = KeptStack({"Resources": {"Queue": QUEUE}}, {"Visibility": "30"})
+    now = {"Resources": {"Queue": QUEUE, "Table": {"Type": "AWS::DynamoDB::Table"}}}
+
+    # When this run finds it, Then it is refused, naming the table and the parameter, and --fresh
+    with pytest.raises(StackChanged, match=r"Table, parameter Visibility differ\): start with --fresh"):
+        _check_unchanged(kept, "s", now, {"Visibility": "60"})
+
+
+def test_an_emulator_that_cannot_show_its_template_gets_the_benefit_of_the_doubt() -> None:
+    class Silent:
+        def get_template(self, StackName: str) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "no"}}, "GetTemplate")
+
+    _check_unchanged(Silent(), "s", {"Resources": {"Queue": QUEUE}}, {})
+
+
+def test_the_parameters_a_resource_uses_are_its_refs_and_subs() -> None:
+    resources = {
+        "A": {"Properties": {"X": {"Ref": "One"}, "Y": {"Fn::Sub": "${Two}-${Resource.Arn}"}}},
+        "B": {"Properties": {"Z": [{"Fn::Sub": ["${Three}", {}]}]}},
+    }
+    assert _parameters_used(resources) >= {"One", "Two", "Three"}
+
+
+class QueueFillingLater:
+    """An SQS ReceiveMessage endpoint whose queue gets a message after `after` seconds."""
+
+    def __init__(self, after: float):
+        self.ready_at = time.monotonic() + after
+        self.waits: list[Any] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        self.waits.append(body["WaitTimeSeconds"])
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0")])
+        if time.monotonic() >= self.ready_at:
+            return [b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Body": "b"}]}']
+        return [b"{}"]
+
+
+def receive(wait: int) -> dict[str, Any]:
+    body = json.dumps({"QueueUrl": "q", "WaitTimeSeconds": wait}).encode()
+    return {
+        **request("AmazonSQS.ReceiveMessage"),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+
+
+def test_a_long_poll_is_served_as_short_polls_so_a_snapshot_never_waits_for_it() -> None:
+    # Given a queue that gets a message in 0.5 s, and a long poll of up to 5 s on it
+    app = QueueFillingLater(after=0.5)
+    application = EmulatorApplication(app)
+    answers: list[list[bytes]] = []
+    statuses: list[str] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(application(receive(5), lambda status, *_: statuses.append(status)))
+    )
+    started = time.monotonic()
+    poll.start()
+    time.sleep(0.15)
+
+    # When a snapshot closes the gate while the long poll waits
+    with application.gate.closed(timeout=0.05) as quiet:
+        pass
+    poll.join(10)
+
+    # Then the gate got quiet at once, and the poll still returned the message as soon as it came,
+    # having asked the emulator only for short polls
+    assert quiet is True
+    assert b'"ReceiptHandle"' in answers[0][0]
+    assert statuses == ["200 OK"]
+    assert 0.5 <= time.monotonic() - started < 2
+    assert set(app.waits) == {0} and len(app.waits) > 1
+    assert application.changes == 1  # only the receive that got the message
+
+
+def test_a_long_poll_on_an_empty_queue_ends_when_its_wait_is_over() -> None:
+    app = QueueFillingLater(after=60)
+    started = time.monotonic()
+    application = EmulatorApplication(app)
+    answer = application(receive(1), lambda *_: None)
+    assert answer == [b"{}"]
+    assert 1 <= time.monotonic() - started < 2
+    assert set(app.waits) == {0}
+    assert application.changes == 0
+
+
+def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
+    # Given the lock held, and five requests queueing for it one after another
+    lock = TurnLock()
+    served: list[int] = []
+    lock.__enter__()
+    waiters = []
+    for n in range(5):
+        waiter = threading.Thread(target=lambda n=n: (lock.__enter__(), served.append(n), lock.__exit__()))
+        waiter.start()
+        waiters.append(waiter)
+        time.sleep(0.05)  # each is waiting before the next comes
+
+    # When the holder lets go, Then they get it one at a time, first come first served
+    lock.__exit__()
+    for waiter in waiters:
+        waiter.join(5)
+    assert served == [0, 1, 2, 3, 4]
+    # and it is free again
+    lock.__enter__()
+    lock.__exit__()
