@@ -4,8 +4,9 @@ A notification to R recipients with D devices each makes n = R x D deliveries. P
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
   fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
-            UpdateItem (the fan-out's claim; then "fanned out", which also records the planned
-            deliveries, so no delivery needs an item of its own before it is claimed)
+            UpdateItem (the fan-out page's claim; then "done", which also records the planned
+            deliveries, so no delivery needs an item of its own before it is claimed; a planned list
+            over 1 KB goes to a PutItem of its own, one more call not counted in the floor)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
   mapping   what Lambda's event source mapping does on each queue: ReceiveMessage and
             DeleteMessageBatch, each carrying up to min(batch size, 10) messages; amortised over
@@ -31,7 +32,7 @@ API_INTAKE_SEND = "api: intake SendMessage"
 API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
-FANOUT_STATUS = "fanout: status UpdateItem (claim, fanned out)"
+FANOUT_STATUS = "fanout: status writes (page claim, page done)"
 FANOUT_STATUS_WRITES = 2
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
@@ -106,6 +107,8 @@ PROVIDER_CALLS = {("sns", "Publish"), ("ses", "SendEmail"), ("ses", "SendRawEmai
 def line_of(origin: str, function: str, service: str, operation: str, role: str) -> str:
     """Which line of the floor a counted call belongs to; OTHER when it has none (a retry's
     ChangeMessageVisibility, a read the floor does not need...)."""
+    if role.endswith("IntakeQueue"):  # each priority has its own lane: HighIntakeQueue, ...
+        role = "IntakeQueue"
     if origin == "poller" and service == "sqs":
         queue = "intake" if role == "IntakeQueue" else "priority"
         if operation == "ReceiveMessage":
@@ -122,6 +125,7 @@ def line_of(origin: str, function: str, service: str, operation: str, role: str)
         ("fanout", "dynamodb", "Query", "DevicesTable"): FANOUT_DEVICE_QUERY,
         ("fanout", "sns", "PublishBatch", "NotificationsTopic"): FANOUT_PUBLISH,
         ("fanout", "dynamodb", "UpdateItem", "StatusTable"): FANOUT_STATUS,
+        ("fanout", "dynamodb", "PutItem", "StatusTable"): FANOUT_STATUS,
     }
     if call in lines:
         return lines[call]

@@ -69,7 +69,7 @@ class Measurement:
 
 def batching_of(bench: BenchStack, priority: str) -> Batching:
     sizes = {source.queue: source.batch_size for source in bench.event_sources()}
-    return Batching(intake=sizes["IntakeQueue"], priority=sizes[QUEUE[priority]])
+    return Batching(intake=sizes[f"{priority.capitalize()}IntakeQueue"], priority=sizes[QUEUE[priority]])
 
 
 def tally_lines(bench: BenchStack, tally: Tally, measurement: Measurement) -> None:
@@ -101,7 +101,10 @@ def measure(bench: BenchStack, devices: int, notifications: int, priority: str =
         bench.send([user], priority)
     deliveries = notifications * shape.deliveries
     bench.wait_until(
-        lambda: bench.deleted("IntakeQueue") >= notifications and bench.deleted(QUEUE[priority]) >= deliveries,
+        lambda: (
+            bench.deleted(f"{priority.capitalize()}IntakeQueue") >= notifications
+            and bench.deleted(QUEUE[priority]) >= deliveries
+        ),
         timeout=120 + deliveries / 5,
         what=f"{deliveries} deliveries to users with {devices} devices",
     )

@@ -95,7 +95,7 @@ def test_every_route_requires_the_api_key_and_the_usage_plan_throttles(template:
 
 def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: HeraldTemplate) -> None:
     tables = {k: r["Properties"] for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable"}
+    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable", "SubscribersTable"}
     assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
     for name in ("StatusTable", "InboxTable", "IdempotencyTable"):
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -143,12 +143,19 @@ def test_only_the_api_function_touches_idempotency_keys_and_only_as_it_needs(tem
 
 def test_the_api_function_may_read_queue_depths_and_peek_at_dead_letters_only(template: HeraldTemplate) -> None:
     # Given the API function's role, When its SQS statements are read
-    dlqs = ["IntakeDeadLetterQueue", "HighDeadLetterQueue", "NormalDeadLetterQueue", "LowDeadLetterQueue"]
+    dlqs = [
+        "HighIntakeDeadLetterQueue",
+        "NormalIntakeDeadLetterQueue",
+        "LowIntakeDeadLetterQueue",
+        "HighDeadLetterQueue",
+        "NormalDeadLetterQueue",
+        "LowDeadLetterQueue",
+    ]
     receive = [
         s for s in statements_on(template, "ApiFunctionRole", "DeadLetterQueue") if "sqs:ReceiveMessage" in s["Action"]
     ]
 
-    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the four DLQs alone,
+    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the six DLQs alone,
     # and never with DeleteMessage
     [statement] = receive
     assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(dlqs)
