@@ -171,3 +171,40 @@ def test_low_priority_makes_fewer_provider_calls_at_once_than_high(template: Her
 
     # Then a newsletter flood runs fewer sends at once than password resets do
     assert sends["low"] < sends["normal"] <= sends["high"]
+
+
+LANES = {"high": "High", "normal": "Normal", "low": "Low"}
+
+
+def test_each_priority_has_its_own_intake_queue_dlq_mapping_and_fan_out_function(template: HeraldTemplate) -> None:
+    # Given the template's event source mappings and functions
+    api = template.functions["ApiFunction"].environment
+    for priority, name in LANES.items():
+        function = f"Fanout{name}Function"
+        [source] = [s for s in template.event_sources if s.function == function]
+        environment = template.functions[function].environment
+
+        # Then the API queues a notification of this priority on this lane's intake queue, which only this
+        # lane's fan-out function reads; its continuations and dead letters stay on the lane
+        assert api[f"{priority.upper()}_INTAKE_QUEUE_URL"] == {"Ref": f"{name}IntakeQueue"}
+        assert source.queue == f"{name}IntakeQueue"
+        assert environment["PRIORITY"] == priority
+        assert environment["QUEUE_URL"] == {"Ref": f"{name}IntakeQueue"}
+        assert environment["DLQ_URL"] == {"Ref": f"{name}IntakeDeadLetterQueue"}
+        dlq = properties(template, f"{name}IntakeQueue")["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert dlq == f"{name}IntakeDeadLetterQueue"
+        # And its concurrency is a template parameter
+        assert source.maximum_concurrency == {"Ref": f"{name}FanoutMaximumConcurrency"}
+    # And no queue is read by two mappings
+    queues = [source.queue for source in template.event_sources]
+    assert len(queues) == len(set(queues))
+
+
+def test_fan_out_concurrency_defaults_favour_high_priority(template: HeraldTemplate) -> None:
+    # Given each lane's fan-out MaximumConcurrency at the parameters' defaults
+    concurrency = {
+        priority: int(template.default_of({"Ref": f"{name}FanoutMaximumConcurrency"})) for priority, name in LANES.items()
+    }
+
+    # Then high gets the most and low the least; each is one a mapping accepts (2-1000)
+    assert concurrency["high"] > concurrency["normal"] > concurrency["low"] >= 2
