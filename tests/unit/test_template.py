@@ -203,7 +203,8 @@ def test_each_priority_has_its_own_intake_queue_dlq_mapping_and_fan_out_function
 def test_fan_out_concurrency_defaults_favour_high_priority(template: HeraldTemplate) -> None:
     # Given each lane's fan-out MaximumConcurrency at the parameters' defaults
     concurrency = {
-        priority: int(template.default_of({"Ref": f"{name}FanoutMaximumConcurrency"})) for priority, name in LANES.items()
+        priority: int(template.default_of({"Ref": f"{name}FanoutMaximumConcurrency"}))
+        for priority, name in LANES.items()
     }
 
     # Then high gets the most and low the least; each is one a mapping accepts (2-1000)
