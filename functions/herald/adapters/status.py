@@ -10,6 +10,9 @@ Items of a notification (partition key `notification_id`), by sort key:
 - `delivery#<user>#<device>`: one per delivery, written by its claim and its outcome only.
 - `tally#<page>#<invocation>`: for a notification of more than one page, what one deliver
   invocation changed in that page's delivery statuses (herald.logic.tallies).
+
+A broadcast's deliveries and tallies live in one partition per chain of pages, `<notification>#<chain>`
+(partition_of), so that its status writes spread over SUBSCRIBER_SHARDS partition keys.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herald.models.domain import DeliveryJob, DeliveryState, Notification, PagePosition, now
+from herald.models.domain import ROOT_PAGE, DeliveryJob, DeliveryState, Notification, PagePosition, now
 from herald.models.status import Claim, PageClaim, PageOutcome, Transition
 
 SUMMARY_SK = "notification"
@@ -196,7 +199,7 @@ class DynamoStatusStore:
             update += ", tally_by = :inv, tally_until = :until, tally_from = if_not_exists(#status, :none)"
             values.update({":inv": {"S": invocation}, ":none": {"S": NO_STATUS}})
         old, granted = self._conditional_update(
-            key=_key(job.notification_id, DELIVERY_PREFIX + job.delivery_id),
+            key=_key(partition_of(job.notification_id, job.page), DELIVERY_PREFIX + job.delivery_id),
             update=update + " ADD attempts :one, round_attempts :one",
             condition=CLAIMABLE,
             values=values,
@@ -254,7 +257,7 @@ class DynamoStatusStore:
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
-                Key=_key(job.notification_id, DELIVERY_PREFIX + job.delivery_id),
+                Key=_key(partition_of(job.notification_id, job.page), DELIVERY_PREFIX + job.delivery_id),
                 UpdateExpression=expression,
                 ConditionExpression="claim_owner = :o",
                 ExpressionAttributeNames={"#status": "status"},
@@ -271,7 +274,7 @@ class DynamoStatusStore:
     def tally_exists(self, notification_id: str, page: str, invocation: str) -> bool:
         response = self._dynamodb.get_item(
             TableName=self._table,
-            Key=_key(notification_id, tally_key(page, invocation)),
+            Key=_key(partition_of(notification_id, page), tally_key(page, invocation)),
             ProjectionExpression="sk",
             ConsistentRead=True,
         )
@@ -286,7 +289,7 @@ class DynamoStatusStore:
         recovered: Mapping[str, Mapping[str, int]],
     ) -> None:
         item: dict[str, Any] = {
-            **_key(notification_id, tally_key(page, invocation)),
+            **_key(partition_of(notification_id, page), tally_key(page, invocation)),
             "counts": {"M": {state: {"N": str(n)} for state, n in counts.items() if n}},
             "expires_at": {"N": str(self.expires_at())},
         }
@@ -340,6 +343,14 @@ def claimable_values(at: datetime) -> dict[str, Any]:
 def request_of(notification: Notification) -> str:
     """What the status shows of the request: its priority, audience and channels."""
     return notification.model_dump_json(include={"priority", "recipients", "topic", "channels"}, exclude_none=True)
+
+
+def partition_of(notification_id: str, page: str | None) -> str:
+    """Where a delivery (and a tally) of this page lives. A broadcast's are spread over its chains'
+    partitions ("<notification>#<chain>"), so its million status writes are not all on one partition
+    key (DynamoDB serves about 1,000 writes a second per partition); a notification of one page keeps
+    everything in its own. Ids never hold '#': no notification id is ever one of these."""
+    return f"{notification_id}#{page.split('.')[0]}" if page is not None and page != ROOT_PAGE else notification_id
 
 
 def tally_key(page: str, invocation: str) -> str:

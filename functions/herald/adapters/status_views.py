@@ -28,6 +28,7 @@ from herald.adapters.status import (
     PLANNED_PREFIX,
     SUMMARY_SK,
     TALLY_PREFIX,
+    partition_of,
 )
 from herald.models.domain import ROOT_PAGE, Channel, DeliveryState
 from herald.models.status import (
@@ -61,7 +62,7 @@ class DynamoStatusReader:
         done = [page for page in pages.values() if "done_at" in page]
         planned = sum(_int(page.get("planned_count")) for page in done)
         if any(page.get("paged") is True for page in done):
-            counts = self._tally_counts(notification_id, planned)
+            counts = self._tally_counts(notification_id, planned, pages)
             listing = self.deliveries(notification_id, LISTED_DELIVERIES, None) or DeliveryPage(deliveries=[])
         else:
             records = self._records(notification_id, pages)
@@ -115,7 +116,7 @@ class DynamoStatusReader:
         """Up to `limit` deliveries in the order fan-out planned them, from `cursor` on. Stops at a page
         still being fanned out (its cursor resumes there); None if the notification has no page at all."""
         start_page, offset = _decode(cursor) if cursor else ("", 0)
-        found: list[tuple[str, datetime | None]] = []  # planned entries and their page's done time
+        found: list[tuple[str, datetime | None, str]] = []  # planned entries, their page's done time and partition
         next_cursor = None
         any_page = False
         for key, page in self._pages_from(notification_id, start_page):
@@ -128,7 +129,8 @@ class DynamoStatusReader:
             entries = self._planned(notification_id, key, page)
             skip = offset if key == start_page else 0
             room = limit - len(found)
-            found += [(entry, page.get("done_at")) for entry in entries[skip : skip + room]]
+            partition = partition_of(notification_id, key) if page.get("paged") is True else notification_id
+            found += [(entry, page.get("done_at"), partition) for entry in entries[skip : skip + room]]
             if skip + room < len(entries):
                 next_cursor = _cursor(key, skip + room)
                 break
@@ -137,7 +139,7 @@ class DynamoStatusReader:
                 break
         if not any_page and not cursor and not self._accepted(notification_id):
             return None
-        return DeliveryPage(deliveries=self._with_status(notification_id, found), next_cursor=next_cursor)
+        return DeliveryPage(deliveries=self._with_status(found), next_cursor=next_cursor)
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -167,16 +169,21 @@ class DynamoStatusReader:
                     records.append(record)
         return records + list(claimed.values())
 
-    def _tally_counts(self, notification_id: str, planned: int) -> dict[str, int]:
-        return tally_counts(self._query(notification_id, "begins_with(sk, :a)", TALLY_PREFIX), planned)
+    def _tally_counts(self, notification_id: str, planned: int, pages: dict[str, dict[str, Any]]) -> dict[str, int]:
+        """The tallies of every chain's partition (one Query per chain), summed."""
+        partitions = sorted({partition_of(notification_id, key) for key in pages if key != ROOT_PAGE})
+        tallies = [
+            tally for partition in partitions for tally in self._query(partition, "begins_with(sk, :a)", TALLY_PREFIX)
+        ]
+        return tally_counts(tallies, planned)
 
-    def _with_status(self, notification_id: str, found: list[tuple[str, datetime | None]]) -> list[DeliveryRecord]:
-        ids = list(dict.fromkeys(_delivery_id(entry) for entry, _ in found))
+    def _with_status(self, found: list[tuple[str, datetime | None, str]]) -> list[DeliveryRecord]:
+        where = list(dict.fromkeys((partition, _delivery_id(entry)) for entry, _, partition in found))
         items: dict[str, DeliveryRecord] = {}
-        for start in range(0, len(ids), BATCH_GET_KEYS):
+        for start in range(0, len(where), BATCH_GET_KEYS):
             keys = [
-                {"notification_id": {"S": notification_id}, "sk": {"S": DELIVERY_PREFIX + delivery_id}}
-                for delivery_id in ids[start : start + BATCH_GET_KEYS]
+                {"notification_id": {"S": partition}, "sk": {"S": DELIVERY_PREFIX + delivery_id}}
+                for partition, delivery_id in where[start : start + BATCH_GET_KEYS]
             ]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             while request:
@@ -187,7 +194,7 @@ class DynamoStatusReader:
                         items[f"{record.user_id}#{record.device_id}"] = record
                 request = response.get("UnprocessedKeys") or {}
         records = []
-        for entry, done_at in found:
+        for entry, done_at, _ in found:
             record = items.get(_delivery_id(entry)) or _queued(entry, done_at)
             if record is not None:
                 records.append(record)
