@@ -136,10 +136,11 @@ class DynamoStatusStore:
             sets.append("next = :next")
             values[":next"] = {"S": outcome.next.model_dump_json()}
         if notification.page is None or notification.page.index == 0:
-            # A chain's first page also keeps the request: a notification queued without the API
-            # (an operator's message) has no accepted record, and its status is still readable.
+            # A chain's first page also keeps what the status shows of the request (not the recipients,
+            # which the accepted record holds, to keep this write small): a notification queued without
+            # the API (an operator's message) has no accepted record, and its status is still readable.
             sets += ["request = :r", "accepted_at = :a"]
-            values[":r"] = {"S": request_of(notification)}
+            values[":r"] = {"S": request_of(notification, recipients=False)}
             values[":a"] = {"S": notification.accepted_at.isoformat()}
         # Every attribute by placeholder: several of these names (request, next) are DynamoDB reserved words.
         names = {f"#{assignment.split(' = ')[0]}": assignment.split(" = ")[0] for assignment in sets}
@@ -340,9 +341,10 @@ def claimable_values(at: datetime) -> dict[str, Any]:
     }
 
 
-def request_of(notification: Notification) -> str:
+def request_of(notification: Notification, recipients: bool = True) -> str:
     """What the status shows of the request: its priority, audience and channels."""
-    return notification.model_dump_json(include={"priority", "recipients", "topic", "channels"}, exclude_none=True)
+    fields = {"priority", "topic", "channels"} | ({"recipients"} if recipients else set())
+    return notification.model_dump_json(include=fields, exclude_none=True)
 
 
 def partition_of(notification_id: str, page: str | None) -> str:
