@@ -150,3 +150,17 @@ def test_the_deliveries_of_a_notification_are_listed_a_page_at_a_time(api_depend
     # And an unknown notification is a 404
     missing = request(api_dependencies, lambda_context, "GET", path, {"notification_id": "nobody"})
     assert missing[0] == 404
+
+
+def test_the_openapi_document_describes_topics_broadcasts_and_the_deliveries_route():
+    # Given the document GET /openapi.json serves
+    document = json.loads(api.app.openapi_document())
+
+    # Then it has the topic routes and the deliveries route, with their paging parameters...
+    assert {"put", "delete"} <= set(document["paths"]["/topics/{topic}/subscribers/{user_id}"])
+    for path in ("/topics/{topic}/subscribers", "/notifications/{notification_id}/deliveries"):
+        parameters = {p["name"] for p in document["paths"][path]["get"]["parameters"] if p["in"] == "query"}
+        assert parameters == {"limit", "cursor"}, path
+    # ...and a notification request takes a topic or recipients
+    request = document["components"]["schemas"]["NotificationRequest"]["properties"]
+    assert {"topic", "recipients"} <= set(request)
