@@ -24,8 +24,8 @@ from herald.models.domain import Notification, now
 from herald.observability import logger
 from herald.settings import FanoutSettings
 
-# A page starts only while this share of the invocation's time is left unspent: a page is bounded
-# (PageLimits), so no invocation runs past about half its timeout. Later records come back at once.
+# A page starts only within this share of the invocation's time: a page is bounded (PageLimits), so no
+# invocation runs past about half its timeout. Later records are queued again as new messages.
 START_PAGES_WITHIN = 0.4
 
 
@@ -82,7 +82,10 @@ def lambda_handler(
 
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
         if now() > last_start:
-            return Retry("left for a fresh invocation: this one has spent its share of time", delay=0)
+            # Left for a fresh invocation, as a new message: reported failed, the record would count a
+            # receive each time, and a page left over five times would end in the DLQ unread.
+            d.continuations.send(notification)
+            return Done()
         owner = f"{context.aws_request_id}/{record.message_id}"
         result = fan_out(
             notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, owner, deadline, d.limits

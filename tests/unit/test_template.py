@@ -209,3 +209,13 @@ def test_fan_out_concurrency_defaults_favour_high_priority(template: HeraldTempl
 
     # Then high gets the most and low the least; each is one a mapping accepts (2-1000)
     assert concurrency["high"] > concurrency["normal"] > concurrency["low"] >= 2
+
+
+def test_a_fan_out_function_may_queue_pages_and_dead_letters_on_its_own_lane_only(template: HeraldTemplate) -> None:
+    for name in LANES.values():
+        role = f"Fanout{name}FunctionRole"
+        # Then it may send to its own intake queue (the next page) and its DLQ, and to no other lane's
+        assert statements_on(template, role, f"{name}IntakeQueue")
+        assert statements_on(template, role, f"{name}IntakeDeadLetterQueue")
+        for other in set(LANES.values()) - {name}:
+            assert statements_on(template, role, f"{other}IntakeQueue") == [], (role, other)
