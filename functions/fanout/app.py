@@ -24,9 +24,9 @@ from herald.models.domain import Notification, now
 from herald.observability import logger
 from herald.settings import FanoutSettings
 
-# A page starts only within this share of the invocation's time: a page is bounded (PageLimits), so no
-# invocation runs past about half its timeout. Later records are queued again as new messages.
-START_PAGES_WITHIN = 0.4
+# A page starts only within this share of the invocation's time: a page is bounded (PageLimits; about a
+# second on AWS), so no invocation runs past half its timeout. Later records are queued again as new messages.
+START_PAGES_WITHIN = 0.25
 
 
 @dataclass(frozen=True)

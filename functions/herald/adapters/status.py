@@ -12,7 +12,7 @@ Items of a notification (partition key `notification_id`), by sort key:
   invocation changed in that page's delivery statuses (herald.logic.tallies).
 
 A broadcast's deliveries and tallies live in one partition per chain of pages, `<notification>#<chain>`
-(partition_of), so that its status writes spread over SUBSCRIBER_SHARDS partition keys.
+(partition_of; chain 0 in the notification's own), so its status writes spread over 16 partition keys.
 """
 
 from __future__ import annotations
@@ -350,9 +350,13 @@ def request_of(notification: Notification, recipients: bool = True) -> str:
 def partition_of(notification_id: str, page: str | None) -> str:
     """Where a delivery (and a tally) of this page lives. A broadcast's are spread over its chains'
     partitions ("<notification>#<chain>"), so its million status writes are not all on one partition
-    key (DynamoDB serves about 1,000 writes a second per partition); a notification of one page keeps
-    everything in its own. Ids never hold '#': no notification id is ever one of these."""
-    return f"{notification_id}#{page.split('.')[0]}" if page is not None and page != ROOT_PAGE else notification_id
+    key (DynamoDB serves about 1,000 writes a second per partition). Chain 0 (a recipients list's only
+    chain) stays in the notification's own partition, whether or not the page was paged: a page retried
+    after a crash that reads a slightly different audience may decide otherwise, and a delivery's claim
+    must be the same item however its job was published. Ids never hold '#': no notification id is one
+    of these."""
+    chain = page.split(".")[0] if page is not None and page != ROOT_PAGE else None
+    return f"{notification_id}#{chain}" if chain is not None and chain != "00" else notification_id
 
 
 def tally_key(page: str, invocation: str) -> str:
