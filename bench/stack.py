@@ -267,10 +267,15 @@ class BenchStack:
         """Every delivery of these notifications, read from the status store (not counted)."""
         sent = []
         for notification_id in notification_ids:
-            record = self.api.status.get(notification_id)
-            if record is None:
+            record = self.api.reader.get(notification_id)
+            if record is None or record.accepted_at is None:
                 raise BenchError(f"no status for {notification_id}")
-            for delivery in record.deliveries:
+            deliveries, cursor = list(record.deliveries), record.next_cursor
+            while cursor is not None:  # the status shows the first 100; the rest page by page
+                page = self.api.reader.deliveries(notification_id, 100, cursor)
+                deliveries += page.deliveries
+                cursor = page.next_cursor
+            for delivery in deliveries:
                 sent.append(Sent(notification_id, delivery.status.value, record.accepted_at, delivery.sent_at))
         return sent
 
