@@ -66,7 +66,7 @@ $(LAMBDA_VENV)/.installed: functions/requirements.txt
 		$$(grep '^boto3==' requirements-dev.txt)
 	touch $@
 
-## bench: run the six benchmarks at full scale (about 10 min), write bench/results.jsonl and refresh
+## bench: run the seven benchmarks at full scale (about 25 min), write bench/results.jsonl and refresh
 ## the figures in docs/performance.md.
 bench: setup $(if $(PYTHON_LAMBDA),$(LAMBDA_VENV)/.installed)
 	$(BIN)/python -m bench --scale full --out bench/results.jsonl --docs docs/performance.md

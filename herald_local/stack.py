@@ -210,7 +210,9 @@ class LocalStack:
         )
         self._build_functions(template)
         for source in template.event_sources:
-            concurrency = min(source.maximum_concurrency or 5, self.options.max_concurrency)
+            # MaximumConcurrency may be a parameter (the fan-out lanes'): resolved like any property
+            maximum = int(self.stack.resolver(source.maximum_concurrency)) if source.maximum_concurrency else 5
+            concurrency = min(maximum, self.options.max_concurrency)
             queue_url = self.stack.ref(source.queue)
             function: Any = self.functions[source.function]
             if self.faults is not None:  # copies only where its plan asks for them

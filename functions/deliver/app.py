@@ -21,6 +21,7 @@ from herald.adapters.status import DynamoStatusStore
 from herald.logic.delivery import Outcome, RetryPolicy, deliver
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.tallies import TallySheet
 from herald.models.domain import Channel, DeliveryJob, now
 from herald.observability import logger
 from herald.settings import DeliverSettings
@@ -80,6 +81,7 @@ def lambda_handler(
     settings = d.settings
     # A claim lasts as long as this invocation may run: after that, Lambda has stopped it.
     deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
+    tally = TallySheet(context.aws_request_id)
 
     def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
         owner = f"{context.aws_request_id}/{record.message_id}"
@@ -93,6 +95,8 @@ def lambda_handler(
             d.devices,
             d.policy,
             parked_at=parked_at(record.message_attributes),
+            tally=tally,
+            record_id=record.message_id,
         )
         where: dict[str, object] = {
             "notification_id": job.notification_id,
@@ -127,4 +131,15 @@ def lambda_handler(
             Channel.IN_APP.value: settings.in_app_parallel_sends,
         },
     )
-    return consumer.process(event).response()
+    outcome = consumer.process(event)
+    for page in tally.tallies():
+        try:
+            d.status.record_tally(page.notification_id, page.page, tally.invocation, page.counts, page.recovered)
+        except Exception:
+            # Its records come back (those parked in the DLQ excepted), and whoever claims them once this
+            # invocation is over makes up the changes this tally would have held.
+            logger.exception("could not write a tally; its records come back", notification_id=page.notification_id)
+            outcome.failed += [
+                m for m in sorted(page.message_ids) if m not in outcome.failed and m not in outcome.parked
+            ]
+    return outcome.response()

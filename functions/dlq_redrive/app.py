@@ -28,8 +28,12 @@ class RedriveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    priority: Priority | Literal["intake", "all"] = Field(
-        default="all", description='A priority\'s DLQ, "intake" (fan-out\'s DLQ), or "all" of them.'
+    priority: Priority | Literal["intake", "intake-high", "intake-normal", "intake-low", "all"] = Field(
+        default="all",
+        description=(
+            'A priority\'s delivery DLQ, "intake-<priority>" (that priority\'s fan-out DLQ), "intake" (the three'
+            ' fan-out DLQs), or "all" six.'
+        ),
     )
     limit: int | None = Field(
         default=None, ge=1, description="At most this many messages per queue (moved by receive, send, delete)."

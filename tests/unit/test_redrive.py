@@ -21,9 +21,12 @@ from tests.fakes import FakeContext
 PREFIX = "https://sqs.us-east-1.amazonaws.com/123456789012/"
 ARN = "arn:aws:sqs:us-east-1:123456789012:"
 ROUTE = DeadLetterRoute("high", f"{PREFIX}herald-HighDLQ", f"{PREFIX}herald-HighQueue")
+LANES = ("high", "normal", "low")
 SETTINGS = DlqRedriveSettings(
-    **{f"{p}_queue_url": f"{PREFIX}herald-{p}" for p in ("intake", "high", "normal", "low")},
-    **{f"{p}_dlq_url": f"{PREFIX}herald-{p}-dlq" for p in ("intake", "high", "normal", "low")},
+    **{f"{p}_queue_url": f"{PREFIX}herald-{p}" for p in LANES},
+    **{f"{p}_dlq_url": f"{PREFIX}herald-{p}-dlq" for p in LANES},
+    **{f"{p}_intake_queue_url": f"{PREFIX}herald-{p}-intake" for p in LANES},
+    **{f"{p}_intake_dlq_url": f"{PREFIX}herald-{p}-intake-dlq" for p in LANES},
 )
 
 
@@ -280,16 +283,20 @@ def test_which_errors_mean_the_endpoint_has_no_move_task(error: BaseException, u
     assert move_task_unsupported(error) is unsupported
 
 
-def test_all_means_the_three_priorities_and_intake_each_into_its_own_queue():
+def test_all_means_each_prioritys_delivery_and_intake_queue_each_into_its_own_queue():
     # When "all" is chosen, Then every DLQ drains into its own queue
     routes = SETTINGS.routes("all")
     assert [(r.name, r.dlq_url.rsplit("/", 1)[1], r.destination_url.rsplit("/", 1)[1]) for r in routes] == [
         ("high", "herald-high-dlq", "herald-high"),
         ("normal", "herald-normal-dlq", "herald-normal"),
         ("low", "herald-low-dlq", "herald-low"),
-        ("intake", "herald-intake-dlq", "herald-intake"),
+        ("intake-high", "herald-high-intake-dlq", "herald-high-intake"),
+        ("intake-normal", "herald-normal-intake-dlq", "herald-normal-intake"),
+        ("intake-low", "herald-low-intake-dlq", "herald-low-intake"),
     ]
-    assert [r.name for r in SETTINGS.routes("intake")] == ["intake"]
+    # And "intake" means the three fan-out DLQs; "intake-<priority>" one of them
+    assert [r.name for r in SETTINGS.routes("intake")] == ["intake-high", "intake-normal", "intake-low"]
+    assert [r.destination_url.rsplit("/", 1)[1] for r in SETTINGS.routes("intake-low")] == ["herald-low-intake"]
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ Verdict = Done | Retry | DeadLetter
 @dataclass
 class BatchOutcome:
     failed: list[str] = field(default_factory=list)  # message ids reported back to the queue
+    parked: set[str] = field(default_factory=set)  # message ids sent to the DLQ
     dead_lettered: int = 0
     poison: int = 0
 
@@ -158,6 +159,7 @@ class Consumer(Generic[T]):
             outcome.failed.append(record.message_id)
             return
         outcome.dead_lettered += 1
+        outcome.parked.add(record.message_id)
         logger.warning("dead-lettered", message_id=record.message_id, reason=reason)
 
     def _set_visibility(self, delays: list[tuple[QueueRecord, int]]) -> None:
