@@ -129,6 +129,6 @@ def test_a_new_design_is_its_lines_and_its_floor_follows():
 
 
 def test_per_priority_intake_lanes_are_intake_lines_by_their_names():
-    assert line_of("herald", "api", "sqs", "SendMessage", "IntakeNormalQueue") == API_INTAKE_SEND
-    assert line_of("poller", "", "sqs", "ReceiveMessage", "IntakeHighQueue") == INTAKE_RECEIVE
+    assert line_of("herald", "api", "sqs", "SendMessage", "NormalIntakeQueue") == API_INTAKE_SEND
+    assert line_of("poller", "", "sqs", "ReceiveMessage", "HighIntakeQueue") == INTAKE_RECEIVE
     assert line_of("poller", "", "sqs", "ChangeMessageVisibility", "NormalQueue") == OTHER

@@ -213,12 +213,12 @@ def test_the_dashboard_shows_every_alarm_queue_function_the_api_and_heralds_metr
 def grown(template: HeraldTemplate) -> HeraldTemplate:
     """The template with one more intake queue, its DLQ and one more function, as a later change might add."""
     cfn = copy.deepcopy(template.cfn)
-    cfn["Resources"]["UrgentIntakeQueue"] = copy.deepcopy(cfn["Resources"]["IntakeQueue"])
+    cfn["Resources"]["UrgentIntakeQueue"] = copy.deepcopy(cfn["Resources"]["HighIntakeQueue"])
     cfn["Resources"]["UrgentIntakeQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] = {
         "Fn::GetAtt": ["UrgentIntakeDeadLetterQueue", "Arn"]
     }
-    cfn["Resources"]["UrgentIntakeDeadLetterQueue"] = copy.deepcopy(cfn["Resources"]["IntakeDeadLetterQueue"])
-    cfn["Resources"]["UrgentFanoutFunction"] = copy.deepcopy(cfn["Resources"]["FanoutFunction"])
+    cfn["Resources"]["UrgentIntakeDeadLetterQueue"] = copy.deepcopy(cfn["Resources"]["HighIntakeDeadLetterQueue"])
+    cfn["Resources"]["UrgentFanoutFunction"] = copy.deepcopy(cfn["Resources"]["FanoutHighFunction"])
     bigger = HeraldTemplate(cfn=cfn)
     bigger._describe()
     return bigger
@@ -237,7 +237,9 @@ def test_a_queue_or_function_added_without_alarms_dashboard_lines_or_log_group_f
         "UrgentFanoutFunction: no alarm on Errors",
         "UrgentFanoutFunction: no alarm on Throttles",
     ]
-    assert missing_log_groups(bigger) == ["UrgentFanoutFunction: shares FanoutFunctionLogGroup with FanoutFunction"]
+    assert missing_log_groups(bigger) == [
+        "UrgentFanoutFunction: shares FanoutHighFunctionLogGroup with FanoutHighFunction"
+    ]
     assert sorted(missing_from_dashboard(bigger)) == [
         "UrgentFanoutFunction: no Errors on the dashboard",
         "UrgentFanoutFunction: no Throttles on the dashboard",

@@ -27,11 +27,21 @@ def paged(job: DeliveryJob) -> DeliveryJob:
     return job.model_copy(update={"page": PAGE})
 
 
-def run(job, status, tally, sender=None, attempt=1, until=None, record="message-1"):
+def run(job, status, tally, sender=None, attempt=1, until=None, record="message-1", parked_at=None):
     senders = {job.channel: sender or FakeSender()}
     owner = f"{tally.invocation if tally else 'request'}/{record}"
     return deliver(
-        job, attempt, owner, until or deadline(), senders, status, FakeDeviceRegistry(), POLICY, tally, record
+        job,
+        attempt,
+        owner,
+        until or deadline(),
+        senders,
+        status,
+        FakeDeviceRegistry(),
+        POLICY,
+        parked_at,
+        tally,
+        record,
     )
 
 
@@ -97,9 +107,9 @@ def test_a_redriven_dead_letter_moves_from_dead_lettered_to_sent(paged):
         written(status, tally)
     assert counts(status) == {"dead_lettered": 1}
 
-    # When an operator redrives it and it is sent
+    # When an operator redrives it (the parked message, marked when it was parked) and it is sent
     tally = TallySheet("invocation-redrive")
-    assert run(paged, status, tally, attempt=1).outcome is Outcome.SENT
+    assert run(paged, status, tally, attempt=1, parked_at=now()).outcome is Outcome.SENT
     written(status, tally)
 
     # Then it counts as sent only
