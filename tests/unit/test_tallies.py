@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from herald.adapters.status_views import tally_counts
-from herald.logic.delivery import Outcome, RetryPolicy, deliver
+from herald.logic.delivery import UNPARKED_COPY, Outcome, RetryPolicy, deliver
 from herald.logic.tallies import TallySheet
 from herald.models.domain import DeliveryJob, now
 from herald.models.failures import DeliveryFailed
@@ -114,6 +114,26 @@ def test_a_redriven_dead_letter_moves_from_dead_lettered_to_sent(paged):
 
     # Then it counts as sent only
     assert counts(status) == {"sent": 1}
+
+
+def test_a_stray_copy_of_a_dead_lettered_broadcast_delivery_is_parked_and_counted_in_no_tally(paged):
+    # Given a broadcast's delivery dead-lettered by its last attempt, its tallies written
+    status = FakeStatusStore()
+    for attempt in range(1, 6):
+        tally = TallySheet(f"invocation-{attempt}")
+        run(paged, status, tally, FakeSender(DeliveryFailed("down")), attempt=attempt)
+        written(status, tally)
+
+    # When a copy of its job that Herald never parked (no herald-dead-lettered-at) comes in
+    tally, sender = TallySheet("invocation-stray"), FakeSender()
+    result = run(paged, status, tally, sender, attempt=1)
+    written(status, tally)
+
+    # Then it is parked unsent, and the counts still hold the one dead letter, with no redrive counted
+    assert (result.outcome, result.reason) == (Outcome.DEAD_LETTER, UNPARKED_COPY)
+    assert sender.tried == []
+    assert counts(status) == {"dead_lettered": 1}
+    assert status.delivery(paged.notification_id, paged.delivery_id).redrives == 0
 
 
 def test_a_change_whose_invocation_died_before_its_tally_is_made_up_once_by_whoever_finds_it(paged):
