@@ -20,7 +20,7 @@ from herald_local.faults import SimulatedCrash
 from herald_local.stack import LocalStack, StackOptions
 from tests.e2e.conftest import API_KEY, FAST_RETRIES, Herald, ScriptedEmailOutage, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
+pytestmark = pytest.mark.e2e
 
 
 class Journal:
