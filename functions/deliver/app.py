@@ -18,8 +18,9 @@ from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
+from herald.adapters.templates import DynamoRenderedContent
 from herald.logic.delivery import Outcome, RetryPolicy, deliver
-from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
 from herald.models.domain import Channel, DeliveryJob, now
 from herald.observability import logger
 from herald.settings import DeliverSettings
@@ -34,6 +35,7 @@ class Dependencies:
     sqs: Any
     dead_letters: DeadLetterQueue
     policy: RetryPolicy
+    content: RenderedContent | None = None  # templated notifications' renderings (StatusTable)
 
     @classmethod
     def from_settings(cls, settings: DeliverSettings) -> Dependencies:
@@ -56,6 +58,7 @@ class Dependencies:
                 base=settings.retry_base_seconds,
                 cap=settings.retry_cap_seconds,
             ),
+            content=DynamoRenderedContent(dynamodb, settings.status_table, settings.status_retention_days),
         )
 
 
@@ -80,7 +83,9 @@ def lambda_handler(
 
     def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
         owner = f"{context.aws_request_id}/{record.message_id}"
-        result = deliver(job, record.receive_count, owner, deadline, d.senders, d.status, d.devices, d.policy)
+        result = deliver(
+            job, record.receive_count, owner, deadline, d.senders, d.status, d.devices, d.policy, d.content
+        )
         where: dict[str, object] = {
             "notification_id": job.notification_id,
             "device_id": job.device_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -15,10 +15,14 @@ from herald.adapters.clients import client
 from herald.adapters.consumer import Consumer, Done, QueueRecord, Retry, Verdict
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
+from herald.adapters.history import DynamoHistory
+from herald.adapters.holds import ScheduleQueue
+from herald.adapters.profiles import DynamoProfileStore
 from herald.adapters.queues import DeliveryTopic
 from herald.adapters.status import DynamoStatusStore
 from herald.logic.fanout import fan_out
-from herald.logic.ports import DeviceRegistry, Publisher, StatusStore
+from herald.logic.ports import DeviceRegistry, History, Holds, Publisher, StatusStore
+from herald.logic.preferences import DeliveryRules
 from herald.models.domain import Notification, now
 from herald.observability import logger
 from herald.settings import FanoutSettings
@@ -32,17 +36,28 @@ class Dependencies:
     status: StatusStore
     sqs: Any
     dead_letters: DeadLetterQueue
+    # Preferences, quiet hours, locales, history (docs/preferences.md): off where the settings name no table
+    rules: DeliveryRules = field(default_factory=DeliveryRules)
+    holds: Holds | None = None
+    history: History | None = None
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
+        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
             topic=DeliveryTopic(client("sns"), settings.topic_arn),
-            status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
+            status=status,
             sqs=sqs,
             dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source="intake"),
+            rules=DeliveryRules(
+                profiles=DynamoProfileStore(dynamodb, settings.preferences_table) if settings.preferences_table else None,
+                required_categories=settings.required(),
+            ),
+            holds=ScheduleQueue(sqs, settings.schedule_queue_url) if settings.schedule_queue_url else None,
+            history=DynamoHistory(dynamodb, settings.history_table, status.expires_at) if settings.history_table else None,
         )
 
 
@@ -65,7 +80,7 @@ def lambda_handler(
 
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
         owner = f"{context.aws_request_id}/{record.message_id}"
-        result = fan_out(notification, d.registry, d.topic, d.status, owner, deadline)
+        result = fan_out(notification, d.registry, d.topic, d.status, owner, deadline, d.rules, d.holds, d.history)
         if result.busy_for:
             return Retry("another invocation is fanning this notification out", delay=result.busy_for)
         logger.info(
@@ -74,6 +89,8 @@ def lambda_handler(
             deliveries=len(result.jobs),
             recipients_without_devices=len(result.without_devices),
             inactive_devices_skipped=len(result.inactive_skipped),
+            skipped=len(result.skipped),
+            deferred=len(result.deferred),
             duplicate=result.already_done,
         )
         return Done()

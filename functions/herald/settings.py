@@ -31,6 +31,19 @@ class TablesSettings(Settings):
     status_retention_days: int = Field(default=30, ge=1)
 
 
+class ChoicesSettings(Settings):
+    """Preferences, templates, schedules and history (docs/preferences.md ...). An empty name turns that part off."""
+
+    preferences_table: str = ""
+    templates_table: str = ""
+    history_table: str = ""
+    schedule_queue_url: str = ""
+    required_categories: str = ""  # comma-separated: categories no preference can turn off
+
+    def required(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.required_categories.split(",") if name.strip())
+
+
 class QueueUrls(Settings):
     """The priority queues and their dead-letter queues."""
 
@@ -48,7 +61,7 @@ class QueueUrls(Settings):
         return str(getattr(self, f"{priority.value}_dlq_url"))
 
 
-class ApiSettings(TablesSettings, QueueUrls):
+class ApiSettings(TablesSettings, QueueUrls, ChoicesSettings):
     intake_queue_url: str
     intake_dlq_url: str
     idempotency_table: str
@@ -64,7 +77,14 @@ class ConsumerSettings(Settings):
     max_receive_count: int = Field(default=5, ge=1)
 
 
-class FanoutSettings(TablesSettings, ConsumerSettings):
+class FanoutSettings(TablesSettings, ConsumerSettings, ChoicesSettings):
+    topic_arn: str
+
+
+class ScheduleSettings(ConsumerSettings):
+    """The schedule function: reads the schedule queue (`queue_url`), releases into intake or the topic."""
+
+    intake_queue_url: str
     topic_arn: str
 
 

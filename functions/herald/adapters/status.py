@@ -10,8 +10,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from herald.adapters.status_choices import cancellation_refused, held_attributes, held_records, scheduling_attributes
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, Notification, now
-from herald.models.status import Claim, DeliveryRecord, NotificationRecord, overall_state
+from herald.models.status import (
+    Cancellation,
+    Claim,
+    DeferredDelivery,
+    DeliveryRecord,
+    NotificationRecord,
+    SkippedDelivery,
+    overall_state,
+)
 
 SUMMARY_SK = "notification"
 DELIVERY_PREFIX = "delivery#"
@@ -29,16 +38,46 @@ class DynamoStatusStore:
         return int((now() + self._retention).timestamp())
 
     def record_accepted(self, notification: Notification) -> None:
-        self._dynamodb.put_item(
+        item = {
+            "notification_id": {"S": notification.notification_id},
+            "sk": {"S": SUMMARY_SK},
+            "request": {"S": notification.model_dump_json(include={"priority", "recipients", "channels"})},
+            "accepted_at": {"S": notification.accepted_at.isoformat()},
+            "expires_at": {"N": str(self.expires_at())},
+        }
+        item.update(scheduling_attributes(notification, self._retention))
+        self._dynamodb.put_item(TableName=self._table, Item=item)
+
+    def cancel(self, notification_id: str) -> Cancellation:
+        """Cancelled unless fan-out has claimed it (a live claim) or finished: the same item and
+        conditions as claim_fan_out, so exactly one of the two wins."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
+                UpdateExpression="SET cancelled_at = :t",
+                ConditionExpression=(
+                    "attribute_exists(sk) AND attribute_not_exists(fanned_out_at) AND attribute_not_exists(cancelled_at)"
+                    " AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
+                ),
+                ExpressionAttributeValues={":t": {"S": now().isoformat()}, ":now": {"N": str(_millis(now()))}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return cancellation_refused(error.response.get("Item") or self._summary(notification_id))
+        return Cancellation.CANCELLED
+
+    def _summary(self, notification_id: str) -> dict[str, Any]:
+        """Where ReturnValuesOnConditionCheckFailure is not honoured (older emulators): read the item."""
+        response = self._dynamodb.get_item(
             TableName=self._table,
-            Item={
-                "notification_id": {"S": notification.notification_id},
-                "sk": {"S": SUMMARY_SK},
-                "request": {"S": notification.model_dump_json(include={"priority", "recipients", "channels"})},
-                "accepted_at": {"S": notification.accepted_at.isoformat()},
-                "expires_at": {"N": str(self.expires_at())},
-            },
+            Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
+            ConsistentRead=True,
         )
+        item: dict[str, Any] = response.get("Item") or {}
+        return item
 
     def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim:
         """One fan-out per notification at a time: a duplicate intake message waits or finds it done."""
@@ -46,17 +85,25 @@ class DynamoStatusStore:
             key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
             update="SET fanout_owner = :o, fanout_until = :until",
             condition=(
-                "attribute_not_exists(fanned_out_at) AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
+                "attribute_not_exists(fanned_out_at) AND attribute_not_exists(cancelled_at)"
+                " AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
             ),
             values={":o": {"S": owner}, ":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now()))}},
             names={},
-            is_done=lambda old: "fanned_out_at" in old,
+            # A cancelled notification is done: its intake message is dropped, nothing is sent.
+            is_done=lambda old: "fanned_out_at" in old or "cancelled_at" in old,
             until_attribute="fanout_until",
             was_dead=lambda old: False,
         )
 
     def record_fanned_out(
-        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
+        self,
+        notification_id: str,
+        jobs: list[DeliveryJob],
+        without_devices: list[str],
+        inactive_skipped: list[str],
+        skipped: list[SkippedDelivery] | None = None,
+        deferred: list[DeferredDelivery] | None = None,
     ) -> None:
         """One write says both that fan-out is done and which deliveries it published.
 
@@ -76,19 +123,21 @@ class DynamoStatusStore:
                     "expires_at": {"N": str(self.expires_at())},
                 },
             )
+        held = held_attributes(skipped or [], deferred or [])  # only for notifications that have some
         self._dynamodb.update_item(
             TableName=self._table,
             Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
             UpdateExpression=(
                 "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n,"
-                " planned = :p REMOVE fanout_owner, fanout_until"
+                " planned = :p" + "".join(f", {name} = :{name}" for name in held) + " REMOVE fanout_owner, fanout_until"
             ),
             ExpressionAttributeValues={
                 ":t": {"S": now().isoformat()},
                 ":w": {"S": ",".join(without_devices)},
                 ":i": {"S": ",".join(inactive_skipped)},
-                ":n": {"N": str(len(jobs))},
+                ":n": {"N": str(len(jobs) + len(deferred or []))},
                 ":p": {"S": ",".join(chunks[0]) if chunks else ""},
+                **{f":{name}": value for name, value in held.items()},
             },
         )
 
@@ -242,9 +291,16 @@ class DynamoStatusStore:
         fanned_out = "fanned_out_at" in summary
         claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
         deliveries.extend(planned_records(planned, claimed, summary.get("fanned_out_at")))
+        deliveries.extend(held_records(summary, claimed))
+        send_at = summary.get("send_at")
+        scheduled = send_at is not None and datetime.fromisoformat(send_at) > now()
         return NotificationRecord(
             notification_id=notification_id,
-            status=overall_state(fanned_out, deliveries),
+            status=overall_state(fanned_out, deliveries, scheduled=scheduled, cancelled="cancelled_at" in summary),
+            category=summary.get("category"),
+            template=summary.get("template"),
+            send_at=send_at,
+            cancelled_at=summary.get("cancelled_at"),
             priority=request["priority"],
             recipients=request["recipients"],
             channels=request.get("channels"),

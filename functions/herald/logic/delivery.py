@@ -9,8 +9,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from herald.logic.failures import failure_from
-from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
+from herald.logic.templates import resolved
 from herald.models.domain import Channel, DeliveryJob, DeliveryState
+from herald.models.failures import DeliveryFailed
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
 # Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery
@@ -75,6 +77,7 @@ def deliver(
     status: StatusStore,
     devices: DeviceRegistry,
     policy: RetryPolicy,
+    content: RenderedContent | None = None,
 ) -> Result:
     """Claims the delivery, calls its provider once, records the outcome.
 
@@ -87,6 +90,11 @@ def deliver(
     holds until `deadline` (the invocation's timeout). The caller acts on the result: delete
     the message, change its visibility to `retry_in`, or send it to the DLQ with `reason`.
     """
+    # A templated job's content is read before the claim: a failed read then leaves nothing half-done.
+    try:
+        job, unsendable = resolved(job, content), None
+    except DeliveryFailed as failure:
+        unsendable = failure.reason
     claim = status.claim_delivery(job, owner, deadline)
     if claim.done:
         return Result(Outcome.ALREADY_DONE)
@@ -95,6 +103,9 @@ def deliver(
     last = max(attempt, claim.attempt) >= policy.max_attempts
     attempt = min(attempt, claim.attempt) if claim.attempt else attempt
     record = _Recorder(job, owner, status, redriven=claim.redriven)
+    if unsendable is not None:
+        record(DeliveryState.FAILED, error=unsendable)
+        return Result(Outcome.FAILED, unsendable)
     if claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
         record(DeliveryState.FAILED, error=OUTCOME_UNKNOWN)
         return Result(Outcome.FAILED, OUTCOME_UNKNOWN)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from herald.models.domain import (
     E164_PATTERN,
@@ -21,8 +21,14 @@ from herald.models.domain import (
     Device,
     Platform,
     Priority,
+    now,
 )
+from herald.models.preferences import Category
 from herald.models.queues import QueueDepth
+from herald.models.templates import MAX_VARIABLES_BYTES, TemplateId
+
+# A scheduled notification is held at most this long (README's Limits; docs/scheduling.md).
+MAX_SCHEDULE_DAYS = 7
 
 UserId = Annotated[str, Field(pattern=ID_PATTERN, description="A user id: 1-128 of A-Z a-z 0-9 . _ : @ + -")]
 
@@ -122,12 +128,30 @@ class DeviceList(BaseModel):
 
 class NotificationRequest(_Strict):
     recipients: list[UserId] = Field(min_length=1, max_length=MAX_RECIPIENTS)
-    title: str = Field(min_length=1, max_length=MAX_TITLE)
-    body: str = Field(min_length=1, max_length=MAX_BODY)
+    # template and variables come before title and body: their validators read whether a template was given
+    template: TemplateId | None = Field(
+        default=None, description="A stored template, rendered per channel and locale; instead of title and body."
+    )
+    variables: dict[str, Any] | None = Field(
+        default=None, description=f"The template's variables; at most {MAX_VARIABLES_BYTES} bytes as JSON."
+    )
+    title: str | None = Field(
+        default=None, min_length=1, max_length=MAX_TITLE, validate_default=True, description="Required without template."
+    )
+    body: str | None = Field(
+        default=None, min_length=1, max_length=MAX_BODY, validate_default=True, description="Required without template."
+    )
     data: dict[str, Any] = Field(default_factory=dict, description=f"At most {MAX_DATA_BYTES} bytes as JSON.")
     priority: Priority = Priority.NORMAL
     channels: list[Channel] | None = Field(
         default=None, min_length=1, max_length=len(Channel), description="Only these channels."
+    )
+    category: Category | None = Field(
+        default=None, description="What users' preferences are kept by, e.g. marketing; required ones bypass them."
+    )
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description=f"ISO 8601 with an offset; held until then, at most {MAX_SCHEDULE_DAYS} days ahead (past: at once).",
     )
 
     @field_validator("recipients", "channels")
@@ -137,8 +161,14 @@ class NotificationRequest(_Strict):
 
     @field_validator("title", "body")
     @classmethod
-    def _text(cls, text: str) -> str:
-        return _sendable(text)
+    def _text(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if "template" not in info.data:  # the template itself is invalid: that is the error to report
+            return text
+        if info.data["template"] is None and text is None:
+            raise ValueError("Field required (or give a template)")
+        if info.data["template"] is not None and text is not None:
+            raise ValueError("give either a template or title and body, not both")
+        return _sendable(text) if text is not None else None
 
     @field_validator("data")
     @classmethod
@@ -147,6 +177,25 @@ class NotificationRequest(_Strict):
         if len(text.encode()) > MAX_DATA_BYTES:
             raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
         return data
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, variables: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if variables is None:
+            return None
+        if info.data.get("template") is None:
+            raise ValueError("variables go with a template")
+        text = _sendable(json.dumps(variables, separators=(",", ":"), ensure_ascii=False))
+        if len(text.encode()) > MAX_VARIABLES_BYTES:
+            raise ValueError(f"must be at most {MAX_VARIABLES_BYTES} bytes as JSON")
+        return variables
+
+    @field_validator("send_at")
+    @classmethod
+    def _within_reach(cls, send_at: datetime | None) -> datetime | None:
+        if send_at is not None and send_at - now() > timedelta(days=MAX_SCHEDULE_DAYS):
+            raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
+        return send_at.astimezone(UTC) if send_at is not None else None
 
 
 class NotificationAccepted(BaseModel):

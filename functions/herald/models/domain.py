@@ -46,9 +46,16 @@ class DeliveryState(StrEnum):
     SENT = "sent"  # the provider accepted it
     FAILED = "failed"  # cannot be delivered; no retry
     DEAD_LETTERED = "dead_lettered"  # the last allowed attempt failed; the message sits in the DLQ
+    SKIPPED = "skipped"  # left out by the user's preferences (or the template has no content for it); final
+    DEFERRED = "deferred"  # held until the user's quiet hours end, then queued
 
 
-TERMINAL_DELIVERY_STATES = {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED}
+TERMINAL_DELIVERY_STATES = {
+    DeliveryState.SENT,
+    DeliveryState.FAILED,
+    DeliveryState.DEAD_LETTERED,
+    DeliveryState.SKIPPED,
+}
 
 
 class NotificationState(StrEnum):
@@ -60,6 +67,9 @@ class NotificationState(StrEnum):
     PARTIALLY_DELIVERED = "partially_delivered"  # all terminal, some sent, some not
     FAILED = "failed"  # all terminal, none sent
     NO_DEVICES = "no_devices"  # fanned out, but no recipient had a matching device
+    SCHEDULED = "scheduled"  # accepted with a send_at still to come
+    CANCELLED = "cancelled"  # cancelled before fan-out: nothing was or will be sent
+    SKIPPED = "skipped"  # fanned out, and every delivery was skipped by the recipients' preferences
 
 
 def now() -> datetime:
@@ -83,17 +93,30 @@ class Device(BaseModel):
     inactive_since: datetime | None = None
 
 
+class TemplateUse(BaseModel):
+    """What fan-out needs of a notification's template: the rest was rendered at accept time and is
+    read by the deliver function (StatusTable item "content")."""
+
+    template_id: str
+    locales: list[str]
+    default_locale: str
+    channels: list[Channel]  # channels the template has content for; other devices are skipped
+
+
 class Notification(BaseModel):
     """The intake queue's message: an accepted notification waiting for fan-out."""
 
     notification_id: str
     recipients: list[str]
-    title: str
-    body: str
+    title: str = ""  # empty when `template` is set: the content is rendered per channel and locale
+    body: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
     channels: list[Channel] | None = None
     accepted_at: datetime
+    category: str | None = None  # what preferences are kept by ("marketing", "security")
+    send_at: datetime | None = None  # scheduled: held until then, fanned out after
+    template: TemplateUse | None = None
 
 
 class DeliveryJob(BaseModel):
@@ -111,6 +134,10 @@ class DeliveryJob(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority
     accepted_at: datetime
+    # Templated: the locale whose rendering this delivery gets (read at delivery), and, once read,
+    # the email's HTML part. None for a notification written out in full.
+    content_locale: str | None = None
+    html: str | None = None
 
     @property
     def delivery_id(self) -> str:

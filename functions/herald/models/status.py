@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel
 
-from herald.models.domain import TERMINAL_DELIVERY_STATES, Channel, DeliveryState, NotificationState, Priority, now
+from herald.models.domain import (
+    TERMINAL_DELIVERY_STATES,
+    Channel,
+    DeliveryJob,
+    DeliveryState,
+    NotificationState,
+    Priority,
+    now,
+)
 
 
 class DeliveryRecord(BaseModel):
@@ -23,6 +32,8 @@ class DeliveryRecord(BaseModel):
     updated_at: datetime | None = None
     sent_at: datetime | None = None
     redriven_at: datetime | None = None
+    reason: str | None = None  # skipped: why (an opt-out, a template without this channel)
+    deferred_until: datetime | None = None  # deferred: when its quiet hours end and it is queued
 
 
 class NotificationRecord(BaseModel):
@@ -37,6 +48,10 @@ class NotificationRecord(BaseModel):
     inactive_devices_skipped: list[str] = []  # "<user>/<device>": push endpoints SNS reported gone
     counts: dict[str, int] = {}
     deliveries: list[DeliveryRecord] = []
+    category: str | None = None
+    template: str | None = None
+    send_at: datetime | None = None  # scheduled: when it is fanned out
+    cancelled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -62,17 +77,54 @@ class Claim:
         return max(int((self.busy_until - now()).total_seconds()) + 1, 1)
 
 
-def overall_state(fanned_out: bool, deliveries: list[DeliveryRecord]) -> NotificationState:
-    """A notification's status follows from its deliveries; nothing keeps a counter."""
+def overall_state(
+    fanned_out: bool, deliveries: list[DeliveryRecord], scheduled: bool = False, cancelled: bool = False
+) -> NotificationState:
+    """A notification's status follows from its deliveries; nothing keeps a counter.
+
+    Skipped deliveries are final and count for neither side: a notification whose other
+    deliveries were all sent is delivered; one whose deliveries were all skipped is skipped.
+    Deferred ones are not final: the notification stays in progress until they are sent.
+    """
+    if cancelled:
+        return NotificationState.CANCELLED
     if not fanned_out and not deliveries:
-        return NotificationState.ACCEPTED
+        return NotificationState.SCHEDULED if scheduled else NotificationState.ACCEPTED
     if not deliveries:
         return NotificationState.NO_DEVICES
-    states = [delivery.status for delivery in deliveries]
-    if not fanned_out or any(state not in TERMINAL_DELIVERY_STATES for state in states):
+    all_states = [delivery.status for delivery in deliveries]
+    if not fanned_out or any(state not in TERMINAL_DELIVERY_STATES for state in all_states):
         return NotificationState.IN_PROGRESS
+    states = [state for state in all_states if state is not DeliveryState.SKIPPED]
+    if not states:
+        return NotificationState.SKIPPED
     if all(state is DeliveryState.SENT for state in states):
         return NotificationState.DELIVERED
     if any(state is DeliveryState.SENT for state in states):
         return NotificationState.PARTIALLY_DELIVERED
     return NotificationState.FAILED
+
+
+class Cancellation(StrEnum):
+    CANCELLED = "cancelled"
+    ALREADY_CANCELLED = "already_cancelled"
+    TOO_LATE = "too_late"  # fanned out, or fan-out holds it now
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SkippedDelivery:
+    """A delivery fan-out left out, and why; recorded in the fan-out's one status write."""
+
+    user_id: str
+    device_id: str
+    channel: Channel
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeferredDelivery:
+    """A delivery held until `until` (the end of its recipient's quiet hours)."""
+
+    job: DeliveryJob
+    until: datetime
