@@ -17,9 +17,22 @@ from botocore.exceptions import ClientError
 
 from herald.adapters.batches import BatchEntryFailed
 from herald.adapters.status import planned_records
+from herald.adapters.status_choices import held_attributes, held_records
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, Notification, Platform, now
+from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
-from herald.models.status import Claim, DeliveryRecord, NotificationRecord, overall_state
+from herald.models.inbox import HistoryEntry, HistoryPage
+from herald.models.preferences import Preferences
+from herald.models.status import (
+    Cancellation,
+    Claim,
+    DeferredDelivery,
+    DeliveryRecord,
+    NotificationRecord,
+    SkippedDelivery,
+    overall_state,
+)
+from herald.models.templates import Rendering, TemplateDocument, TemplateView
 
 
 class FakeDeviceRegistry:
@@ -68,6 +81,8 @@ class FannedOut:
     without_devices: list[str]
     inactive_skipped: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)  # "<user>#<device>#<channel>"
+    skipped: list[SkippedDelivery] = field(default_factory=list)
+    deferred: list[DeferredDelivery] = field(default_factory=list)
 
 
 @dataclass
@@ -88,14 +103,27 @@ class FakeStatusStore:
         self.fan_out_claims: dict[str, Held] = {}
         self.claims: dict[tuple[str, str], Held] = {}
         self.round_attempts: dict[tuple[str, str], int] = {}
+        self.cancelled: dict[str, datetime] = {}
 
     def record_accepted(self, notification: Notification) -> None:
         self.journal.append("status.record_accepted")
         self.accepted[notification.notification_id] = notification
 
+    def cancel(self, notification_id: str) -> Cancellation:
+        self.journal.append("status.cancel")
+        if notification_id not in self.accepted:
+            return Cancellation.UNKNOWN
+        if notification_id in self.cancelled:
+            return Cancellation.ALREADY_CANCELLED
+        held = self.fan_out_claims.get(notification_id)
+        if notification_id in self.fanned_out or (held and held.until >= now()):
+            return Cancellation.TOO_LATE
+        self.cancelled[notification_id] = now()
+        return Cancellation.CANCELLED
+
     def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim:
         self.journal.append("status.claim_fan_out")
-        if notification_id in self.fanned_out:
+        if notification_id in self.fanned_out or notification_id in self.cancelled:
             return Claim(granted=False, done=True)
         held = self.fan_out_claims.get(notification_id)
         if held and held.until >= now():
@@ -104,11 +132,24 @@ class FakeStatusStore:
         return Claim(granted=True, taken_over=held is not None)
 
     def record_fanned_out(
-        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
+        self,
+        notification_id: str,
+        jobs: list[DeliveryJob],
+        without_devices: list[str],
+        inactive_skipped: list[str],
+        skipped: list[SkippedDelivery] | None = None,
+        deferred: list[DeferredDelivery] | None = None,
     ) -> None:
         self.journal.append("status.record_fanned_out")
         planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
-        self.fanned_out[notification_id] = FannedOut(len(jobs), list(without_devices), list(inactive_skipped), planned)
+        self.fanned_out[notification_id] = FannedOut(
+            len(jobs) + len(deferred or []),
+            list(without_devices),
+            list(inactive_skipped),
+            planned,
+            list(skipped or []),
+            list(deferred or []),
+        )
         self.fan_out_claims.pop(notification_id, None)
 
     def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:
@@ -184,9 +225,15 @@ class FakeStatusStore:
         if fanned_out:
             claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
             deliveries.extend(planned_records(fanned_out.planned, claimed, now()))
+            deliveries.extend(held_records(held_summary(fanned_out), claimed))
+        scheduled = notification.send_at is not None and notification.send_at > now()
         return NotificationRecord(
             notification_id=notification_id,
-            status=overall_state(fanned_out is not None, deliveries),
+            status=overall_state(
+                fanned_out is not None, deliveries, scheduled=scheduled, cancelled=notification_id in self.cancelled
+            ),
+            send_at=notification.send_at,
+            cancelled_at=self.cancelled.get(notification_id),
             priority=notification.priority,
             recipients=notification.recipients,
             channels=notification.channels,
@@ -392,3 +439,82 @@ def make_device(
         created_at=REGISTERED_AT,
         updated_at=REGISTERED_AT,
     )
+
+
+def held_summary(fanned_out: FannedOut) -> dict[str, Any]:
+    """The summary attributes DynamoStatusStore writes for skipped and deferred deliveries, as plain values."""
+    attributes = held_attributes(fanned_out.skipped, fanned_out.deferred)
+    return {"fanned_out_at": now().isoformat(), **{name: value["S"] for name, value in attributes.items()}}
+
+
+class FakeProfileStore:
+    """A ProfileStore in a dict; counts the batched reads fan-out makes."""
+
+    def __init__(self, preferences: dict[str, Preferences] | None = None):
+        self.preferences = dict(preferences or {})
+        self.batch_reads: list[list[str]] = []
+
+    def get(self, user_id: str) -> Preferences | None:
+        return self.preferences.get(user_id)
+
+    def put(self, user_id: str, preferences: Preferences) -> None:
+        self.preferences[user_id] = preferences
+
+    def get_many(self, user_ids: list[str]) -> dict[str, Preferences]:
+        self.batch_reads.append(list(user_ids))
+        return {user_id: self.preferences[user_id] for user_id in user_ids if user_id in self.preferences}
+
+
+class FakeTemplateStore:
+    def __init__(self) -> None:
+        self.templates: dict[str, TemplateView] = {}
+
+    def get(self, template_id: str) -> TemplateView | None:
+        return self.templates.get(template_id)
+
+    def put(self, template_id: str, document: TemplateDocument) -> TemplateView:
+        view = TemplateView(template_id=template_id, updated_at=now(), **document.model_dump())
+        self.templates[template_id] = view
+        return view
+
+    def delete(self, template_id: str) -> bool:
+        return self.templates.pop(template_id, None) is not None
+
+
+class FakeRenderedContent:
+    def __init__(self) -> None:
+        self.renderings: dict[str, Rendering] = {}
+        self.reads = 0
+
+    def put(self, notification_id: str, rendering: Rendering) -> None:
+        self.renderings[notification_id] = rendering
+
+    def get(self, notification_id: str) -> Rendering | None:
+        self.reads += 1
+        return self.renderings.get(notification_id)
+
+
+class FakeHolds:
+    """The schedule queue: keeps each held message with its delay."""
+
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.journal = journal if journal is not None else []
+        self.held: list[tuple[HeldMessage, int]] = []
+
+    def hold(self, held: HeldMessage, delay_seconds: int) -> None:
+        self.journal.append("holds.hold")
+        self.held.append((held, delay_seconds))
+
+
+class FakeHistory:
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.journal = journal if journal is not None else []
+        self.entries: list[tuple[str, HistoryEntry]] = []
+
+    def record(self, entries: list[tuple[str, HistoryEntry]]) -> None:
+        self.journal.append("history.record")
+        self.entries.extend(entries)
+
+    def page(self, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
+        mine = [entry for owner, entry in reversed(self.entries) if owner == user_id]
+        return HistoryPage(notifications=mine[:limit])

@@ -53,11 +53,15 @@ class Dependencies:
             sqs=sqs,
             dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source="intake"),
             rules=DeliveryRules(
-                profiles=DynamoProfileStore(dynamodb, settings.preferences_table) if settings.preferences_table else None,
+                profiles=DynamoProfileStore(dynamodb, settings.preferences_table)
+                if settings.preferences_table
+                else None,
                 required_categories=settings.required(),
             ),
             holds=ScheduleQueue(sqs, settings.schedule_queue_url) if settings.schedule_queue_url else None,
-            history=DynamoHistory(dynamodb, settings.history_table, status.expires_at) if settings.history_table else None,
+            history=DynamoHistory(dynamodb, settings.history_table, status.expires_at)
+            if settings.history_table
+            else None,
         )
 
 

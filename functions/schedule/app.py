@@ -1,4 +1,4 @@
-"""Handler of the schedule queue: releases held messages when due (into intake, or onto the topic), else holds them another hop."""
+"""Handler of the schedule queue: releases held messages when due (to intake or the topic), else holds them on."""
 
 from __future__ import annotations
 

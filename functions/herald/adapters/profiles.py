@@ -19,9 +19,9 @@ class DynamoProfileStore:
         self._table = table
 
     def get(self, user_id: str) -> Preferences | None:
-        item = self._dynamodb.get_item(
-            TableName=self._table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
-        ).get("Item")
+        item = self._dynamodb.get_item(TableName=self._table, Key={"user_id": {"S": user_id}}, ConsistentRead=True).get(
+            "Item"
+        )
         return Preferences.model_validate_json(item["preferences"]["S"]) if item else None
 
     def put(self, user_id: str, preferences: Preferences) -> None:

@@ -57,7 +57,8 @@ class DynamoStatusStore:
                 Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
                 UpdateExpression="SET cancelled_at = :t",
                 ConditionExpression=(
-                    "attribute_exists(sk) AND attribute_not_exists(fanned_out_at) AND attribute_not_exists(cancelled_at)"
+                    "attribute_exists(sk) AND attribute_not_exists(fanned_out_at)"
+                    " AND attribute_not_exists(cancelled_at)"
                     " AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
                 ),
                 ExpressionAttributeValues={":t": {"S": now().isoformat()}, ":now": {"N": str(_millis(now()))}},

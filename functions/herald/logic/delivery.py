@@ -93,8 +93,8 @@ def deliver(
     # A templated job's content is read before the claim: a failed read then leaves nothing half-done.
     try:
         job, unsendable = resolved(job, content), None
-    except DeliveryFailed as failure:
-        unsendable = failure.reason
+    except DeliveryFailed as missing:
+        unsendable = missing.reason
     claim = status.claim_delivery(job, owner, deadline)
     if claim.done:
         return Result(Outcome.ALREADY_DONE)

@@ -29,7 +29,9 @@ def delay_until(release_at: datetime, at: datetime) -> int:
     return 0 if left <= 0 else min(math.ceil(left), MAX_DELAY_SECONDS)
 
 
-def hold_notification(notification: Notification, release_at: datetime, holds: Holds, at: datetime | None = None) -> None:
+def hold_notification(
+    notification: Notification, release_at: datetime, holds: Holds, at: datetime | None = None
+) -> None:
     held = HeldMessage(held=HeldNotification(release_at=release_at, notification=notification))
     holds.hold(held, delay_until(release_at, at or now()))
 
@@ -45,7 +47,9 @@ def hold_deliveries(deferred: list[DeferredDelivery], holds: Holds, at: datetime
             holds.hold(held, delay_until(until, at))
 
 
-def release_or_hold(message: HeldMessage, holds: Holds, intake: Intake, topic: Publisher, at: datetime | None = None) -> bool:
+def release_or_hold(
+    message: HeldMessage, holds: Holds, intake: Intake, topic: Publisher, at: datetime | None = None
+) -> bool:
     """Releases the message if it is due (True), else holds it for another hop (False)."""
     delay = delay_until(message.held.release_at, at or now())
     if delay > 0:

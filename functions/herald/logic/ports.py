@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Protocol
 
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, Notification, Platform
-from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.holds import HeldMessage
+from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import HistoryEntry, HistoryPage, InboxItem, InboxPage, MarkedRead
 from herald.models.preferences import Preferences
 from herald.models.status import Cancellation, Claim, DeferredDelivery, NotificationRecord, SkippedDelivery
@@ -47,7 +47,7 @@ class StatusStore(Protocol):
     ) -> bool: ...
     def get(self, notification_id: str) -> NotificationRecord | None: ...
     def cancel(self, notification_id: str) -> Cancellation:
-        """Marks it cancelled unless fan-out has claimed it: one conditional write, which fan-out's claim also checks."""
+        """Cancels it unless fan-out has claimed it: one conditional write, which fan-out's claim also checks."""
         ...
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from herald.logic.idempotency import IdempotentRequests, request_hash
 from herald.logic.holds import hold_notification
+from herald.logic.idempotency import IdempotentRequests, request_hash
 from herald.logic.ports import Holds, Intake, StatusStore
 from herald.logic.templates import TemplateProblem, Templating
 from herald.models.api import NotificationAccepted, NotificationRequest

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from herald.logic.ports import RenderedContent, TemplateStore
 from herald.models.domain import Channel, DeliveryJob, TemplateUse
 from herald.models.failures import DeliveryFailed
-from herald.models.templates import MAX_RENDERED_BYTES, ChannelContents, Rendering, TemplateDocument
+from herald.models.templates import MAX_RENDERED_BYTES, Rendering, TemplateDocument
 
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
@@ -181,13 +181,21 @@ def with_content(job: DeliveryJob, rendering: Rendering) -> DeliveryJob:
     if contents is None:
         raise LookupError(f"the rendering has no locale {job.content_locale}")
     if job.channel is Channel.EMAIL and contents.email:
-        fields: dict[str, Any] = {"title": contents.email.subject, "body": contents.email.text, "html": contents.email.html}
+        fields: dict[str, Any] = {
+            "title": contents.email.subject,
+            "body": contents.email.text,
+            "html": contents.email.html,
+        }
     elif job.channel is Channel.SMS and contents.sms:
         fields = {"title": "", "body": contents.sms.text}
     elif job.channel is Channel.PUSH and contents.push:
         fields = {"title": contents.push.title, "body": contents.push.body}
     elif job.channel is Channel.IN_APP and contents.in_app:
-        fields = {"title": contents.in_app.title, "body": contents.in_app.body, "data": {**job.data, **contents.in_app.data}}
+        fields = {
+            "title": contents.in_app.title,
+            "body": contents.in_app.body,
+            "data": {**job.data, **contents.in_app.data},
+        }
     else:
         raise LookupError(f"the rendering has no {job.channel.value} content")
     return job.model_copy(update=fields)

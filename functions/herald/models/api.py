@@ -136,7 +136,7 @@ class NotificationRequest(_Strict):
         default=None, description=f"The template's variables; at most {MAX_VARIABLES_BYTES} bytes as JSON."
     )
     title: str | None = Field(
-        default=None, min_length=1, max_length=MAX_TITLE, validate_default=True, description="Required without template."
+        default=None, min_length=1, max_length=MAX_TITLE, validate_default=True, description="Unless template."
     )
     body: str | None = Field(
         default=None, min_length=1, max_length=MAX_BODY, validate_default=True, description="Required without template."
@@ -151,7 +151,7 @@ class NotificationRequest(_Strict):
     )
     send_at: AwareDatetime | None = Field(
         default=None,
-        description=f"ISO 8601 with an offset; held until then, at most {MAX_SCHEDULE_DAYS} days ahead (past: at once).",
+        description=f"ISO 8601 with an offset; held until then; at most {MAX_SCHEDULE_DAYS} days ahead (past: now).",
     )
 
     @field_validator("recipients", "channels")

@@ -59,7 +59,8 @@ class Preferences(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channels: dict[Channel, bool] = Field(
-        default_factory=dict, description='A channel set to false gets nothing (but required categories), e.g. {"sms": false}.'
+        default_factory=dict,
+        description='A channel set to false gets nothing (but required categories), e.g. {"sms": false}.',
     )
     categories: dict[Category, dict[Channel, bool]] = Field(
         default_factory=dict,
