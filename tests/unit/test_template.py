@@ -95,9 +95,17 @@ def test_every_route_requires_the_api_key_and_the_usage_plan_throttles(template:
 
 def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: HeraldTemplate) -> None:
     tables = {k: r["Properties"] for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable"}
+    assert set(tables) == {
+        "DevicesTable",
+        "StatusTable",
+        "InboxTable",
+        "IdempotencyTable",
+        "PreferencesTable",
+        "TemplatesTable",
+        "HistoryTable",
+    }
     assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
-    for name in ("StatusTable", "InboxTable", "IdempotencyTable"):
+    for name in ("StatusTable", "InboxTable", "IdempotencyTable", "HistoryTable"):
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 

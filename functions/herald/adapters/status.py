@@ -130,7 +130,7 @@ class DynamoStatusStore:
             Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
             UpdateExpression=(
                 "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n,"
-                " planned = :p" + "".join(f", {name} = :{name}" for name in held) + " REMOVE fanout_owner, fanout_until"
+                " planned = :p" + "".join(f", #{name} = :{name}" for name in held) + " REMOVE fanout_owner, fanout_until"
             ),
             ExpressionAttributeValues={
                 ":t": {"S": now().isoformat()},
@@ -140,6 +140,8 @@ class DynamoStatusStore:
                 ":p": {"S": ",".join(chunks[0]) if chunks else ""},
                 **{f":{name}": value for name, value in held.items()},
             },
+            # "deferred" is one of DynamoDB's reserved words
+            **({"ExpressionAttributeNames": {f"#{name}": name for name in held}} if held else {}),
         )
 
     def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime) -> Claim:

@@ -15,7 +15,7 @@ CATEGORY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 MAX_CATEGORIES = 50
 # BCP 47 as Herald compares it: a language, then subtags ("fr", "fr-CA", "zh-Hant-TW").
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
-CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"  # seconds optional
 MAX_TIME_ZONE = 64
 
 Category = Annotated[str, Field(pattern=CATEGORY_PATTERN, description="1-64 of a-z 0-9 _ . - (lowercase)")]
@@ -27,8 +27,8 @@ class QuietHours(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: str = Field(pattern=CLOCK_PATTERN, description='"HH:MM", 24-hour, local time; the window starts here')
-    end: str = Field(pattern=CLOCK_PATTERN, description='"HH:MM"; the window ends here (deliveries go then)')
+    start: str = Field(pattern=CLOCK_PATTERN, description='"HH:MM" or "HH:MM:SS", 24-hour, local')
+    end: str = Field(pattern=CLOCK_PATTERN, description='"HH:MM[:SS]"; deliveries held go then')
 
     @model_validator(mode="after")
     def _not_empty(self) -> QuietHours:
@@ -48,7 +48,7 @@ class QuietHours(BaseModel):
 def known_time_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # a directory name (America) is an OSError
         raise ValueError("not an IANA time zone name (e.g. Europe/Paris)") from error
     return name
 
