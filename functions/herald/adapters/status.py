@@ -130,7 +130,9 @@ class DynamoStatusStore:
             Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
             UpdateExpression=(
                 "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n,"
-                " planned = :p" + "".join(f", #{name} = :{name}" for name in held) + " REMOVE fanout_owner, fanout_until"
+                " planned = :p"
+                + "".join(f", #{name} = :{name}" for name in held)
+                + " REMOVE fanout_owner, fanout_until"
             ),
             ExpressionAttributeValues={
                 ":t": {"S": now().isoformat()},

@@ -89,7 +89,7 @@ def fan_out(
     if result.deferred:
         if holds is None:
             raise RuntimeError("deliveries to defer but no schedule queue to hold them")
-        hold_deliveries(result.deferred, holds)
+        hold_deliveries(result.deferred, holds, at=(rules or DeliveryRules()).clock())
     if history is not None:  # before the status write: a retry after a crash writes the same items again
         history.record(history_entries(notification, result.jobs, result.skipped, result.deferred))
     status.record_fanned_out(

@@ -5,7 +5,8 @@ Europe/Paris is 21:00-06:00 UTC in winter and 20:00-05:00 UTC in summer. Two edg
 - an end that does not exist that day (02:30 on a spring-forward night) ends the window at the
   first instant after the gap (03:30 new time), as Python's zoneinfo resolves a skipped time with
   fold=0;
-- an end that occurs twice (01:30 on a fall-back night) ends the window at its first occurrence.
+- an end that occurs twice (01:30 on a fall-back night) ends the window at its first occurrence,
+  or at its second for an instant inside the repeated hour.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def window_end(window: QuietHours, time_zone: str, at: datetime) -> datetime | N
     end = datetime.combine(wall.date(), window.end_time)
     if end <= wall:
         end += timedelta(days=1)
-    # Wall time back to an instant: a skipped wall time (DST gap) maps past the gap, a repeated one to its first.
-    instant = end.replace(tzinfo=zone).astimezone(UTC)
-    return max(instant, at.astimezone(UTC))
+    # Wall time back to an instant: a skipped wall time (DST gap) maps past the gap; a repeated one to its
+    # first occurrence, or its second when `at` is already past the first (inside the repeated hour).
+    at_utc = at.astimezone(UTC)
+    for fold in (0, 1):
+        instant = end.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+        if instant > at_utc:
+            return instant
+    return at_utc
