@@ -50,6 +50,7 @@ EVENT_OF = {
     "fanout.app": "fanout.json",
     "deliver.app": "deliver.json",
     "dlq_redrive.app": "dlq_redrive.json",
+    "schedule.app": "schedule.json",  # a scheduled notification now due: released into intake
 }
 BARE = "boto3"
 LAMBDA_PYTHON = ROOT / ".venv-lambda" / "bin" / "python"

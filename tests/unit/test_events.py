@@ -8,6 +8,7 @@ from pydantic import TypeAdapter
 from dlq_redrive.app import RedriveRequest
 from herald.models.api import DeviceRegistration, EmailRegistration, InAppRegistration, NotificationRequest
 from herald.models.domain import Channel, DeliveryJob, Notification, Priority
+from herald.models.holds import HeldMessage, HeldNotification
 from tests.events import load_event
 
 
@@ -109,3 +110,15 @@ def test_load_event_returns_a_fresh_deep_copy_each_call():
 
     # Then it is the file's content, not the changed copy
     assert again["Records"][0]["attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_schedule_event_holds_the_fanout_event_notification_now_due():
+    # Given the sample event of the schedule queue
+    [record] = load_event("schedule")["Records"]
+
+    # Then its body is a held notification, the one the fan-out event carries, due before that event was sent
+    held = HeldMessage.model_validate_json(record["body"]).held
+    fanout = Notification.model_validate_json(load_event("fanout")["Records"][0]["body"])
+    assert isinstance(held, HeldNotification)
+    assert held.notification.notification_id == fanout.notification_id
+    assert held.release_at == held.notification.send_at
