@@ -13,6 +13,7 @@ from herald.models.domain import Notification, now
 from herald.models.idempotency import StoredResponse
 
 ACCEPTED = 202
+ADDED_FIELDS = ("template", "variables", "category", "send_at")
 
 
 def accept_notification(
@@ -73,5 +74,8 @@ def accept_once(
         return StoredResponse(status_code=ACCEPTED, body=body)
 
     # The request as Herald reads it (defaults filled in), so {"priority": "normal"} repeats a request without it.
-    fingerprint = request_hash(request.model_dump(mode="json"))
+    # Fields added since keys were first stored are left out while unused, so a repeat of a request made
+    # before they existed keeps its fingerprint.
+    unused = {name for name in ADDED_FIELDS if getattr(request, name) is None}
+    fingerprint = request_hash(request.model_dump(mode="json", exclude=unused))
     return idempotency.run(key, fingerprint, lease_seconds, accept)
