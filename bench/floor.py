@@ -5,7 +5,9 @@ A notification to R recipients with D devices each makes n = R x D deliveries. P
   api       1 intake SendMessage, 1 status PutItem (accepted)
   fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
             UpdateItem (the fan-out's claim; then "fanned out", which also records the planned
-            deliveries, so no delivery needs an item of its own before it is claimed)
+            deliveries, so no delivery needs an item of its own before it is claimed), ceil(R / 100)
+            preferences BatchGetItem and ceil(R / 25) history BatchWriteItem (docs/preferences.md,
+            docs/inbox.md)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
   mapping   what Lambda's event source mapping does on each queue: ReceiveMessage and
             DeleteMessageBatch, each carrying up to min(batch size, 10) messages; amortised over
@@ -33,6 +35,10 @@ FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
 FANOUT_STATUS = "fanout: status UpdateItem (claim, fanned out)"
 FANOUT_STATUS_WRITES = 2
+FANOUT_PREFERENCES = "fanout: preferences BatchGetItem"
+FANOUT_HISTORY = "fanout: history BatchWriteItem"
+PREFERENCES_PER_READ = 100  # BatchGetItem's keys
+HISTORY_PER_WRITE = 25  # BatchWriteItem's items
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
 INTAKE_RECEIVE = "mapping: intake ReceiveMessage"
@@ -47,6 +53,8 @@ LINES = (
     FANOUT_DEVICE_QUERY,
     FANOUT_PUBLISH,
     FANOUT_STATUS,
+    FANOUT_PREFERENCES,
+    FANOUT_HISTORY,
     DELIVER_PROVIDER,
     DELIVER_STATUS,
     INTAKE_RECEIVE,
@@ -87,6 +95,8 @@ def floor_per_notification(shape: Shape, batching: Batching) -> dict[str, float]
         FANOUT_DEVICE_QUERY: shape.recipients,
         FANOUT_PUBLISH: math.ceil(n / PUBLISH_BATCH_ENTRIES),
         FANOUT_STATUS: FANOUT_STATUS_WRITES,
+        FANOUT_PREFERENCES: math.ceil(shape.recipients / PREFERENCES_PER_READ),
+        FANOUT_HISTORY: math.ceil(shape.recipients / HISTORY_PER_WRITE),
         DELIVER_PROVIDER: n,
         DELIVER_STATUS: STATUS_WRITES_PER_DELIVERY * n,
         INTAKE_RECEIVE: 1 / intake_per_call,
@@ -122,6 +132,8 @@ def line_of(origin: str, function: str, service: str, operation: str, role: str)
         ("fanout", "dynamodb", "Query", "DevicesTable"): FANOUT_DEVICE_QUERY,
         ("fanout", "sns", "PublishBatch", "NotificationsTopic"): FANOUT_PUBLISH,
         ("fanout", "dynamodb", "UpdateItem", "StatusTable"): FANOUT_STATUS,
+        ("fanout", "dynamodb", "BatchGetItem", "PreferencesTable"): FANOUT_PREFERENCES,
+        ("fanout", "dynamodb", "BatchWriteItem", "HistoryTable"): FANOUT_HISTORY,
     }
     if call in lines:
         return lines[call]
