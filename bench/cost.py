@@ -63,7 +63,12 @@ def usage_of(m: Measurement, memory_mb: int) -> Usage:
         sns_publishes=calls[("sns", "PublishBatch")] / n,
         push_deliveries=push / n,
         dynamodb_write_units=sum(entries[("dynamodb", op)] for op in DYNAMODB_WRITES) / n,
-        dynamodb_read_units=sum(calls[("dynamodb", op)] for op in DYNAMODB_READS) * READ_UNITS_PER_PAGE / n,
+        # a BatchGetItem (fan-out's preferences) is billed per item read, not per call
+        dynamodb_read_units=(
+            sum(calls[("dynamodb", op)] for op in DYNAMODB_READS) + entries[("dynamodb", "BatchGetItem")]
+        )
+        * READ_UNITS_PER_PAGE
+        / n,
     )
 
 
