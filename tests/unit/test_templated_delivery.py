@@ -86,7 +86,9 @@ def test_an_email_with_html_goes_as_html_with_its_text_part_and_one_without_as_t
     # Given SES, and two email jobs: a templated one with its HTML, a plain one
     ses = RecordingSes()
     sender = EmailSender(ses, "notifications@example.com")
-    templated = email_job("n-3", "mail", "en").model_copy(update={"title": "Hi", "body": "Hi Ada", "html": "<p>Ada</p>"})
+    templated = email_job("n-3", "mail", "en").model_copy(
+        update={"title": "Hi", "body": "Hi Ada", "html": "<p>Ada</p>"}
+    )
     plain = email_job("n-4", "mail", "en").model_copy(update={"title": "Hi", "body": "Hi Ada", "content_locale": None})
 
     # When both are sent
