@@ -72,11 +72,11 @@ def test_an_opted_out_channel_is_skipped_and_recorded_and_a_required_category_is
 
 
 def test_a_low_notification_in_quiet_hours_waits_for_the_window_to_end_and_high_does_not(herald: Herald) -> None:
-    # Given a user in Paris whose quiet hours started an hour ago and end in 6 seconds
+    # Given a user in Paris whose quiet hours started an hour ago and end in 12 seconds (room for a slow fan-out)
     user = unique("night")
     herald.put_device(user, "web", {"channel": "in_app"})
     local = datetime.now(ZoneInfo("Europe/Paris"))
-    end = local + timedelta(seconds=6)
+    end = local + timedelta(seconds=12)
     window = {"start": (local - timedelta(hours=1)).strftime("%H:%M:%S"), "end": end.strftime("%H:%M:%S")}
     preferences = {"time_zone": "Europe/Paris", "quiet_hours": window}
     assert herald.http.put(f"{herald.url}/users/{user}/preferences", json=preferences, timeout=10).status_code == 200
@@ -95,7 +95,7 @@ def test_a_low_notification_in_quiet_hours_waits_for_the_window_to_end_and_high_
     assert [item["notification_id"] for item in inbox(herald, user)["items"]] == [high]
 
     # And once the window ends it is delivered, not before
-    status = herald.wait_for_status(low, lambda s: s["status"] == "delivered", timeout=30)
+    status = herald.wait_for_status(low, lambda s: s["status"] == "delivered", timeout=40)
     [delivery] = status["deliveries"]
     assert datetime.fromisoformat(delivery["sent_at"]) >= until
     # (the inbox sorts by the time a notification was accepted: the low one came first)
@@ -107,15 +107,15 @@ def test_a_scheduled_notification_goes_at_its_time_and_a_cancelled_one_never(her
     user = unique("later")
     herald.put_device(user, "web", {"channel": "in_app"})
 
-    # When two notifications are scheduled 5 seconds ahead, and the second is cancelled
-    send_at = (datetime.now(UTC) + timedelta(seconds=5)).replace(microsecond=0)
+    # When two notifications are scheduled 8 seconds ahead, and the second is cancelled
+    send_at = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
     kept = herald.send({"recipients": [user], "title": "Reminder", "body": "Stand-up", "send_at": send_at.isoformat()})
     dropped = herald.send({"recipients": [user], "title": "Oops", "body": "Never", "send_at": send_at.isoformat()})
     assert herald.status(kept)["status"] == "scheduled"
     assert herald.http.delete(f"{herald.url}/notifications/{dropped}", timeout=10).status_code == 204
 
     # Then the kept one is delivered at its time, not before
-    status = herald.wait_for_status(kept, lambda s: s["status"] == "delivered", timeout=30)
+    status = herald.wait_for_status(kept, lambda s: s["status"] == "delivered", timeout=40)
     assert datetime.fromisoformat(status["fanned_out_at"]) >= send_at
     assert datetime.fromisoformat(status["deliveries"][0]["sent_at"]) >= send_at
     # ...the cancelled one never, even once its time has passed (fan-out dropped it)
