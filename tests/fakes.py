@@ -115,8 +115,7 @@ class FakeStatusStore:
             return Cancellation.UNKNOWN
         if notification_id in self.cancelled:
             return Cancellation.ALREADY_CANCELLED
-        held = self.fan_out_claims.get(notification_id)
-        if notification_id in self.fanned_out or (held and held.until >= now()):
+        if notification_id in self.fanned_out or notification_id in self.fan_out_claims:
             return Cancellation.TOO_LATE
         self.cancelled[notification_id] = now()
         return Cancellation.CANCELLED

@@ -69,6 +69,12 @@ def test_a_cancel_and_a_fan_out_claim_exclude_each_other(deployed: Deployed) -> 
     assert claim_second.granted and cancel_second is Cancellation.TOO_LATE
     assert status.cancel("first") is Cancellation.ALREADY_CANCELLED
     assert status.cancel("never-sent") is Cancellation.UNKNOWN
+    # And a fan-out that claimed and died (its claim expired) may have published: too late as well
+    status.record_accepted(
+        Notification(notification_id="third", recipients=["ada"], title="t", body="b", accepted_at=at)
+    )
+    assert status.claim_fan_out("third", "crashed", at - timedelta(seconds=1)).granted
+    assert status.cancel("third") is Cancellation.TOO_LATE
     record = status.get("first")
     assert record is not None and record.status.value == "cancelled" and record.cancelled_at is not None
 

@@ -49,8 +49,9 @@ class DynamoStatusStore:
         self._dynamodb.put_item(TableName=self._table, Item=item)
 
     def cancel(self, notification_id: str) -> Cancellation:
-        """Cancelled unless fan-out has claimed it (a live claim) or finished: the same item and
-        conditions as claim_fan_out, so exactly one of the two wins."""
+        """Cancelled unless fan-out ever claimed it: the same item as claim_fan_out, whose condition
+        requires no cancel, so exactly one of the two wins. A claim that expired (its fan-out crashed)
+        still refuses: that fan-out may have published some deliveries before it died."""
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
@@ -58,10 +59,9 @@ class DynamoStatusStore:
                 UpdateExpression="SET cancelled_at = :t",
                 ConditionExpression=(
                     "attribute_exists(sk) AND attribute_not_exists(fanned_out_at)"
-                    " AND attribute_not_exists(cancelled_at)"
-                    " AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
+                    " AND attribute_not_exists(cancelled_at) AND attribute_not_exists(fanout_until)"
                 ),
-                ExpressionAttributeValues={":t": {"S": now().isoformat()}, ":now": {"N": str(_millis(now()))}},
+                ExpressionAttributeValues={":t": {"S": now().isoformat()}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
