@@ -8,7 +8,7 @@ from typing import Any
 
 from herald.adapters.clients import client
 from herald.adapters.idempotency import DynamoIdempotencyStore
-from herald.logic.idempotency import request_hash
+from herald.logic.sending import fingerprint
 from herald.models.api import NotificationRequest
 from herald.models.idempotency import IdempotencyRecord, RecordState
 from tests.integration.conftest import Deployed
@@ -34,7 +34,7 @@ def summaries(deployed: Deployed) -> list[str]:
 
 def put_record(deployed: Deployed, **fields: Any) -> None:
     """A record left in the table by an earlier attempt, written as DynamoIdempotencyStore writes it."""
-    hash_of_request = request_hash(NotificationRequest.model_validate(REQUEST).model_dump(mode="json"))
+    hash_of_request = fingerprint(NotificationRequest.model_validate(REQUEST))
     record = {
         "key": SCOPED,
         "request_hash": hash_of_request,

@@ -73,9 +73,11 @@ def accept_once(
         body = NotificationAccepted(notification_id=notification.notification_id).model_dump_json()
         return StoredResponse(status_code=ACCEPTED, body=body)
 
-    # The request as Herald reads it (defaults filled in), so {"priority": "normal"} repeats a request without it.
-    # Fields added since keys were first stored are left out while unused, so a repeat of a request made
-    # before they existed keeps its fingerprint.
+    return idempotency.run(key, fingerprint(request), lease_seconds, accept)
+
+
+def fingerprint(request: NotificationRequest) -> str:
+    """The request as Herald reads it (defaults filled in), hashed. Fields added since keys were first
+    stored are left out while unused, so a repeat of a request made before they existed still matches."""
     unused = {name for name in ADDED_FIELDS if getattr(request, name) is None}
-    fingerprint = request_hash(request.model_dump(mode="json", exclude=unused))
-    return idempotency.run(key, fingerprint, lease_seconds, accept)
+    return request_hash(request.model_dump(mode="json", exclude=unused))
