@@ -96,7 +96,7 @@ OVER_THE_LIMIT: list[tuple[tuple[str, str], Any, dict[str, str], dict[str, str],
     (SEND, NOTE, {"Idempotency-Key": "k" * 256}, {}, "Idempotency-Key"),
     (SEND, NOTE | {"category": "Marketing!"}, {}, {}, "category"),
     (SEND, NOTE | {"category": "c" * 65}, {}, {}, "category"),
-    (SEND, NOTE | {"send_at": (now() + timedelta(days=MAX_SCHEDULE_DAYS, minutes=1)).isoformat()}, {}, {}, "send_at"),
+    (SEND, NOTE | {"send_at": (now() + timedelta(days=MAX_SCHEDULE_DAYS + 1)).isoformat()}, {}, {}, "send_at"),
     (SEND, NOTE | {"send_at": "2026-12-01T10:00:00"}, {}, {}, "send_at"),  # no offset: whose 10:00?
     (SEND, {"recipients": ["ada"], "template": "bad id!"}, {}, {}, "template"),
     (SEND, {"recipients": ["ada"], "template": "t" * 65}, {}, {}, "template"),
