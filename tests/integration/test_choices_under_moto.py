@@ -9,10 +9,12 @@ from herald.adapters.history import DynamoHistory
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.profiles import DynamoProfileStore
 from herald.adapters.status import DynamoStatusStore
+from herald.adapters.templates import DynamoRenderedContent
 from herald.models.domain import Channel, DeliveryJob, Notification, Priority, now
 from herald.models.inbox import HistoryEntry
 from herald.models.preferences import Preferences
 from herald.models.status import Cancellation
+from herald.models.templates import Rendering
 from tests.integration.conftest import Deployed
 
 
@@ -136,3 +138,25 @@ def test_history_pages_newest_first_and_a_repeat_overwrites(deployed: Deployed) 
     listed = [notification_id for page in pages for notification_id in page]
     assert listed == [f"n{n:02}" for n in reversed(range(30))]
     assert [len(page) for page in pages][:2] == [12, 12]
+
+
+def test_a_rendering_is_kept_beside_the_status_and_read_once_per_container(deployed: Deployed) -> None:
+    # Given an accepted notification and its rendering
+    dynamodb, table = client("dynamodb"), environment(deployed)["STATUS_TABLE"]
+    status, content = DynamoStatusStore(dynamodb, table, 30), DynamoRenderedContent(dynamodb, table)
+    status.record_accepted(Notification(notification_id="n-9", recipients=["ada"], accepted_at=now()))
+    rendering = Rendering.model_validate({"template_id": "w", "locales": {"en": {"sms": {"text": "Hi Ada"}}}})
+    content.put("n-9", rendering)
+
+    # When a deliver container reads it, and the item is then gone
+    first = content.get("n-9")
+    dynamodb.delete_item(TableName=table, Key={"notification_id": {"S": "n-9#content"}, "sk": {"S": "content"}})
+
+    # Then it read what was written, keeps it for the notification's other deliveries, and the status
+    # Query of the notification's partition does not carry it
+    assert first == rendering and content.get("n-9") == rendering
+    assert DynamoRenderedContent(dynamodb, table).get("n-9") is None  # a fresh container finds it gone
+    partition = dynamodb.query(
+        TableName=table, KeyConditionExpression="notification_id = :n", ExpressionAttributeValues={":n": {"S": "n-9"}}
+    )["Items"]
+    assert [item["sk"]["S"] for item in partition] == ["notification"]

@@ -14,6 +14,10 @@ CONTENT_SK = "content"
 CACHED_RENDERINGS = 64
 
 
+def content_key(notification_id: str) -> str:
+    return f"{notification_id}#content"
+
+
 class DynamoTemplateStore:
     def __init__(self, dynamodb: Any, table: str):
         self._dynamodb = dynamodb
@@ -43,7 +47,9 @@ class DynamoTemplateStore:
 
 
 class DynamoRenderedContent:
-    """A notification's rendering, in its own partition of StatusTable (sk "content"), so it expires with it.
+    """A notification's rendering, in StatusTable under a key of its own ("<id>#content": ids have no '#'),
+    so it expires like the status, and reading a notification's status (a Query of its partition) never
+    reads the rendering along (up to 300 KB).
 
     Written once at accept time; read by the deliver function once per container and notification
     (a small cache), however many of its deliveries the container sends.
@@ -61,7 +67,7 @@ class DynamoRenderedContent:
         self._dynamodb.put_item(
             TableName=self._table,
             Item={
-                "notification_id": {"S": notification_id},
+                "notification_id": {"S": content_key(notification_id)},
                 "sk": {"S": CONTENT_SK},
                 "rendering": {"S": rendering.model_dump_json(exclude_none=True)},
                 "expires_at": {"N": str(int(now().timestamp()) + self._retention_seconds)},
@@ -75,7 +81,7 @@ class DynamoRenderedContent:
                 return self._cache[notification_id]
         item = self._dynamodb.get_item(
             TableName=self._table,
-            Key={"notification_id": {"S": notification_id}, "sk": {"S": CONTENT_SK}},
+            Key={"notification_id": {"S": content_key(notification_id)}, "sk": {"S": CONTENT_SK}},
             ConsistentRead=True,
         ).get("Item")
         if not item:
