@@ -149,6 +149,8 @@ def entries_of(operation: str, params: dict[str, Any]) -> int:
         return len(params.get("PublishBatchRequestEntries", []))
     if operation == "BatchWriteItem":
         return sum(len(requests) for requests in params.get("RequestItems", {}).values())
+    if operation == "BatchGetItem":
+        return sum(len(request.get("Keys", [])) for request in params.get("RequestItems", {}).values())
     return 1
 
 

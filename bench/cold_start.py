@@ -53,6 +53,7 @@ EVENT_OF = {
     "deliver.app": "deliver.json",
     "feedback.app": "feedback.json",
     "dlq_redrive.app": "dlq_redrive.json",
+    "schedule.app": "schedule.json",  # a scheduled notification now due: released into intake
 }
 BARE = "boto3"
 LAMBDA_PYTHON = ROOT / ".venv-lambda" / "bin" / "python"

@@ -31,6 +31,8 @@ from bench.calls import Origin
 from bench.figures import linear_fit
 from bench.floor import (
     FANOUT_DEVICE_QUERY,
+    FANOUT_HISTORY,
+    FANOUT_PREFERENCES,
     FANOUT_PUBLISH,
     FANOUT_STATUS,
     Batching,
@@ -48,7 +50,7 @@ CALLS_BUDGET = 1.25
 SIZES = {Scale.TINY: (1, 50, 100), Scale.FULL: (1, 10, 100, 1000)}
 RECIPIENTS = {Scale.TINY: 10, Scale.FULL: 1000}
 REPEATS = {Scale.TINY: 3, Scale.FULL: 3}  # the many-recipients case runs once: it takes seconds
-FANOUT_LINES = (FANOUT_DEVICE_QUERY, FANOUT_PUBLISH, FANOUT_STATUS)
+FANOUT_LINES = (FANOUT_DEVICE_QUERY, FANOUT_PUBLISH, FANOUT_STATUS, FANOUT_PREFERENCES, FANOUT_HISTORY)
 
 
 @dataclass

@@ -14,7 +14,9 @@ deliveries, and costs
   fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
             UpdateItem (the fan-out page's claim; then "done", which also records the planned
             deliveries, so no delivery needs an item of its own before it is claimed; a planned list
-            over 1 KB goes to a PutItem of its own, one more call not counted in the floor)
+            over 1 KB goes to a PutItem of its own, one more call not counted in the floor), ceil(R / 100)
+            preferences BatchGetItem and ceil(R / 25) history BatchWriteItem (docs/preferences.md,
+            docs/inbox.md)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
   mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
             each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
@@ -39,6 +41,10 @@ API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
 FANOUT_STATUS = "fanout: status writes (page claim, page done)"
+FANOUT_PREFERENCES = "fanout: preferences BatchGetItem"
+FANOUT_HISTORY = "fanout: history BatchWriteItem"
+PREFERENCES_PER_READ = 100  # BatchGetItem's keys
+HISTORY_PER_WRITE = 25  # BatchWriteItem's items
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
 INTAKE_RECEIVE = "mapping: intake ReceiveMessage"
@@ -86,6 +92,7 @@ class Line:
     per_recipient: float = 0.0
     per_delivery: float = 0.0
     per_deliveries_of: int = 0  # one call per this many deliveries of a notification, rounded up
+    per_recipients_of: int = 0  # one call per this many recipients of a notification, rounded up
     per_message_of: str = ""  # INTAKE or PRIORITY: one call per hand-out of that queue's messages
 
     def floor(self, shape: Shape, batching: Batching) -> float:
@@ -93,6 +100,8 @@ class Line:
         calls = self.per_notification + self.per_recipient * shape.recipients + self.per_delivery * n
         if self.per_deliveries_of:
             calls += math.ceil(n / self.per_deliveries_of)
+        if self.per_recipients_of:
+            calls += math.ceil(shape.recipients / self.per_recipients_of)
         if self.per_message_of == INTAKE:
             calls += 1 / min(batching.intake, SQS_MESSAGES_PER_CALL)
         elif self.per_message_of == PRIORITY:
@@ -124,6 +133,14 @@ CURRENT = Design(
             FANOUT_STATUS,
             ("herald fanout dynamodb UpdateItem StatusTable", "herald fanout dynamodb PutItem StatusTable"),
             per_notification=2,
+        ),
+        Line(
+            FANOUT_PREFERENCES,
+            ("herald fanout dynamodb BatchGetItem PreferencesTable",),
+            per_recipients_of=PREFERENCES_PER_READ,
+        ),
+        Line(
+            FANOUT_HISTORY, ("herald fanout dynamodb BatchWriteItem HistoryTable",), per_recipients_of=HISTORY_PER_WRITE
         ),
         Line(
             DELIVER_PROVIDER,

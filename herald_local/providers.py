@@ -18,7 +18,8 @@ class SentEmail:
     source: str
     to: tuple[str, ...]
     subject: str
-    body: str
+    body: str  # the text part (moto keeps only one part: the HTML one when there is one)
+    html: str | None = None  # the HTML part, where the emulator keeps both (LocalStack)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class LocalStackProviderRecords:
                 tuple(m.get("Destination", {}).get("ToAddresses", [])),
                 m.get("Subject") or "",
                 (m.get("Body") or {}).get("text_part") or (m.get("Body") or {}).get("html_part") or "",
+                (m.get("Body") or {}).get("html_part") or None,
             )
             for m in self._get("/_aws/ses").get("messages", [])
             if m.get("Region", self._region) == self._region

@@ -10,7 +10,7 @@ How a call is found:
 - what a handler can reach is a call graph: from every function of the handler's module, through
   each function, method or class it references (a call, or a bound method handed over as a value),
   with methods resolved by the receiver's type; a method of a Protocol reaches that method of every
-  class of the code that implements the Protocol;
+  class of the code that implements the Protocol and that the handler's code builds (names);
 - a DynamoDB call made in a method of a class (a store) hits the table that class was built with: the
   handler's construction `DynamoInbox(dynamodb, settings.inbox_table)` names it through the settings
   field, whose environment variable (`INBOX_TABLE`) the template sets to the table.
@@ -312,6 +312,8 @@ class CodeCalls:
         """What the code of handler module `module` (e.g. "deliver.app") can do."""
         modules = self._imported_by(module)
         reached: set[str] = set()
+        built: set[str] = set()  # classes the reached code names (builds), whose methods a Protocol call may reach
+        called: set[tuple[str, str]] = set()  # (Protocol, method) the reached code calls
         todo = [node for node in self.references if node.startswith(f"{module}.")]
         todo += [f"{m}.<module>" for m in modules]
         while todo:
@@ -320,6 +322,15 @@ class CodeCalls:
                 continue
             reached.add(node)
             for target in self.references.get(node, ()):
+                protocol = self._protocol_method(target)
+                if protocol is not None:
+                    if protocol not in called:
+                        called.add(protocol)
+                        todo.extend(self._implementations({protocol}, built))
+                    continue
+                if target.startswith("class:") and target[6:] not in built:
+                    built.add(target[6:])
+                    todo.extend(self._implementations(called, {target[6:]}))
                 todo.extend(self._targets(target))
         result = HandlerCalls(module)
         result.calls = {call for call in self.calls if call.where in reached}
@@ -348,18 +359,35 @@ class CodeCalls:
         if target.startswith("attribute:"):
             _, owner, name = target.split(":", 2)
             info = self.classes.get(owner)
-            if info is None:
-                return []
-            if not info.is_protocol:
-                found = _lookup(info, name)
-                return [found] if found else []
-            implementations = [
-                _lookup(other, name)
-                for other in self.classes.values()
-                if not other.is_protocol and is_subtype(fill_typevars_with_any(other), fill_typevars_with_any(info))
-            ]
-            return [found for found in implementations if found]
+            found = _lookup(info, name) if info is not None and not info.is_protocol else None
+            return [found] if found else []
         return [target]
+
+    def _protocol_method(self, target: str) -> tuple[str, str] | None:
+        """(Protocol, method) if `target` is a method called through a Protocol."""
+        if not target.startswith("attribute:"):
+            return None
+        _, owner, name = target.split(":", 2)
+        info = self.classes.get(owner)
+        return (owner, name) if info is not None and info.is_protocol else None
+
+    def _implementations(self, called: set[tuple[str, str]], classes: set[str]) -> list[str]:
+        """The methods of `classes` a call of each (Protocol, method) reaches: those of the classes that implement
+        the Protocol. Only classes the handler's code builds count: the structural check alone would also take
+        every class of a model whose base it cannot see (pydantic's BaseModel, skipped, reads as Any) for an
+        implementation of every Protocol."""
+        found = []
+        for owner, name in called:
+            protocol = self.classes[owner]
+            for candidate in classes:
+                info = self.classes.get(candidate)
+                if info is None or info.is_protocol:
+                    continue
+                if is_subtype(fill_typevars_with_any(info), fill_typevars_with_any(protocol)):
+                    method = _lookup(info, name)
+                    if method:
+                        found.append(method)
+        return found
 
 
 @functools.cache

@@ -27,18 +27,25 @@ from herald.models.domain import (
     Platform,
     now,
 )
+from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
+from herald.models.inbox import HistoryEntry, HistoryPage
+from herald.models.preferences import Preferences
 from herald.models.status import (
     LISTED_NAMES,
+    Cancellation,
     Claim,
+    DeferredDelivery,
     DeliveryPage,
     DeliveryRecord,
     NotificationRecord,
     PageClaim,
     PageOutcome,
+    SkippedDelivery,
     Transition,
     overall_state,
 )
+from herald.models.templates import Rendering, TemplateDocument, TemplateView
 from herald.models.topics import SubscriberPage, Subscription
 
 
@@ -171,6 +178,8 @@ class FannedOut:
     without_devices: list[str]
     inactive_skipped: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)  # "<user>#<device>#<channel>"
+    skipped: list[SkippedDelivery] = field(default_factory=list)
+    deferred: list[DeferredDelivery] = field(default_factory=list)
 
 
 @dataclass
@@ -220,6 +229,7 @@ class FakeStatusStore:
         self.dead_lettered_at: dict[tuple[str, str], datetime] = {}
         self.markers: dict[tuple[str, str], Marker] = {}
         self.tallies: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.cancelled: dict[str, datetime] = {}
 
     # --- writes -------------------------------------------------------------------------------------
 
@@ -227,8 +237,21 @@ class FakeStatusStore:
         self.journal.append("status.record_accepted")
         self.accepted[notification.notification_id] = notification
 
+    def cancel(self, notification_id: str) -> Cancellation:
+        self.journal.append("status.cancel")
+        if notification_id not in self.accepted:
+            return Cancellation.UNKNOWN
+        if notification_id in self.cancelled:
+            return Cancellation.ALREADY_CANCELLED
+        if any(nid == notification_id for nid, _ in self.pages):  # a fan-out claimed a page, an expired claim too
+            return Cancellation.TOO_LATE
+        self.cancelled[notification_id] = now()
+        return Cancellation.CANCELLED
+
     def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
         self.journal.append(f"status.claim_page {page}")
+        if notification_id in self.cancelled:
+            return PageClaim(granted=False, done=True, cancelled=True)
         held = self.pages.get((notification_id, page))
         if held is not None and held.done_at is not None:
             pending = held.outcome is not None and held.outcome.next is not None and not held.continued
@@ -389,10 +412,12 @@ class FakeStatusStore:
             summary = FannedOut(0, [], [], [])
             for held in self.done_pages(notification_id).values():
                 assert held.outcome is not None
-                summary.delivery_count += len(held.outcome.planned)
+                summary.delivery_count += held.outcome.delivery_count
                 summary.without_devices += held.outcome.without_devices
                 summary.inactive_skipped += held.outcome.inactive_skipped
                 summary.planned += held.outcome.planned
+                summary.skipped += held.outcome.skipped
+                summary.deferred += held.outcome.deferred
             done[notification_id] = summary
         return done
 
@@ -403,10 +428,17 @@ class FakeStatusStore:
             return None
         notification = notification or next(iter(pages.values())).notification
         outcomes = [held.outcome for held in pages.values() if held.outcome is not None]
-        planned = [entry for outcome in outcomes for entry in outcome.planned]
+        planned = [entry for outcome in outcomes for entry in outcome.entries()]
+        delivery_count = sum(outcome.delivery_count for outcome in outcomes)
         if any(outcome.paged for outcome in outcomes):
             tallies = [t for (nid, _, _), t in self.tallies.items() if nid == notification_id]
-            counts = tally_counts(tallies, len(planned))
+            held_now = {
+                DeliveryState.SKIPPED.value: sum(len(outcome.skipped) for outcome in outcomes),
+                DeliveryState.DEFERRED.value: sum(
+                    1 for outcome in outcomes for deferred in outcome.deferred if deferred.until > now()
+                ),
+            }
+            counts = tally_counts(tallies, delivery_count, held_now)
             deliveries = self.listing(notification_id, planned)
         else:
             deliveries = self.listing(notification_id, planned)
@@ -414,9 +446,14 @@ class FakeStatusStore:
             deliveries += [d for did, d in self.records.get(notification_id, {}).items() if did not in claimed]
             counts = dict(Counter(delivery.status.value for delivery in deliveries))
         complete = self.is_fanned_out(notification_id)
+        scheduled = notification.send_at is not None and notification.send_at > now()
         return NotificationRecord(
             notification_id=notification_id,
-            status=overall_state(complete, counts),
+            status=overall_state(complete, counts, scheduled=scheduled, cancelled=notification_id in self.cancelled),
+            send_at=notification.send_at,
+            cancelled_at=self.cancelled.get(notification_id),
+            category=notification.category,
+            template=notification.template.template_id if notification.template else None,
             priority=notification.priority,
             recipients=notification.recipients,
             topic=notification.topic,
@@ -424,7 +461,7 @@ class FakeStatusStore:
             accepted_at=notification.accepted_at,
             fanned_out_at=now() if complete else None,
             fanout_pages=len([page for page in pages if page != ROOT_PAGE]),
-            delivery_count=len(planned),
+            delivery_count=delivery_count,
             recipients_without_devices=[u for o in outcomes for u in o.without_devices][:LISTED_NAMES],
             recipients_without_devices_count=sum(o.without_devices_count for o in outcomes),
             inactive_devices_skipped=[d for o in outcomes for d in o.inactive_skipped][:LISTED_NAMES],
@@ -438,7 +475,7 @@ class FakeStatusStore:
         claimed = {f"{d.user_id}#{d.device_id}" for d in records.values()}
         listed = []
         for entry in planned:
-            delivery_id = entry.rsplit("#", 1)[0]
+            delivery_id = "#".join(entry.split("#", 2)[:2])
             if delivery_id in claimed:
                 listed.append(records[delivery_id])
             else:
@@ -656,3 +693,76 @@ def make_device(
         created_at=REGISTERED_AT,
         updated_at=REGISTERED_AT,
     )
+
+
+class FakeProfileStore:
+    """A ProfileStore in a dict; counts the batched reads fan-out makes."""
+
+    def __init__(self, preferences: dict[str, Preferences] | None = None):
+        self.preferences = dict(preferences or {})
+        self.batch_reads: list[list[str]] = []
+
+    def get(self, user_id: str) -> Preferences | None:
+        return self.preferences.get(user_id)
+
+    def put(self, user_id: str, preferences: Preferences) -> None:
+        self.preferences[user_id] = preferences
+
+    def get_many(self, user_ids: list[str]) -> dict[str, Preferences]:
+        self.batch_reads.append(list(user_ids))
+        return {user_id: self.preferences[user_id] for user_id in user_ids if user_id in self.preferences}
+
+
+class FakeTemplateStore:
+    def __init__(self) -> None:
+        self.templates: dict[str, TemplateView] = {}
+
+    def get(self, template_id: str) -> TemplateView | None:
+        return self.templates.get(template_id)
+
+    def put(self, template_id: str, document: TemplateDocument) -> TemplateView:
+        view = TemplateView(template_id=template_id, updated_at=now(), **document.model_dump())
+        self.templates[template_id] = view
+        return view
+
+    def delete(self, template_id: str) -> bool:
+        return self.templates.pop(template_id, None) is not None
+
+
+class FakeRenderedContent:
+    def __init__(self) -> None:
+        self.renderings: dict[str, Rendering] = {}
+        self.reads = 0
+
+    def put(self, notification_id: str, rendering: Rendering) -> None:
+        self.renderings[notification_id] = rendering
+
+    def get(self, notification_id: str) -> Rendering | None:
+        self.reads += 1
+        return self.renderings.get(notification_id)
+
+
+class FakeHolds:
+    """The schedule queue: keeps each held message with its delay."""
+
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.journal = journal if journal is not None else []
+        self.held: list[tuple[HeldMessage, int]] = []
+
+    def hold(self, held: HeldMessage, delay_seconds: int) -> None:
+        self.journal.append("holds.hold")
+        self.held.append((held, delay_seconds))
+
+
+class FakeHistory:
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.journal = journal if journal is not None else []
+        self.entries: list[tuple[str, HistoryEntry]] = []
+
+    def record(self, entries: list[tuple[str, HistoryEntry]]) -> None:
+        self.journal.append("history.record")
+        self.entries.extend(entries)
+
+    def page(self, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
+        mine = [entry for owner, entry in reversed(self.entries) if owner == user_id]
+        return HistoryPage(notifications=mine[:limit])

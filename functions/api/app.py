@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -23,16 +23,34 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from herald.adapters.channels import SnsPushEndpoints
 from herald.adapters.clients import client
 from herald.adapters.devices import DynamoDeviceRegistry
+from herald.adapters.history import DynamoHistory
+from herald.adapters.holds import ScheduleQueue
 from herald.adapters.idempotency import DynamoIdempotencyStore
-from herald.adapters.inbox import DynamoInbox, InvalidCursor
-from herald.adapters.queues import IntakeLanes, intake_depths, queue_depths
+from herald.adapters.inbox import DynamoInbox, InvalidCursor, UnknownItem
+from herald.adapters.profiles import DynamoProfileStore
+from herald.adapters.queues import IntakeLanes, intake_depths, queue_depths, schedule_depth
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.status_views import DynamoStatusReader
+from herald.adapters.templates import DynamoRenderedContent, DynamoTemplateStore
 from herald.adapters.topics import DynamoSubscribers
 from herald.logic.idempotency import IdempotentRequests, KeyReusedWithAnotherRequest, RequestInProgress, scoped_key
-from herald.logic.ports import DeviceRegistry, Inbox, Intake, PushEndpoints, StatusReader, StatusStore, Subscribers
+from herald.logic.ports import (
+    DeviceRegistry,
+    History,
+    Holds,
+    Inbox,
+    InboxReadState,
+    Intake,
+    ProfileStore,
+    PushEndpoints,
+    StatusReader,
+    StatusStore,
+    Subscribers,
+)
+from herald.logic.preferences import RequiredCategoryOptOut, check_preferences
 from herald.logic.registration import PlatformNotConfigured, register_device, unregister_device
 from herald.logic.sending import accept_notification, accept_once
+from herald.logic.templates import TemplateProblem, Templating, check_template
 from herald.models.api import (
     MAX_REQUEST_BYTES,
     DeviceList,
@@ -47,9 +65,20 @@ from herald.models.api import (
 )
 from herald.models.domain import ID_PATTERN, Channel, Platform, Priority
 from herald.models.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN
-from herald.models.inbox import InboxPage
+from herald.models.inbox import (
+    ITEM_ID_PATTERN,
+    MAX_MARKED_PER_CALL,
+    HistoryPage,
+    InboxItem,
+    InboxPage,
+    MarkedRead,
+    ReadState,
+    UnreadCount,
+)
 from herald.models.json_body import body_problems
-from herald.models.status import DeliveryPage, NotificationRecord
+from herald.models.preferences import Preferences, PreferencesView
+from herald.models.status import Cancellation, DeliveryPage, NotificationRecord
+from herald.models.templates import TEMPLATE_ID_PATTERN, TemplateDocument, TemplateView
 from herald.models.topics import SubscriberPage, Subscription
 from herald.observability import logger
 from herald.settings import ApiSettings
@@ -70,10 +99,19 @@ class Dependencies:
     intake: Intake
     idempotency: IdempotentRequests
     sqs: Any
+    # Preferences, templates, schedules, read state, history: None where the settings name no table or queue
+    profiles: ProfileStore | None = None
+    templating: Templating | None = None
+    holds: Holds | None = None
+    read_state: InboxReadState | None = None
+    history: History | None = None
+    required_categories: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
+        inbox = DynamoInbox(dynamodb, settings.inbox_table)
+        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
@@ -84,13 +122,26 @@ class Dependencies:
                     Platform.FCM: settings.fcm_platform_application_arn,
                 },
             ),
-            status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
+            status=status,
             reader=DynamoStatusReader(dynamodb, settings.status_table),
             subscribers=DynamoSubscribers(dynamodb, settings.subscribers_table),
-            inbox=DynamoInbox(dynamodb, settings.inbox_table),
+            inbox=inbox,
             intake=IntakeLanes(sqs, {priority: settings.intake_queue_url(priority) for priority in Priority}),
             idempotency=IdempotentRequests(DynamoIdempotencyStore(dynamodb, settings.idempotency_table)),
             sqs=sqs,
+            profiles=DynamoProfileStore(dynamodb, settings.preferences_table) if settings.preferences_table else None,
+            templating=Templating(
+                DynamoTemplateStore(dynamodb, settings.templates_table),
+                DynamoRenderedContent(dynamodb, settings.status_table, settings.status_retention_days),
+            )
+            if settings.templates_table
+            else None,
+            holds=ScheduleQueue(sqs, settings.schedule_queue_url) if settings.schedule_queue_url else None,
+            read_state=inbox,
+            history=DynamoHistory(dynamodb, settings.history_table, status.expires_at)
+            if settings.history_table
+            else None,
+            required_categories=settings.required(),
         )
 
 
@@ -105,6 +156,7 @@ def default_dependencies() -> Dependencies:
 
 
 app = APIGatewayRestResolver(enable_validation=True)
+T = TypeVar("T")
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id in your system.")]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="The device's id, chosen by the app.")]
@@ -142,17 +194,20 @@ _ALWAYS = (403, 422, 429)  # every route: the key, its path or query, the thrott
 _WITH_BODY = (400, 413, 415)
 
 
-def documented(success: int, description: str, *errors: int, content: bool = True) -> dict[int, OpenAPIResponse]:
-    """A route's responses for the OpenAPI document: its success, and each 4xx it can give with ErrorBody."""
+def documented(
+    success: int, description: str, *errors: int, content: bool = True, notes: Mapping[int, str] | None = None
+) -> dict[int, OpenAPIResponse]:
+    """A route's responses for the OpenAPI document: its success, and each 4xx it can give with ErrorBody
+    (`notes` says what a status means on this route, where it differs from the usual)."""
     responses: dict[int, OpenAPIResponse] = {success: {"description": description}}
     if not content:
         responses[success]["content"] = {}
     for status in sorted({*_ALWAYS, *errors}):
         response: OpenAPIResponse = {
-            "description": _ERRORS[status],
+            "description": (notes or {}).get(status, _ERRORS[status]),
             "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
         }
-        if status == 409:
+        if status == 409 and not (notes and 409 in notes):
             response["headers"] = {
                 "Retry-After": {"description": "Seconds to wait before repeating.", "schema": {"type": "integer"}}
             }
@@ -235,6 +290,21 @@ def invalid_cursor(exception: InvalidCursor) -> Response[str]:
     return error(422, str(exception), "cursor")
 
 
+@app.exception_handler(TemplateProblem)
+def template_problem(exception: TemplateProblem) -> Response[str]:
+    return error(422, exception.message, exception.field)
+
+
+@app.exception_handler(RequiredCategoryOptOut)
+def required_category(exception: RequiredCategoryOptOut) -> Response[str]:
+    return error(422, str(exception), exception.field)
+
+
+@app.exception_handler(UnknownItem)
+def unknown_item(exception: UnknownItem) -> Response[str]:
+    return error(404, str(exception))
+
+
 @app.exception_handler(KeyReusedWithAnotherRequest)
 def key_reused(exception: KeyReusedWithAnotherRequest) -> Response[str]:
     return error(422, str(exception), IDEMPOTENCY_HEADER)
@@ -263,6 +333,7 @@ QUERY_PARAMETERS = {
     ("GET", "/users/{user_id}/inbox"): {"limit", "cursor"},
     ("GET", "/notifications/{notification_id}/deliveries"): {"limit", "cursor"},
     ("GET", "/topics/{topic}/subscribers"): {"limit", "cursor"},
+    ("GET", "/users/{user_id}/notifications"): {"limit", "cursor"},
 }
 
 
@@ -322,12 +393,13 @@ def send_notification(
 ) -> Response[str]:
     d = deps()
     if idempotency_key is None:
-        notification = accept_notification(request, d.status, d.intake)
+        notification = accept_notification(request, d.status, d.intake, None, d.templating, d.holds)
         status_code, body = 202, NotificationAccepted(notification_id=notification.notification_id).model_dump_json()
     else:
         caller = app.current_event.request_context.identity.api_key_id or NO_CALLER
         lease = app.lambda_context.get_remaining_time_in_millis() / 1000
-        answer = accept_once(request, scoped_key(caller, idempotency_key), d.status, d.intake, d.idempotency, lease)
+        key = scoped_key(caller, idempotency_key)
+        answer = accept_once(request, key, d.status, d.intake, d.idempotency, lease, d.templating, d.holds)
         status_code, body = answer.status_code, answer.body
     accepted = NotificationAccepted.model_validate_json(body)
     logger.info("notification accepted", notification_id=accepted.notification_id, priority=request.priority.value)
@@ -408,7 +480,8 @@ def list_inbox(
     "/queues",
     summary="Messages waiting, in flight and dead-lettered, per queue",
     description=(
-        "Per priority queue and for each priority's intake queue: ApproximateNumberOfMessages (`visible`),"
+        "Per priority queue, for each priority's intake queue and for the schedule queue: ApproximateNumberOfMessages"
+        " (`visible`),"
         " ApproximateNumberOfMessagesNotVisible (`in_flight`), the DLQ's total (`dead_lettered`), and the"
         " age of the oldest dead letter among up to 10 peeked (SQS has no such attribute; CloudWatch's"
         " ApproximateAgeOfOldestMessage is not available everywhere Herald runs)."
@@ -419,8 +492,150 @@ def get_queues() -> QueuesView:
     d = deps()
     intake = IntakeView(**{priority.value: depth for priority, depth in intake_depths(d.sqs, d.settings).items()})
     return QueuesView(
-        intake=intake, **{priority.value: depth for priority, depth in queue_depths(d.sqs, d.settings).items()}
+        intake=intake,
+        **{priority.value: depth for priority, depth in queue_depths(d.sqs, d.settings).items()},
+        schedule=schedule_depth(d.sqs, d.settings),
     )
+
+
+# ---------------------------------------------------------------- preferences, templates, cancel, read state, history
+# (docs/preferences.md, docs/quiet-hours.md, docs/scheduling.md, docs/templates.md, docs/inbox.md)
+
+TemplateIdPath = Annotated[str, Path(pattern=TEMPLATE_ID_PATTERN, description="1-64 of A-Z a-z 0-9 . _ -")]
+ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="An inbox item's item_id, as the inbox lists it.")]
+
+
+class FeatureOff(Exception):
+    """The deployment has no table or queue for this feature (a template without it)."""
+
+
+@app.exception_handler(FeatureOff)
+def feature_off(exception: FeatureOff) -> Response[str]:
+    return error(404, str(exception))
+
+
+def _require(dependency: T | None, what: str) -> T:
+    if dependency is None:
+        raise FeatureOff(f"{what} are not configured on this deployment")
+    return dependency
+
+
+@app.get(
+    "/users/<user_id>/preferences",
+    summary="The user's preferences: channels, categories, quiet hours, time zone, locale",
+    responses=documented(200, "The preferences (all on when never set), and the required categories"),
+)
+def get_preferences(user_id: UserId) -> PreferencesView:
+    d = deps()
+    preferences = _require(d.profiles, "preferences").get(user_id) or Preferences()
+    return PreferencesView(**preferences.model_dump(), required_categories=sorted(d.required_categories))
+
+
+@app.put(
+    "/users/<user_id>/preferences",
+    summary="Replace the user's preferences",
+    responses=documented(200, "The preferences as stored", *_WITH_BODY),
+)
+def put_preferences(user_id: UserId, preferences: Annotated[Preferences, Body()]) -> PreferencesView:
+    d = deps()
+    check_preferences(preferences, d.required_categories)
+    _require(d.profiles, "preferences").put(user_id, preferences)
+    return PreferencesView(**preferences.model_dump(), required_categories=sorted(d.required_categories))
+
+
+@app.put(
+    "/templates/<template_id>",
+    summary="Create or replace a template: content per channel and per locale",
+    responses=documented(200, "The template as stored", *_WITH_BODY),
+)
+def put_template(template_id: TemplateIdPath, document: Annotated[TemplateDocument, Body()]) -> TemplateView:
+    templating = _require(deps().templating, "templates")
+    check_template(document)
+    return templating.store.put(template_id, document)
+
+
+@app.get("/templates/<template_id>", summary="A template", responses=documented(200, "The template", 404))
+def get_template(template_id: TemplateIdPath) -> TemplateView:
+    template = _require(deps().templating, "templates").store.get(template_id)
+    if template is None:
+        raise UnknownResource(f"no template {template_id}")
+    return template
+
+
+@app.delete(
+    "/templates/<template_id>",
+    summary="Delete a template (notifications already accepted keep their rendering)",
+    responses=documented(204, "Deleted", 404, content=False),
+)
+def delete_template(template_id: TemplateIdPath) -> Response[str]:
+    if not _require(deps().templating, "templates").store.delete(template_id):
+        raise UnknownResource(f"no template {template_id}")
+    return Response(status_code=204, body="")
+
+
+@app.delete(
+    "/notifications/<notification_id>",
+    summary="Cancel a notification that has not been fanned out yet (a scheduled one, say)",
+    responses=documented(
+        204,
+        "Cancelled (or already cancelled): nothing of it will be sent",
+        404,
+        409,
+        content=False,
+        notes={409: "Too late: it has been fanned out, or fan-out is working on it."},
+    ),
+)
+def cancel_notification(notification_id: NotificationId) -> Response[str]:
+    outcome = deps().status.cancel(notification_id)
+    if outcome is Cancellation.UNKNOWN:
+        raise UnknownResource(f"no notification {notification_id}")
+    if outcome is Cancellation.TOO_LATE:
+        return error(409, "too late to cancel: the notification has been fanned out (or is being)", "notification_id")
+    logger.info("notification cancelled", notification_id=notification_id, already=outcome.value)
+    return Response(status_code=204, body="")
+
+
+@app.put(
+    "/users/<user_id>/inbox/<item_id>",
+    summary="Mark one inbox item read or unread",
+    responses=documented(200, "The item", 404, *_WITH_BODY),
+)
+def put_inbox_item(user_id: UserId, item_id: ItemId, state: Annotated[ReadState, Body()]) -> InboxItem:
+    item = _require(deps().read_state, "inbox read states").set_read(user_id, item_id, state.read)
+    if item is None:
+        raise UnknownResource(f"user {user_id} has no inbox item {item_id}")
+    return item
+
+
+@app.post(
+    "/users/<user_id>/inbox/mark-all-read",
+    summary=f"Mark the user's unread inbox items read, newest first, at most {MAX_MARKED_PER_CALL} a call",
+    responses=documented(200, "How many were marked, and whether unread items remain", 413, 415),
+)
+def mark_all_read(user_id: UserId) -> MarkedRead:
+    return _require(deps().read_state, "inbox read states").mark_all_read(user_id, MAX_MARKED_PER_CALL)
+
+
+@app.get(
+    "/users/<user_id>/inbox/unread-count",
+    summary="How many of the user's inbox items are unread",
+    responses=documented(200, "The unread count"),
+)
+def unread_count(user_id: UserId) -> UnreadCount:
+    return UnreadCount(unread=_require(deps().read_state, "inbox read states").unread_count(user_id))
+
+
+@app.get(
+    "/users/<user_id>/notifications",
+    summary="The notifications sent to the user (every channel), newest first",
+    responses=documented(200, "One page of the user's history"),
+)
+def list_user_notifications(
+    user_id: UserId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> HistoryPage:
+    return _require(deps().history, "user histories").page(user_id, limit, cursor)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI description", include_in_schema=False)

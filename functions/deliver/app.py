@@ -18,9 +18,10 @@ from herald.adapters.dead_letters import DeadLetterQueue, parked_at
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
+from herald.adapters.templates import DynamoRenderedContent
 from herald.logic.delivery import Outcome, RetryPolicy, deliver
 from herald.logic.failures import failure_from
-from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
 from herald.logic.tallies import TallySheet
 from herald.models.domain import Channel, DeliveryJob, now
 from herald.observability import logger
@@ -36,6 +37,7 @@ class Dependencies:
     sqs: Any
     dead_letters: DeadLetterQueue
     policy: RetryPolicy
+    content: RenderedContent | None = None  # templated notifications' renderings (StatusTable)
 
     @classmethod
     def from_settings(cls, settings: DeliverSettings) -> Dependencies:
@@ -60,6 +62,7 @@ class Dependencies:
                 base=settings.retry_base_seconds,
                 cap=settings.retry_cap_seconds,
             ),
+            content=DynamoRenderedContent(dynamodb, settings.status_table, settings.status_retention_days),
         )
 
 
@@ -97,6 +100,7 @@ def lambda_handler(
             parked_at=parked_at(record.message_attributes),
             tally=tally,
             record_id=record.message_id,
+            content=d.content,
         )
         where: dict[str, object] = {
             "notification_id": job.notification_id,

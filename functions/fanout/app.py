@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -15,12 +15,16 @@ from herald.adapters.clients import client
 from herald.adapters.consumer import Consumer, Done, QueueRecord, Retry, Verdict
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
+from herald.adapters.history import DynamoHistory
+from herald.adapters.holds import ScheduleQueue
+from herald.adapters.profiles import DynamoProfileStore
 from herald.adapters.queues import DeliveryTopic, IntakeQueue
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.topics import DynamoSubscribers
 from herald.logic.failures import failure_from
 from herald.logic.fanout import PageLimits, fan_out
-from herald.logic.ports import DeviceRegistry, Intake, Publisher, StatusStore, Subscribers
+from herald.logic.ports import DeviceRegistry, History, Holds, Intake, Publisher, StatusStore, Subscribers
+from herald.logic.preferences import DeliveryRules
 from herald.models.domain import Notification, now
 from herald.observability import logger
 from herald.settings import FanoutSettings
@@ -40,19 +44,34 @@ class Dependencies:
     continuations: Intake
     sqs: Any
     dead_letters: DeadLetterQueue
+    # Preferences, quiet hours, locales, history (docs/preferences.md): off where the settings name no table
+    rules: DeliveryRules = field(default_factory=DeliveryRules)
+    holds: Holds | None = None
+    history: History | None = None
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
+        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
             subscribers=DynamoSubscribers(dynamodb, settings.subscribers_table),
             topic=DeliveryTopic(client("sns"), settings.topic_arn, parallel=settings.parallel_publishes),
-            status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
+            status=status,
             continuations=IntakeQueue(sqs, settings.queue_url),
             sqs=sqs,
             dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source=f"intake-{settings.priority.value}"),
+            rules=DeliveryRules(
+                profiles=DynamoProfileStore(dynamodb, settings.preferences_table)
+                if settings.preferences_table
+                else None,
+                required_categories=settings.required(),
+            ),
+            holds=ScheduleQueue(sqs, settings.schedule_queue_url) if settings.schedule_queue_url else None,
+            history=DynamoHistory(dynamodb, settings.history_table, status.expires_at)
+            if settings.history_table
+            else None,
         )
 
     @property
@@ -89,7 +108,18 @@ def lambda_handler(
             return Done()
         owner = f"{context.aws_request_id}/{record.message_id}"
         result = fan_out(
-            notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, owner, deadline, d.limits
+            notification,
+            d.registry,
+            d.subscribers,
+            d.topic,
+            d.status,
+            d.continuations,
+            owner,
+            deadline,
+            d.limits,
+            rules=d.rules,
+            holds=d.holds,
+            history=d.history,
         )
         if result.busy_for:
             return Retry("another invocation is fanning this page out", delay=result.busy_for)
@@ -101,8 +131,11 @@ def lambda_handler(
             deliveries=len(result.jobs),
             recipients_without_devices=outcome.without_devices_count if outcome else 0,
             inactive_devices_skipped=outcome.inactive_skipped_count if outcome else 0,
+            skipped=len(result.skipped),
+            deferred=len(result.deferred),
             continued=bool(outcome and outcome.next),
-            duplicate=result.already_done,
+            duplicate=result.already_done and not result.cancelled,
+            cancelled=result.cancelled,
             claim_lost=result.claim_lost,
         )
         return Done()

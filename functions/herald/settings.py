@@ -31,12 +31,34 @@ class TablesSettings(Settings):
     status_retention_days: int = Field(default=30, ge=1)
 
 
-class QueueUrls(Settings):
-    """Each priority's lane: its intake queue, its delivery queue, and their dead-letter queues."""
+class ChoicesSettings(Settings):
+    """Preferences, templates, schedules and history (docs/preferences.md ...). An empty name turns that part off."""
+
+    preferences_table: str = ""
+    templates_table: str = ""
+    history_table: str = ""
+    schedule_queue_url: str = ""
+    required_categories: str = ""  # comma-separated: categories no preference can turn off
+
+    def required(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.required_categories.split(",") if name.strip())
+
+
+class IntakeUrls(Settings):
+    """Each priority's intake queue, where notifications wait for that priority's fan-out."""
 
     high_intake_queue_url: str
     normal_intake_queue_url: str
     low_intake_queue_url: str
+
+    def intake_queue_url(self, priority: Priority) -> str:
+        return str(getattr(self, f"{priority.value}_intake_queue_url"))
+
+
+class QueueUrls(IntakeUrls):
+    """Each priority's lane: its intake queue, its delivery queue, and their dead-letter queues; and the
+    schedule queue's (empty where the deployment has none)."""
+
     high_intake_dlq_url: str
     normal_intake_dlq_url: str
     low_intake_dlq_url: str
@@ -46,9 +68,8 @@ class QueueUrls(Settings):
     high_dlq_url: str
     normal_dlq_url: str
     low_dlq_url: str
-
-    def intake_queue_url(self, priority: Priority) -> str:
-        return str(getattr(self, f"{priority.value}_intake_queue_url"))
+    schedule_queue_url: str = ""
+    schedule_dlq_url: str = ""
 
     def intake_dlq_url(self, priority: Priority) -> str:
         return str(getattr(self, f"{priority.value}_intake_dlq_url"))
@@ -60,7 +81,7 @@ class QueueUrls(Settings):
         return str(getattr(self, f"{priority.value}_dlq_url"))
 
 
-class ApiSettings(TablesSettings, QueueUrls):
+class ApiSettings(TablesSettings, QueueUrls, ChoicesSettings):
     subscribers_table: str
     idempotency_table: str
     apns_platform_application_arn: str = ""
@@ -75,7 +96,7 @@ class ConsumerSettings(Settings):
     max_receive_count: int = Field(default=5, ge=1)
 
 
-class FanoutSettings(TablesSettings, ConsumerSettings):
+class FanoutSettings(TablesSettings, ConsumerSettings, ChoicesSettings):
     """A fan-out function reads one priority's intake queue and queues its continuations there too."""
 
     priority: Priority
@@ -85,6 +106,13 @@ class FanoutSettings(TablesSettings, ConsumerSettings):
     page_users: int = Field(default=1000, ge=1, le=10_000)  # users one page reads at most
     device_lookups: int = Field(default=16, ge=1, le=64)  # device queries in flight at once
     parallel_publishes: int = Field(default=8, ge=1, le=64)  # PublishBatch calls in flight at once
+
+
+class ScheduleSettings(ConsumerSettings, IntakeUrls):
+    """The schedule function: reads the schedule queue (`queue_url`), releases a notification into its
+    priority's intake queue and deliveries to the topic."""
+
+    topic_arn: str
 
 
 class DeliverSettings(TablesSettings, ConsumerSettings):
@@ -110,11 +138,14 @@ class DlqRedriveSettings(QueueUrls):
 
     def routes(self, selection: str) -> list[DeadLetterRoute]:
         """`selection` is a priority (its delivery queue's DLQ), "intake-<priority>" (that priority's
-        fan-out DLQ), "intake" (the three fan-out DLQs), or "all" of the six."""
+        fan-out DLQ), "intake" (the three fan-out DLQs), "schedule" (the schedule function's DLQ), or "all"
+        of them (seven; six where the deployment has no schedule queue)."""
         routes = [DeadLetterRoute(p.value, self.dlq_url(p), self.queue_url(p)) for p in Priority]
         routes += [
             DeadLetterRoute(f"intake-{p.value}", self.intake_dlq_url(p), self.intake_queue_url(p)) for p in Priority
         ]
+        if self.schedule_dlq_url and self.schedule_queue_url:
+            routes.append(DeadLetterRoute("schedule", self.schedule_dlq_url, self.schedule_queue_url))
         if selection == "all":
             return routes
         if selection == "intake":

@@ -6,17 +6,23 @@ import pytest
 
 import api.app
 from herald.logic.idempotency import IdempotentRequests
+from herald.logic.templates import Templating
 from herald.models.domain import DeliveryJob, Notification, Priority
 from herald.settings import ApiSettings
 from tests.events import load_event
 from tests.fakes import (
     FakeContext,
     FakeDeviceRegistry,
+    FakeHistory,
+    FakeHolds,
     FakeIdempotencyStore,
     FakeIntakeQueue,
+    FakeProfileStore,
     FakePushEndpoints,
+    FakeRenderedContent,
     FakeStatusStore,
     FakeSubscribers,
+    FakeTemplateStore,
 )
 
 
@@ -67,4 +73,9 @@ def api_dependencies() -> api.app.Dependencies:
         intake=FakeIntakeQueue(journal=journal),
         idempotency=IdempotentRequests(FakeIdempotencyStore()),
         sqs=None,
+        profiles=FakeProfileStore(),
+        templating=Templating(FakeTemplateStore(), FakeRenderedContent()),
+        holds=FakeHolds(journal=journal),
+        history=FakeHistory(),
+        required_categories=frozenset({"security"}),
     )

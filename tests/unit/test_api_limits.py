@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any, get_args
 
 import pytest
 
 import api.app
-from herald.models.api import DeviceRegistration, NotificationRequest
-from herald.models.domain import MAX_BODY, MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_PUSH_TOKEN, MAX_RECIPIENTS, MAX_TITLE
+from herald.models.api import MAX_SCHEDULE_DAYS, DeviceRegistration, NotificationRequest
+from herald.models.domain import (
+    MAX_BODY,
+    MAX_DATA_BYTES,
+    MAX_DATA_DEPTH,
+    MAX_PUSH_TOKEN,
+    MAX_RECIPIENTS,
+    MAX_TITLE,
+    now,
+)
+from herald.models.templates import MAX_VARIABLES_BYTES
 from tests.events import load_event
 
 SEND = ("POST", "/notifications")
@@ -105,6 +115,22 @@ OVER_THE_LIMIT: list[tuple[tuple[str, str], Any, dict[str, str], dict[str, str],
     (SEND, {"title": "t", "body": "b", "topic": "a/b"}, {}, {}, "topic"),
     (SEND, {"title": "t", "body": "b", "topic": "t" * 129}, {}, {}, "topic"),
     (SEND, NOTE, {"Idempotency-Key": "k" * 256}, {}, "Idempotency-Key"),
+    (SEND, NOTE | {"category": "Marketing!"}, {}, {}, "category"),
+    (SEND, NOTE | {"category": "c" * 65}, {}, {}, "category"),
+    (SEND, NOTE | {"send_at": (now() + timedelta(days=MAX_SCHEDULE_DAYS + 1)).isoformat()}, {}, {}, "send_at"),
+    (SEND, NOTE | {"send_at": "2026-12-01T10:00:00"}, {}, {}, "send_at"),  # no offset: whose 10:00?
+    (SEND, {"recipients": ["ada"], "template": "bad id!"}, {}, {}, "template"),
+    (SEND, {"recipients": ["ada"], "template": "t" * 65}, {}, {}, "template"),
+    (SEND, {"recipients": ["ada"], "template": "welcome"}, {}, {}, "template"),  # no such template
+    (SEND, NOTE | {"template": "welcome"}, {}, {}, "title"),  # a template, or title and body: not both
+    (
+        SEND,
+        {"recipients": ["ada"], "template": "w", "variables": {"k": "v" * MAX_VARIABLES_BYTES}},
+        {},
+        {},
+        "variables",
+    ),
+    (SEND, NOTE | {"variables": {"name": "Ada"}}, {}, {}, "variables"),  # variables without a template
     # GET /notifications/{notification_id}, GET /users/{user_id}/inbox
     (("GET", "/notifications/" + "n" * 129), None, {}, {}, "notification_id"),
     (("GET", "/users/ada/inbox"), None, {}, {"limit": "101"}, "limit"),

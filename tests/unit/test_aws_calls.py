@@ -147,3 +147,43 @@ def test_a_client_call_the_scan_cannot_attribute_is_reported(shop: Path) -> None
     assert [(path, operation) for path, _, operation in code.unaccounted(shop)] == [("shop/purge.py", "delete_message")]
     with pytest.raises(ValueError, match="delete_item"):
         code.handler("checkout.app").dynamodb_actions()
+
+
+def test_a_protocol_call_reaches_only_the_implementations_the_handler_builds(shop: Path) -> None:
+    # Given a second class that fits the Orders Protocol as well, built by no handler, and one whose base the
+    # scan cannot see (an unresolved import reads as Any, as pydantic's BaseModel does: such a class fits any type)
+    write(
+        shop,
+        {
+            "shop/archive.py": """
+                from typing import Any
+
+                from unseen import Base
+
+
+                class Record(Base):
+                    pass
+
+
+                class DynamoArchive:
+                    def __init__(self, dynamodb: Any, table: str):
+                        self._dynamodb = dynamodb
+                        self._table = table
+
+                    def add(self, order: str) -> None:
+                        self._dynamodb.delete_item(TableName=self._table, Key={"id": {"S": order}})
+
+                    def get(self, order: str) -> Record | None:
+                        self._dynamodb.scan(TableName=self._table)
+                        return None
+            """,
+            "checkout/app.py": textwrap.dedent(CHECKOUT) + "\n\nimport shop.archive  # noqa: F401,E402\n",
+        },
+    )
+    code = read_code(shop)
+
+    # When the checkout handler's calls are read (it imports the archive's module, never builds one)
+    checkout = code.handler("checkout.app")
+
+    # Then Orders.add reaches DynamoOrders.add alone: the archive's calls are no one's, and no table is unknown
+    assert checkout.dynamodb_actions() == {"ORDERS_TABLE": {"dynamodb:PutItem"}}

@@ -11,6 +11,8 @@ from bench.floor import (
     DELIVER_PROVIDER,
     DELIVER_STATUS,
     FANOUT_DEVICE_QUERY,
+    FANOUT_HISTORY,
+    FANOUT_PREFERENCES,
     FANOUT_PUBLISH,
     FANOUT_STATUS,
     INTAKE_DELETE,
@@ -34,18 +36,19 @@ def test_one_device_costs_the_fixed_calls_plus_one_delivery():
     # Given one recipient with one device, batches of 10 on both queues
     floor = floor_per_notification(Shape(1, 1), NORMAL)
 
-    # Then: api 2, fan-out 4 (query, publish, claim, fanned out), deliver 1 provider + 2 status writes,
-    # and four tenths of mapping calls
+    # Then: api 2, fan-out 6 (query, publish, claim, fanned out, preferences read, history write),
+    # deliver 1 provider + 2 status writes, and four tenths of mapping calls
     assert floor[API_INTAKE_SEND] == 1
     assert floor[API_STATUS_ACCEPTED] == 1
     assert floor[FANOUT_DEVICE_QUERY] == 1
     assert floor[FANOUT_PUBLISH] == 1
     assert floor[FANOUT_STATUS] == 2
+    assert (floor[FANOUT_PREFERENCES], floor[FANOUT_HISTORY]) == (1, 1)
     assert floor[DELIVER_PROVIDER] == 1
     assert floor[DELIVER_STATUS] == 2
     assert floor[INTAKE_RECEIVE] == pytest.approx(0.1)
     assert floor[PRIORITY_DELETE] == pytest.approx(0.1)
-    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(9.4)
+    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(11.4)
 
 
 def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_twice():
@@ -58,17 +61,19 @@ def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_tw
     assert floor[DELIVER_PROVIDER] == 100
     assert floor[DELIVER_STATUS] == 200
     assert floor[PRIORITY_RECEIVE] == pytest.approx(10)
-    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 2 + 300 + 0.2 + 20)
+    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 2 + 2 + 300 + 0.2 + 20)
 
 
 def test_many_recipients_cost_one_device_query_each():
     # Given 1,000 recipients with one device each
     floor = floor_per_notification(Shape(1000, 1), NORMAL)
 
-    # Then a query per recipient, and the deliveries batch as if they were one user's
+    # Then a query per recipient, and the deliveries batch as if they were one user's; preferences are
+    # read 100 users a call, history written 25 a call
     assert floor[FANOUT_DEVICE_QUERY] == 1000
     assert floor[FANOUT_STATUS] == 2
     assert floor[FANOUT_PUBLISH] == 100
+    assert (floor[FANOUT_PREFERENCES], floor[FANOUT_HISTORY]) == (10, 40)
 
 
 def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
@@ -91,6 +96,8 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
         (("herald", "fanout", "dynamodb", "BatchWriteItem", "StatusTable"), OTHER),
         (("herald", "fanout", "sns", "PublishBatch", "NotificationsTopic"), FANOUT_PUBLISH),
         (("herald", "fanout", "dynamodb", "UpdateItem", "StatusTable"), FANOUT_STATUS),
+        (("herald", "fanout", "dynamodb", "BatchGetItem", "PreferencesTable"), FANOUT_PREFERENCES),
+        (("herald", "fanout", "dynamodb", "BatchWriteItem", "HistoryTable"), FANOUT_HISTORY),
         (("herald", "deliver", "sns", "Publish", "endpoint"), DELIVER_PROVIDER),
         (("herald", "deliver", "ses", "SendEmail", ""), DELIVER_PROVIDER),
         (("herald", "deliver", "dynamodb", "PutItem", "InboxTable"), DELIVER_PROVIDER),

@@ -9,6 +9,7 @@ from dlq_redrive.app import RedriveRequest
 from herald.models.api import DeviceRegistration, EmailRegistration, InAppRegistration, NotificationRequest
 from herald.models.domain import Channel, DeliveryJob, Notification, Priority
 from herald.models.feedback import EmailFeedback, parse_feedback
+from herald.models.holds import HeldMessage, HeldNotification
 from tests.events import load_event
 
 
@@ -124,3 +125,15 @@ def test_feedback_event_carries_an_ses_hard_bounce_from_the_feedback_queue():
     assert isinstance(feedback, EmailFeedback) and feedback.bounce is not None
     assert feedback.bounce.bounce_type == "Permanent"
     assert [r.email_address for r in feedback.bounce.bounced_recipients] == ["grace@example.com"]
+
+
+def test_schedule_event_holds_the_fanout_event_notification_now_due():
+    # Given the sample event of the schedule queue
+    [record] = load_event("schedule")["Records"]
+
+    # Then its body is a held notification, the one the fan-out event carries, due before that event was sent
+    held = HeldMessage.model_validate_json(record["body"]).held
+    fanout = Notification.model_validate_json(load_event("fanout")["Records"][0]["body"])
+    assert isinstance(held, HeldNotification)
+    assert held.notification.notification_id == fanout.notification_id
+    assert held.release_at == held.notification.send_at

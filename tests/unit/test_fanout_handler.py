@@ -126,7 +126,7 @@ def test_a_body_that_is_not_a_notification_goes_to_the_intake_dlq_with_its_reaso
     [parked] = dependencies.sqs.sent
     assert parked["QueueUrl"] == DLQ_URL and parked["MessageBody"] == '{"hello": "world"}'
     reason = dependencies.sqs.reasons()[0]
-    assert reason.startswith("invalid message: notification_id: Field required; title: Field required")
+    assert reason.startswith("invalid message: notification_id: Field required; accepted_at: Field required")
 
 
 def test_a_duplicate_intake_message_is_done_without_publishing_again(registry, lambda_context):

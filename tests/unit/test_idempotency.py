@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from herald.logic.idempotency import IdempotentRequests, KeyReusedWithAnotherRequest, RequestInProgress, request_hash
+from herald.logic.sending import accept_once
+from herald.models.api import NotificationRequest
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
-from tests.fakes import FakeIdempotencyStore
+from tests.fakes import FakeIdempotencyStore, FakeIntakeQueue, FakeStatusStore
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 KEY = "caller-1#order-1042-shipped"
@@ -191,3 +193,16 @@ def test_the_request_hash_ignores_key_order_and_spacing_but_not_values() -> None
 
     # Then the first two hash alike and the third does not
     assert one == same != other
+
+
+def test_a_plain_request_keeps_the_fingerprint_it_had_before_templates_categories_and_schedules():
+    # Given a plain request, and the fingerprint such a request was stored with before those fields existed
+    request = NotificationRequest.model_validate({"recipients": ["ada"], "title": "t", "body": "b"})
+    before = {"recipients": ["ada"], "title": "t", "body": "b", "data": {}, "priority": "normal", "channels": None}
+    store = FakeIdempotencyStore()
+
+    # When it is accepted with a key
+    accept_once(request, "caller#k", FakeStatusStore(), FakeIntakeQueue(), IdempotentRequests(store), 10)
+
+    # Then its record carries that same fingerprint: a retry across the upgrade is a repeat, not a new request
+    assert store.records["caller#k"].request_hash == request_hash(before)

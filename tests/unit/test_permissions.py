@@ -107,13 +107,22 @@ def test_what_the_code_does_on_tables_is_what_the_design_says(template: HeraldTe
         ("SubscribersTable", "dynamodb:Query"),  # a topic's subscribers, a shard at a time
         ("StatusTable", "dynamodb:UpdateItem"),  # a page's claim, then what it published
         ("StatusTable", "dynamodb:PutItem"),  # a long planned list, in items of its own
+        ("PreferencesTable", "dynamodb:BatchGetItem"),  # the page's recipients' preferences
+        ("HistoryTable", "dynamodb:BatchWriteItem"),  # one history entry per recipient of the page
     }
+    assert ("StatusTable", "dynamodb:UpdateItem") in api  # DELETE /notifications/{id}: the cancel's mark
+    assert ("PreferencesTable", "dynamodb:PutItem") in api  # PUT /users/{id}/preferences
+    assert ("TemplatesTable", "dynamodb:DeleteItem") in api  # DELETE /templates/{id}
+    assert ("HistoryTable", "dynamodb:Query") in api  # GET /users/{id}/notifications
+    assert ("InboxTable", "dynamodb:UpdateItem") in api  # an inbox item read or unread
     assert ("SubscribersTable", "dynamodb:UpdateItem") in api  # PUT /topics/{topic}/subscribers/{user_id}
     assert ("StatusTable", "dynamodb:GetItem") in deliver  # whether a broadcast's tally was written
     assert ("DevicesTable", "dynamodb:UpdateItem") in deliver  # a push endpoint SNS disabled
     assert ("InboxTable", "dynamodb:PutItem") in deliver  # an in-app delivery
     assert not any(table == "IdempotencyTable" for table, _ in fanout | deliver)
     assert needed_on_tables(template, code, "DlqRedriveFunction") == set()
+    assert needed_on_tables(template, code, "ScheduleFunction") == set()  # it moves messages, writes no table
+    assert not any(table == "PreferencesTable" for table, _ in deliver)
 
 
 @pytest.mark.parametrize("service", ["sqs", "sns", "ses"])

@@ -299,6 +299,24 @@ def test_all_means_each_prioritys_delivery_and_intake_queue_each_into_its_own_qu
     assert [r.destination_url.rsplit("/", 1)[1] for r in SETTINGS.routes("intake-low")] == ["herald-low-intake"]
 
 
+def test_the_schedule_dlq_drains_into_the_schedule_queue_and_counts_in_all():
+    # Given a deployment with a schedule queue (held notifications and deliveries) and its DLQ
+    settings = SETTINGS.model_copy(
+        update={"schedule_queue_url": f"{PREFIX}herald-schedule", "schedule_dlq_url": f"{PREFIX}herald-schedule-dlq"}
+    )
+
+    # When the console asks for "schedule", and for "all"
+    request = dlq_redrive.app.RedriveRequest.model_validate({"priority": "schedule"})
+    [route] = settings.routes(request.priority)
+
+    # Then the schedule DLQ goes back into the schedule queue, and "all" holds it as the seventh
+    assert (route.dlq_url.rsplit("/", 1)[1], route.destination_url.rsplit("/", 1)[1]) == (
+        "herald-schedule-dlq",
+        "herald-schedule",
+    )
+    assert [r.name for r in settings.routes("all")][-1] == "schedule" and len(settings.routes("all")) == 7
+
+
 @pytest.mark.parametrize(
     ("event", "field"),
     [

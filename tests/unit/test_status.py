@@ -28,6 +28,21 @@ CASES = [
     (True, [S.DEAD_LETTERED, S.SENT], NotificationState.DEAD_LETTERED),
     (True, [S.FAILED, S.DEAD_LETTERED], NotificationState.DEAD_LETTERED),
     (True, [S.DEAD_LETTERED, S.RETRYING], NotificationState.IN_PROGRESS),
+    (True, [S.DEAD_LETTERED, S.SKIPPED], NotificationState.DEAD_LETTERED),
+    # skipped is final and counts for neither side; deferred is not final
+    (True, [S.SENT, S.SKIPPED], NotificationState.DELIVERED),
+    (True, [S.SKIPPED, S.SKIPPED], NotificationState.SKIPPED),
+    (True, [S.FAILED, S.SKIPPED], NotificationState.FAILED),
+    (True, [S.SENT, S.FAILED, S.SKIPPED], NotificationState.PARTIALLY_DELIVERED),
+    (True, [S.SENT, S.DEFERRED], NotificationState.IN_PROGRESS),
+    (True, [S.SKIPPED, S.DEFERRED], NotificationState.IN_PROGRESS),
+]
+# (fanned out, delivery states, scheduled, cancelled, overall state): a notification's schedule and cancellation
+SCHEDULE_CASES = [
+    (False, [], True, False, NotificationState.SCHEDULED),
+    (False, [], True, True, NotificationState.CANCELLED),
+    (False, [], False, True, NotificationState.CANCELLED),
+    (True, [S.SENT], False, False, NotificationState.DELIVERED),  # its send_at passed: scheduled no more
 ]
 
 
@@ -43,9 +58,21 @@ def test_overall_state_follows_from_the_deliveries(fanned_out, states, expected)
     assert state is expected
 
 
+@pytest.mark.parametrize(("fanned_out", "states", "scheduled", "cancelled", "expected"), SCHEDULE_CASES)
+def test_a_schedule_and_a_cancellation_decide_before_the_deliveries(fanned_out, states, scheduled, cancelled, expected):
+    # Given a notification with or without a send_at to come, cancelled or not
+    counts = dict(Counter(state.value for state in states))
+
+    # When its overall state is derived
+    state = overall_state(fanned_out, counts, scheduled=scheduled, cancelled=cancelled)
+
+    # Then it is the one the table says
+    assert state is expected
+
+
 def test_every_notification_state_is_reachable():
-    # Given the table above
-    reached = {expected for _, _, expected in CASES}
+    # Given the tables above
+    reached = {expected for _, _, expected in CASES} | {case[-1] for case in SCHEDULE_CASES}
 
     # Then it covers every state the API can answer
     assert reached == set(NotificationState)

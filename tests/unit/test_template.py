@@ -99,9 +99,18 @@ def test_every_route_requires_the_api_key_and_the_usage_plan_throttles(template:
 
 def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: HeraldTemplate) -> None:
     tables = {k: r["Properties"] for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable", "SubscribersTable"}
+    assert set(tables) == {
+        "DevicesTable",
+        "StatusTable",
+        "InboxTable",
+        "IdempotencyTable",
+        "SubscribersTable",
+        "PreferencesTable",
+        "TemplatesTable",
+        "HistoryTable",
+    }
     assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
-    for name in ("StatusTable", "InboxTable", "IdempotencyTable"):
+    for name in ("StatusTable", "InboxTable", "IdempotencyTable", "HistoryTable"):
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
@@ -262,12 +271,13 @@ def test_the_api_function_may_read_queue_depths_and_peek_at_dead_letters_only(te
         "HighDeadLetterQueue",
         "NormalDeadLetterQueue",
         "LowDeadLetterQueue",
+        "ScheduleDeadLetterQueue",
     ]
     receive = [
         s for s in statements_on(template, "ApiFunctionRole", "DeadLetterQueue") if "sqs:ReceiveMessage" in s["Action"]
     ]
 
-    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the six DLQs alone,
+    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the seven DLQs alone,
     # and never with DeleteMessage
     [statement] = receive
     assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(dlqs)

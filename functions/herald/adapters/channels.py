@@ -25,13 +25,13 @@ class EmailSender:
     def send(self, job: DeliveryJob) -> str:
         if not job.address:
             raise DeliveryFailed("device has no email address", permanent=True)
+        body = {"Text": {"Data": job.body, "Charset": "UTF-8"}}
+        if job.html:  # a template's email: HTML with the text part beside it (multipart/alternative)
+            body["Html"] = {"Data": job.html, "Charset": "UTF-8"}
         response = self._ses.send_email(
             Source=self._sender,
             Destination={"ToAddresses": [job.address]},
-            Message={
-                "Subject": {"Data": job.title, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": job.body, "Charset": "UTF-8"}},
-            },
+            Message={"Subject": {"Data": job.title, "Charset": "UTF-8"}, "Body": body},
             **self._feedback,
         )
         return str(response["MessageId"])

@@ -1,18 +1,41 @@
-"""The in-app inbox in DynamoDB: one partition per user, sorted by time, read newest first."""
+"""The in-app inbox in DynamoDB: one partition per user, sorted by time, read newest first, with read state.
+
+An item is unread while it has the attribute `unread` (a copy of its sort key): the sparse index
+UnreadIndex holds only those, keys only, so the unread count is a Query of that index that reads
+nothing else, and stays right under retries (the count is of items, not a counter to keep in step).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
+from datetime import datetime
 from typing import Any
 
-from herald.models.domain import DeliveryJob
-from herald.models.inbox import InboxItem, InboxPage
+from botocore.exceptions import ClientError
+
+from herald.adapters.pages import InvalidCursor, decode_cursor, encode_cursor
+from herald.models.domain import DeliveryJob, now
+from herald.models.inbox import InboxItem, InboxPage, MarkedRead
+
+UNREAD_INDEX = "UnreadIndex"
+
+__all__ = ["UNREAD_INDEX", "DynamoInbox", "InvalidCursor", "UnknownItem", "item_id_of", "sort_key_of"]
 
 
-class InvalidCursor(ValueError):
-    pass
+class UnknownItem(ValueError):
+    """An item id that names no inbox item of the user."""
+
+
+def item_id_of(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(sort_key.encode()).decode().rstrip("=")
+
+
+def sort_key_of(item_id: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(item_id + "=" * (-len(item_id) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise UnknownItem("not an inbox item id") from error
 
 
 class DynamoInbox:
@@ -21,7 +44,8 @@ class DynamoInbox:
         self._table = table
 
     def add(self, job: DeliveryJob, expires_at: int) -> None:
-        # The sort key is made of the job's own fields: a repeated delivery overwrites, never doubles.
+        # The sort key is made of the job's own fields: a repeated delivery finds its item and leaves it
+        # as it is (read state included), never doubles it.
         item = InboxItem(
             notification_id=job.notification_id,
             device_id=job.device_id,
@@ -31,15 +55,22 @@ class DynamoInbox:
             priority=job.priority.value,
             created_at=job.accepted_at,
         )
-        self._dynamodb.put_item(
-            TableName=self._table,
-            Item={
-                "user_id": {"S": job.user_id},
-                "sk": {"S": f"{job.accepted_at.isoformat()}#{job.notification_id}#{job.device_id}"},
-                "item": {"S": item.model_dump_json()},
-                "expires_at": {"N": str(expires_at)},
-            },
-        )
+        sort_key = f"{job.accepted_at.isoformat()}#{job.notification_id}#{job.device_id}"
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    "user_id": {"S": job.user_id},
+                    "sk": {"S": sort_key},
+                    "item": {"S": item.model_dump_json(exclude={"item_id", "read", "read_at"})},
+                    "unread": {"S": sort_key},
+                    "expires_at": {"N": str(expires_at)},
+                },
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     def page(self, user_id: str, limit: int, cursor: str | None) -> InboxPage:
         query: dict[str, Any] = {
@@ -50,22 +81,84 @@ class DynamoInbox:
             "Limit": limit,
         }
         if cursor:
-            query["ExclusiveStartKey"] = _decode_cursor(cursor, user_id)
+            query["ExclusiveStartKey"] = decode_cursor(cursor, user_id)
         response = self._dynamodb.query(**query)
-        items = [InboxItem.model_validate_json(item["item"]["S"]) for item in response.get("Items", [])]
+        items = [_item(stored) for stored in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
-        return InboxPage(items=items, next_cursor=_encode_cursor(last) if last else None)
+        return InboxPage(items=items, next_cursor=encode_cursor(last) if last else None)
+
+    def set_read(self, user_id: str, item_id: str, read: bool) -> InboxItem | None:
+        sort_key = sort_key_of(item_id)
+        if read:
+            update, values = "SET read_at = if_not_exists(read_at, :t) REMOVE unread", {":t": {"S": now().isoformat()}}
+        else:
+            update, values = "SET unread = :sk REMOVE read_at", {":sk": {"S": sort_key}}
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"user_id": {"S": user_id}, "sk": {"S": sort_key}},
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _item(response["Attributes"])
+
+    def mark_all_read(self, user_id: str, at_most: int) -> MarkedRead:
+        """Marks up to `at_most` unread items read, newest first: one UpdateItem each."""
+        response = self._dynamodb.query(
+            TableName=self._table,
+            IndexName=UNREAD_INDEX,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": user_id}},
+            ScanIndexForward=False,
+            Limit=at_most + 1,
+        )
+        keys = response.get("Items", [])
+        at = now().isoformat()
+        marked = 0
+        for key in keys[:at_most]:
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key={"user_id": key["user_id"], "sk": key["sk"]},
+                    UpdateExpression="SET read_at = :t REMOVE unread",
+                    ConditionExpression="attribute_exists(unread)",
+                    ExpressionAttributeValues={":t": {"S": at}},
+                )
+                marked += 1
+            except ClientError as error:  # read meanwhile, or expired: nothing to mark
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+        more = len(keys) > at_most
+        return MarkedRead(marked=marked, more=more)
+
+    def unread_count(self, user_id: str) -> int:
+        """A COUNT Query of the sparse index: about half a read unit per 4 KB of keys (some 40 unread items)."""
+        paginator = self._dynamodb.get_paginator("query")
+        count = 0
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=UNREAD_INDEX,
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": user_id}},
+            Select="COUNT",
+        ):
+            count += int(page.get("Count", 0))
+        return count
 
 
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"sk": key["sk"]["S"]}).encode()).decode()
-
-
-def _decode_cursor(cursor: str, user_id: str) -> dict[str, Any]:
-    try:
-        sort_key = json.loads(base64.urlsafe_b64decode(cursor.encode()))["sk"]
-    except (binascii.Error, ValueError, KeyError, TypeError) as error:
-        raise InvalidCursor("cursor is not one this API returned") from error
-    if not isinstance(sort_key, str):
-        raise InvalidCursor("cursor is not one this API returned")
-    return {"user_id": {"S": user_id}, "sk": {"S": sort_key}}
+def _item(stored: dict[str, Any]) -> InboxItem:
+    item = InboxItem.model_validate_json(stored["item"]["S"])
+    read_at = stored.get("read_at", {}).get("S")
+    return item.model_copy(
+        update={
+            "item_id": item_id_of(stored["sk"]["S"]),
+            "read": "unread" not in stored,
+            "read_at": datetime.fromisoformat(read_at) if read_at else None,
+        }
+    )

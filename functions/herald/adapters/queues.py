@@ -98,22 +98,30 @@ def intake_depths(sqs: Any, urls: QueueUrls) -> dict[Priority, QueueDepth]:
     }
 
 
-def queue_depth(sqs: Any, queue_url: str, dlq_url: str) -> QueueDepth:
-    queue = _attributes(sqs, queue_url)
+def schedule_depth(sqs: Any, urls: QueueUrls) -> QueueDepth | None:
+    """The schedule queue's, with the messages waiting out their delay (what it holds); None without one."""
+    if not urls.schedule_queue_url or not urls.schedule_dlq_url:
+        return None
+    return queue_depth(sqs, urls.schedule_queue_url, urls.schedule_dlq_url, delayed=True)
+
+
+def queue_depth(sqs: Any, queue_url: str, dlq_url: str, delayed: bool = False) -> QueueDepth:
+    queue = _attributes(sqs, queue_url, delayed)
     dlq = _attributes(sqs, dlq_url)
     waiting = int(dlq["ApproximateNumberOfMessages"])
     return QueueDepth(
         visible=int(queue["ApproximateNumberOfMessages"]),
         in_flight=int(queue["ApproximateNumberOfMessagesNotVisible"]),
+        delayed=int(queue.get("ApproximateNumberOfMessagesDelayed", 0)) if delayed else None,
         dead_lettered=waiting + int(dlq["ApproximateNumberOfMessagesNotVisible"]),
         oldest_dead_letter_age_seconds=_oldest_age(sqs, dlq_url, now()) if waiting else None,
     )
 
 
-def _attributes(sqs: Any, url: str) -> dict[str, str]:
+def _attributes(sqs: Any, url: str, delayed: bool = False) -> dict[str, str]:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     response = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        QueueUrl=url, AttributeNames=[*names, "ApproximateNumberOfMessagesDelayed"] if delayed else names
     )
     attributes: dict[str, str] = response["Attributes"]
     return attributes

@@ -5,8 +5,10 @@ Items of a notification (partition key `notification_id`), by sort key:
 - `notification`: the accepted request (the API's one write).
 - `page#<page>`: one per fan-out page (`root` for a topic's first page, else `<chain>.<index>`):
   its claim, then in one write when it is done what it published (the planned deliveries inline
-  when they are few, else in `planned#<page>#<n>` items written just before), the recipients it
-  found without devices, and where the next page starts; then `continued_at` once that is queued.
+  when they are few, else in `planned#<page>#<n>` items written just before; those it skipped or
+  deferred listed with them, and counted), the recipients it found without devices, and where the
+  next page starts; then `continued_at` once that is queued. A cancel writes `cancelled_at` on the
+  notification's first page, only if no fan-out ever claimed it: that claim then never happens.
 - `delivery#<user>#<device>`: one per delivery, written by its claim and its outcome only.
 - `tally#<page>#<invocation>`: for a notification of more than one page, what one deliver
   invocation changed in that page's delivery statuses (herald.logic.tallies).
@@ -17,14 +19,16 @@ A broadcast's deliveries and tallies live in one partition per chain of pages, `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from herald.adapters.status_choices import cancellation_refused, scheduling_attributes
 from herald.models.domain import ROOT_PAGE, DeliveryJob, DeliveryState, Notification, PagePosition, now
-from herald.models.status import Claim, PageClaim, PageOutcome, Transition
+from herald.models.status import Cancellation, Claim, PageClaim, PageOutcome, Transition
 
 SUMMARY_SK = "notification"
 PAGE_PREFIX = "page#"
@@ -48,28 +52,69 @@ class DynamoStatusStore:
         return int((now() + self._retention).timestamp())
 
     def record_accepted(self, notification: Notification) -> None:
-        self._dynamodb.put_item(
-            TableName=self._table,
-            Item={
-                "notification_id": {"S": notification.notification_id},
-                "sk": {"S": SUMMARY_SK},
-                "request": {"S": request_of(notification)},
-                "accepted_at": {"S": notification.accepted_at.isoformat()},
-                "expires_at": {"N": str(self.expires_at())},
-            },
+        item = {
+            "notification_id": {"S": notification.notification_id},
+            "sk": {"S": SUMMARY_SK},
+            "request": {"S": request_of(notification)},
+            "accepted_at": {"S": notification.accepted_at.isoformat()},
+            "expires_at": {"N": str(self.expires_at())},
+        }
+        item.update(scheduling_attributes(notification, self._retention))
+        self._dynamodb.put_item(TableName=self._table, Item=item)
+
+    def cancel(self, notification_id: str) -> Cancellation:
+        """Cancelled unless fan-out ever claimed its first page: the cancel marks that page's item, whose
+        claim requires no cancel, so exactly one of the two wins. A claim that expired (its fan-out crashed)
+        still refuses: that fan-out may have published some deliveries before it died."""
+        summary = self._dynamodb.get_item(
+            TableName=self._table, Key=_key(notification_id, SUMMARY_SK), ConsistentRead=True
+        ).get("Item")
+        if not summary:
+            return Cancellation.UNKNOWN
+        first = first_page(summary.get("request", {}).get("S", ""))
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_key(notification_id, PAGE_PREFIX + first),
+                # The summary's expiry, counted from a schedule's send_at: the mark lasts as long as the request.
+                UpdateExpression="SET cancelled_at = :t, expires_at = :e",
+                ConditionExpression=(
+                    "attribute_not_exists(cancelled_at) AND attribute_not_exists(fanout_until)"
+                    " AND attribute_not_exists(done_at)"
+                ),
+                ExpressionAttributeValues={
+                    ":t": {"S": now().isoformat()},
+                    ":e": summary.get("expires_at") or {"N": str(self.expires_at())},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return cancellation_refused(error.response.get("Item") or self._page(notification_id, first))
+        return Cancellation.CANCELLED
+
+    def _page(self, notification_id: str, page: str) -> dict[str, Any]:
+        """Where ReturnValuesOnConditionCheckFailure is not honoured (older emulators): read the item."""
+        response = self._dynamodb.get_item(
+            TableName=self._table, Key=_key(notification_id, PAGE_PREFIX + page), ConsistentRead=True
         )
+        item: dict[str, Any] = response.get("Item") or {}
+        return item
 
     # --- fan-out pages ---------------------------------------------------------------------------
 
     def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
-        """One invocation per page at a time: a duplicate intake message waits, or finds the page done."""
+        """One invocation per page at a time: a duplicate intake message waits, or finds the page done (or
+        its notification cancelled)."""
         try:
             response = self._dynamodb.update_item(
                 TableName=self._table,
                 Key=_key(notification_id, PAGE_PREFIX + page),
                 UpdateExpression="SET fanout_owner = :o, fanout_until = :until, expires_at = :e",
                 ConditionExpression=(
-                    "attribute_not_exists(done_at) AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
+                    "attribute_not_exists(done_at) AND attribute_not_exists(cancelled_at)"
+                    " AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
                 ),
                 ExpressionAttributeValues={
                     ":o": {"S": owner},
@@ -84,6 +129,8 @@ class DynamoStatusStore:
             if _code(error) != "ConditionalCheckFailedException":
                 raise
             old = error.response.get("Item") or {}
+            if "cancelled_at" in old:
+                return PageClaim(granted=False, done=True, cancelled=True)
             if "done_at" in old:
                 pending = "next" in old and "continued_at" not in old
                 return PageClaim(granted=False, done=True, continuation=_position(old) if pending else None)
@@ -94,11 +141,12 @@ class DynamoStatusStore:
         """One write says the page is done and what it published; a long planned list goes first to items
         of its own, so whoever sees `done_at` sees all of it. False if the claim was taken over."""
         notification_id = notification.notification_id
-        planned = ",".join(outcome.planned)
+        entries = outcome.entries()
+        planned = ",".join(entries)
         values: dict[str, Any] = {
             ":t": {"S": now().isoformat()},
             ":o": {"S": owner},
-            ":n": {"N": str(len(outcome.planned))},
+            ":n": {"N": str(outcome.delivery_count)},
             ":w": {"S": ",".join(outcome.without_devices)},
             ":wn": {"N": str(outcome.without_devices_count)},
             ":i": {"S": ",".join(outcome.inactive_skipped)},
@@ -120,7 +168,7 @@ class DynamoStatusStore:
             sets.append("planned = :p")
             values[":p"] = {"S": planned}
         else:
-            chunks = _chunked(outcome.planned, PLANNED_CHUNK_BYTES)
+            chunks = _chunked(entries, PLANNED_CHUNK_BYTES)
             for index, chunk in enumerate(chunks):
                 self._dynamodb.put_item(
                     TableName=self._table,
@@ -132,6 +180,14 @@ class DynamoStatusStore:
                 )
             sets.append("planned_chunks = :chunks")
             values[":chunks"] = {"S": ",".join(str(len(chunk)) for chunk in chunks)}
+        if outcome.skipped:
+            sets.append("skipped_count = :sn")
+            values[":sn"] = {"N": str(len(outcome.skipped))}
+        if outcome.deferred:
+            # How many are deferred until when ("<epoch>:<count>,..."): the counts read them without the lists.
+            sets += ["deferred_count = :dn", "deferred_until = :du"]
+            values[":dn"] = {"N": str(len(outcome.deferred))}
+            values[":du"] = {"S": ",".join(f"{at}:{n}" for at, n in sorted(outcome.deferred_times().items()))}
         if outcome.next is not None:
             sets.append("next = :next")
             values[":next"] = {"S": outcome.next.model_dump_json()}
@@ -382,6 +438,15 @@ def request_of(notification: Notification, recipients: bool = True) -> str:
     """What the status shows of the request: its priority, audience and channels."""
     fields = {"priority", "topic", "channels"} | ({"recipients"} if recipients else set())
     return notification.model_dump_json(include=fields, exclude_none=True)
+
+
+def first_page(request: str) -> str:
+    """The page a notification's fan-out starts at, from its accepted request: a topic's root, else chain 0's first."""
+    try:
+        topic = json.loads(request).get("topic")
+    except (ValueError, AttributeError):
+        topic = None
+    return ROOT_PAGE if topic is not None else PagePosition().key
 
 
 def partition_of(notification_id: str, page: str | None) -> str:

@@ -4,8 +4,10 @@ A notification of one fan-out page (at most a page of deliveries) is read whole:
 items give every count. A paged one (a broadcast) is never read whole: its counts are the sum of
 its tallies (one small item per deliver invocation and page) against what its pages planned, and
 its deliveries are listed a page at a time from the planned lists, with one BatchGetItem for the
-delivery items of each listing page. Anything in the table reads as a status or as "not found":
-an item missing a field is left out, never an error.
+delivery items of each listing page. Deliveries a page skipped or deferred are in its list with their
+reason or release time, and counted on the page: `skipped` for good, `deferred` until their time (then
+`queued` until a deliver function claims them). Anything in the table reads as a status or as "not
+found": an item missing a field is left out, never an error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,9 +32,11 @@ from herald.adapters.status import (
     TALLY_PREFIX,
     partition_of,
 )
-from herald.models.domain import ROOT_PAGE, Channel, DeliveryState
+from herald.models.domain import ROOT_PAGE, Channel, DeliveryState, now
 from herald.models.status import (
+    DEFERRED_MARK,
     LISTED_NAMES,
+    SKIPPED_MARK,
     TALLIED_STATES,
     DeliveryPage,
     DeliveryRecord,
@@ -62,7 +66,7 @@ class DynamoStatusReader:
         done = [page for page in pages.values() if "done_at" in page]
         planned = sum(_int(page.get("planned_count")) for page in done)
         if any(page.get("paged") is True for page in done):
-            counts = self._tally_counts(notification_id, planned, pages)
+            counts = self._tally_counts(notification_id, planned, pages, held_counts(done, now()))
             listing = self.deliveries(notification_id, LISTED_DELIVERIES, None) or DeliveryPage(deliveries=[])
         else:
             records = self._records(notification_id, pages)
@@ -79,6 +83,10 @@ class DynamoStatusReader:
             "topic": topic,
             "channels": request.get("channels"),
             "accepted_at": (summary or {}).get("accepted_at") or _first(pages, "accepted_at"),
+            "category": (summary or {}).get("category"),
+            "template": (summary or {}).get("template"),
+            "send_at": (summary or {}).get("send_at"),
+            "cancelled_at": _first(pages, "cancelled_at"),
         }
         try:
             return self._view(notification_id, described, complete, counts, done, pages, listing)
@@ -96,9 +104,15 @@ class DynamoStatusReader:
         pages: dict[str, dict[str, Any]],
         listing: DeliveryPage,
     ) -> NotificationRecord:
+        send_at = _instant(described.get("send_at"))
         return NotificationRecord(
             notification_id=notification_id,
-            status=overall_state(fanned_out, counts),
+            status=overall_state(
+                fanned_out,
+                counts,
+                scheduled=send_at is not None and send_at > now(),
+                cancelled=any("cancelled_at" in page for page in pages.values()),
+            ),
             **described,
             fanned_out_at=max((str(page["done_at"]) for page in done), default=None) if fanned_out else None,
             fanout_pages=len([page for key, page in pages.items() if key != ROOT_PAGE and "done_at" in page]),
@@ -121,6 +135,8 @@ class DynamoStatusReader:
         any_page = False
         for key, page in self._pages_from(notification_id, start_page):
             any_page = True
+            if "cancelled_at" in page:
+                break  # cancelled before fan-out: it has no deliveries, and never will
             if key == ROOT_PAGE:
                 continue
             if "done_at" not in page:
@@ -169,13 +185,15 @@ class DynamoStatusReader:
                     records.append(record)
         return records + list(claimed.values())
 
-    def _tally_counts(self, notification_id: str, planned: int, pages: dict[str, dict[str, Any]]) -> dict[str, int]:
-        """The tallies of every chain's partition (one Query per chain), summed."""
+    def _tally_counts(
+        self, notification_id: str, planned: int, pages: dict[str, dict[str, Any]], held: dict[str, int]
+    ) -> dict[str, int]:
+        """The tallies of every chain's partition (one Query per chain), summed, with what the pages held."""
         partitions = sorted({partition_of(notification_id, key) for key in pages if key != ROOT_PAGE})
         tallies = [
             tally for partition in partitions for tally in self._query(partition, "begins_with(sk, :a)", TALLY_PREFIX)
         ]
-        return tally_counts(tallies, planned)
+        return tally_counts(tallies, planned, held)
 
     def _with_status(self, found: list[tuple[str, datetime | None, str]]) -> list[DeliveryRecord]:
         where = list(dict.fromkeys((partition, _delivery_id(entry)) for entry, _, partition in found))
@@ -230,9 +248,10 @@ class DynamoStatusReader:
                 yield _plain_item(item)
 
 
-def tally_counts(tallies: Iterable[dict[str, Any]], planned: int) -> dict[str, int]:
+def tally_counts(tallies: Iterable[dict[str, Any]], planned: int, held: dict[str, int] | None = None) -> dict[str, int]:
     """Counts per status of a paged notification: its tallies' sums; what they do not account for of
-    the `planned` deliveries is queued (or being sent)."""
+    the `planned` deliveries is queued (or being sent), but for those `held` says are still deferred
+    (skipped ones, in `held` too, are not among the planned)."""
     totals: Counter[str] = Counter()
     recovered: dict[str, dict[str, Any]] = {}
     for item in tallies:
@@ -241,7 +260,8 @@ def tally_counts(tallies: Iterable[dict[str, Any]], planned: int) -> dict[str, i
     for changes in recovered.values():
         totals.update({state: _int(n) for state, n in changes.items()})
     counts = {state.value: totals[state.value] for state in TALLIED_STATES if totals[state.value] > 0}
-    queued = planned - sum(counts.values())
+    counts.update({state: n for state, n in (held or {}).items() if n > 0})
+    queued = planned - sum(n for state, n in counts.items() if state != DeliveryState.SKIPPED.value)
     if queued > 0:
         counts[DeliveryState.QUEUED.value] = queued
     return counts
@@ -275,22 +295,43 @@ def _record(item: dict[str, Any]) -> DeliveryRecord | None:
 
 
 def _queued(entry: str, at: Any) -> DeliveryRecord | None:
-    """A planned delivery ("<user>#<device>#<channel>") no deliver function has claimed yet."""
-    parts = entry.split("#")
-    if len(parts) != 3:
+    """A planned delivery ("<user>#<device>#<channel>") no deliver function has claimed yet; or one the
+    page skipped ("...#s<reason>") or deferred ("...#d<epoch seconds>": deferred until then, queued after)."""
+    parts = entry.split("#", 3)
+    if len(parts) not in (3, 4):
         return None
-    user_id, device_id, channel = parts
+    user_id, device_id, channel = parts[:3]
+    mark = parts[3] if len(parts) == 4 else ""
+    fields: dict[str, Any] = {"status": DeliveryState.QUEUED, "queued_at": at}
     try:
-        return DeliveryRecord(
-            user_id=user_id,
-            device_id=device_id,
-            channel=Channel(channel),
-            status=DeliveryState.QUEUED,
-            queued_at=at,
-            updated_at=at,
-        )
+        if mark.startswith(SKIPPED_MARK):
+            fields = {"status": DeliveryState.SKIPPED, "reason": mark[len(SKIPPED_MARK) :]}
+        elif mark.startswith(DEFERRED_MARK):
+            release = datetime.fromtimestamp(int(mark[len(DEFERRED_MARK) :]), tz=UTC)
+            waiting = release > now()
+            fields = {
+                "status": DeliveryState.DEFERRED if waiting else DeliveryState.QUEUED,
+                "deferred_until": release,
+                "queued_at": None if waiting else release,
+            }
+        elif mark:
+            return None
+        return DeliveryRecord(user_id=user_id, device_id=device_id, channel=Channel(channel), updated_at=at, **fields)
     except ValueError:
         return None
+
+
+def held_counts(pages: list[dict[str, Any]], at: datetime) -> dict[str, int]:
+    """What finished pages skipped, and deferred until after `at`, as counts per status."""
+    skipped = sum(_int(page.get("skipped_count")) for page in pages)
+    deferred = 0
+    for page in pages:
+        for pair in _entries(page.get("deferred_until")):
+            until, _, count = pair.partition(":")
+            if _int(until) > at.timestamp():
+                deferred += _int(count)
+    held = {DeliveryState.SKIPPED.value: skipped, DeliveryState.DEFERRED.value: deferred}
+    return {state: n for state, n in held.items() if n}
 
 
 def planned_records(planned: list[str], claimed: set[str], at: Any) -> list[DeliveryRecord]:
@@ -348,7 +389,16 @@ def _entries(joined: Any) -> list[str]:
 
 
 def _delivery_id(entry: str) -> str:
-    return entry.rsplit("#", 1)[0]
+    return "#".join(entry.split("#", 2)[:2])
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _int(value: Any) -> int:

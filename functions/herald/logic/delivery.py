@@ -9,9 +9,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from herald.logic.failures import failure_from
-from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
 from herald.logic.tallies import TallySheet
+from herald.logic.templates import resolved
 from herald.models.domain import Channel, DeliveryJob, DeliveryState
+from herald.models.failures import DeliveryFailed
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
 # Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery
@@ -83,6 +85,7 @@ def deliver(
     parked_at: datetime | None = None,
     tally: TallySheet | None = None,
     record_id: str = "",
+    content: RenderedContent | None = None,
 ) -> Result:
     """Claims the delivery, calls its provider once, records the outcome.
 
@@ -102,7 +105,15 @@ def deliver(
     With a `tally`, the status changes of a broadcast's delivery (one whose job names its page) are
     counted in it, under `record_id` (the SQS message), and a change that a dead invocation left out
     of every tally is made up (herald.logic.tallies).
+
+    A templated job gets its locale's rendering from `content` first (herald.logic.templates); one whose
+    rendering is gone fails for good, without a provider call.
     """
+    # A templated job's content is read before the claim: a failed read then leaves nothing half-done.
+    try:
+        job, unsendable = resolved(job, content), None
+    except DeliveryFailed as missing:
+        unsendable = missing.reason
     counted = tally is not None and tally.counts_for(job)
     claim = status.claim_delivery(
         job, owner, deadline, parked_at, invocation=tally.invocation if tally and counted else None
@@ -125,6 +136,9 @@ def deliver(
     if tally is not None and counted:
         tally.count(job, claim.previous, None, record_id)  # the claim took it out of its previous status
     record = _Recorder(job, owner, status, claim.redriven, tally if counted else None, record_id)
+    if unsendable is not None:
+        record(DeliveryState.FAILED, error=unsendable)
+        return Result(Outcome.FAILED, unsendable)
     if claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
         record(DeliveryState.FAILED, error=OUTCOME_UNKNOWN)
         return Result(Outcome.FAILED, OUTCOME_UNKNOWN)

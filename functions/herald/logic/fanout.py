@@ -14,6 +14,11 @@ queues that page. So no invocation grows with the audience, and a retry resumes 
 
 A topic's first page (the root) publishes nothing: it starts one chain of pages per subscriber
 shard, so a broadcast fans out along SUBSCRIBER_SHARDS chains at once.
+
+Each page applies its recipients' choices (herald.logic.preferences) with one batched read of their
+preferences: a delivery they opted out of is skipped, one in their quiet hours is held in the schedule
+queue until they end (deferred), both recorded in the page's one status write. A cancelled notification's
+first page is never claimed (the cancel and the claim write the same item), so nothing of it is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from herald.logic.ports import DeviceRegistry, Intake, Publisher, StatusStore, Subscribers
+from herald.logic.history import history_entries
+from herald.logic.holds import hold_deliveries
+from herald.logic.ports import DeviceRegistry, History, Holds, Intake, Publisher, StatusStore, Subscribers
+from herald.logic.preferences import DeliveryRules, RecipientRules
 from herald.models.domain import (
     ROOT_PAGE,
     SUBSCRIBER_SHARDS,
@@ -36,7 +44,7 @@ from herald.models.domain import (
     PagePosition,
     now,
 )
-from herald.models.status import LISTED_NAMES, PageOutcome
+from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, SkippedDelivery
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,10 @@ class PageLimits:
 class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
     outcome: PageOutcome | None = None
-    already_done: bool = False  # a duplicate intake message: another invocation fanned this page out
+    already_done: bool = False  # a duplicate intake message: another invocation fanned this page out (or cancelled)
     busy_for: int = 0  # another invocation is fanning this page out: come back after this many seconds
     claim_lost: bool = False  # this invocation outlived its claim and another took the page over
+    cancelled: bool = False  # cancelled before its fan-out started: nothing of it is sent
 
     @property
     def without_devices(self) -> list[str]:
@@ -61,6 +70,14 @@ class FanoutResult:
     @property
     def inactive_skipped(self) -> list[str]:
         return self.outcome.inactive_skipped if self.outcome else []
+
+    @property
+    def skipped(self) -> list[SkippedDelivery]:
+        return self.outcome.skipped if self.outcome else []
+
+    @property
+    def deferred(self) -> list[DeferredDelivery]:
+        return self.outcome.deferred if self.outcome else []
 
 
 def fan_out(
@@ -73,10 +90,19 @@ def fan_out(
     owner: str,
     deadline: datetime,
     limits: PageLimits = PageLimits(),
+    rules: DeliveryRules | None = None,
+    holds: Holds | None = None,
+    history: History | None = None,
 ) -> FanoutResult:
-    """Fans out the page `notification` asks for (its first, when it asks for none)."""
+    """Fans out the page `notification` asks for (its first, when it asks for none).
+
+    `rules` are the recipients' preferences and quiet hours; `holds` takes the deliveries they defer (the
+    schedule queue); `history` gets one entry per recipient of the page. Each is called once per page.
+    """
     notification_id, page = notification.notification_id, notification.page_key
     claim = status.claim_page(notification_id, page, owner, deadline)
+    if claim.cancelled:
+        return FanoutResult(already_done=True, cancelled=True)
     if claim.done:
         if claim.continuation is not None:
             # The page finished but its invocation may have stopped before queueing the next one.
@@ -90,9 +116,18 @@ def fan_out(
         outcome = PageOutcome(chains=SUBSCRIBER_SHARDS, paged=True)
         status.record_page(notification, page, owner, outcome)
         return FanoutResult(outcome=outcome)
-    jobs, outcome = plan_page(notification, registry, subscribers, limits)
+    rules = rules or DeliveryRules()
+    jobs, outcome = plan_page(notification, registry, subscribers, limits, rules)
     if jobs:
         topic.publish(jobs)
+    if outcome.deferred:
+        if holds is None:
+            raise RuntimeError("deliveries to defer but no schedule queue to hold them")
+        hold_deliveries(outcome.deferred, holds, at=rules.clock())
+    if history is not None:  # before the page's record: a page retried after a crash writes the same items again
+        entries = history_entries(notification, jobs, outcome.skipped, outcome.deferred)
+        if entries:
+            history.record(entries)
     if not status.record_page(notification, page, owner, outcome):
         return FanoutResult(jobs=jobs, outcome=outcome, claim_lost=True)
     if outcome.next is not None:
@@ -102,9 +137,14 @@ def fan_out(
 
 
 def plan_page(
-    notification: Notification, registry: DeviceRegistry, subscribers: Subscribers, limits: PageLimits
+    notification: Notification,
+    registry: DeviceRegistry,
+    subscribers: Subscribers,
+    limits: PageLimits,
+    rules: DeliveryRules | None = None,
 ) -> tuple[list[DeliveryJob], PageOutcome]:
-    """The jobs of one page, from its cursor on, and what the page will record."""
+    """The jobs to publish of one page, from its cursor on, and what the page will record (its skipped
+    and deferred deliveries included)."""
     position = notification.page or PagePosition()
     cursor = position.cursor
     users = audience(notification, position.chain, cursor.user if cursor else None, subscribers, limits.users + 1)
@@ -120,9 +160,37 @@ def plan_page(
     outcome.paged = notification.topic is not None or position.index > 0 or outcome.next is not None
     page = position.key if outcome.paged else None
     queued_at = now()
-    jobs = [DeliveryJob.for_device(notification, device, queued_at=queued_at, page=page) for device in planned]
+    # The preferences of the page's users with a device to route, in one batched read.
+    routed_users = list(dict.fromkeys(device.user_id for device in planned))
+    recipients = (rules or DeliveryRules()).for_recipients(notification, routed_users)
+    jobs = _route(notification, planned, recipients, queued_at, page, outcome)
     outcome.planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
     return jobs, outcome
+
+
+def _route(
+    notification: Notification,
+    devices: list[Device],
+    recipients: RecipientRules,
+    queued_at: datetime,
+    page: str | None,
+    outcome: PageOutcome,
+) -> list[DeliveryJob]:
+    """The jobs to publish now; the skipped and deferred deliveries go to the outcome."""
+    jobs = []
+    for device in devices:
+        route = recipients.route(device)
+        if route.skip_reason is not None:
+            outcome.skipped.append(SkippedDelivery(device.user_id, device.device_id, device.channel, route.skip_reason))
+            continue
+        job = DeliveryJob.for_device(notification, device, queued_at=queued_at, page=page)
+        if route.content_locale is not None:
+            job.content_locale = route.content_locale
+        if route.defer_until is not None:
+            outcome.deferred.append(DeferredDelivery(job, route.defer_until))
+            continue
+        jobs.append(job)
+    return jobs
 
 
 def _plan(

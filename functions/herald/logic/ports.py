@@ -7,9 +7,12 @@ from datetime import datetime
 from typing import Protocol
 
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform
+from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
-from herald.models.inbox import InboxPage
-from herald.models.status import Claim, DeliveryPage, NotificationRecord, PageClaim, PageOutcome
+from herald.models.inbox import HistoryEntry, HistoryPage, InboxItem, InboxPage, MarkedRead
+from herald.models.preferences import Preferences
+from herald.models.status import Cancellation, Claim, DeliveryPage, NotificationRecord, PageClaim, PageOutcome
+from herald.models.templates import Rendering, TemplateDocument, TemplateView
 from herald.models.topics import SubscriberPage, Subscription
 
 
@@ -101,6 +104,10 @@ class StatusStore(Protocol):
         counts: Mapping[str, int],
         recovered: Mapping[str, Mapping[str, int]],
     ) -> None: ...
+    def cancel(self, notification_id: str) -> Cancellation:
+        """Cancels it unless fan-out ever claimed its first page: one conditional write on that page's item,
+        whose claim also checks for a cancel, so exactly one of the two wins."""
+        ...
 
 
 class StatusReader(Protocol):
@@ -159,3 +166,48 @@ class IdempotencyStore(Protocol):
     def release(self, record: IdempotencyRecord) -> None:
         """Frees the key after the work failed, unless another attempt took it over."""
         ...
+
+
+# ---------------------------------------------------------------- preferences, templates, schedules, history
+
+
+class ProfileStore(Protocol):
+    """Each user's preferences (channels, categories, quiet hours, time zone, locale)."""
+
+    def get(self, user_id: str) -> Preferences | None: ...
+    def put(self, user_id: str, preferences: Preferences) -> None: ...
+    def get_many(self, user_ids: list[str]) -> dict[str, Preferences]:
+        """The preferences of those users that have some, in as few batched reads as the store allows."""
+        ...
+
+
+class TemplateStore(Protocol):
+    def get(self, template_id: str) -> TemplateView | None: ...
+    def put(self, template_id: str, document: TemplateDocument) -> TemplateView: ...
+    def delete(self, template_id: str) -> bool: ...
+
+
+class RenderedContent(Protocol):
+    """A templated notification's rendering, written at accept time, read at delivery."""
+
+    def put(self, notification_id: str, rendering: Rendering) -> None: ...
+    def get(self, notification_id: str) -> Rendering | None: ...
+
+
+class Holds(Protocol):
+    """Where messages wait until their time (the schedule queue)."""
+
+    def hold(self, held: HeldMessage, delay_seconds: int) -> None: ...
+
+
+class History(Protocol):
+    """Per user, the notifications fan-out sent them."""
+
+    def record(self, entries: list[tuple[str, HistoryEntry]]) -> None: ...
+    def page(self, user_id: str, limit: int, cursor: str | None) -> HistoryPage: ...
+
+
+class InboxReadState(Protocol):
+    def set_read(self, user_id: str, item_id: str, read: bool) -> InboxItem | None: ...
+    def mark_all_read(self, user_id: str, at_most: int) -> MarkedRead: ...
+    def unread_count(self, user_id: str) -> int: ...

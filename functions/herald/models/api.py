@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,9 +33,15 @@ from herald.models.domain import (
     Device,
     Platform,
     Priority,
+    now,
 )
 from herald.models.json_body import depth_of
+from herald.models.preferences import Category
 from herald.models.queues import QueueDepth
+from herald.models.templates import MAX_VARIABLES_BYTES, TemplateId
+
+# A scheduled notification is held at most this long (README's Limits; docs/scheduling.md).
+MAX_SCHEDULE_DAYS = 7
 
 UserId = Annotated[str, Field(pattern=ID_PATTERN, description="A user id: 1-128 of A-Z a-z 0-9 . _ : @ + -")]
 
@@ -143,8 +151,19 @@ class NotificationRequest(_Strict):
         default=None, min_length=1, max_length=MAX_RECIPIENTS, description="These users; or give `topic`."
     )
     topic: TopicName | None = Field(default=None, description="Every subscriber of this topic; or give `recipients`.")
-    title: str = Field(min_length=1, max_length=MAX_TITLE)
-    body: str = Field(min_length=1, max_length=MAX_BODY)
+    # template and variables come before title and body: their validators read whether a template was given
+    template: TemplateId | None = Field(
+        default=None, description="A stored template, rendered per channel and locale; instead of title and body."
+    )
+    variables: dict[str, Any] | None = Field(
+        default=None, description=f"The template's variables; at most {MAX_VARIABLES_BYTES} bytes as JSON."
+    )
+    title: str | None = Field(
+        default=None, min_length=1, max_length=MAX_TITLE, validate_default=True, description="Unless template."
+    )
+    body: str | None = Field(
+        default=None, min_length=1, max_length=MAX_BODY, validate_default=True, description="Required without template."
+    )
     data: dict[str, Any] = Field(
         default_factory=dict,
         description=(
@@ -155,6 +174,13 @@ class NotificationRequest(_Strict):
     priority: Priority = Priority.NORMAL
     channels: list[Channel] | None = Field(
         default=None, min_length=1, max_length=len(Channel), description="Only these channels."
+    )
+    category: Category | None = Field(
+        default=None, description="What users' preferences are kept by, e.g. marketing; required ones bypass them."
+    )
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description=f"ISO 8601 with an offset; held until then; at most {MAX_SCHEDULE_DAYS} days ahead (past: now).",
     )
 
     @field_validator("recipients", "channels")
@@ -181,8 +207,14 @@ class NotificationRequest(_Strict):
 
     @field_validator("title", "body")
     @classmethod
-    def _text(cls, text: str) -> str:
-        return _sendable(text)
+    def _text(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if "template" not in info.data:  # the template itself is invalid: that is the error to report
+            return text
+        if info.data["template"] is None and text is None:
+            raise ValueError("Field required (or give a template)")
+        if info.data["template"] is not None and text is not None:
+            raise ValueError("give either a template or title and body, not both")
+        return _sendable(text) if text is not None else None
 
     @field_validator("data")
     @classmethod
@@ -200,6 +232,33 @@ class NotificationRequest(_Strict):
         if len(text.encode()) > MAX_DATA_BYTES:
             raise ValueError(f"must be at most {MAX_DATA_BYTES} bytes as JSON")
         return data
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, variables: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if variables is None:
+            return None
+        if info.data.get("template") is None:
+            raise ValueError("variables go with a template")
+        if depth_of(variables, stop_past=MAX_DATA_DEPTH) > MAX_DATA_DEPTH:
+            raise ValueError(f"must nest at most {MAX_DATA_DEPTH} levels of objects and arrays")
+        try:
+            compact = json.dumps(variables, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError("must be JSON: NaN, Infinity and -Infinity are not JSON numbers") from None
+        except TypeError as error:
+            raise ValueError(f"must be JSON: {error}") from None
+        text = _sendable(compact)
+        if len(text.encode()) > MAX_VARIABLES_BYTES:
+            raise ValueError(f"must be at most {MAX_VARIABLES_BYTES} bytes as JSON")
+        return variables
+
+    @field_validator("send_at")
+    @classmethod
+    def _within_reach(cls, send_at: datetime | None) -> datetime | None:
+        if send_at is not None and send_at - now() > timedelta(days=MAX_SCHEDULE_DAYS):
+            raise ValueError(f"must be at most {MAX_SCHEDULE_DAYS} days ahead")
+        return send_at.astimezone(UTC) if send_at is not None else None
 
 
 class NotificationAccepted(BaseModel):
@@ -220,6 +279,13 @@ class QueuesView(BaseModel):
     high: QueueDepth = Field(description="The high-priority delivery queue.")
     normal: QueueDepth
     low: QueueDepth
+    schedule: QueueDepth | None = Field(
+        default=None,
+        description=(
+            "The schedule queue: scheduled notifications and deliveries held through quiet hours, waiting for"
+            " their time (null where the deployment has none)."
+        ),
+    )
 
 
 class ErrorField(BaseModel):

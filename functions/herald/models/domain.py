@@ -53,9 +53,16 @@ class DeliveryState(StrEnum):
     SENT = "sent"  # the provider accepted it
     FAILED = "failed"  # cannot be delivered; no retry
     DEAD_LETTERED = "dead_lettered"  # the last allowed attempt failed; the message sits in the DLQ
+    SKIPPED = "skipped"  # left out by the user's preferences (or the template has no content for it); final
+    DEFERRED = "deferred"  # held until the user's quiet hours end, then queued
 
 
-TERMINAL_DELIVERY_STATES = {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED}
+TERMINAL_DELIVERY_STATES = {
+    DeliveryState.SENT,
+    DeliveryState.FAILED,
+    DeliveryState.DEAD_LETTERED,
+    DeliveryState.SKIPPED,
+}
 
 
 class NotificationState(StrEnum):
@@ -68,6 +75,9 @@ class NotificationState(StrEnum):
     FAILED = "failed"  # all terminal, none sent
     DEAD_LETTERED = "dead_lettered"  # all terminal, some wait in a DLQ: a redrive may still deliver them
     NO_DEVICES = "no_devices"  # fanned out, but no recipient had a matching device
+    SCHEDULED = "scheduled"  # accepted with a send_at still to come
+    CANCELLED = "cancelled"  # cancelled before fan-out: nothing was or will be sent
+    SKIPPED = "skipped"  # fanned out, and every delivery was skipped by the recipients' preferences
 
 
 def now() -> datetime:
@@ -125,6 +135,16 @@ class PagePosition(BaseModel):
 ROOT_PAGE = "root"  # a topic notification's first page: it starts one chain per subscriber shard
 
 
+class TemplateUse(BaseModel):
+    """What fan-out needs of a notification's template: the rest was rendered at accept time and is
+    read by the deliver function (StatusTable item "content")."""
+
+    template_id: str
+    locales: list[str]
+    default_locale: str
+    channels: list[Channel]  # channels the template has content for; other devices are skipped
+
+
 class Notification(BaseModel):
     """The intake queue's message: an accepted notification waiting for fan-out, to its recipients or a
     topic's subscribers. `page` is absent on the API's message and set on a fan-out's continuation."""
@@ -132,12 +152,15 @@ class Notification(BaseModel):
     notification_id: str
     recipients: list[str] | None = None
     topic: str | None = None
-    title: str
-    body: str
+    title: str = ""  # empty when `template` is set: the content is rendered per channel and locale
+    body: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
     channels: list[Channel] | None = None
     accepted_at: datetime
+    category: str | None = None  # what preferences are kept by ("marketing", "security")
+    send_at: datetime | None = None  # scheduled: held until then, fanned out after
+    template: TemplateUse | None = None
     page: PagePosition | None = None
 
     @model_validator(mode="after")
@@ -173,10 +196,14 @@ class DeliveryJob(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority
     accepted_at: datetime
-    queued_at: datetime | None = None  # when fan-out published it
+    queued_at: datetime | None = None  # when fan-out published it (or the schedule function released it)
     # The fan-out page it came from, when its notification has more than one: its outcome is then
     # counted in a tally per page (the status of a broadcast is read from tallies, not from each delivery).
     page: str | None = None
+    # Templated: the locale whose rendering this delivery gets (read at delivery), and, once read,
+    # the email's HTML part. None for a notification written out in full.
+    content_locale: str | None = None
+    html: str | None = None
 
     @property
     def delivery_id(self) -> str:

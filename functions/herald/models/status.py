@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from herald.models.domain import (
     TERMINAL_DELIVERY_STATES,
     Channel,
+    DeliveryJob,
     DeliveryState,
     NotificationState,
     PagePosition,
@@ -41,6 +44,8 @@ class DeliveryRecord(BaseModel):
     updated_at: datetime | None = None
     sent_at: datetime | None = None
     redriven_at: datetime | None = None
+    reason: str | None = None  # skipped: why (an opt-out, a template without this channel)
+    deferred_until: datetime | None = None  # deferred: when its quiet hours end and it is queued
 
 
 class DeliveryPage(BaseModel):
@@ -59,6 +64,10 @@ class NotificationRecord(BaseModel):
     channels: list[Channel] | None = None
     accepted_at: datetime | None = None
     fanned_out_at: datetime | None = None
+    category: str | None = None
+    template: str | None = None
+    send_at: datetime | None = Field(default=None, description="Scheduled: when it is (or was) fanned out.")
+    cancelled_at: datetime | None = Field(default=None, description="Cancelled before fan-out: when.")
     fanout_pages: int = Field(default=0, description="Fan-out pages finished so far.")
     delivery_count: int = Field(default=0, description="Deliveries planned by the pages finished so far.")
     recipients_without_devices: list[str] = Field(default_factory=list, description=f"At most {LISTED_NAMES}.")
@@ -132,14 +141,16 @@ class Claim:
 class PageClaim:
     """The answer to "may this invocation fan out this page now?".
 
-    Refused with `done` when the page is finished; `continuation` is then the next page if the
-    finished one may not have queued it yet (its invocation stopped between the two)."""
+    Refused with `done` when the page is finished (or, with `cancelled`, its notification was cancelled
+    before any fan-out); `continuation` is then the next page if the finished one may not have queued it
+    yet (its invocation stopped between the two)."""
 
     granted: bool
     done: bool = False
     taken_over: bool = False
     busy_until: datetime | None = None
     continuation: PagePosition | None = None
+    cancelled: bool = False
 
     def busy_for(self) -> int:
         return _seconds_until(self.busy_until)
@@ -157,6 +168,51 @@ class PageOutcome:
     next: PagePosition | None = None  # the page that continues this one's chain, if any
     chains: int = 0  # a topic's root page: how many chains it started
     paged: bool = False  # the notification has more than one page: its deliveries are tallied
+    # Left out by the recipients' preferences (or the template), and held until their quiet hours end:
+    # neither is published by the page; the deferred ones go to the schedule queue.
+    skipped: list[SkippedDelivery] = field(default_factory=list)
+    deferred: list[DeferredDelivery] = field(default_factory=list)
+
+    @property
+    def delivery_count(self) -> int:
+        """Deliveries the page planned: published now, or held until their time."""
+        return len(self.planned) + len(self.deferred)
+
+    def entries(self) -> list[str]:
+        """Every delivery of the page as the status lists it: published, then deferred, then skipped."""
+        return (
+            self.planned
+            + [deferred_entry(deferred) for deferred in self.deferred]
+            + [skipped_entry(skipped) for skipped in self.skipped]
+        )
+
+    def deferred_times(self) -> dict[int, int]:
+        """How many deliveries the page deferred until each time (epoch seconds): counted as deferred until then."""
+        times: dict[int, int] = {}
+        for deferred in self.deferred:
+            until = release_second(deferred.until)
+            times[until] = times.get(until, 0) + 1
+        return times
+
+
+# A listed entry is "<user>#<device>#<channel>", with a fourth part for a delivery fan-out did not publish:
+# "d<epoch seconds>" (deferred until then) or "s<reason>" (skipped). Ids and reasons hold no '#' or ','.
+DEFERRED_MARK = "d"
+SKIPPED_MARK = "s"
+
+
+def release_second(until: datetime) -> int:
+    return math.ceil(until.timestamp())  # never earlier than the release
+
+
+def deferred_entry(deferred: DeferredDelivery) -> str:
+    job = deferred.job
+    return f"{job.delivery_id}#{job.channel.value}#{DEFERRED_MARK}{release_second(deferred.until)}"
+
+
+def skipped_entry(skipped: SkippedDelivery) -> str:
+    reason = skipped.reason.replace(",", ";").replace("#", " ")
+    return f"{skipped.user_id}#{skipped.device_id}#{skipped.channel.value}#{SKIPPED_MARK}{reason}"
 
 
 def _seconds_until(at: datetime | None) -> int:
@@ -165,21 +221,58 @@ def _seconds_until(at: datetime | None) -> int:
     return max(int((at - now()).total_seconds()) + 1, 1)
 
 
-def overall_state(fanned_out: bool, counts: Mapping[str, int]) -> NotificationState:
-    """A notification's status follows from its deliveries' counts per status; nothing else is kept."""
+def overall_state(
+    fanned_out: bool, counts: Mapping[str, int], scheduled: bool = False, cancelled: bool = False
+) -> NotificationState:
+    """A notification's status follows from its deliveries' counts per status; nothing else is kept.
+
+    Skipped deliveries are final and count for neither side: a notification whose other deliveries
+    were all sent is delivered; one whose deliveries were all skipped is skipped. Deferred ones are
+    not final: the notification stays in progress until they are sent.
+    """
+    if cancelled:
+        return NotificationState.CANCELLED
     total = sum(counts.values())
     if not fanned_out and not total:
-        return NotificationState.ACCEPTED
+        return NotificationState.SCHEDULED if scheduled else NotificationState.ACCEPTED
     if not total:
         return NotificationState.NO_DEVICES
     final = sum(counts.get(state.value, 0) for state in TERMINAL_DELIVERY_STATES)
     if not fanned_out or final < total:
         return NotificationState.IN_PROGRESS
+    skipped = counts.get(DeliveryState.SKIPPED.value, 0)
+    if skipped == final:
+        return NotificationState.SKIPPED
     if counts.get(DeliveryState.DEAD_LETTERED.value):
         return NotificationState.DEAD_LETTERED
     sent = counts.get(DeliveryState.SENT.value, 0)
-    if sent == final:
+    if sent == final - skipped:
         return NotificationState.DELIVERED
     if sent:
         return NotificationState.PARTIALLY_DELIVERED
     return NotificationState.FAILED
+
+
+class Cancellation(StrEnum):
+    CANCELLED = "cancelled"
+    ALREADY_CANCELLED = "already_cancelled"
+    TOO_LATE = "too_late"  # fanned out, or fan-out holds it now
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SkippedDelivery:
+    """A delivery fan-out left out, and why; recorded in the fan-out's one status write."""
+
+    user_id: str
+    device_id: str
+    channel: Channel
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeferredDelivery:
+    """A delivery held until `until` (the end of its recipient's quiet hours)."""
+
+    job: DeliveryJob
+    until: datetime

@@ -1,0 +1,62 @@
+"""Each user's history in DynamoDB: one small item per notification sent to them, newest first."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from herald.adapters.batches import chunks
+from herald.adapters.pages import decode_cursor, encode_cursor
+from herald.models.inbox import HistoryEntry, HistoryPage
+
+BATCH_WRITE_MAX = 25
+UNPROCESSED_TRIES = 5
+
+
+class DynamoHistory:
+    def __init__(self, dynamodb: Any, table: str, expires_at: Any):
+        self._dynamodb = dynamodb
+        self._table = table
+        self._expires_at = expires_at  # () -> epoch seconds, the status retention's
+
+    def record(self, entries: list[tuple[str, HistoryEntry]]) -> None:
+        """BatchWriteItem, 25 entries a call: one write unit per recipient (an entry is well under 1 KB).
+        The key is (user, accepted_at#notification): a retried fan-out overwrites, never doubles."""
+        expires = str(self._expires_at())
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "user_id": {"S": user_id},
+                        "sk": {"S": f"{entry.accepted_at.isoformat()}#{entry.notification_id}"},
+                        "entry": {"S": entry.model_dump_json(exclude_none=True, exclude_defaults=True)},
+                        "expires_at": {"N": expires},
+                    }
+                }
+            }
+            for user_id, entry in entries
+        ]
+        for chunk in chunks(requests, BATCH_WRITE_MAX):
+            pending: dict[str, Any] = {self._table: list(chunk)}
+            for attempt in range(UNPROCESSED_TRIES):
+                pending = self._dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError(f"DynamoDB left {len(pending[self._table])} history writes unprocessed")
+
+    def page(self, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "user_id = :u",
+            "ExpressionAttributeValues": {":u": {"S": user_id}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = decode_cursor(cursor, user_id)
+        response = self._dynamodb.query(**query)
+        entries = [HistoryEntry.model_validate_json(item["entry"]["S"]) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return HistoryPage(notifications=entries, next_cursor=encode_cursor(last) if last else None)

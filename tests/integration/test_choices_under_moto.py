@@ -1,0 +1,171 @@
+"""The adapters of preferences, cancel, read state and history, against the tables template.yaml makes, under moto."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from herald.adapters.clients import client
+from herald.adapters.history import DynamoHistory
+from herald.adapters.inbox import DynamoInbox
+from herald.adapters.profiles import DynamoProfileStore
+from herald.adapters.status import DynamoStatusStore
+from herald.adapters.status_views import DynamoStatusReader
+from herald.adapters.templates import DynamoRenderedContent
+from herald.models.domain import Channel, DeliveryJob, Notification, Priority, now
+from herald.models.inbox import HistoryEntry
+from herald.models.preferences import Preferences
+from herald.models.status import Cancellation, DeliveryPage
+from herald.models.templates import Rendering
+from tests.integration.conftest import Deployed
+
+
+def environment(deployed: Deployed) -> dict[str, str]:
+    return deployed.environment("FanoutNormalFunction")
+
+
+def in_app_job(user_id: str, notification_id: str, at: datetime) -> DeliveryJob:
+    return DeliveryJob(
+        notification_id=notification_id,
+        user_id=user_id,
+        device_id="web",
+        channel=Channel.IN_APP,
+        title="t",
+        body="b",
+        priority=Priority.NORMAL,
+        accepted_at=at,
+    )
+
+
+def test_preferences_of_many_users_come_back_in_batches_of_a_hundred(deployed: Deployed) -> None:
+    # Given 150 users, every third with preferences
+    store = DynamoProfileStore(client("dynamodb"), environment(deployed)["PREFERENCES_TABLE"])
+    users = [f"user-{n}" for n in range(150)]
+    for user in users[::3]:
+        store.put(user, Preferences(locale="fr", channels={Channel.SMS: False}))
+
+    # When fan-out asks for all of them (with a repeat)
+    found = store.get_many([*users, users[0]])
+
+    # Then it gets exactly those, as stored
+    assert set(found) == set(users[::3])
+    assert found["user-3"] == Preferences(locale="fr", channels={Channel.SMS: False})
+
+
+def test_a_cancel_and_a_fan_out_claim_exclude_each_other(deployed: Deployed) -> None:
+    # Given two accepted notifications to recipients, and one to a topic
+    dynamodb, table = client("dynamodb"), environment(deployed)["STATUS_TABLE"]
+    status = DynamoStatusStore(dynamodb, table, 30)
+    at = now()
+    for notification_id in ("first", "second"):
+        status.record_accepted(
+            Notification(notification_id=notification_id, recipients=["ada"], title="t", body="b", accepted_at=at)
+        )
+    status.record_accepted(Notification(notification_id="news", topic="news", title="t", body="b", accepted_at=at))
+    later = at + timedelta(minutes=1)
+
+    # When the first is cancelled before fan-out claims its first page, and the second claimed before its cancel
+    assert status.cancel("first") is Cancellation.CANCELLED
+    claim_first = status.claim_page("first", "00.000000", "fanout", later)
+    claim_second = status.claim_page("second", "00.000000", "fanout", later)
+    cancel_second = status.cancel("second")
+
+    # Then the first's claim finds it cancelled, the second's cancel is too late; repeats and unknowns say so
+    assert (claim_first.granted, claim_first.done, claim_first.cancelled) == (False, True, True)
+    assert claim_second.granted and cancel_second is Cancellation.TOO_LATE
+    assert status.cancel("first") is Cancellation.ALREADY_CANCELLED
+    assert status.cancel("never-sent") is Cancellation.UNKNOWN
+    # And a topic's cancel marks its root page, which its fan-out claims first
+    assert status.cancel("news") is Cancellation.CANCELLED
+    assert status.claim_page("news", "root", "fanout", later).cancelled
+    # And a fan-out that claimed and died (its claim expired) may have published: too late as well
+    status.record_accepted(
+        Notification(notification_id="third", recipients=["ada"], title="t", body="b", accepted_at=at)
+    )
+    assert status.claim_page("third", "00.000000", "crashed", at - timedelta(seconds=1)).granted
+    assert status.cancel("third") is Cancellation.TOO_LATE
+    reader = DynamoStatusReader(dynamodb, table)
+    for notification_id in ("first", "news"):
+        record = reader.get(notification_id)
+        assert record is not None and record.status.value == "cancelled" and record.cancelled_at is not None
+        assert reader.deliveries(notification_id, 10, None) == DeliveryPage(deliveries=[])
+
+
+def test_read_state_survives_a_repeated_delivery_and_the_unread_count_follows_it(deployed: Deployed) -> None:
+    # Given three in-app deliveries to ada, the first written twice (a redelivery)
+    inbox = DynamoInbox(client("dynamodb"), environment(deployed)["INBOX_TABLE"])
+    at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    jobs = [in_app_job("ada", f"n{n}", at + timedelta(seconds=n)) for n in range(3)]
+    for job in [*jobs, jobs[0]]:
+        inbox.add(job, expires_at=2_000_000_000)
+    assert inbox.unread_count("ada") == 3
+
+    # When the oldest is read, then delivered again
+    oldest = inbox.page("ada", 10, None).items[-1]
+    read = inbox.set_read("ada", oldest.item_id, True)
+    inbox.add(jobs[0], expires_at=2_000_000_000)
+
+    # Then it stays read, and the count does not go back up
+    assert read is not None and read.read and read.read_at is not None
+    assert [item.read for item in inbox.page("ada", 10, None).items] == [False, False, True]
+    assert inbox.unread_count("ada") == 2
+
+    # And marking unread counts it again; marking all read, two a call, takes two calls
+    inbox.set_read("ada", oldest.item_id, False)
+    assert inbox.unread_count("ada") == 3
+    first, second = inbox.mark_all_read("ada", 2), inbox.mark_all_read("ada", 2)
+    assert (first.marked, first.more, second.marked, second.more) == (2, True, 1, False)
+    assert inbox.unread_count("ada") == 0
+    assert inbox.set_read("ada", "bm9wZQ", True) is None  # an id that names no item
+
+
+def test_history_pages_newest_first_and_a_repeat_overwrites(deployed: Deployed) -> None:
+    # Given 30 notifications recorded in ada's history (more than one BatchWriteItem), the last twice
+    history = DynamoHistory(client("dynamodb"), environment(deployed)["HISTORY_TABLE"], lambda: 2_000_000_000)
+    at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    entries = [
+        (
+            "ada",
+            HistoryEntry(
+                notification_id=f"n{n:02}", accepted_at=at + timedelta(seconds=n), fanned_out_at=at, priority="low"
+            ),
+        )
+        for n in range(30)
+    ]
+    history.record(entries)
+    history.record(entries[-1:])
+
+    # When it is read a page at a time
+    pages, cursor = [], None
+    while True:
+        page = history.page("ada", 12, cursor)
+        pages.append([entry.notification_id for entry in page.notifications])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    # Then every notification comes once, newest first
+    listed = [notification_id for page in pages for notification_id in page]
+    assert listed == [f"n{n:02}" for n in reversed(range(30))]
+    assert [len(page) for page in pages][:2] == [12, 12]
+
+
+def test_a_rendering_is_kept_beside_the_status_and_read_once_per_container(deployed: Deployed) -> None:
+    # Given an accepted notification and its rendering
+    dynamodb, table = client("dynamodb"), environment(deployed)["STATUS_TABLE"]
+    status, content = DynamoStatusStore(dynamodb, table, 30), DynamoRenderedContent(dynamodb, table)
+    status.record_accepted(Notification(notification_id="n-9", recipients=["ada"], accepted_at=now()))
+    rendering = Rendering.model_validate({"template_id": "w", "locales": {"en": {"sms": {"text": "Hi Ada"}}}})
+    content.put("n-9", rendering)
+
+    # When a deliver container reads it, and the item is then gone
+    first = content.get("n-9")
+    dynamodb.delete_item(TableName=table, Key={"notification_id": {"S": "n-9#content"}, "sk": {"S": "content"}})
+
+    # Then it read what was written, keeps it for the notification's other deliveries, and the status
+    # Query of the notification's partition does not carry it
+    assert first == rendering and content.get("n-9") == rendering
+    assert DynamoRenderedContent(dynamodb, table).get("n-9") is None  # a fresh container finds it gone
+    partition = dynamodb.query(
+        TableName=table, KeyConditionExpression="notification_id = :n", ExpressionAttributeValues={":n": {"S": "n-9"}}
+    )["Items"]
+    assert [item["sk"]["S"] for item in partition] == ["notification"]
