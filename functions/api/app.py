@@ -45,7 +45,7 @@ from herald.idempotency import (
     scoped_key,
 )
 from herald.inbox import DynamoInbox, Inbox, InboxPage, InvalidCursor
-from herald.observability import logger
+from herald.observability import inject_lambda_context, logger
 from herald.queues import IntakeQueue, queue_depth, queue_depths
 from herald.registration import PlatformNotConfigured, register_device, unregister_device
 from herald.sending import accept_notification, accept_once
@@ -385,7 +385,7 @@ def openapi_document() -> str:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

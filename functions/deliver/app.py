@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.channels import EmailSender, InAppSender, PushSender, Senders, SmsSender
@@ -19,7 +20,18 @@ from herald.delivery import Outcome, RetryPolicy, deliver
 from herald.devices import DeviceRegistry, DynamoDeviceRegistry
 from herald.domain import Channel, DeliveryJob, now
 from herald.inbox import DynamoInbox
-from herald.observability import logger
+from herald.observability import (
+    ACCEPTED_TO_SENT_LATENCY,
+    DELIVERIES_DEAD_LETTERED,
+    DELIVERIES_FAILED,
+    DELIVERIES_RETRIED,
+    DELIVERIES_SENT,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.settings import DeliverSettings
 from herald.status import DynamoStatusStore, StatusStore
 
@@ -33,6 +45,7 @@ class Dependencies:
     sqs: Any
     dead_letters: DeadLetterQueue
     policy: RetryPolicy
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
 
     @classmethod
     def from_settings(cls, settings: DeliverSettings) -> Dependencies:
@@ -68,12 +81,13 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
     settings = d.settings
+    metrics = InvocationMetrics(d.metrics_output)
     # A claim lasts as long as this invocation may run: after that, Lambda has stopped it.
     deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
 
@@ -91,10 +105,22 @@ def lambda_handler(
         if result.outcome is Outcome.DEAD_LETTER:
             return DeadLetter(result.reason or "")
         if result.outcome is Outcome.FAILED:
+            metrics.count(DELIVERIES_FAILED, channel=job.channel.value, priority=job.priority.value)
             logger.warning("delivery failed for good", reason=result.reason, extra=where)
         else:
+            if result.outcome is Outcome.SENT:
+                metrics.count(DELIVERIES_SENT, channel=job.channel.value, priority=job.priority.value)
+                latency = (now() - job.accepted_at).total_seconds() * 1000
+                metrics.sample(ACCEPTED_TO_SENT_LATENCY, MetricUnit.Milliseconds, latency, priority=job.priority.value)
             logger.info("delivered", outcome=result.outcome.value, extra=where)
         return Done()
+
+    def observe(record: QueueRecord, job: DeliveryJob, verdict: Verdict) -> None:
+        # Retries and dead letters as the consumer settled them: a handler that raised included.
+        if isinstance(verdict, Retry):
+            metrics.count(DELIVERIES_RETRIED, channel=job.channel.value, priority=job.priority.value)
+        elif isinstance(verdict, DeadLetter):
+            metrics.count(DELIVERIES_DEAD_LETTERED, channel=job.channel.value, priority=job.priority.value)
 
     consumer = Consumer(
         parse=DeliveryJob.model_validate_json,
@@ -111,5 +137,7 @@ def lambda_handler(
             Channel.PUSH.value: settings.push_parallel_sends,
             Channel.IN_APP.value: settings.in_app_parallel_sends,
         },
+        observe=observe,
     )
-    return consumer.process(event).response()
+    with metrics:
+        return consumer.process(event).response()

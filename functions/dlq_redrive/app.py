@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from herald.clients import client
 from herald.domain import Priority
-from herald.observability import logger
+from herald.observability import inject_lambda_context, logger
 from herald.redrive import MAX_RATE, DlqRedriveSettings, QueueRedrive, Redrive
 
 # Leave the function this long after the last wait, to answer (the template gives it 300 s).
@@ -69,7 +69,7 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.clients import client
@@ -17,7 +18,15 @@ from herald.dead_letters import DeadLetterQueue
 from herald.devices import DeviceRegistry, DynamoDeviceRegistry
 from herald.domain import Notification, now
 from herald.fanout import Publisher, fan_out
-from herald.observability import logger
+from herald.observability import (
+    DELIVERIES_SKIPPED,
+    FANOUT_SIZE,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.queues import DeliveryTopic
 from herald.settings import FanoutSettings
 from herald.status import DynamoStatusStore, StatusStore
@@ -31,6 +40,7 @@ class Dependencies:
     status: StatusStore
     sqs: Any
     dead_letters: DeadLetterQueue
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
@@ -55,11 +65,12 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
+    metrics = InvocationMetrics(d.metrics_output)
     deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
 
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
@@ -67,6 +78,11 @@ def lambda_handler(
         result = fan_out(notification, d.registry, d.topic, d.status, owner, deadline)
         if result.busy_for:
             return Retry("another invocation is fanning this notification out", delay=result.busy_for)
+        if not result.already_done:
+            priority = notification.priority.value
+            metrics.sample(FANOUT_SIZE, MetricUnit.Count, len(result.jobs), priority=priority)
+            for channel, skipped in result.skipped_by_channel.items():
+                metrics.count(DELIVERIES_SKIPPED, skipped, channel=channel.value, priority=priority)
         logger.info(
             "fanned out",
             notification_id=notification.notification_id,
@@ -85,4 +101,5 @@ def lambda_handler(
         queue_url=d.settings.queue_url,
         max_receive_count=d.settings.max_receive_count,
     )
-    return consumer.process(event).response()
+    with metrics:
+        return consumer.process(event).response()

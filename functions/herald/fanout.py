@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from herald.devices import DeviceRegistry
-from herald.domain import DeliveryJob, Notification
+from herald.domain import Channel, DeliveryJob, Notification
 from herald.status import StatusStore
 
 
@@ -20,6 +20,7 @@ class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
     without_devices: list[str] = field(default_factory=list)  # recipients with no active matching device
     inactive_skipped: list[str] = field(default_factory=list)  # "<user>/<device>" of inactive push devices
+    skipped_by_channel: dict[Channel, int] = field(default_factory=dict)  # the same, counted per channel
     already_done: bool = False  # a duplicate intake message: another invocation fanned it out
     busy_for: int = 0  # another invocation is fanning it out: come back after this many seconds
 
@@ -34,6 +35,7 @@ def plan_deliveries(notification: Notification, registry: DeviceRegistry) -> Fan
                 continue
             if not device.active:
                 result.inactive_skipped.append(f"{user_id}/{device.device_id}")
+                result.skipped_by_channel[device.channel] = result.skipped_by_channel.get(device.channel, 0) + 1
                 continue
             jobs.append(DeliveryJob.for_device(notification, device))
         if not jobs:
