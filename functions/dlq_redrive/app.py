@@ -61,7 +61,8 @@ class Dependencies:
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
     """One container's dependencies, from the environment the template gives this function."""
-    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=Redrive(client("sqs")))
+    redrive = Redrive(client("sqs"), probe=client("sqs", one_attempt=True))
+    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=redrive)
 
 
 @lru_cache(maxsize=1)
