@@ -6,15 +6,20 @@ import dataclasses
 import logging
 import os
 import secrets
+import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from herald_local import stack_file
 from herald_local.api_gateway import ApiGateway
+from herald_local.control import ControlEndpoint
 from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of, unserved, variable
 from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import DependencyHook, LocalFunction
+from herald_local.metrics import EmfCollector
 from herald_local.provision import Stack, provision
 from herald_local.template import HeraldTemplate
 
@@ -38,6 +43,8 @@ class StackOptions:
     max_concurrency: int = 4  # batches in flight per mapping, at most, on one laptop
     log_level: str = "INFO"
     stack_name: str = "herald-local"
+    control_port: int | None = None  # the control endpoint (herald_local/control.py) on this port; None: none
+    stack_file: Path | None = None  # where to say how to reach this stack while it runs (herald_local/stack_file.py)
 
 
 def emulator_parameters(template: HeraldTemplate, overrides: dict[str, str], client: Any) -> dict[str, str]:
@@ -91,7 +98,10 @@ class LocalStack:
         self.gateway: ApiGateway | None = None
         self.stack: Stack | None = None
         self.api_key = ""
-        self.faults = FaultInjector(self.options.faults) if self.options.faults else None
+        # Always in the path, so `herald faults` can switch it on while the stack runs; no plan, no faults.
+        self.faults = FaultInjector(self.options.faults)
+        self.metrics = EmfCollector()  # the functions' EMF, as CloudWatch Logs would take it
+        self.control: ControlEndpoint | None = None
         self._moto: Any = None
         self._saved_environment: dict[str, str | None] = {}
 
@@ -174,6 +184,31 @@ class LocalStack:
         for poller in self.pollers:
             poller.start()
         self.gateway.start()
+        if self.options.control_port is not None:
+            self.control = ControlEndpoint(self.faults, self.metrics, self.options.control_port, on_change=print)
+            self.control.start()
+        if self.options.stack_file is not None:
+            stack_file.write(self.options.stack_file, self._described())
+
+    def _described(self) -> stack_file.StackFile:
+        """What the stack file says: how to reach this stack and run its functions."""
+        assert self.control is not None, "a stack file needs the control endpoint (StackOptions.control_port)"
+        return stack_file.StackFile(
+            pid=os.getpid(),
+            started_at=time.time(),
+            api_url=self.api_url,
+            api_key=self.api_key,
+            region=os.environ["AWS_DEFAULT_REGION"],
+            endpoints={service: url for service, url in self.endpoints.items() if url},
+            control_url=self.control.url,
+            control_token=self.control.token,
+            functions={
+                name: stack_file.FunctionEntry(
+                    handler=function.spec.handler, timeout=function.spec.timeout, environment=function.environment
+                )
+                for name, function in self.functions.items()
+            },
+        )
 
     def _build_functions(self, template: HeraldTemplate) -> None:
         assert self.stack is not None
@@ -191,9 +226,14 @@ class LocalStack:
     @property
     def _hook(self) -> DependencyHook | None:
         # The fault injector wraps outermost: a test's own wrapper sits between it and the provider.
-        return compose_hooks(self.options.hook, self.faults.hook if self.faults else None)
+        return compose_hooks(self.options.hook, self.faults.hook, self.metrics.hook)
 
     def stop(self) -> None:
+        if self.options.stack_file is not None:
+            stack_file.remove(self.options.stack_file, os.getpid())
+        if self.control:
+            self.control.stop()
+            self.control = None
         if self.gateway:
             self.gateway.stop()
         for poller in self.pollers:
