@@ -199,7 +199,7 @@ class DeployedTarget:
             for metric in page["Metrics"]
         ]
         period = max(60, minutes * 60)
-        end = time.time()
+        end = (int(time.time()) // 60 + 1) * 60  # the next whole minute: the current one counts whole
         summaries: list[MetricSummary] = []
         statistics = ("SampleCount", "Sum", "Minimum", "Maximum")
         for start in range(0, len(metrics), 100):  # GetMetricData: 500 queries a call, 4 per metric
