@@ -96,6 +96,26 @@ def test_invoke_runs_the_function_of_each_sample_event_against_the_running_stack
         assert logged, result.stderr
 
 
+def test_invoke_says_when_a_handler_raises_and_which_functions_there_are(stack: RunningStack):
+    # When the redrive function is invoked on an event it refuses (from stdin), and a function that does not exist
+    refused = subprocess.run(
+        [str(HERALD), "invoke", "DlqRedriveFunction", "-e", "-"],
+        input='{"priority": "everything"}',
+        cwd=stack.path.parent,
+        env=clean_environment(HERALD_STACK_FILE=str(stack.path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    unknown = stack.herald("invoke", "NoSuchFunction", "-e", str(EVENTS_DIR / "fanout.json"), check=False)
+
+    # Then the first prints Lambda's error payload and exits 1; the second names the functions there are
+    assert refused.returncode == 1
+    error = json.loads(refused.stdout)
+    assert error["errorType"] == "ValidationError" and "priority" in error["errorMessage"]
+    assert unknown.returncode == 1 and "FanoutFunction" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
 def test_invoke_on_the_api_reaches_the_running_pipeline_and_logs_with_its_name(stack: RunningStack):
     # Given a registered device of user-42 (the sample events' recipient)
     stack.herald("invoke", "ApiFunction", "-e", str(EVENTS_DIR / "api_register_device.json"))
