@@ -25,6 +25,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -170,6 +171,8 @@ def stack_start_seconds() -> float:
     """Spawning `python -m herald_local` to the first 200 from GET /queues; stopped with SIGINT."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
+    # A stack file of its own: never the checkout's, which a developer's running stack may own.
+    environment["HERALD_STACK_FILE"] = str(Path(tempfile.mkdtemp(prefix="herald-bench-")) / "stack.json")
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "herald_local", "--port", "0", "--api-key", "bench", "--log-level", "WARNING"],
