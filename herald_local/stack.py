@@ -185,7 +185,9 @@ class LocalStack:
             poller.start()
         self.gateway.start()
         if self.options.control_port is not None:
-            self.control = ControlEndpoint(self.faults, self.metrics, self.options.control_port, on_change=print)
+            self.control = ControlEndpoint(
+                self.faults, self.metrics, self.options.control_port, on_change=lambda said: print(said, flush=True)
+            )
             self.control.start()
         if self.options.stack_file is not None:
             stack_file.write(self.options.stack_file, self._described())
