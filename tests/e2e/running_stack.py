@@ -1,7 +1,7 @@
 """`python -m herald_local` started as a developer starts it, in its own process, for tests that drive it from outside.
 
-The stack writes its stack file where the test says (never the checkout's .herald-local/), on a
-free port, with its own moto server (the AWS_ENDPOINT_URL* variables of the test's shell are not
+The stack writes its stack file and keeps its state where the test says (never the checkout's
+.herald-local/), on a free port, with its own moto server (the AWS_ENDPOINT_URL* variables of the test's shell are not
 passed on). `herald` is run the same way: the installed command, in a subprocess, pointed at the
 stack file by HERALD_STACK_FILE.
 """
@@ -71,7 +71,10 @@ def running_stack(directory: Path, *arguments: str) -> Iterator[RunningStack]:
     path, output = directory / "stack.json", directory / "stack.out"
     with output.open("w") as printed:
         process = subprocess.Popen(
-            [sys.executable, "-m", "herald_local", "--port", "0", "--stack-file", str(path), *arguments],
+            [
+                *(sys.executable, "-m", "herald_local", "--port", "0", "--stack-file", str(path)),
+                *("--state-dir", str(directory / "state"), *arguments),
+            ],
             cwd=directory,  # not the checkout: the installed project must work from anywhere
             env=clean_environment(),
             stdout=printed,
