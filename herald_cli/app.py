@@ -19,7 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from herald_cli import render
 from herald_cli.invoke import UnknownFunction, run_function
-from herald_cli.targets import DeployedTarget, LocalTarget, Target, TargetError, answer_of
+from herald_cli.targets import (
+    DeployedTarget,
+    LocalTarget,
+    Target,
+    TargetError,
+    answer_of,
+    dead_letter_queues_of,
+)
 from herald_local import stack_file
 from herald_local.stack_file import StackFile
 
@@ -44,11 +51,16 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class Selection(StrEnum):
+    """What DlqRedriveFunction's `priority` accepts: a priority's delivery DLQ, a lane's fan-out DLQ, or groups."""
+
     all = "all"
     high = "high"
     normal = "normal"
     low = "low"
     intake = "intake"
+    intake_high = "intake-high"
+    intake_normal = "intake-normal"
+    intake_low = "intake-low"
 
 
 class ChannelChoice(StrEnum):
@@ -114,7 +126,7 @@ def options(
 @app.command()
 def invoke(
     context: typer.Context,
-    function: Annotated[str, typer.Argument(help="The function's logical id in template.yaml, e.g. FanoutFunction.")],
+    function: Annotated[str, typer.Argument(help="The function's logical id in template.yaml: FanoutHighFunction...")],
     event: Annotated[Path, typer.Option("--event", "-e", help="The event: a JSON file (events/...), or - for stdin.")],
     log_level: Annotated[str | None, typer.Option(help="POWERTOOLS_LOG_LEVEL for this run.")] = None,
 ) -> None:
@@ -147,9 +159,15 @@ def _depth(sqs: Any, url: str) -> int:
 @app.command()
 def redrive(
     context: typer.Context,
-    priority: Annotated[Selection, typer.Option(help="Which dead-letter queue: a priority's, intake, or all.")] = (
-        Selection.all
-    ),
+    priority: Annotated[
+        Selection,
+        typer.Option(
+            help=(
+                "Which dead-letter queue: a priority's delivery DLQ, intake-<priority> (that lane's fan-out DLQ),"
+                " intake (the three fan-out DLQs), or all six."
+            )
+        ),
+    ] = Selection.all,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many wait, and why; move nothing.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many messages per queue.")] = None,
     rate: Annotated[int | None, typer.Option(min=1, max=500, help="At most this many messages per second.")] = None,
@@ -178,7 +196,7 @@ def _redrive_with_progress(
 ) -> dict[str, Any]:
     """Runs the redrive while watching the dead-letter queues drain: the bar counts what left them."""
     urls = target.dead_letter_queues()
-    chosen = list(urls) if priority is Selection.all else [priority.value]
+    chosen = dead_letter_queues_of(priority.value)
     sqs = target.sqs()
     before = {name: _depth(sqs, urls[name]) for name in chosen}
     total = sum(min(depth, limit) if limit else depth for depth in before.values())
@@ -293,6 +311,9 @@ def faults_on(
     latency_ms: Annotated[int, typer.Option(min=0, help="Added before every provider call.")] = 0,
     latency_jitter_ms: Annotated[int, typer.Option(min=0, help="Plus uniformly up to this.")] = 0,
     duplicate_rate: Annotated[float, typer.Option(min=0, max=1, help="Queue messages delivered twice.")] = 0.0,
+    concurrent_copy_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Queue messages handled at once with copies of themselves.")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Fixes every decision for the same traffic.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the control endpoint's answer as JSON.")] = False,
 ) -> None:
@@ -307,13 +328,13 @@ def faults_on(
     }
     chosen = {name: value for name, value in rates.items() if value}
     if plan is not None:
-        if chosen or duplicate_rate or channel or seed:
+        if chosen or duplicate_rate or concurrent_copy_rate or channel or seed:
             raise TargetError("give a plan file or rate options, not both")
         body = json.loads(plan.read_text())
-    elif not chosen and not duplicate_rate:
+    elif not chosen and not duplicate_rate and not concurrent_copy_rate:
         raise TargetError("say what to inject: a plan file, or at least one rate (herald faults on --help)")
     else:
-        body = {"seed": seed, "duplicate_rate": duplicate_rate}
+        body = {"seed": seed, "duplicate_rate": duplicate_rate, "concurrent_copy_rate": concurrent_copy_rate}
         body.update({"channels": {channel.value: chosen}} if channel else {"default": chosen})
     answer = LocalTarget(stack).control("PUT", "/faults", body)
     _print_json(answer) if as_json else out.print(render.faults(answer))

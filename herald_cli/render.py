@@ -11,7 +11,8 @@ from rich.text import Text
 
 from herald_local.metrics import MetricSummary
 
-FINAL_STATES = {"delivered", "partially_delivered", "failed", "no_devices"}
+# A notification's statuses no delivery moves on from by itself (dead_lettered: until an operator's redrive).
+FINAL_STATES = {"delivered", "partially_delivered", "failed", "dead_lettered", "no_devices"}
 STATUS_STYLES = {
     "sent": "green",
     "delivered": "green",
@@ -43,7 +44,7 @@ def queues(view: dict[str, Any]) -> Table:
     for column in ("visible", "in flight", "dead-lettered"):
         table.add_column(column, justify="right")
     table.add_column("oldest dead letter", justify="right")
-    for name, depth in view.items():
+    for name, depth in queue_depths(view):
         dead = depth["dead_lettered"]
         table.add_row(
             name,
@@ -53,6 +54,18 @@ def queues(view: dict[str, Any]) -> Table:
             age(depth.get("oldest_dead_letter_age_seconds")),
         )
     return table
+
+
+def queue_depths(view: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """GET /queues' depths by dotted name, in its order: a group of queues (`intake`: one per priority)
+    gives `intake.high`, `intake.normal`, `intake.low`."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for name, value in view.items():
+        if "visible" in value:
+            rows.append((prefix + name, value))
+        else:
+            rows += queue_depths(value, f"{prefix}{name}.")
+    return rows
 
 
 def _state(value: str) -> Text:
@@ -69,10 +82,15 @@ def notification(record: dict[str, Any]) -> RenderableType:
         f"  ({record['priority']} priority; {counts or 'no deliveries yet'})",
     )
     parts: list[RenderableType] = [header]
-    if record.get("recipients_without_devices"):
-        parts.append(Text(f"recipients without devices: {', '.join(record['recipients_without_devices'])}"))
-    if record.get("inactive_devices_skipped"):
-        parts.append(Text(f"inactive devices skipped: {', '.join(record['inactive_devices_skipped'])}"))
+    for field, what in (
+        ("recipients_without_devices", "recipients without devices"),
+        ("inactive_devices_skipped", "inactive devices skipped"),
+    ):
+        if record.get(field):
+            # The API lists the first 100 and counts them all.
+            count = max(record.get(f"{field}_count", 0), len(record[field]))
+            more = f" and {count - len(record[field])} more" if count > len(record[field]) else ""
+            parts.append(Text(f"{what}: {', '.join(record[field])}{more}"))
     if record.get("deliveries"):
         table = Table()
         for column in ("user", "device", "channel", "status", "attempts", "redrives", "last error"):
@@ -88,6 +106,11 @@ def notification(record: dict[str, Any]) -> RenderableType:
                 delivery.get("last_error") or "",
             )
         parts.append(table)
+    if record.get("next_cursor"):
+        shown, total = len(record.get("deliveries", [])), record.get("delivery_count", 0)
+        parts.append(
+            Text(f"the first {shown} of {total} deliveries: GET /notifications/{{id}}/deliveries pages through all")
+        )
     return Group(*parts)
 
 
@@ -158,4 +181,10 @@ def faults(answer: dict[str, Any]) -> RenderableType:
     parts.append(table)
     duplicates = sum(counts.get("duplicates", {}).values())
     parts.append(Text(f"queue messages duplicated: {duplicates}"))
+    copies = counts.get("concurrent_copies", {}).values()
+    if copies:
+        handled = sum(c["in_batch"] + c["in_parallel_batch"] for c in copies)
+        parts.append(
+            Text(f"messages handled with concurrent copies: {sum(c['messages'] for c in copies)} ({handled} copies)")
+        )
     return Group(*parts)

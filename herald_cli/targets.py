@@ -5,7 +5,7 @@
 - the redrive: locally DlqRedriveFunction run in this process (as `herald invoke` runs it);
   deployed, `lambda:Invoke` of output `DlqRedriveFunctionName`;
 - the dead-letter queues (the redrive's progress): the redrive function's environment; outputs
-  `High/Normal/Low/IntakeDeadLetterQueueUrl`;
+  `{High,Normal,Low}DeadLetterQueueUrl` and `{High,Normal,Low}IntakeDeadLetterQueueUrl`;
 - metrics: the EMF the local stack collected; CloudWatch `GetMetricData`, namespace `Herald`;
 - faults: the local stack's control endpoint; none on a deployed stack.
 """
@@ -25,13 +25,24 @@ from herald_cli.invoke import run_function
 from herald_local.metrics import MetricSummary, summarize
 from herald_local.stack_file import CONTROL_TOKEN_HEADER, StackFile
 
-# Where each dead-letter queue's URL is: the redrive function's variable, the template's output.
+PRIORITIES = ("high", "normal", "low")
+# Where each dead-letter queue's URL is, by the name DlqRedriveFunction gives it: the redrive function's
+# variable, the template's output. A priority's delivery DLQ, and "intake-<priority>", its fan-out DLQ.
 DEAD_LETTER_QUEUES = {
-    "high": ("HIGH_DLQ_URL", "HighDeadLetterQueueUrl"),
-    "normal": ("NORMAL_DLQ_URL", "NormalDeadLetterQueueUrl"),
-    "low": ("LOW_DLQ_URL", "LowDeadLetterQueueUrl"),
-    "intake": ("INTAKE_DLQ_URL", "IntakeDeadLetterQueueUrl"),
+    **{p: (f"{p.upper()}_DLQ_URL", f"{p.capitalize()}DeadLetterQueueUrl") for p in PRIORITIES},
+    **{f"intake-{p}": (f"{p.upper()}_INTAKE_DLQ_URL", f"{p.capitalize()}IntakeDeadLetterQueueUrl") for p in PRIORITIES},
 }
+
+
+def dead_letter_queues_of(selection: str) -> list[str]:
+    """The DLQs a redrive `selection` covers, as DlqRedriveFunction reads it (DlqRedriveSettings.routes)."""
+    if selection == "all":
+        return list(DEAD_LETTER_QUEUES)
+    if selection == "intake":
+        return [name for name in DEAD_LETTER_QUEUES if name.startswith("intake-")]
+    return [selection]
+
+
 NAMESPACE = "Herald"  # template.yaml's POWERTOOLS_METRICS_NAMESPACE
 HTTP_TIMEOUT = 30
 

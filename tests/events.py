@@ -14,8 +14,9 @@ EVENTS_DIR = Path(__file__).parents[1] / "events"
 FUNCTION_OF = {
     "api_register_device": "ApiFunction",
     "api_send_notification": "ApiFunction",
-    "fanout": "FanoutFunction",
+    "fanout": "FanoutHighFunction",
     "deliver": "DeliverHighFunction",
+    "feedback": "FeedbackFunction",
     "dlq_redrive": "DlqRedriveFunction",
     "dlq_redrive_dry_run": "DlqRedriveFunction",
 }

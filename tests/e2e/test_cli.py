@@ -35,13 +35,18 @@ def api(stack: RunningStack, method: str, path: str, body: Any = None) -> reques
     )
 
 
+def depths(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET /queues' depths, the intake lanes' (grouped under `intake`) included."""
+    return [d for d in view.values() if "visible" in d] + [d for d in view["intake"].values()]
+
+
 def wait_until_queues_are_empty(stack: RunningStack, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        depths = stack.herald_json("queues")
-        if all(q["visible"] == 0 and q["in_flight"] == 0 for q in depths.values()):
+        view = stack.herald_json("queues")
+        if all(q["visible"] == 0 and q["in_flight"] == 0 for q in depths(view)):
             return
-        assert time.monotonic() < deadline, depths
+        assert time.monotonic() < deadline, view
         time.sleep(0.5)
 
 
@@ -113,7 +118,7 @@ def test_invoke_says_when_a_handler_raises_and_which_functions_there_are(stack: 
     assert refused.returncode == 1
     error = json.loads(refused.stdout)
     assert error["errorType"] == "ValidationError" and "priority" in error["errorMessage"]
-    assert unknown.returncode == 1 and "FanoutFunction" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode == 1 and "FanoutHighFunction" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_invoke_on_the_api_reaches_the_running_pipeline_and_logs_with_its_name(stack: RunningStack):
@@ -134,7 +139,7 @@ def test_invoke_on_the_api_reaches_the_running_pipeline_and_logs_with_its_name(s
     # and the stack's own log lines name the function that wrote each
     wait_until_queues_are_empty(stack)
     lines = [json.loads(line) for line in stack.printed.splitlines() if line.startswith('{"level"')]
-    assert {line["message"]: line["function_name"] for line in lines}["fanned out"] == "FanoutFunction"
+    assert {line["message"]: line["function_name"] for line in lines}["fanned out"] == "FanoutHighFunction"
     assert {line["function_name"] for line in lines if line["message"] == "delivered"} == {"DeliverHighFunction"}
 
 
@@ -165,6 +170,15 @@ def test_a_delivery_dead_lettered_under_faults_is_redriven_and_ends_sent(stack: 
     assert dry["dry_run"] is True and dry["queues"]["high"]["waiting"] == 1
     assert "injected transient failure" in dry["queues"]["high"]["reasons"][0]
     assert stack.herald_json("queues")["high"]["dead_lettered"] == 1
+    shown = stack.herald("queues").stdout
+    assert all(f"intake.{p}" in shown for p in ("high", "normal", "low")), shown
+    # and a dry run over the intake lanes reads each lane's fan-out DLQ, all empty
+    lanes = stack.herald_json("redrive", "--dry-run", "--priority", "intake")
+    assert {name: q["waiting"] for name, q in lanes["queues"].items()} == {
+        "intake-high": 0,
+        "intake-normal": 0,
+        "intake-low": 0,
+    }
 
     # When the high DLQ is redriven (the operator's view: a progress bar, then the path taken and why)
     redrive = stack.herald("redrive", "--priority", "high")

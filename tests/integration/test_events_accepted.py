@@ -18,6 +18,7 @@ import api.app
 import deliver.app
 import dlq_redrive.app
 import fanout.app
+import feedback.app
 from herald.adapters.clients import client
 from tests.events import FUNCTION_OF, event_names, load_event
 from tests.fakes import FakeContext
@@ -28,13 +29,15 @@ SAM = Path(__file__).parents[2] / ".venv-sam" / "bin" / "sam"
 # The kind of each function's event, as `sam local generate-event <service> <event>` names it.
 SAM_KIND = {
     "ApiFunction": ("apigateway", "aws-proxy"),
-    "FanoutFunction": ("sqs", "receive-message"),
+    "FanoutHighFunction": ("sqs", "receive-message"),
     "DeliverHighFunction": ("sqs", "receive-message"),
+    "FeedbackFunction": ("sqs", "receive-message"),
 }
 HANDLERS = {
     "ApiFunction": api.app,
-    "FanoutFunction": fanout.app,
+    "FanoutHighFunction": fanout.app,
     "DeliverHighFunction": deliver.app,
+    "FeedbackFunction": feedback.app,
     "DlqRedriveFunction": dlq_redrive.app,
 }
 
@@ -107,7 +110,7 @@ def test_the_kept_sam_events_are_what_sam_generates(kind):
 
 def dead_letters(deployed: Deployed) -> int:
     total = 0
-    for queue in ("IntakeDeadLetterQueue", "HighDeadLetterQueue"):
+    for queue in ("HighIntakeDeadLetterQueue", "HighDeadLetterQueue", "FeedbackDeadLetterQueue"):
         attributes = client("sqs").get_queue_attributes(
             QueueUrl=deployed.stack.ref(queue), AttributeNames=["ApproximateNumberOfMessages"]
         )
@@ -131,7 +134,8 @@ def test_the_handler_of_each_sample_event_accepts_it(deployed: Deployed, name: s
     elif function == "DlqRedriveFunction":
         event = load_event(name)
         assert result["dry_run"] is event.get("dry_run", False)
-        expected = ["high", "normal", "low", "intake"] if event.get("priority", "all") == "all" else [event["priority"]]
+        every = ["high", "normal", "low", "intake-high", "intake-normal", "intake-low"]
+        expected = every if event.get("priority", "all") == "all" else [event["priority"]]
         assert list(result["queues"]) == expected
     else:
         assert result == {"batchItemFailures": []}

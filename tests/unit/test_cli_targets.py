@@ -6,15 +6,19 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from typing import Any
+from enum import Enum
+from typing import Any, Literal, get_args, get_origin
 
 import boto3
 import pytest
 import yaml
 from moto import mock_aws
 
-from herald_cli.targets import DEAD_LETTER_QUEUES, DeployedTarget, TargetError
-from herald_local.template import TEMPLATE
+from dlq_redrive.app import RedriveRequest
+from herald.settings import DlqRedriveSettings
+from herald_cli.app import Selection
+from herald_cli.targets import DEAD_LETTER_QUEUES, DeployedTarget, TargetError, dead_letter_queues_of
+from herald_local.template import TEMPLATE, HeraldTemplate
 
 OUTPUTS_READ = {"ApiUrl", "ApiKeyId", "DlqRedriveFunctionName", *(output for _, output in DEAD_LETTER_QUEUES.values())}
 
@@ -29,6 +33,32 @@ TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 def test_template_yaml_outputs_everything_the_cli_reads_of_a_deployed_stack():
     outputs = yaml.load(TEMPLATE.read_text(), Loader=TemplateLoader)["Outputs"]
     assert set(outputs) >= OUTPUTS_READ, OUTPUTS_READ - set(outputs)
+
+
+def accepted_by_the_redrive_function() -> set[str]:
+    """Every `priority` DlqRedriveFunction's event may name (a Priority, or one of its Literal words)."""
+    values: set[str] = set()
+    for kind in get_args(RedriveRequest.model_fields["priority"].annotation):
+        if get_origin(kind) is Literal:
+            values.update(get_args(kind))
+        elif isinstance(kind, type) and issubclass(kind, Enum):
+            values.update(member.value for member in kind)
+    return values
+
+
+def test_redrive_offers_what_the_function_accepts_and_watches_the_queues_it_moves():
+    # Given the redrive function's environment as the template gives it, each URL told apart
+    environment = {name: f"url:{name}" for name in HeraldTemplate.load().functions["DlqRedriveFunction"].environment}
+    settings = DlqRedriveSettings.from_environment(environment)
+
+    # Then `herald redrive --priority` offers exactly what the function accepts (the lanes' intake-<p> too)
+    assert {choice.value for choice in Selection} == accepted_by_the_redrive_function()
+    for choice in Selection:
+        # and for each, the progress bar watches the DLQs the function moves, found by the same variables
+        routes = settings.routes(choice.value)
+        assert dead_letter_queues_of(choice.value) == [route.name for route in routes], choice
+        assert [f"url:{DEAD_LETTER_QUEUES[route.name][0]}" for route in routes] == [r.dlq_url for r in routes]
+    assert len(dead_letter_queues_of("all")) == 6
 
 
 @pytest.fixture
@@ -67,7 +97,9 @@ def test_it_reads_the_outputs_and_the_api_keys_value(deployed):
 
     # Then it has the outputs, the dead-letter queues by name, and the key's value from API Gateway
     assert target.output("ApiUrl") == deployed["ApiUrl"]
-    assert target.dead_letter_queues()["intake"] == deployed["IntakeDeadLetterQueueUrl"]
+    queues = target.dead_letter_queues()
+    assert queues["intake-high"] == deployed["HighIntakeDeadLetterQueueUrl"]
+    assert queues["low"] == deployed["LowDeadLetterQueueUrl"] and len(queues) == 6
     assert target.api_key == "the-key-value-0123456789"
     assert target.description == "stack herald-test in us-east-1"
 

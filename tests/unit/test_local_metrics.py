@@ -35,14 +35,14 @@ def test_documents_are_kept_per_function_in_order_and_read_from_a_position():
     for line in written(("DeliveriesSent", 2, {"channel": "sms", "priority": "high"})):
         collector.output_for("DeliverHighFunction")(line)
     for line in written(("DeliveriesSkipped", 1, {"channel": "push", "priority": "low"})):
-        collector.output_for("FanoutFunction")(line)
+        collector.output_for("FanoutHighFunction")(line)
 
     # When they are read, all and after the first
     everything, later = collector.records(), collector.records(since=1)
 
     # Then each names its function and position, and `since` leaves out what was seen
-    assert [(r.seq, r.function) for r in everything] == [(1, "DeliverHighFunction"), (2, "FanoutFunction")]
-    assert [r.function for r in later] == ["FanoutFunction"]
+    assert [(r.seq, r.function) for r in everything] == [(1, "DeliverHighFunction"), (2, "FanoutHighFunction")]
+    assert [r.function for r in later] == ["FanoutHighFunction"]
     assert everything[0].document["DeliveriesSent"] == [2.0] and everything[0].at == 1000.0
 
 

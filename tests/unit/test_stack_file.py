@@ -25,7 +25,7 @@ def described(pid: int, control_url: str = "http://127.0.0.1:9", token: str = "t
         control_url=control_url,
         control_token=token,
         functions={
-            "FanoutFunction": stack_file.FunctionEntry(
+            "FanoutHighFunction": stack_file.FunctionEntry(
                 handler="fanout.app.lambda_handler", timeout=30, environment={"QUEUE_URL": "q"}
             )
         },
