@@ -19,7 +19,7 @@ from herald.adapters.dead_letters import DeadLetterQueue, parked_at
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
-from herald.logic.delivery import Outcome, RetryPolicy, deliver
+from herald.logic.delivery import UNPARKED_COPY, Outcome, RetryPolicy, deliver
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, Senders, StatusStore
 from herald.logic.tallies import TallySheet
@@ -137,7 +137,8 @@ def lambda_handler(
         # Retries and dead letters as the consumer settled them: a handler that raised included.
         if isinstance(verdict, Retry):
             metrics.count(DELIVERIES_RETRIED, channel=job.channel.value, priority=job.priority.value)
-        elif isinstance(verdict, DeadLetter):
+        elif isinstance(verdict, DeadLetter) and verdict.reason != UNPARKED_COPY:
+            # A stray copy of a delivery already dead-lettered is parked too, but the delivery counted once.
             metrics.count(DELIVERIES_DEAD_LETTERED, channel=job.channel.value, priority=job.priority.value)
 
     consumer = Consumer(

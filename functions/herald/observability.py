@@ -28,7 +28,20 @@ DELIVERIES_RETRIED = "DeliveriesRetried"  # Count; channel, priority: the messag
 DELIVERIES_DEAD_LETTERED = "DeliveriesDeadLettered"  # Count; channel, priority
 DELIVERIES_SKIPPED = "DeliveriesSkipped"  # Count; channel, priority: devices fan-out left out (inactive)
 ACCEPTED_TO_SENT_LATENCY = "AcceptedToSentLatency"  # Milliseconds; priority
-FANOUT_SIZE = "FanoutSize"  # Count, one sample per notification fanned out: its deliveries; priority
+FANOUT_SIZE = "FanoutSize"  # Count, one sample per fan-out page recorded: the deliveries it published; priority
+DEVICES_DEACTIVATED = "DevicesDeactivated"  # Count; channel, reason: SES feedback (bounce, complaint)
+# Each metric's own dimensions (Powertools adds `service`): tests/unit/test_operations.py holds the
+# dashboard to exactly these, and tests/unit/test_metrics.py every document the functions print.
+METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    DELIVERIES_SENT: ("channel", "priority"),
+    DELIVERIES_FAILED: ("channel", "priority"),
+    DELIVERIES_RETRIED: ("channel", "priority"),
+    DELIVERIES_DEAD_LETTERED: ("channel", "priority"),
+    DELIVERIES_SKIPPED: ("channel", "priority"),
+    ACCEPTED_TO_SENT_LATENCY: ("priority",),
+    FANOUT_SIZE: ("priority",),
+    DEVICES_DEACTIVATED: ("channel", "reason"),
+}
 
 # EMF takes at most 100 values per metric in one document; Powertools prints a full set on its own,
 # past our output, so each document gets fewer.

@@ -15,13 +15,28 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 import deliver.app
 import fanout.app
-from herald.models.domain import Channel
+import feedback.app
+from herald.adapters.dead_letters import DeadLetterQueue
+from herald.models.domain import Channel, Notification, PagePosition
 from herald.models.failures import DeliveryFailed
-from herald.observability import InvocationMetrics
+from herald.observability import METRIC_DIMENSIONS, InvocationMetrics
+from herald.settings import FeedbackSettings
 from tests.events import load_event
-from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeSender, FakeStatusStore, make_device
+from tests.fakes import (
+    FakeContext,
+    FakeDeviceRegistry,
+    FakePublisher,
+    FakeSender,
+    FakeSqs,
+    FakeStatusStore,
+    FakeSubscribers,
+    make_device,
+)
 from tests.unit.test_deliver_handler import dependencies_with, record_for
+from tests.unit.test_fanout_handler import SETTINGS as FANOUT_SETTINGS
 from tests.unit.test_fanout_handler import dependencies_with as fanout_dependencies_with
+from tests.unit.test_feedback import DLQ_URL as FEEDBACK_DLQ_URL
+from tests.unit.test_feedback import bounce, complaint, registry_with_email
 
 
 def emf_documents(printed: str) -> list[dict[str, Any]]:
@@ -43,6 +58,8 @@ def metric(documents: list[dict[str, Any]], name: str, **dimensions: str) -> lis
     for document in documents:
         [directive] = document["_aws"]["CloudWatchMetrics"]
         names = {m["Name"] for m in directive["Metrics"]}
+        for declared_name in names:  # every metric printed has exactly the dimensions the dashboard reads
+            assert directive["Dimensions"] == [sorted([*METRIC_DIMENSIONS[declared_name], "service"])], document
         declared = name in names and directive["Dimensions"] == [sorted([*dimensions, "service"])]
         if declared and all(document[key] == value for key, value in dimensions.items()):
             found.append(document)
@@ -264,3 +281,143 @@ def test_a_metrics_failure_never_fails_the_invocation(monkeypatch):
     # When flushed, Then it does not raise, and writes nothing
     metrics.flush()
     assert written == []
+
+
+def intake_event(notification: Notification) -> dict[str, Any]:
+    """The sample intake record carrying `notification` (a continuation page, a topic's notification)."""
+    event = load_event("fanout")
+    event["Records"][0]["body"] = notification.model_dump_json()
+    return event
+
+
+def test_fan_out_samples_its_size_once_per_page_of_a_paged_notification(capsys, lambda_context):
+    # Given a notification to 3 users with an in-app device each, and pages of 2 deliveries
+    registry = FakeDeviceRegistry(make_device(f"user-{n}", "web", Channel.IN_APP) for n in range(3))
+    event = load_event("fanout")
+    body = json.loads(event["Records"][0]["body"])
+    event["Records"][0]["body"] = json.dumps({**body, "recipients": ["user-0", "user-1", "user-2"]})
+    settings = FANOUT_SETTINGS.model_copy(update={"page_deliveries": 2})
+    dependencies = fanout_dependencies_with(registry, FakePublisher(), FakeStatusStore(), settings)
+
+    # When the first page runs, then the page it queued
+    fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+    first = emf_documents(capsys.readouterr().out)
+    [continuation] = dependencies.continuations.sent
+    fanout.app.lambda_handler(intake_event(continuation), lambda_context, dependencies=dependencies)
+    second = emf_documents(capsys.readouterr().out)
+
+    # Then each invocation samples the page it published: 2 deliveries, then 1
+    assert [d["FanoutSize"] for d in metric(first, "FanoutSize", priority="high")] == [[2.0]]
+    assert [d["FanoutSize"] for d in metric(second, "FanoutSize", priority="high")] == [[1.0]]
+
+
+def test_a_topics_root_page_samples_no_size_and_its_chain_pages_do(capsys, lambda_context):
+    # Given a topic with one subscriber, who has an in-app device, and a notification to the topic
+    registry = FakeDeviceRegistry([make_device("ada", "web", Channel.IN_APP)])
+    dependencies = fanout_dependencies_with(registry, FakePublisher(), FakeStatusStore())
+    subscribers = FakeSubscribers({"news": ["ada"]})
+    dependencies = fanout.app.Dependencies(**{**dependencies.__dict__, "subscribers": subscribers})
+    body = json.loads(load_event("fanout")["Records"][0]["body"])
+    notification = Notification.model_validate({**body, "recipients": None, "topic": "news"})
+
+    # When the root page runs (it starts one chain per subscriber shard and publishes nothing)
+    fanout.app.lambda_handler(intake_event(notification), lambda_context, dependencies=dependencies)
+    root = emf_documents(capsys.readouterr().out)
+    chains = list(dependencies.continuations.sent)
+    # and then every chain's first page
+    for page in chains:
+        fanout.app.lambda_handler(intake_event(page), lambda_context, dependencies=dependencies)
+    pages = emf_documents(capsys.readouterr().out)
+
+    # Then the root sampled nothing, and each chain page one size: ada's one delivery in hers, 0 in the others
+    assert not metric(root, "FanoutSize", priority="high")
+    sizes = [value for d in metric(pages, "FanoutSize", priority="high") for value in d["FanoutSize"]]
+    assert sorted(sizes) == [0.0] * (len(chains) - 1) + [1.0]
+
+
+def test_inactive_email_and_sms_devices_count_as_skipped_by_channel(capsys, lambda_context):
+    # Given user-42's email device retired by a hard bounce, user-43's phone retired by an SMS opt-out
+    bounced = make_device("user-42", "mail", Channel.EMAIL, address="ada@example.com")
+    opted_out = make_device("user-43", "phone", Channel.SMS, address="+14155550199")
+    registry = FakeDeviceRegistry(
+        [
+            bounced.model_copy(update={"active": False}),
+            opted_out.model_copy(update={"active": False}),
+            make_device("user-43", "web", Channel.IN_APP),
+        ]
+    )
+    dependencies = fanout_dependencies_with(registry, FakePublisher(), FakeStatusStore())
+
+    # When the sample notification (to both users, high priority) is fanned out
+    fanout.app.lambda_handler(load_event("fanout"), lambda_context, dependencies=dependencies)
+
+    # Then one email and one SMS delivery are counted skipped, and the page's size is the one in-app delivery
+    documents = emf_documents(capsys.readouterr().out)
+    assert metric(documents, "DeliveriesSkipped", channel="email", priority="high")[0]["DeliveriesSkipped"] == [1.0]
+    assert metric(documents, "DeliveriesSkipped", channel="sms", priority="high")[0]["DeliveriesSkipped"] == [1.0]
+    assert metric(documents, "FanoutSize", priority="high")[0]["FanoutSize"] == [1.0]
+
+
+def test_a_broadcasts_delivery_counts_as_any_other(capsys, lambda_context):
+    # Given the sample job as a page of a broadcast planned it (its job names its fan-out page)
+    event = load_event("deliver")
+    event["Records"] = [record_for(event, 1, page=PagePosition(chain=3).key)]
+
+    # When it is delivered
+    deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies_with(FakeSender()))
+
+    # Then it counts sent, with its latency, as a notification to a list of users does
+    documents = emf_documents(capsys.readouterr().out)
+    assert metric(documents, "DeliveriesSent", channel="in_app", priority="high")[0]["DeliveriesSent"] == [1.0]
+    assert metric(documents, "AcceptedToSentLatency", priority="high")
+
+
+def test_a_stray_copy_of_a_dead_letter_is_parked_without_counting_the_delivery_dead_lettered_again(
+    capsys, lambda_context
+):
+    # Given the sample job dead-lettered by its last attempt
+    dependencies = dependencies_with(FakeSender(error=DeliveryFailed("inbox throttled")))
+    last = load_event("deliver")
+    last["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"
+    deliver.app.lambda_handler(last, lambda_context, dependencies=dependencies)
+    dead = metric(emf_documents(capsys.readouterr().out), "DeliveriesDeadLettered", channel="in_app", priority="high")
+    assert dead and dead[0]["DeliveriesDeadLettered"] == [1.0]
+
+    # When an SQS copy of it that Herald never parked comes in
+    deliver.app.lambda_handler(load_event("deliver"), lambda_context, dependencies=dependencies)
+
+    # Then it is parked (in the DLQ beside the first) but the delivery is not counted dead-lettered twice
+    assert len(dependencies.sqs.sent) == 2
+    again = emf_documents(capsys.readouterr().out)
+    assert not metric(again, "DeliveriesDeadLettered", channel="in_app", priority="high")
+
+
+def test_the_feedback_function_counts_the_devices_it_deactivated_per_reason(capsys):
+    # Given ada's and grace's email devices on one address, and alan's on another
+    registry = registry_with_email("ada", "grace")
+    registry.put(make_device("alan", "mail", Channel.EMAIL, address="alan@example.com"))
+    sqs = FakeSqs()
+    settings = FeedbackSettings(
+        devices_table="herald-devices",
+        status_table="herald-status",
+        inbox_table="herald-inbox",
+        queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/herald-FeedbackQueue-1A2B",
+        dlq_url=FEEDBACK_DLQ_URL,
+    )
+    dead_letters = DeadLetterQueue(sqs, FEEDBACK_DLQ_URL, "feedback")
+    dependencies = feedback.app.Dependencies(settings, registry, sqs, dead_letters)
+    bodies = [bounce(), complaint("alan@example.com"), bounce("nobody@example.com", bounce_type="Transient")]
+    records = [
+        {"messageId": f"m-{n}", "receiptHandle": f"r-{n}", "body": json.dumps(b), "attributes": {}}
+        for n, b in enumerate(bodies)
+    ]
+
+    # When the feedback function handles a hard bounce, a complaint and a soft bounce
+    feedback.app.lambda_handler({"Records": records}, FakeContext(), dependencies)
+
+    # Then it counts two email devices deactivated by the bounce and one by the complaint, none by the soft bounce
+    documents = emf_documents(capsys.readouterr().out)
+    [bounced] = metric(documents, "DevicesDeactivated", channel="email", reason="bounce")
+    [complained] = metric(documents, "DevicesDeactivated", channel="email", reason="complaint")
+    assert (bounced["DevicesDeactivated"], complained["DevicesDeactivated"]) == ([2.0], [1.0])
+    assert len(documents) == 2
