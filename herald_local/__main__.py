@@ -21,7 +21,7 @@ from herald_local.state import StateError
 from herald_local.template import REPO
 
 STATE_DIR = REPO / ".herald-local" / "state"
-EXAMPLE_PORTS = {"--port": 8080, "--aws-port": 4567}
+EXAMPLE_PORTS = {"--port": 8080, "--aws-port": 4567, "--control-port": 3001}
 
 
 def _shown(path: Path) -> str:

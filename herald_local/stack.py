@@ -186,6 +186,8 @@ class LocalStack:
                 self._set_environment(name, value)
         # A taken port is found before the emulator and the template take their seconds.
         _ensure_free(self.options.api_port, "--port", "the API")
+        if self.options.control_port is not None:
+            _ensure_free(self.options.control_port, "--control-port", "the control endpoint")
         missing = unserved()
         if missing:
             _ensure_free(self.options.aws_port, "--aws-port", "the AWS endpoint")
@@ -271,9 +273,14 @@ class LocalStack:
         if self._state is not None and self._moto is not None:
             self.snapshotter = Snapshotter(self._moto, self._state, self.options.snapshot_seconds).start()
         if self.options.control_port is not None:
-            self.control = ControlEndpoint(
-                self.faults, self.metrics, self.options.control_port, on_change=lambda said: print(said, flush=True)
-            )
+            try:
+                self.control = ControlEndpoint(
+                    self.faults, self.metrics, self.options.control_port, on_change=lambda said: print(said, flush=True)
+                )
+            except OSError as error:
+                if port_in_use(error):
+                    raise PortInUse(self.options.control_port, "--control-port", "the control endpoint") from None
+                raise
             self.control.start()
         if self.options.stack_file is not None:
             stack_file.write(self.options.stack_file, self._described())

@@ -224,7 +224,10 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     fresh.ctrl_c()
 
 
-@pytest.mark.parametrize(("option", "what"), [("--port", "the API"), ("--aws-port", "the AWS endpoint")])
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [("--port", "the API"), ("--aws-port", "the AWS endpoint"), ("--control-port", "the control endpoint")],
+)
 def test_a_taken_port_is_one_line_naming_it_and_how_to_pick_another(tmp_path: Path, option: str, what: str) -> None:
     # Given a port something else listens on, on 127.0.0.1
     with socket.socket() as taken:
