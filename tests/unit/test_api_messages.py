@@ -64,6 +64,26 @@ def get_status(notification_id: str) -> dict[str, Any]:
     return event
 
 
+def on_route(
+    method: str, resource: str, parameters: dict[str, str], query: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A request without a body to one of the API's routes (topics, inbox, deliveries)."""
+    event = load_event("api_send_notification")
+    path = resource
+    for name, value in parameters.items():
+        path = path.replace(f"{{{name}}}", value)
+    event.update(
+        httpMethod=method,
+        path=path,
+        resource=resource,
+        pathParameters=parameters,
+        queryStringParameters=query,
+        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
+        body=None,
+    )
+    return event
+
+
 NOTE = {"recipients": ["ada"], "title": "t", "body": "b"}
 CASES = [
     ("sms without +", put_device("ada", "phone", {"channel": "sms", "address": "14155550100"}), "address", "E.164"),
@@ -80,6 +100,13 @@ CASES = [
     ("notification id", get_status("n" * 129), "notification_id", "1 to 128"),
     ("recipient", send({**NOTE, "recipients": ["ada lovelace"]}), "recipients.0", "1 to 128"),
     ("Idempotency-Key with a space", send(NOTE, key="has space"), "Idempotency-Key", "1 to 255"),
+    (
+        "topic with a space",
+        on_route("PUT", "/topics/{topic}/subscribers/{user_id}", {"topic": "release notes", "user_id": "ada"}),
+        "topic",
+        "1 to 128",
+    ),
+    ("topic of a notification", send({"topic": "release notes", "title": "t", "body": "b"}), "topic", "1 to 128"),
 ]
 
 
@@ -119,3 +146,40 @@ def test_errors_other_than_a_pattern_keep_pydantics_words_and_no_details():
         None,
     )
     assert in_words({"type": "string_pattern_mismatch", "ctx": {"pattern": "^x$"}}) == (UNKNOWN_PATTERN, "pattern: ^x$")
+
+
+DEEP = {"a": {"b": {}}}
+for _ in range(32):
+    DEEP = {"a": DEEP}
+LIMITS = [
+    ("data nested too deep", send({**NOTE, "data": DEEP}), 422, "data", "must nest at most 32 levels"),
+    (
+        "NaN in data",
+        {**send(NOTE), "body": '{"recipients": ["ada"], "title": "t", "body": "b", "data": {"score": NaN}}'},
+        400,
+        "data.score",
+        "NaN is not a JSON number",
+    ),
+    (
+        "cursor too long",
+        on_route("GET", "/topics/{topic}/subscribers", {"topic": "news"}, {"cursor": "c" * 2049}),
+        422,
+        "cursor",
+        "at most 2048 characters",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "event", "status", "field", "said"), LIMITS, ids=[c[0] for c in LIMITS])
+def test_the_limits_without_a_pattern_are_said_in_words_too(
+    api_dependencies, lambda_context, case, event, status, field, said
+):
+    # When the API gets a value past one of its limits that no regex states (depth, JSON numbers, length)
+    response = api.app.lambda_handler(event, lambda_context, dependencies=api_dependencies)
+    body = json.loads(response["body"])
+
+    # Then it names the field and says what is wrong in words, with no pattern and no details
+    assert response["statusCode"] == status, body
+    [error] = [e for e in body["errors"] if e["field"] == field]
+    assert said in error["message"] and "^" not in error["message"]
+    assert "details" not in error
