@@ -12,10 +12,13 @@ export PYTHONPATH := functions:.
 
 .PHONY: setup run test test-unit test-localstack lint validate build bench bench-smoke chaos clean
 
-$(VENV)/.installed: requirements-dev.txt functions/requirements.txt
+# The pinned requirements, then the project itself, editable (pyproject.toml): `.venv/bin/herald` and
+# `.venv/bin/python -m herald_local` work from any directory, without PYTHONPATH.
+$(VENV)/.installed: requirements-dev.txt functions/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --quiet --disable-pip-version-check --editable .
 	touch $@
 
 # The SAM CLI pins its own boto3 and pydantic: it lives in a venv of its own.

@@ -89,7 +89,9 @@ class Fanout:
         function = bench.stack.functions["FanoutLowFunction"]  # the lane of the notifications it builds
         self.module = sys.modules[function.spec.handler.rsplit(".", 1)[0]]
         topic = client("sns").create_topic(Name=f"bench-fanout-{uuid.uuid4().hex[:8]}")["TopicArn"]
-        self.dependencies = self.module.dependencies_from({**function.environment, "TOPIC_ARN": topic})
+        dependencies = self.module.dependencies_from({**function.environment, "TOPIC_ARN": topic})
+        # Its EMF goes to the stack's collector, as the stack's own functions' does, not onto this report's stdout.
+        self.dependencies = bench.stack.metrics.hook(function.name, dependencies)
         self.context = LocalContext(function.name, function.spec.timeout)
         self.template = json.loads(EVENT.read_text())
 

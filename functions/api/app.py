@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from api.messages import in_words, pattern_error
 from herald.adapters.channels import SnsPushEndpoints
 from herald.adapters.clients import client
 from herald.adapters.devices import DynamoDeviceRegistry
@@ -80,7 +81,7 @@ from herald.models.preferences import Preferences, PreferencesView
 from herald.models.status import Cancellation, DeliveryPage, NotificationRecord
 from herald.models.templates import TEMPLATE_ID_PATTERN, TemplateDocument, TemplateView
 from herald.models.topics import SubscriberPage, Subscription
-from herald.observability import logger
+from herald.observability import inject_lambda_context, logger
 from herald.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ def error(
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody(message=message, errors=errors).model_dump_json(),
+        body=ErrorBody(message=message, errors=errors).model_dump_json(exclude_none=True),
         headers=headers,
     )
 
@@ -248,7 +249,8 @@ def invalid_request(exception: RequestValidationError) -> Response[str]:
     for detail in exception.errors():
         if detail.get("type") == "json_invalid":
             return error(400, "body is not valid JSON", "body")
-        fields.append(ErrorField(field=_field_name(detail), message=detail.get("msg", "")))
+        words, details = in_words(detail)
+        fields.append(ErrorField(field=_field_name(detail), message=words, details=details))
     message = "invalid " + ", ".join(sorted({f.field for f in fields})) if fields else "invalid request"
     return error(422, message, errors=fields)
 
@@ -323,7 +325,8 @@ def unknown_route(exception: NotFoundError) -> Response[str]:
         name for name, value in (app.current_event.path_parameters or {}).items() if not re.fullmatch(ID_PATTERN, value)
     )
     if invalid:
-        errors = [ErrorField(field=name, message=f"must match {ID_PATTERN}") for name in invalid]
+        words, details = pattern_error(ID_PATTERN)
+        errors = [ErrorField(field=name, message=words, details=details) for name in invalid]
         return error(422, "invalid " + ", ".join(invalid), errors=errors)
     return error(404, f"no route {app.current_event.http_method} {app.current_event.path}")
 
@@ -658,7 +661,7 @@ def openapi_document() -> str:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from herald.adapters.clients import client
 from herald.adapters.redrive import MAX_RATE, Redrive
 from herald.models.domain import Priority
 from herald.models.redrive import QueueRedrive
-from herald.observability import logger
+from herald.observability import inject_lambda_context, logger
 from herald.settings import DlqRedriveSettings
 
 # Leave the function this long after the last wait, to answer (the template gives it 300 s).
@@ -68,7 +68,8 @@ class Dependencies:
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
     """One container's dependencies, from the environment the template gives this function."""
-    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=Redrive(client("sqs")))
+    redrive = Redrive(client("sqs"), probe=client("sqs", one_attempt=True))
+    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=redrive)
 
 
 @lru_cache(maxsize=1)
@@ -76,7 +77,7 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

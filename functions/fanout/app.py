@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.adapters.clients import client
@@ -26,7 +27,16 @@ from herald.logic.fanout import PageLimits, fan_out
 from herald.logic.ports import DeviceRegistry, History, Holds, Intake, Publisher, StatusStore, Subscribers
 from herald.logic.preferences import DeliveryRules
 from herald.models.domain import Notification, now
-from herald.observability import logger
+from herald.observability import (
+    DELIVERIES_DEFERRED,
+    DELIVERIES_SKIPPED,
+    FANOUT_SIZE,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.settings import FanoutSettings
 
 # A page starts only within this share of the invocation's time: a page is bounded (PageLimits; about a
@@ -48,6 +58,7 @@ class Dependencies:
     rules: DeliveryRules = field(default_factory=DeliveryRules)
     holds: Holds | None = None
     history: History | None = None
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
@@ -90,11 +101,12 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
+    metrics = InvocationMetrics(d.metrics_output)
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
     started = now()
     deadline = started + remaining
@@ -124,6 +136,18 @@ def lambda_handler(
         if result.busy_for:
             return Retry("another invocation is fanning this page out", delay=result.busy_for)
         outcome = result.outcome
+        if outcome is not None and not outcome.chains and not result.claim_lost:
+            # One sample per page recorded (a topic's root page publishes nothing; a page whose claim
+            # was lost is recorded, and counted, by the invocation that took it over).
+            priority = notification.priority.value
+            metrics.sample(FANOUT_SIZE, MetricUnit.Count, len(result.jobs), priority=priority)
+            # Inactive devices and those the recipients' preferences (or a template) leave out: both skipped.
+            for channel, skipped in outcome.skipped_by_channel.items():
+                metrics.count(DELIVERIES_SKIPPED, skipped, channel=channel.value, priority=priority)
+            for skip in outcome.skipped:
+                metrics.count(DELIVERIES_SKIPPED, channel=skip.channel.value, priority=priority)
+            for deferred in outcome.deferred:
+                metrics.count(DELIVERIES_DEFERRED, channel=deferred.job.channel.value, priority=priority)
         logger.info(
             "fanned out",
             notification_id=notification.notification_id,
@@ -149,4 +173,5 @@ def lambda_handler(
         max_receive_count=d.settings.max_receive_count,
         classify=failure_from,
     )
-    return consumer.process(event).response()
+    with metrics:
+        return consumer.process(event).response()

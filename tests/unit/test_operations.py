@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from herald.observability import METRIC_DIMENSIONS
 from herald_local.template import HeraldTemplate
 
 # Herald's own metrics (Powertools Metrics, EMF) and the dimensions each is published with.
@@ -23,8 +24,10 @@ HERALD_METRICS = {
     "DeliveriesRetried": {"channel", "priority", "service"},
     "DeliveriesDeadLettered": {"channel", "priority", "service"},
     "DeliveriesSkipped": {"channel", "priority", "service"},
+    "DeliveriesDeferred": {"channel", "priority", "service"},
     "AcceptedToSentLatency": {"priority", "service"},
     "FanoutSize": {"priority", "service"},
+    "DevicesDeactivated": {"channel", "reason", "service"},
 }
 
 
@@ -155,6 +158,13 @@ def missing_from_dashboard(template: HeraldTemplate) -> list[str]:
         if not any(schema in e and f'MetricName="{name}"' in e for e in expressions):
             problems.append(f"{name}: no SEARCH of {schema} on the dashboard")
     return problems
+
+
+def test_the_metrics_listed_here_are_exactly_those_the_functions_emit():
+    # Given the metrics and dimensions herald.observability declares (tests/unit/test_metrics.py holds every
+    # document the functions print to them), Then the dashboard is checked against exactly those
+    emitted = {name: {*dimensions, "service"} for name, dimensions in METRIC_DIMENSIONS.items()}
+    assert emitted == HERALD_METRICS
 
 
 def test_every_queue_function_and_the_api_have_their_alarms(template: HeraldTemplate) -> None:

@@ -222,6 +222,7 @@ def _plan(
                 if not device.active and (wanted is None or device.channel in wanted):
                     _note(outcome.inactive_skipped, f"{user}/{device.device_id}")
                     outcome.inactive_skipped_count += 1
+                    outcome.skipped_by_channel[device.channel] = outcome.skipped_by_channel.get(device.channel, 0) + 1
             if not take and not resumed and not more:
                 _note(outcome.without_devices, user)
                 outcome.without_devices_count += 1

@@ -61,6 +61,7 @@ EMAIL_ADDRESS_PATTERN = (
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{1,62}$"
 )
 MAX_EMAIL_LOCAL_PART = 64
+PUSH_TOKEN_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces
 
 
 def _sendable(text: str) -> str:
@@ -97,7 +98,7 @@ class SmsRegistration(_Strict):
 class PushRegistration(_Strict):
     channel: Literal["push"]
     address: str = Field(
-        pattern=r"^[!-~]+$",
+        pattern=PUSH_TOKEN_PATTERN,
         min_length=1,
         max_length=MAX_PUSH_TOKEN,
         description="The APNs or FCM device token: printable ASCII, no spaces.",
@@ -290,7 +291,8 @@ class QueuesView(BaseModel):
 
 class ErrorField(BaseModel):
     field: str = Field(description="The field at fault: a body field (dotted), a path or query parameter, or a header.")
-    message: str
+    message: str = Field(description="What is wrong, in words: what the field must be.")
+    details: str | None = Field(default=None, description="More for a program: the regular expression not matched.")
 
 
 class ErrorBody(BaseModel):

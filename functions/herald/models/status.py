@@ -165,6 +165,7 @@ class PageOutcome:
     without_devices_count: int = 0
     inactive_skipped: list[str] = field(default_factory=list)  # "<user>/<device>", the first LISTED_NAMES
     inactive_skipped_count: int = 0
+    skipped_by_channel: dict[Channel, int] = field(default_factory=dict)  # inactive_skipped_count per channel
     next: PagePosition | None = None  # the page that continues this one's chain, if any
     chains: int = 0  # a topic's root page: how many chains it started
     paged: bool = False  # the notification has more than one page: its deliveries are tallied
