@@ -19,6 +19,7 @@ FUNCTION_OF = {
     "feedback": "FeedbackFunction",
     "dlq_redrive": "DlqRedriveFunction",
     "dlq_redrive_dry_run": "DlqRedriveFunction",
+    "schedule": "ScheduleFunction",
 }
 
 

@@ -65,6 +65,7 @@ def for_stack(script: str, stack: RunningStack) -> str:
 class Call:
     def __init__(self, noted: dict[str, Any]):
         args: list[str] = noted["args"]
+        self.args = args
         self.method = args[args.index("-X") + 1] if "-X" in args else "GET"
         self.url = next(arg for arg in args if arg.startswith("http"))
         self.path = urlsplit(self.url).path
@@ -172,8 +173,71 @@ def test_inbox_queues_providers_and_logout_answer_as_readme_says(walked):
     _, calls, _ = walked
     assert calls_to(calls, "GET", "/users/ada/inbox")[0].status == 200
     queues = calls_to(calls, "GET", "/queues")[0]
-    assert queues.status == 200 and set(queues.json()) == {"intake", "high", "normal", "low"}
+    assert queues.status == 200 and set(queues.json()) == {"intake", "high", "normal", "low", "schedule"}
     data = calls_to(calls, "GET", "/moto-api/data.json")[0]
     assert data.status == 200 and {"ses", "sns"} <= set(data.json())
     [logout] = calls_to(calls, "DELETE", "/users/ada/devices/web")
     assert logout.status == 204
+
+
+def notification_of(call: Call) -> str:
+    notification_id: str = call.json()["notification_id"]
+    return notification_id
+
+
+def test_preferences_skip_the_opted_out_email_and_refuse_a_required_category(walked):
+    stack, calls, _ = walked
+    # Then the preferences were stored, and turning a required category off was a 422 naming it
+    stored, refused = calls_to(calls, "PUT", "/users/ada/preferences")
+    assert stored.status == 200 and stored.json()["locale"] == "fr-CA"
+    assert refused.status == 422 and refused.json()["errors"][0]["field"].startswith("categories")
+    # and once the marketing notification has fanned out, its email is skipped with the reason
+    [sale] = [c for c in calls_to(calls, "POST", "/notifications") if '"Sale"' in " ".join(c.args)]
+    deadline = time.monotonic() + 60
+    while True:
+        record = requests.get(
+            f"{stack.file.api_url}/notifications/{notification_of(sale)}", headers={"x-api-key": "dev"}, timeout=10
+        ).json()
+        if record["status"] not in ("accepted", "scheduled") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    [email] = [d for d in record["deliveries"] if d["channel"] == "email"]
+    assert email["status"] == "skipped" and "marketing" in email["reason"], record
+    assert {d["status"] for d in record["deliveries"] if d["channel"] != "email"} <= {
+        "queued",
+        "sending",
+        "sent",
+        "deferred",
+    }, record
+
+
+def test_a_template_is_stored_used_and_a_missing_variable_refused_at_once(walked):
+    _, calls, _ = walked
+    [put] = calls_to(calls, "PUT", "/templates/welcome")
+    assert put.status == 200
+    templated = [c for c in calls_to(calls, "POST", "/notifications") if '"template"' in " ".join(c.args)]
+    assert [c.status for c in templated] == [202, 422]
+    assert templated[1].json()["errors"][0]["field"] == "variables" and "name" in templated[1].body
+
+
+def test_a_scheduled_notification_cancelled_before_its_time_stays_cancelled(walked):
+    _, calls, _ = walked
+    [scheduled] = [c for c in calls_to(calls, "POST", "/notifications") if "send_at" in " ".join(c.args)]
+    reminder = notification_of(scheduled)
+    [cancel] = calls_to(calls, "DELETE", f"/notifications/{reminder}")
+    [status] = calls_to(calls, "GET", f"/notifications/{reminder}")
+    assert (scheduled.status, cancel.status) == (202, 204)
+    assert status.json()["status"] == "cancelled" and status.json()["cancelled_at"]
+
+
+def test_the_inbox_counts_unread_marks_read_and_the_history_lists_what_ada_was_sent(walked):
+    _, calls, _ = walked
+    [count] = calls_to(calls, "GET", "/users/ada/inbox/unread-count")
+    assert count.status == 200 and count.json()["unread"] >= 1
+    [read] = [c for c in calls if c.method == "PUT" and c.path.startswith("/users/ada/inbox/")]
+    assert read.status == 200 and read.json()["read"] is True
+    [marked] = calls_to(calls, "POST", "/users/ada/inbox/mark-all-read")
+    assert marked.status == 200 and marked.json()["more"] is False
+    [history] = calls_to(calls, "GET", "/users/ada/notifications")
+    first = notification_of(calls_to(calls, "POST", "/notifications")[0])
+    assert history.status == 200 and first in {n["notification_id"] for n in history.json()["notifications"]}

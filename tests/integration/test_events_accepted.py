@@ -19,6 +19,7 @@ import deliver.app
 import dlq_redrive.app
 import fanout.app
 import feedback.app
+import schedule.app
 from herald.adapters.clients import client
 from tests.events import FUNCTION_OF, event_names, load_event
 from tests.fakes import FakeContext
@@ -32,6 +33,7 @@ SAM_KIND = {
     "FanoutHighFunction": ("sqs", "receive-message"),
     "DeliverHighFunction": ("sqs", "receive-message"),
     "FeedbackFunction": ("sqs", "receive-message"),
+    "ScheduleFunction": ("sqs", "receive-message"),
 }
 HANDLERS = {
     "ApiFunction": api.app,
@@ -39,6 +41,7 @@ HANDLERS = {
     "DeliverHighFunction": deliver.app,
     "FeedbackFunction": feedback.app,
     "DlqRedriveFunction": dlq_redrive.app,
+    "ScheduleFunction": schedule.app,
 }
 
 
@@ -110,7 +113,12 @@ def test_the_kept_sam_events_are_what_sam_generates(kind):
 
 def dead_letters(deployed: Deployed) -> int:
     total = 0
-    for queue in ("HighIntakeDeadLetterQueue", "HighDeadLetterQueue", "FeedbackDeadLetterQueue"):
+    for queue in (
+        "HighIntakeDeadLetterQueue",
+        "HighDeadLetterQueue",
+        "FeedbackDeadLetterQueue",
+        "ScheduleDeadLetterQueue",
+    ):
         attributes = client("sqs").get_queue_attributes(
             QueueUrl=deployed.stack.ref(queue), AttributeNames=["ApproximateNumberOfMessages"]
         )
@@ -134,7 +142,7 @@ def test_the_handler_of_each_sample_event_accepts_it(deployed: Deployed, name: s
     elif function == "DlqRedriveFunction":
         event = load_event(name)
         assert result["dry_run"] is event.get("dry_run", False)
-        every = ["high", "normal", "low", "intake-high", "intake-normal", "intake-low"]
+        every = ["high", "normal", "low", "intake-high", "intake-normal", "intake-low", "schedule"]
         expected = every if event.get("priority", "all") == "all" else [event["priority"]]
         assert list(result["queues"]) == expected
     else:
