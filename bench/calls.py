@@ -9,11 +9,14 @@ Lambda's event source mapping does on AWS), the local stack itself or the benchm
 Each call is also metered in the units AWS bills it in (bench/capacity.py): DynamoDB capacity units
 from the sizes of the items read and written, SQS and SNS requests per 64 KB chunk. A write's size
 before and after needs the item itself: with `ItemImages`, the counter reads it from the endpoint
-through a client of its own (not counted), before the write and after.
+through a client of its own (not counted), before the write and after. A write also bills each global
+secondary index it changes (an item entering or leaving a sparse index: one write; moving in it: two),
+which the same two images tell.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -223,6 +226,7 @@ class ItemImages:
     def __init__(self, dynamodb: Any):
         self._dynamodb = dynamodb
         self._schemas: dict[str, tuple[str, ...]] = {}
+        self._indexes: dict[str, list[tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     def key_of(self, table: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -236,27 +240,69 @@ class ItemImages:
         return {name: item[name] for name in names if name in item}
 
     def size(self, table: str, key: dict[str, Any]) -> int:
-        item = self._dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
-        return item_size(item)
+        return item_size(self.item(table, key))
+
+    def item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get(
+            "Item"
+        )
+        return found
+
+    def index_writes(self, table: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+        """Writes a table write makes in its global secondary indexes (each billed at least one write unit):
+        an item entering or leaving an index, 1; staying with other keys, 2 (a delete and a put); staying with
+        the same keys, 0 for Herald's KEYS_ONLY indexes (nothing projected changed)."""
+        with self._lock:
+            indexes = self._indexes.get(table)
+        if indexes is None:
+            described = self._dynamodb.describe_table(TableName=table)["Table"]
+            indexes = [
+                tuple(str(element["AttributeName"]) for element in index["KeySchema"])
+                for index in described.get("GlobalSecondaryIndexes", [])
+            ]
+            with self._lock:
+                self._indexes[table] = indexes
+        return index_writes(indexes, before, after)
 
 
-def _written_keys(operation: str, params: dict[str, Any], images: ItemImages) -> list[tuple[str, dict[str, Any], int]]:
-    """(table, key, size of the item the request writes; -1 for an update, whose result is read after)."""
+def index_writes(indexes: list[tuple[str, ...]], before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+    """Writes to global secondary indexes (given by their key attributes) of a write from `before` to `after`."""
+    writes = 0
+    for names in indexes:
+        old, new = _index_key(before, names), _index_key(after, names)
+        if old != new:
+            writes += 2 if old is not None and new is not None else 1
+    return writes
+
+
+def _index_key(item: dict[str, Any] | None, names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The item's key in an index, None when it lacks one of the index's key attributes (a sparse index)."""
+    if not item or any(name not in item for name in names):
+        return None
+    return tuple(json.dumps(item[name], sort_keys=True) for name in names)
+
+
+# What a write request writes to one item: its table, its key, and the item it leaves (None for an update,
+# whose result is read after; {} for a delete).
+Written = tuple[str, dict[str, Any], dict[str, Any] | None]
+
+
+def _written_keys(operation: str, params: dict[str, Any], images: ItemImages) -> list[Written]:
     if operation == "PutItem":
         item = params["Item"]
-        return [(params["TableName"], images.key_of(params["TableName"], item), item_size(item))]
+        return [(params["TableName"], images.key_of(params["TableName"], item), item)]
     if operation == "UpdateItem":
-        return [(params["TableName"], params["Key"], -1)]
+        return [(params["TableName"], params["Key"], None)]
     if operation == "DeleteItem":
-        return [(params["TableName"], params["Key"], 0)]
-    written = []
+        return [(params["TableName"], params["Key"], {})]
+    written: list[Written] = []
     for table, requests in params.get("RequestItems", {}).items():  # BatchWriteItem
         for request in requests:
             if "PutRequest" in request:
                 item = request["PutRequest"]["Item"]
-                written.append((table, images.key_of(table, item), item_size(item)))
+                written.append((table, images.key_of(table, item), item))
             else:
-                written.append((table, request["DeleteRequest"]["Key"], 0))
+                written.append((table, request["DeleteRequest"]["Key"], {}))
     return written
 
 
@@ -292,7 +338,7 @@ class CallCounter:
         if self._images is not None and service == "dynamodb" and model.name in DYNAMODB_WRITES:
             written = _written_keys(model.name, params, self._images)
             context["bench_written"] = [
-                (table, item_key, self._images.size(table, item_key), new) for table, item_key, new in written
+                (table, item_key, self._images.item(table, item_key), new) for table, item_key, new in written
             ]
         context["bench_started"] = time.perf_counter()
         with self._lock:
@@ -329,10 +375,12 @@ class CallCounter:
             if self._images is None:
                 return 0.0
             total = 0
+            refused = bool(parsed.get("Error"))  # by its condition: the item, and its indexes, stay as they were
             for table, item_key, before, new in context.get("bench_written", []):
-                # An update's result is read back; a write refused by its condition left the item as it was.
-                after = self._images.size(table, item_key) if new < 0 else new
-                total += write_units(before, after)
+                # An update's result is read back.
+                after = self._images.item(table, item_key) if new is None else new
+                total += write_units(item_size(before), item_size(after))
+                total += self._images.index_writes(table, before, before if refused else after)
             return total
         return 1.0
 

@@ -21,7 +21,7 @@ from herald.logic.holds import release_or_hold
 from herald.logic.ports import Holds, Intake, Publisher
 from herald.models.domain import Priority
 from herald.models.holds import HeldMessage, HeldNotification
-from herald.observability import logger
+from herald.observability import inject_lambda_context, logger
 from herald.settings import ScheduleSettings
 
 
@@ -57,7 +57,7 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 
-from bench.calls import CallCounter, CallKey, Origin, Tally, entries_of, resource_of, thread_group
+from bench.calls import CallCounter, CallKey, Origin, Tally, entries_of, index_writes, resource_of, thread_group
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-IntakeQueue-1A2B"
 
@@ -74,23 +76,31 @@ def test_the_hooks_count_each_call_with_its_entries_and_received_messages():
 
 
 class FakeImages:
-    """Item sizes as the endpoint would give them, keyed by (table, key)."""
+    """Items as the endpoint would give them, keyed by (table, key); one sparse index keyed on `unread`."""
 
-    def __init__(self, sizes: dict[tuple[str, str], list[int]]):
-        self.sizes = sizes  # each read pops the next size: before, then after
+    def __init__(self, images: dict[tuple[str, str], list[dict[str, Any] | None]]):
+        self.images = images  # each read pops the next image: before, then after
 
     def key_of(self, table: str, item: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         return {"pk": item["pk"]}
 
-    def size(self, table: str, key: dict[str, dict[str, str]]) -> int:
-        return self.sizes[(table, key["pk"]["S"])].pop(0)
+    def item(self, table: str, key: dict[str, dict[str, str]]) -> dict[str, Any] | None:
+        return self.images[(table, key["pk"]["S"])].pop(0)
+
+    def index_writes(self, table: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+        return index_writes([("pk", "unread")], before, after)
+
+
+def sized(pk: str, size: int) -> dict[str, Any]:
+    """An item of `size` bytes, as DynamoDB counts them."""
+    return {"pk": {"S": pk}, "a": {"S": "x" * (size - 3 - len(pk))}}
 
 
 def test_each_call_is_metered_in_the_units_it_bills_as():
     # Given a counter with item images, hooked on DynamoDB and SQS clients whose answers are stubbed
     dynamodb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    images = FakeImages({("T", "grows"): [300, 2100], ("T", "new"): [0]})
+    images = FakeImages({("T", "grows"): [sized("grows", 300), sized("grows", 2100)], ("T", "new"): [None]})
     counter = CallCounter(images)  # type: ignore[arg-type]
     counter.hook(dynamodb, sqs)
     big_item = {"pk": {"S": "x" * 1500}}
@@ -103,14 +113,29 @@ def test_each_call_is_metered_in_the_units_it_bills_as():
         # When an update grows an item from 300 bytes to 2,100, a new 1.5 KB item is put, a query
         # returns three 1.5 KB items, and a 70 KB message is sent
         dynamodb.update_item(TableName="T", Key={"pk": {"S": "grows"}}, UpdateExpression="SET a = :a")
-        dynamodb.put_item(TableName="T", Item={"pk": {"S": "new"}, "a": {"S": "x" * 1500}})
+        dynamodb.put_item(TableName="T", Item={"pk": {"S": "new"}, "a": {"S": "x" * 1500}, "unread": {"S": "1"}})
         dynamodb.query(TableName="T", KeyConditionExpression="pk = :p")
         sqs.send_message(QueueUrl=QUEUE, MessageBody="x" * 70_000)
 
-    # Then the update bills 3 write units (the larger image, 2,100 bytes), the put 2 (1,506 bytes),
-    # the query 1 read unit (4,506 bytes, eventually consistent), the send 2 requests (two 64 KB chunks)
+    # Then the update bills 3 write units (the larger image, 2,100 bytes), the put 2 (1,513 bytes) and 1 more
+    # in the sparse index it enters, the query 1 read unit (4,506 bytes, eventually consistent), the send 2
+    # requests (two 64 KB chunks)
     units = {key.operation: n for key, n in counter.snapshot().units.items()}
-    assert units == {"UpdateItem": 3, "PutItem": 2, "Query": 1.0, "SendMessage": 2}
+    assert units == {"UpdateItem": 3, "PutItem": 3, "Query": 1.0, "SendMessage": 2}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "writes"),
+    [
+        (None, {"pk": {"S": "a"}}, 0),  # outside the sparse index, before and after
+        (None, {"pk": {"S": "a"}, "unread": {"S": "1"}}, 1),  # enters it
+        ({"pk": {"S": "a"}, "unread": {"S": "1"}}, {"pk": {"S": "a"}}, 1),  # leaves it (marked read)
+        ({"pk": {"S": "a"}, "unread": {"S": "1"}}, {"pk": {"S": "a"}, "unread": {"S": "2"}}, 2),  # new keys
+        ({"pk": {"S": "a"}, "unread": {"S": "1"}}, {"pk": {"S": "a"}, "unread": {"S": "1"}, "b": {"S": "c"}}, 0),
+    ],
+)
+def test_a_write_is_billed_in_the_sparse_indexes_it_enters_leaves_or_moves_in(before, after, writes):
+    assert FakeImages({}).index_writes("T", before, after) == writes
 
 
 def test_without_item_images_writes_are_counted_but_not_metered():
