@@ -147,9 +147,14 @@ def read_units_of(operation: str, params: Mapping[str, Any], parsed: Mapping[str
     if operation in ("Query", "Scan"):
         return read_units(sum(item_size(item) for item in parsed.get("Items", [])), consistent)
     if operation == "BatchGetItem":
+        # Each key is read as a GetItem would be: a key with no item still bills the smallest read.
         units = 0.0
-        for table, items in parsed.get("Responses", {}).items():
-            table_consistent = bool(params.get("RequestItems", {}).get(table, {}).get("ConsistentRead"))
+        unprocessed = parsed.get("UnprocessedKeys", {})
+        for table, request in params.get("RequestItems", {}).items():
+            table_consistent = bool(request.get("ConsistentRead"))
+            items = parsed.get("Responses", {}).get(table, [])
             units += sum(read_units(item_size(item), table_consistent) for item in items)
+            missing = len(request.get("Keys", [])) - len(items) - len(unprocessed.get(table, {}).get("Keys", []))
+            units += max(0, missing) * read_units(0, table_consistent)
         return units
     return 0.0

@@ -78,6 +78,19 @@ def test_a_query_bills_its_items_together_and_a_get_its_item():
     assert read_units_of("GetItem", {}, {}) == 0.5  # nothing found still costs the minimum
 
 
+def test_a_batch_get_bills_each_key_as_a_get_the_keys_with_no_item_included():
+    # Given a BatchGetItem of 3 preferences (one found, 5 KB), and 2 keys a retry will read again
+    keys = [{"user_id": {"S": user}} for user in ("ada", "bob", "cy", "di", "ed")]
+    params = {"RequestItems": {"P": {"Keys": keys}}}
+    parsed = {
+        "Responses": {"P": [{"user_id": {"S": "ada"}, "x": {"S": "x" * 5000}}]},
+        "UnprocessedKeys": {"P": {"Keys": keys[3:]}},
+    }
+
+    # Then the found item bills 1 unit (2 x 4 KB, halved), the 2 keys with no item half a unit each
+    assert read_units_of("BatchGetItem", params, parsed) == 2.0
+
+
 @pytest.mark.parametrize(("size", "requests"), [(0, 1), (65536, 1), (65537, 2), (262144, 4)])
 def test_sqs_and_sns_bill_a_request_per_64_kb_chunk(size: int, requests: int):
     assert chunks(size) == requests
