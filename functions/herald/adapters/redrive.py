@@ -113,7 +113,7 @@ class Redrive:
         task: dict[str, Any] = {"SourceArn": source["QueueArn"], "DestinationArn": destination_arn}
         if rate is not None:
             task["MaxNumberOfMessagesPerSecond"] = rate
-        sqs = self._asking()  # named for what it is: tests/aws_calls.py finds the call by its receiver's name
+        sqs = self._asking()
         try:
             handle = sqs.start_message_move_task(**task)["TaskHandle"]
         except (ClientError, NotImplementedError) as error:
