@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from herald_local.emulator import Placement
 from herald_local.faults import FaultPlan
 from herald_local.stack import LocalStack, StackOptions
 
@@ -27,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="template parameters, as with sam deploy",
+    )
+    parser.add_argument(
+        "--emulator",
+        type=Placement,
+        choices=list(Placement),
+        default=Placement.PROCESS,
+        help="where moto runs: a process of its own (default: its own interpreter lock) or a thread of this one",
     )
     parser.add_argument("--log-level", default="INFO", help="the functions' POWERTOOLS_LOG_LEVEL")
     parser.add_argument(
@@ -53,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parameters,
             log_level=args.log_level,
             faults=faults,
+            emulator=args.emulator,
         )
     )
     try:

@@ -6,15 +6,15 @@ import dataclasses
 import logging
 import os
 import secrets
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from herald_local.api_gateway import ApiGateway
+from herald_local.emulator import Emulator, Placement, quiet_emulator, start_emulator
 from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of, unserved, variable
 from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
-from herald_local.functions import DependencyHook, LocalFunction
+from herald_local.functions import MAX_CONTAINERS, DependencyHook, LocalFunction
 from herald_local.provision import Stack, provision
 from herald_local.template import HeraldTemplate
 
@@ -35,8 +35,10 @@ class StackOptions:
     parameters: dict[str, str] = field(default_factory=dict)
     hook: DependencyHook | None = None  # wraps a function's dependencies (tests)
     faults: FaultPlan | None = None  # fault injection (herald_local/faults.py); off when None
-    max_concurrency: int = 4  # batches in flight per mapping, at most, on one laptop
+    max_concurrency: int = 10  # batches in flight per mapping, at most, on one laptop
+    max_containers: int = MAX_CONTAINERS  # concurrent invocations per function, at most (API requests)
     log_level: str = "INFO"
+    emulator: Placement = Placement.PROCESS  # where the moto server runs, when one is needed
     stack_name: str = "herald-local"
 
 
@@ -65,13 +67,6 @@ def function_environments(template: HeraldTemplate, stack: Stack) -> dict[str, d
     }
 
 
-def _quiet_emulator() -> None:
-    """moto logs every request and warns about each resource type it skips: noise for a developer."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    logging.getLogger("moto").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
-
-
 class LocalStack:
     def __init__(self, options: StackOptions | None = None):
         self.options = options or StackOptions()
@@ -83,7 +78,7 @@ class LocalStack:
         self.stack: Stack | None = None
         self.api_key = ""
         self.faults = FaultInjector(self.options.faults) if self.options.faults else None
-        self._moto: Any = None
+        self._moto: Emulator | None = None
         self._saved_environment: dict[str, str | None] = {}
 
     @property
@@ -105,28 +100,24 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        _quiet_emulator()
+        quiet_emulator()
         for name, value in DEFAULT_ENVIRONMENT.items():
             if not os.environ.get(name):
                 self._set_environment(name, value)
         missing = unserved()
         if missing:
-            from moto.server import ThreadedMotoServer
-
-            # Never the default 0.0.0.0: nothing of Herald's listens beyond this machine.
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
-            self._moto.start()
-            host, port = self._moto.get_host_and_port()
+            self._moto = start_emulator(self.options.emulator, self.options.aws_port)
+        template = HeraldTemplate.load()  # while the emulator process starts
+        if self._moto is not None:
             # moto serves every service no variable points at (all of them, by default)
             names = ["AWS_ENDPOINT_URL"] if len(missing) == len(SERVICES) else [variable(s) for s in missing]
             for name in names:
-                self._set_environment(name, f"http://{host}:{port}")
+                self._set_environment(name, self._moto.endpoint)
         self.endpoints = {service: endpoint_of(service) for service in SERVICES}
         self.endpoint = self.endpoints["sqs"]
         from herald.clients import client
 
         client.cache_clear()
-        template = HeraldTemplate.load()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
         self.stack = provision(
@@ -177,7 +168,9 @@ class LocalStack:
         self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
         for name, spec in template.functions.items():
             resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
-            self.functions[name] = LocalFunction(resolved, environments[name], self._hook)
+            self.functions[name] = LocalFunction(
+                resolved, environments[name], self._hook, max_containers=self.options.max_containers
+            )
 
     @property
     def _hook(self) -> DependencyHook | None:
@@ -187,6 +180,8 @@ class LocalStack:
     def stop(self) -> None:
         if self.gateway:
             self.gateway.stop()
+        for poller in self.pollers:
+            poller.stopping()  # all at once: each may be waiting in a long poll
         for poller in self.pollers:
             poller.stop()
         if self._moto is not None:

@@ -1,0 +1,150 @@
+"""The moto server the local stack starts: built in one place, run in a process of its own or in this one.
+
+By default it runs in a child process: moto then has an interpreter lock of its own, so on two
+cores the emulator and Herald's functions (the API's containers, the pollers, the handlers) run
+side by side instead of taking turns. `Placement.THREAD` keeps it in the stack's process (what
+the benchmarks that patch moto in-process ask for). Either way the server is made by `serve()`:
+whatever the emulator needs (its address, its state) is done there, for both placements.
+
+`python -m herald_local.emulator [--port N]` is the child: it prints its port, serves until its
+standard input closes (the parent stopping, or dying), and ignores Ctrl-C, which the terminal
+sends to the whole process group: the parent stops first, then closes the pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 60  # seconds for the child to import moto and bind its port, on a busy machine
+
+
+class Placement(StrEnum):
+    PROCESS = "process"  # a child process of its own (the default)
+    THREAD = "thread"  # a thread of the stack's process
+
+
+class Emulator(Protocol):
+    @property
+    def endpoint(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def quiet_emulator() -> None:
+    """moto logs every request and warns about each resource type it skips: noise for a developer."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+
+
+def serve(port: int = 0) -> Any:
+    """A started moto server on 127.0.0.1 (never moto's default 0.0.0.0: nothing of Herald's listens
+    beyond this machine); `port` 0 picks a free one."""
+    from moto.server import ThreadedMotoServer
+
+    quiet_emulator()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server
+
+
+class ThreadEmulator:
+    """moto in a thread of this process."""
+
+    def __init__(self, port: int = 0):
+        self._server = serve(port)
+        host, bound = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{bound}"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+class ProcessEmulator:
+    """moto in a child process (`python -m herald_local.emulator`). Starting returns at once;
+    `endpoint` waits for the child to say its port, so the caller can do other work meanwhile."""
+
+    def __init__(self, port: int = 0):
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "functions"), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "herald_local.emulator", "--port", str(port)],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._endpoint: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    @property
+    def endpoint(self) -> str:
+        if self._endpoint is None:
+            assert self._child.stdout is not None
+            line = _read_line(self._child.stdout, STARTUP_TIMEOUT)
+            if not line.strip().isdigit():
+                self.stop()
+                raise RuntimeError(f"the emulator process did not start (it said {line!r})")
+            self._endpoint = f"http://127.0.0.1:{line.strip()}"
+        return self._endpoint
+
+    def stop(self) -> None:
+        if self._child.stdin and not self._child.stdin.closed:
+            self._child.stdin.close()
+        try:
+            self._child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        if self._child.stdout:
+            self._child.stdout.close()
+
+
+def _read_line(stream: Any, timeout: float) -> str:
+    """The child's first line, or "" if it says nothing within `timeout` seconds."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+    line: str = stream.readline()
+    return line
+
+
+def start_emulator(placement: Placement, port: int = 0) -> Emulator:
+    if placement is Placement.THREAD:
+        return ThreadEmulator(port)
+    return ProcessEmulator(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m herald_local.emulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    arguments = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this stops
+    server = serve(arguments.port)
+    print(server.get_host_and_port()[1], flush=True)
+    sys.stdin.read()  # until the parent closes it
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
