@@ -107,6 +107,7 @@ class LocalFunction:
         self._containers: list[Container] = []
         self._idle: list[Container] = []
         self._starting = 0
+        self._waiting = 0
         self._free = threading.Condition()
         self.invocations: deque[Invocation] = deque(maxlen=10_000)  # enough for tests and a dev session; bounded
         # One container from the start: a broken environment fails the stack's start, not a request.
@@ -116,6 +117,12 @@ class LocalFunction:
     def containers(self) -> tuple[Container, ...]:
         with self._free:
             return tuple(self._containers)
+
+    @property
+    def waiting(self) -> int:
+        """Invocations waiting for a container to come free (every one busy, the cap reached)."""
+        with self._free:
+            return self._waiting
 
     @property
     def dependencies(self) -> Any:
@@ -154,7 +161,11 @@ class LocalFunction:
         cap, else the first to come free."""
         with self._free:
             while not self._idle and len(self._containers) + self._starting >= self.max_containers:
-                self._free.wait()
+                self._waiting += 1
+                try:
+                    self._free.wait()
+                finally:
+                    self._waiting -= 1
             container = self._idle.pop() if self._idle else None
             if container is None:
                 self._starting += 1
