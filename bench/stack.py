@@ -20,6 +20,7 @@ import requests
 
 from bench.calls import CallCounter, Origin, Tally
 from bench.report import BenchError, progress
+from herald_local.emulator import Placement
 
 API_KEY = "bench"
 SERVICES = ("dynamodb", "sqs", "sns", "ses")
@@ -28,9 +29,10 @@ SERVICES = ("dynamodb", "sqs", "sns", "ses")
 class Backend(StrEnum):
     """What answers the local stack's AWS calls."""
 
-    EMBEDDED = "embedded"  # moto in this process, as `make run` runs it, with a constant-time clock
+    EMBEDDED = "embedded"  # moto in this process (the stack's --emulator thread), with a constant-time clock
     STOCK = "stock"  # the same, moto's clock left as it is
     PROCESS = "process"  # moto in a process of its own (its own interpreter lock), constant-time clock
+    STACK = "stack"  # the stack starts its own moto, as `make run` does: its own process, moto's clock as it is
     ENVIRONMENT = "environment"  # the AWS_ENDPOINT_URL* of the environment: LocalStack, say
 
 
@@ -42,21 +44,19 @@ def backend_option(parser: argparse.ArgumentParser) -> None:
         choices=list(Backend),
         default=None,
         help="embedded: moto in this process (default); stock: the same without the clock fix; process: "
-        "moto in its own process; environment: the AWS_ENDPOINT_URL* variables (e.g. LocalStack)",
+        "moto in its own process; stack: the stack's own moto, as make run starts it; environment: the "
+        "AWS_ENDPOINT_URL* variables (e.g. LocalStack)",
     )
 
 
-# Runs in a child process: moto on 127.0.0.1 with the constant-time clock; prints its port.
+# Runs in a child process: the local stack's emulator (herald_local.emulator, the one place a moto
+# server is made) with the constant-time clock; prints its port, serves until stdin closes.
 EMULATOR_PROCESS = """
-import sys, threading
+import sys
 from bench.stack import quicken_emulator_clock
 quicken_emulator_clock()
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()  # until the parent closes it
-server.stop()
+from herald_local.emulator import main
+sys.exit(main([]))
 """
 
 
@@ -338,11 +338,16 @@ def running_stack(
         with _started(parameters, "the AWS_ENDPOINT_URL* endpoints of the environment") as bench:
             yield bench
         return
-    quickened = backend is Backend.EMBEDDED and quicken_emulator_clock()
-    # The bench measures the embedded stack: a developer's endpoint variables must not redirect it.
+    # The bench measures the local stack's own moto: a developer's endpoint variables must not redirect it.
     with _environment(**{name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL")}):
+        if backend is Backend.STACK:
+            description = f"moto {moto_version()} in a process of its own, started by the stack as `make run` does"
+            with _started(parameters, description, Placement.PROCESS) as bench:
+                yield bench
+            return
+        quickened = backend is Backend.EMBEDDED and quicken_emulator_clock()
         description = f"moto {moto_version()} in this process" + (", constant-time SQS clock" if quickened else "")
-        with _started(parameters, description) as bench:
+        with _started(parameters, description, Placement.THREAD) as bench:
             yield bench
 
 
@@ -366,13 +371,18 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def _started(parameters: dict[str, str] | None, emulator: str) -> Iterator[BenchStack]:
+def _started(
+    parameters: dict[str, str] | None, emulator: str, placement: Placement = Placement.PROCESS
+) -> Iterator[BenchStack]:
+    """The local stack, started in this process; `placement` places its own moto server, if it starts one."""
     from herald.clients import client, provider_client
     from herald_local.stack import LocalStack, StackOptions
 
     progress(f"starting the local stack in this process ({emulator})")
     started = time.perf_counter()
-    options = StackOptions(api_port=0, api_key=API_KEY, parameters=parameters or {}, log_level="WARNING")
+    options = StackOptions(
+        api_port=0, api_key=API_KEY, parameters=parameters or {}, log_level="WARNING", emulator=placement
+    )
     with LocalStack(options) as stack:
         progress(f"local stack ready in {time.perf_counter() - started:.1f} s")
         counter, clock = CallCounter(), InvocationClock()
