@@ -50,9 +50,16 @@ def quiet_emulator() -> None:
 def serve(port: int = 0) -> Any:
     """A started moto server on 127.0.0.1 (never moto's default 0.0.0.0: nothing of Herald's listens
     beyond this machine); `port` 0 picks a free one."""
+    from moto.backends import get_backend
     from moto.server import ThreadedMotoServer
 
+    from herald_local.endpoints import SERVICES
+
     quiet_emulator()
+    # moto imports a service's backend on its first request: seconds, which would count against the
+    # first call's timeout (CloudFormation's, which touches them all). Here they overlap the stack's start.
+    for service in SERVICES:
+        get_backend(service)  # type: ignore[call-overload]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
