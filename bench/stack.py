@@ -20,7 +20,7 @@ import requests
 
 from bench.calls import CallCounter, Origin, Tally
 from bench.report import BenchError, progress
-from herald_local.emulator import Placement
+from herald_local.emulator import Placement, constant_time_clock
 
 API_KEY = "bench"
 SERVICES = ("dynamodb", "sqs", "sns", "ses")
@@ -295,30 +295,9 @@ class BenchStack:
         return dict(by_function)
 
 
-def quicken_emulator_clock() -> bool:
-    """Gives moto's SQS a constant-time clock; True when applied.
-
-    moto 5.2 computes "now" through two datetime conversions (about 12 us) and does so for every
-    message of a queue on every SQS call (visibility checks, attribute counts): at 2,000 messages a
-    single call costs a second of CPU, held under the interpreter lock this process shares with
-    Herald's functions. time.time() gives the same milliseconds since the epoch. The scans stay;
-    their cost drops about tenfold. Semantics are unchanged.
-    """
-    import moto.core.utils
-    import moto.sqs.models
-
-    if moto.sqs.models.unix_time_millis is not moto.core.utils.unix_time_millis:
-        return moto.sqs.models.unix_time_millis is _milliseconds_now  # already applied, or moto changed
-    moto.sqs.models.unix_time_millis = _milliseconds_now
-    return True
-
-
-def _milliseconds_now(dt: datetime | None = None) -> float:
-    if dt is not None:
-        import moto.core.utils
-
-        return moto.core.utils.unix_time_millis(dt)
-    return time.time() * 1000.0
+# Gives moto's SQS a constant-time clock; True when applied. The local stack's emulator process
+# applies it to itself; the benchmarks that run moto in their own process (embedded) apply it here.
+quicken_emulator_clock = constant_time_clock
 
 
 @contextmanager
