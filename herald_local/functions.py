@@ -107,6 +107,8 @@ class LocalFunction:
         self._containers: list[Container] = []
         self._idle: list[Container] = []
         self._starting = 0
+        self._started = 0  # containers started so far, to number them
+        self._first: Container | None = None
         self._waiting = 0
         self._free = threading.Condition()
         self.invocations: deque[Invocation] = deque(maxlen=10_000)  # enough for tests and a dev session; bounded
@@ -115,6 +117,7 @@ class LocalFunction:
 
     @property
     def containers(self) -> tuple[Container, ...]:
+        """The live containers (one whose process crashed is gone)."""
         with self._free:
             return tuple(self._containers)
 
@@ -127,7 +130,8 @@ class LocalFunction:
     @property
     def dependencies(self) -> Any:
         """The first container's dependencies: what a test or a benchmark reads the stores through."""
-        return self._containers[0].dependencies
+        assert self._first is not None
+        return self._first.dependencies
 
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._container() as container:
@@ -175,11 +179,18 @@ class LocalFunction:
             finally:
                 with self._free:
                     self._starting -= 1
+        crashed = False
         try:
             yield container
+        except FunctionCrashed:
+            crashed = True
+            raise
         finally:
             with self._free:
-                self._idle.append(container)
+                if crashed:  # Lambda replaces an environment whose runtime exited: the next gets a new one
+                    self._containers.remove(container)
+                else:
+                    self._idle.append(container)
                 self._free.notify()
 
     def _start_container(self) -> Container:
@@ -191,8 +202,11 @@ class LocalFunction:
         if self._hook:
             dependencies = self._hook(self.name, dependencies)
         with self._free:
-            container = Container(len(self._containers) + 1, module, getattr(module, self._attribute), dependencies)
+            self._started += 1
+            container = Container(self._started, module, getattr(module, self._attribute), dependencies)
             self._containers.append(container)
+            if self._first is None:
+                self._first = container
         return container
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from herald_local.functions import LocalFunction
+from herald_local.faults import SimulatedCrash
+from herald_local.functions import FunctionCrashed, LocalFunction
 from herald_local.template import FunctionSpec
 from tests.events import load_event
 
@@ -155,6 +156,28 @@ def test_the_journal_records_every_containers_invocations_with_their_span() -> N
     assert {first.container, second.container} == {1, 2}
     assert second.started < first.at
     assert all(i.error is None for i in function.invocations)
+
+
+def test_a_container_whose_process_crashed_is_replaced() -> None:
+    # Given a function whose first invocation's process dies mid-request
+    class CrashOnce:
+        crashed = False
+
+        def wait(self) -> None:
+            if not CrashOnce.crashed:
+                CrashOnce.crashed = True
+                raise SimulatedCrash("injected: the runtime exited")
+
+    function = LocalFunction(SPEC, ENVIRONMENT, hook=gated_by(CrashOnce()), max_containers=4)
+
+    # When it is invoked, crashes, and is invoked again
+    with pytest.raises(FunctionCrashed):
+        function.invoke(echo_event("first"))
+    answer(function.invoke(echo_event("second")))
+
+    # Then the crashed container is gone and a new one served the next request, as Lambda does
+    assert [c.number for c in function.containers] == [2]
+    assert [(i.container, i.crashed) for i in function.invocations] == [(1, True), (2, False)]
 
 
 def test_a_function_needs_a_container() -> None:
