@@ -120,6 +120,30 @@ def _ensure_free(port: int, option: str, what: str) -> None:
             raise
 
 
+# Connections each shared client keeps open to its endpoint: what every container and poller of the
+# stack may have in flight at once (10 API containers; 10 batches per mapping, each sending up to 10 at once).
+CLIENT_POOL = 100
+
+
+def _pool_for_every_container() -> None:
+    """Gives the process's boto3 clients a connection pool for all the stack's containers together.
+
+    On Lambda each container has its own clients, each with a pool of 10 connections (botocore's
+    default), plenty for one invocation. Here every container shares the process's clients
+    (`herald.adapters.clients`), so a pool of 10 overflows: each call past it opens a new connection
+    and drops it after one request (a TCP handshake, and a thread of the emulator's server, per call).
+    Only the pool grows; timeouts and retries stay the functions' own.
+    """
+    from botocore.config import Config
+
+    from herald.adapters import clients
+
+    for name in ("_CONFIG", "_PROVIDER_CONFIG"):
+        config = getattr(clients, name, None)
+        if isinstance(config, Config) and config.max_pool_connections != CLIENT_POOL:
+            setattr(clients, name, config.merge(Config(max_pool_connections=CLIENT_POOL)))
+
+
 class LocalStack:
     def __init__(self, options: StackOptions | None = None):
         self.options = options or StackOptions()
@@ -197,6 +221,7 @@ class LocalStack:
         from herald.adapters.clients import client
 
         client.cache_clear()
+        _pool_for_every_container()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
         cloudformation = _provisioning_client("cloudformation")
@@ -219,7 +244,9 @@ class LocalStack:
         )
         self._build_functions(template)
         for source in template.event_sources:
-            concurrency = min(source.maximum_concurrency or 5, self.options.max_concurrency)
+            # A mapping without MaximumConcurrency scales on AWS (from 5 batches, adding up to 300 a minute):
+            # here it gets the local cap.
+            concurrency = min(source.maximum_concurrency or self.options.max_concurrency, self.options.max_concurrency)
             queue_url = self.stack.ref(source.queue)
             function: Any = self.functions[source.function]
             if self.faults is not None:  # copies only where its plan asks for them
