@@ -472,7 +472,7 @@ def lighten_moto() -> list[str]:
     import moto.backends
     import moto.core.responses
     import moto.sqs.models
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing import expressions
 
     applied = []
     if not hasattr(moto.backends.list_of_moto_modules, "cache_info"):
@@ -482,9 +482,10 @@ def lighten_moto() -> list[str]:
     if not hasattr(moto.core.responses.method_names_from_class, "cache_info"):
         moto.core.responses.method_names_from_class = functools.cache(moto.core.responses.method_names_from_class)
         applied.append("handler methods kept per class")
-    make = UpdateExpressionParser.__dict__["make"]
+    parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]  # not in moto's __all__
+    make = parser.__dict__["make"]
     if isinstance(make, classmethod) and not hasattr(make.__func__, "cache_info"):
-        UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=256)(make.__func__))  # type: ignore[method-assign]
+        parser.make = classmethod(functools.lru_cache(maxsize=256)(make.__func__))  # type: ignore[arg-type]
         applied.append("update expressions parsed once")
     backend = moto.sqs.models.SQSBackend
     if not getattr(backend.is_message_valid_based_on_retention_period, "lightened", False):
