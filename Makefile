@@ -12,10 +12,13 @@ export PYTHONPATH := functions:.
 
 .PHONY: setup run test test-unit test-localstack lint validate build bench bench-smoke chaos clean
 
-$(VENV)/.installed: requirements-dev.txt functions/requirements.txt
+# The pinned requirements, then the project itself, editable (pyproject.toml): `.venv/bin/herald` and
+# `.venv/bin/python -m herald_local` work from any directory, without PYTHONPATH.
+$(VENV)/.installed: requirements-dev.txt functions/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --quiet --disable-pip-version-check --editable .
 	touch $@
 
 # The SAM CLI pins its own boto3 and pydantic: it lives in a venv of its own.
@@ -66,7 +69,7 @@ $(LAMBDA_VENV)/.installed: functions/requirements.txt
 		$$(grep '^boto3==' requirements-dev.txt)
 	touch $@
 
-## bench: run the six benchmarks at full scale (about 10 min), write bench/results.jsonl and refresh
+## bench: run the seven benchmarks at full scale (about 25 min), write bench/results.jsonl and refresh
 ## the figures in docs/performance.md.
 bench: setup $(if $(PYTHON_LAMBDA),$(LAMBDA_VENV)/.installed)
 	$(BIN)/python -m bench --scale full --out bench/results.jsonl --docs docs/performance.md

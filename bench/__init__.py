@@ -1,1 +1,1 @@
-"""Herald's benchmarks: six programs that print figures and one JSON line each (see bench/README.md)."""
+"""Herald's benchmarks: seven programs that print figures and one JSON line each (see bench/README.md)."""

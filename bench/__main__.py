@@ -1,4 +1,4 @@
-"""`python -m bench`: runs the six benchmarks one after another, each in a fresh process, collects
+"""`python -m bench`: runs the seven benchmarks one after another, each in a fresh process, collects
 their JSON lines into one file, prints which budgets hold, and can refresh docs/performance.md.
 
     python -m bench [--scale tiny|full] [--out FILE] [--docs FILE] [--only NAME ...]

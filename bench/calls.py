@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -62,13 +63,48 @@ def _kind(filename: str) -> str | None:
     return None
 
 
+# The origin of whoever submitted the work a pool's worker thread is running (see inherit_origin).
+_submitted = threading.local()
+
+
+def inherit_origin() -> None:
+    """Makes work a thread pool runs count for whoever submitted it: Herald's fan-out looks devices up and
+    publishes from pool threads, whose own stack holds no handler frame. Installed once per process."""
+    submit = ThreadPoolExecutor.submit
+    if getattr(submit, "bench_inherits_origin", False):
+        return
+
+    def submit_with_origin(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        origin = origin_of(sys._getframe(1))
+
+        def run(*inner_args: Any, **inner_kwargs: Any) -> Any:
+            previous = getattr(_submitted, "origin", None)
+            _submitted.origin = origin
+            try:
+                return fn(*inner_args, **inner_kwargs)
+            finally:
+                _submitted.origin = previous
+
+        return submit(self, run, *args, **kwargs)
+
+    submit_with_origin.bench_inherits_origin = True  # type: ignore[attr-defined]
+    ThreadPoolExecutor.submit = submit_with_origin  # type: ignore[method-assign]
+
+
 def origin_of(frame: FrameType | None) -> tuple[str, str]:
     """Who made the call, and for Herald which function.
 
     Herald's calls are those made inside a handler (a functions/<name>/app.py frame on the stack).
     Herald's code called from elsewhere (the benchmark registering devices or reading a status)
-    belongs to its caller: the first frame of this repository outside functions/ decides.
+    belongs to its caller: the first frame of this repository outside functions/ decides. In a
+    pool's worker thread that nothing of this repository decides, the submitter's origin does.
     """
+    found = _origin_on_stack(frame)
+    inherited: tuple[str, str] | None = getattr(_submitted, "origin", None)
+    return inherited if found == (Origin.OTHER, "") and inherited is not None else found
+
+
+def _origin_on_stack(frame: FrameType | None) -> tuple[str, str]:
     innermost: str | None = None
     outside: str | None = None
     while frame is not None:
@@ -236,6 +272,7 @@ class CallCounter:
         self._epoch = 0  # bumped by reset(): a call begun before it is not finished into the new tally
 
     def hook(self, *clients: Any) -> None:
+        inherit_origin()
         for client in clients:
             if id(client) in self._hooked:
                 continue

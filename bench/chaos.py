@@ -53,7 +53,7 @@ FAST = {
     "PriorityQueueVisibilitySeconds": "12",
 }
 PRIORITIES = (("high", 0.4), ("normal", 0.4), ("low", 0.2))
-FINAL_NOTIFICATION = frozenset({"delivered", "partially_delivered", "failed", "no_devices"})
+FINAL_NOTIFICATION = frozenset({"delivered", "partially_delivered", "failed", "dead_lettered", "no_devices"})
 MARKER = re.compile(r"chaos-(\d{6})-")
 
 
@@ -169,25 +169,28 @@ class HeraldApi:
         status: dict[str, Any] = self.call("GET", f"/notifications/{notification_id}")
         return status
 
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """GET /queues, each priority's intake queue named "intake-<priority>" beside the priority queues."""
+        queues: dict[str, Any] = self.call("GET", "/queues")
+        intake = queues.pop("intake")
+        return {**queues, **{f"intake-{priority}": depth for priority, depth in intake.items()}}
+
     def busy(self) -> int:
         """Messages visible or in flight on the intake and priority queues."""
-        queues = self.call("GET", "/queues")
-        return sum(q["visible"] + q["in_flight"] for q in queues.values())
+        return sum(q["visible"] + q["in_flight"] for q in self.queues().values())
 
     def still_working(self) -> int:
-        """Messages that may still change a delivery: on the priority queues, or waiting on the intake queue.
+        """Messages that may still change a delivery: on the priority queues, or waiting on an intake queue.
 
         An intake message in flight once every notification is fanned out is a copy that found another
         invocation fanning out (it comes back when that claim expires, up to the fan-out's 60 s
         timeout, and finds the work done): nothing to wait for.
         """
-        queues = self.call("GET", "/queues")
-        return sum(q["visible"] + q["in_flight"] for name, q in queues.items() if name != "intake") + queues.get(
-            "intake", {}
-        ).get("visible", 0)
+        queues = self.queues()
+        return sum(q["visible"] + (0 if name.startswith("intake-") else q["in_flight"]) for name, q in queues.items())
 
     def dead_lettered(self) -> dict[str, int]:
-        return {priority: q["dead_lettered"] for priority, q in self.call("GET", "/queues").items()}
+        return {name: q["dead_lettered"] for name, q in self.queues().items()}
 
     def devices(self, user: str) -> list[dict[str, Any]]:
         devices: list[dict[str, Any]] = self.call("GET", f"/users/{user}/devices")["devices"]

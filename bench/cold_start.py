@@ -174,6 +174,8 @@ def stack_start_seconds() -> float:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
     state = tempfile.mkdtemp(prefix="herald-bench-state-")  # an empty state each start, never the developer's
+    # A stack file of its own: never the checkout's, which a developer's running stack may own.
+    environment["HERALD_STACK_FILE"] = str(Path(tempfile.mkdtemp(prefix="herald-bench-")) / "stack.json")
     started = time.perf_counter()
     process = subprocess.Popen(
         [

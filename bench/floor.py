@@ -12,8 +12,9 @@ deliveries, and costs
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
   fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
-            UpdateItem (the fan-out's claim; then "fanned out", which also records the planned
-            deliveries, so no delivery needs an item of its own before it is claimed)
+            UpdateItem (the fan-out page's claim; then "done", which also records the planned
+            deliveries, so no delivery needs an item of its own before it is claimed; a planned list
+            over 1 KB goes to a PutItem of its own, one more call not counted in the floor)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
   mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
             each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
@@ -37,7 +38,7 @@ API_INTAKE_SEND = "api: intake SendMessage"
 API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
-FANOUT_STATUS = "fanout: status UpdateItem (claim, fanned out)"
+FANOUT_STATUS = "fanout: status writes (page claim, page done)"
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
 INTAKE_RECEIVE = "mapping: intake ReceiveMessage"
@@ -115,11 +116,15 @@ class Design:
 CURRENT = Design(
     "a claim and an outcome per delivery (as built, 2026-11)",
     (
-        Line(API_INTAKE_SEND, ("herald api sqs SendMessage Intake*",), per_notification=1),
+        Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
         Line(FANOUT_DEVICE_QUERY, ("herald fanout dynamodb Query DevicesTable",), per_recipient=1),
         Line(FANOUT_PUBLISH, ("herald fanout sns PublishBatch *",), per_deliveries_of=PUBLISH_BATCH_ENTRIES),
-        Line(FANOUT_STATUS, ("herald fanout dynamodb UpdateItem StatusTable",), per_notification=2),
+        Line(
+            FANOUT_STATUS,
+            ("herald fanout dynamodb UpdateItem StatusTable", "herald fanout dynamodb PutItem StatusTable"),
+            per_notification=2,
+        ),
         Line(
             DELIVER_PROVIDER,
             ("herald deliver sns Publish *", "herald deliver ses Send*", "herald deliver dynamodb PutItem InboxTable"),
@@ -130,8 +135,8 @@ CURRENT = Design(
             ("herald deliver dynamodb UpdateItem StatusTable", "herald deliver dynamodb PutItem StatusTable"),
             per_delivery=2,
         ),
-        Line(INTAKE_RECEIVE, ("poller - sqs ReceiveMessage Intake*",), per_message_of=INTAKE),
-        Line(INTAKE_DELETE, ("poller - sqs DeleteMessageBatch Intake*",), per_message_of=INTAKE),
+        Line(INTAKE_RECEIVE, ("poller - sqs ReceiveMessage *IntakeQueue",), per_message_of=INTAKE),
+        Line(INTAKE_DELETE, ("poller - sqs DeleteMessageBatch *IntakeQueue",), per_message_of=INTAKE),
         Line(PRIORITY_RECEIVE, ("poller - sqs ReceiveMessage *",), per_message_of=PRIORITY),
         Line(PRIORITY_DELETE, ("poller - sqs DeleteMessageBatch *",), per_message_of=PRIORITY),
     ),

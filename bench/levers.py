@@ -134,7 +134,9 @@ def intake_window(recording: Recording) -> Recording:
         )
     batches = sum(math.ceil(i.records / SQS_MESSAGES_PER_CALL) for i in merged)
     mapping = tuple(
-        replace(c, calls=batches, units=float(batches)) if c.service == "sqs" and c.resource.startswith("Intake") else c
+        replace(c, calls=batches, units=float(batches))
+        if c.service == "sqs" and c.resource.endswith("IntakeQueue")
+        else c
         for c in recording.mapping
     )
     fills = {name: (fill if "Intake" in name else value) for name, value in recording.fills.items()}
@@ -246,7 +248,7 @@ def fan_out_in_the_api(recording: Recording) -> Recording:
         return replace(invocation, calls=kept + added)
 
     invocations = tuple(rewrite(i) if i.handler == "api" else i for i in recording.invocations if i.handler != "fanout")
-    mapping = tuple(c for c in recording.mapping if not c.resource.startswith("Intake"))
+    mapping = tuple(c for c in recording.mapping if not c.resource.endswith("IntakeQueue"))
     return replace(recording, invocations=invocations, mapping=mapping)
 
 

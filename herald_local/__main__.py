@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from herald_local import stack_file
 from herald_local.emulator import Placement, PortInUse
 from herald_local.faults import FaultPlan
 from herald_local.provision import StackChanged
@@ -20,7 +21,7 @@ from herald_local.state import StateError
 from herald_local.template import REPO
 
 STATE_DIR = REPO / ".herald-local" / "state"
-EXAMPLE_PORTS = {"--port": 8080, "--aws-port": 4567}
+EXAMPLE_PORTS = {"--port": 8080, "--aws-port": 4567, "--control-port": 3001}
 
 
 def _shown(path: Path) -> str:
@@ -77,7 +78,24 @@ def main(argv: list[str] | None = None) -> int:
         "restarts (default: .herald-local/state at the repository's root)",
     )
     parser.add_argument("--fresh", action="store_true", help="discard the kept state and start empty")
+    parser.add_argument(
+        "--control-port", type=int, default=0, help="control endpoint port on 127.0.0.1 (0: any free port)"
+    )
+    parser.add_argument(
+        "--stack-file",
+        type=Path,
+        default=stack_file.default_path(),
+        metavar="PATH",
+        help="where to say how to reach this stack while it runs, for `herald` (default: $HERALD_STACK_FILE or"
+        " .herald-local/stack.json in the checkout)",
+    )
     args = parser.parse_args(argv)
+    other = stack_file.running(args.stack_file)
+    if other is not None:
+        parser.error(
+            f"another local stack runs (pid {other.pid}, API {other.api_url}) and owns {args.stack_file}:"
+            " stop it, or give this one another --stack-file"
+        )
     parameters = dict(item.split("=", 1) for item in args.parameter_overrides)
     faults = None
     if args.faults:
@@ -98,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir,
             fresh=args.fresh,
             emulator=args.emulator,
+            control_port=args.control_port,
+            stack_file=args.stack_file,
         )
     )
     try:
@@ -134,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  State:        {kept}, started empty", flush=True)
     if faults:
         print(f"  Faults:       ON, from {args.faults} (seed {faults.seed})", flush=True)
+    assert stack.control is not None
+    print(f"  Control:      {stack.control.url} (herald faults, herald metrics)", flush=True)
+    print(f"  Stack file:   {args.stack_file} (what `herald` reads)", flush=True)
     print("Ctrl-C stops it.", flush=True)
     emulator = stack.emulator
     ended = False  # the emulator process, on its own
@@ -151,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("stopping...", flush=True)
     stack.stop()
-    if stack.faults:
-        print(f"faults injected: {stack.faults.counts().model_dump_json()}", flush=True)
+    counts = stack.faults.counts()
+    injected = any(c.provider_calls or c.transient or c.permanent for c in counts.channels.values())
+    if faults or injected or counts.duplicates_total:
+        print(f"faults injected: {counts.model_dump_json()}", flush=True)
     print("stopped.", flush=True)
     return 0
 

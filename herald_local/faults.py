@@ -1,11 +1,13 @@
 """Fault injection for the local stack: flaky providers, crashes after a send, duplicated queue messages.
 
-Off unless a FaultPlan is given (`StackOptions.faults`, `python -m herald_local --faults plan.json`).
-It lives in herald_local only: the template and the functions' code never see it. It works from
-outside, the way the real failures reach Herald: it wraps each deliver function's channel senders
-(through the local stack's dependency hook), the local event source mapping's receive (a copy sent
-again, arriving later) and its invocations (copies handled at the same moment as the original: in
-the same batch, and in another batch running alongside).
+Off unless a FaultPlan is given (`StackOptions.faults`, `python -m herald_local --faults plan.json`),
+or set while the stack runs (`herald faults on`, through the control endpoint): the injector always
+sits in the path and passes every call straight through while it has no plan. It lives in
+herald_local only: the template and the functions' code never see it. It works from outside, the
+way the real failures reach Herald: it wraps each deliver function's channel senders (through the
+local stack's dependency hook), the local event source mapping's receive (a copy sent again,
+arriving later) and its invocations (copies handled at the same moment as the original: in the
+same batch, and in another batch running alongside).
 
 Every decision is a pure function of the plan's seed and what it is about (the delivery and how
 many times the injector saw it; the message and its receive count), so a plan gives the same
@@ -155,16 +157,30 @@ def draw(seed: int, *about: object) -> float:
 
 
 class FaultInjector:
-    """Applies a FaultPlan and counts what it did. Thread-safe: pollers call it concurrently."""
+    """Applies a FaultPlan and counts what it did. Thread-safe: pollers call it concurrently.
 
-    def __init__(self, plan: FaultPlan, sleep: Callable[[float], None] = time.sleep):
-        self.plan = plan
+    The plan can be set and cleared at any time (`plan = ...`, `plan = None`): each call reads the
+    plan once, so a call sees either the old plan or the new one, whole. No plan: no faults.
+    """
+
+    def __init__(self, plan: FaultPlan | None = None, sleep: Callable[[float], None] = time.sleep):
+        self._plan = plan
         self._sleep = sleep
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, ...], int] = {}
         self._channels = {channel: ChannelCounts() for channel in Channel}
         self._duplicates: dict[str, int] = {}
         self._copies: dict[str, CopyCounts] = {}
+
+    @property
+    def plan(self) -> FaultPlan | None:
+        with self._lock:
+            return self._plan
+
+    @plan.setter
+    def plan(self, plan: FaultPlan | None) -> None:
+        with self._lock:
+            self._plan = plan
 
     # ---------------------------------------------------------------- providers
     def wrap(self, channel: Channel, sender: ChannelSender) -> ChannelSender:
@@ -181,17 +197,20 @@ class FaultInjector:
         return dataclasses.replace(dependencies, senders=self.wrap_senders(senders))
 
     def send(self, channel: Channel, sender: ChannelSender, job: DeliveryJob) -> str:
-        faults = self.plan.for_channel(channel)
+        plan = self.plan
+        if plan is None:
+            return sender.send(job)
+        faults = plan.for_channel(channel)
         delivery = (channel.value, job.notification_id, job.user_id, job.device_id)
         with self._lock:
             nth = self._seen[delivery] = self._seen.get(delivery, 0) + 1
         counts = self._channels[channel]
         if faults.latency_ms or faults.latency_jitter_ms:
-            added = faults.latency_ms + faults.latency_jitter_ms * draw(self.plan.seed, "latency", *delivery, nth)
+            added = faults.latency_ms + faults.latency_jitter_ms * draw(plan.seed, "latency", *delivery, nth)
             with self._lock:
                 counts.added_latency_ms += added
             self._sleep(added / 1000)
-        roll = draw(self.plan.seed, "provider", *delivery, nth)
+        roll = draw(plan.seed, "provider", *delivery, nth)
         if roll < faults.transient_rate:
             with self._lock:
                 counts.transient += 1
@@ -214,25 +233,23 @@ class FaultInjector:
     # ---------------------------------------------------------------- queues
     def should_duplicate(self, queue_url: str, message: Mapping[str, Any]) -> bool:
         """Whether this receive of `message` is delivered twice (decided per message id and receive count)."""
-        if self.plan.duplicate_rate <= 0:
+        plan = self.plan
+        if plan is None or plan.duplicate_rate <= 0:
             return False
         receive_count = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
-        return draw(self.plan.seed, "duplicate", queue_url, message["MessageId"], receive_count) < (
-            self.plan.duplicate_rate
-        )
+        return draw(plan.seed, "duplicate", queue_url, message["MessageId"], receive_count) < plan.duplicate_rate
 
     def duplicated(self, queue_url: str) -> None:
         with self._lock:
             self._duplicates[queue_url] = self._duplicates.get(queue_url, 0) + 1
 
-    def should_copy(self, queue_url: str, record: Mapping[str, Any]) -> bool:
-        """Whether this receive of a record is handled together with concurrent copies of itself."""
-        if self.plan.concurrent_copy_rate <= 0:
+    def should_copy(self, plan: FaultPlan | None, queue_url: str, record: Mapping[str, Any]) -> bool:
+        """Whether this receive of a record is handled together with concurrent copies of itself, as
+        `plan` (the injector's, read once by the caller for the whole batch) says."""
+        if plan is None or plan.concurrent_copy_rate <= 0:
             return False
         receive_count = record.get("attributes", {}).get("ApproximateReceiveCount", "1")
-        return draw(self.plan.seed, "copies", queue_url, record["messageId"], receive_count) < (
-            self.plan.concurrent_copy_rate
-        )
+        return draw(plan.seed, "copies", queue_url, record["messageId"], receive_count) < plan.concurrent_copy_rate
 
     def with_concurrent_copies(self, function: Invocable, queue_url: str) -> FunctionWithCopies:
         """`function`, as the event source mapping of `queue_url` invokes it, with the plan's concurrent copies."""
@@ -298,8 +315,8 @@ class FunctionWithCopies:
     def invoke(self, event: dict[str, Any]) -> Any:
         plan = self._injector.plan
         records: list[dict[str, Any]] = list(event.get("Records", []))
-        chosen = [record for record in records if self._injector.should_copy(self._queue_url, record)]
-        if not chosen:
+        chosen = [record for record in records if self._injector.should_copy(plan, self._queue_url, record)]
+        if plan is None or not chosen:
             return self._function.invoke(event)
         chosen_ids = {record["messageId"] for record in chosen}
         batch: list[dict[str, Any]] = []

@@ -7,11 +7,14 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from herald_local import stack_file
 from herald_local.api_gateway import ApiGateway
+from herald_local.control import ControlEndpoint
 from herald_local.emulator import (
     Emulator,
     EmulatorSettings,
@@ -26,6 +29,7 @@ from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import MAX_CONTAINERS, DependencyHook, LocalFunction
 from herald_local.mailbox_simulator import MailboxSimulator, event_destinations
+from herald_local.metrics import EmfCollector
 from herald_local.provision import Stack, provision
 from herald_local.state import Restored, StateFolder
 from herald_local.template import HeraldTemplate
@@ -60,6 +64,8 @@ class StackOptions:
     # DynamoDB requests to moto one at a time, so a conditional write is atomic as on AWS
     # (herald_local/emulator.py), wherever it runs. Off only to measure what that costs, or to show the race.
     atomic_dynamodb: bool = True
+    control_port: int | None = None  # the control endpoint (herald_local/control.py) on this port; None: none
+    stack_file: Path | None = None  # where to say how to reach this stack while it runs (herald_local/stack_file.py)
 
 
 def emulator_parameters(template: HeraldTemplate, overrides: dict[str, str], client: Any) -> dict[str, str]:
@@ -154,7 +160,10 @@ class LocalStack:
         self.gateway: ApiGateway | None = None
         self.stack: Stack | None = None
         self.api_key = ""
-        self.faults = FaultInjector(self.options.faults) if self.options.faults else None
+        # Always in the path, so `herald faults` can switch it on while the stack runs; no plan, no faults.
+        self.faults = FaultInjector(self.options.faults)
+        self.metrics = EmfCollector()  # the functions' EMF, as CloudWatch Logs would take it
+        self.control: ControlEndpoint | None = None
         self.mailboxes: MailboxSimulator | None = None  # SES's mailbox simulator and event publishing
         self._moto: Emulator | None = None
         self._state: StateFolder | None = None
@@ -193,6 +202,8 @@ class LocalStack:
                 self._set_environment(name, value)
         # A taken port is found before the emulator and the template take their seconds.
         _ensure_free(self.options.api_port, "--port", "the API")
+        if self.options.control_port is not None:
+            _ensure_free(self.options.control_port, "--control-port", "the control endpoint")
         missing = unserved()
         if missing:
             _ensure_free(self.options.aws_port, "--aws-port", "the AWS endpoint")
@@ -244,13 +255,15 @@ class LocalStack:
         )
         self._build_functions(template)
         for source in template.event_sources:
-            # A mapping without MaximumConcurrency scales on AWS (from 5 batches, adding up to 300 a minute):
-            # here it gets the local cap.
-            concurrency = min(source.maximum_concurrency or self.options.max_concurrency, self.options.max_concurrency)
+            # MaximumConcurrency may be a parameter (the fan-out lanes'): resolved like any property. A mapping
+            # without it scales on AWS (from 5 batches, adding up to 300 a minute): here it gets the local cap.
+            maximum = self.options.max_concurrency
+            if source.maximum_concurrency:
+                maximum = int(self.stack.resolver(source.maximum_concurrency))
+            concurrency = min(maximum, self.options.max_concurrency)
             queue_url = self.stack.ref(source.queue)
-            function: Any = self.functions[source.function]
-            if self.faults is not None:  # copies only where its plan asks for them
-                function = self.faults.with_concurrent_copies(function, queue_url)
+            # Copies only where the injector's plan, if it has one at the time, asks for them
+            function: Any = self.faults.with_concurrent_copies(self.functions[source.function], queue_url)
             poller = QueuePoller(
                 client("sqs"),
                 source,
@@ -285,6 +298,38 @@ class LocalStack:
             self._started_pollers.append(poller)
         self.gateway.start()
         self._serving = True
+        if self.options.control_port is not None:
+            try:
+                self.control = ControlEndpoint(
+                    self.faults, self.metrics, self.options.control_port, on_change=lambda said: print(said, flush=True)
+                )
+            except OSError as error:
+                if port_in_use(error):
+                    raise PortInUse(self.options.control_port, "--control-port", "the control endpoint") from None
+                raise
+            self.control.start()
+        if self.options.stack_file is not None:
+            stack_file.write(self.options.stack_file, self._described())
+
+    def _described(self) -> stack_file.StackFile:
+        """What the stack file says: how to reach this stack and run its functions."""
+        assert self.control is not None, "a stack file needs the control endpoint (StackOptions.control_port)"
+        return stack_file.StackFile(
+            pid=os.getpid(),
+            started_at=time.time(),
+            api_url=self.api_url,
+            api_key=self.api_key,
+            region=os.environ["AWS_DEFAULT_REGION"],
+            endpoints={service: url for service, url in self.endpoints.items() if url},
+            control_url=self.control.url,
+            control_token=self.control.token,
+            functions={
+                name: stack_file.FunctionEntry(
+                    handler=function.spec.handler, timeout=function.spec.timeout, environment=function.environment
+                )
+                for name, function in self.functions.items()
+            },
+        )
 
     def _build_functions(self, template: HeraldTemplate) -> None:
         assert self.stack is not None
@@ -304,16 +349,19 @@ class LocalStack:
     @property
     def _hook(self) -> DependencyHook | None:
         # The mailbox simulator wraps the provider itself (SES's own behaviour); the fault injector wraps
-        # outermost: a test's own wrapper sits between them.
+        # outside a test's own wrapper; the metrics collector only points where the EMF goes.
         return compose_hooks(
-            self.mailboxes.hook if self.mailboxes else None,
-            self.options.hook,
-            self.faults.hook if self.faults else None,
+            self.mailboxes.hook if self.mailboxes else None, self.options.hook, self.faults.hook, self.metrics.hook
         )
 
     def stop(self) -> None:
         """Stops serving, lets the batches in flight finish, then stops the emulator, which saves the state
         last (if kept): nothing of the stack runs any more."""
+        if self.options.stack_file is not None:
+            stack_file.remove(self.options.stack_file, os.getpid())
+        if self.control:
+            self.control.stop()
+            self.control = None
         if self.gateway is not None and self._serving:
             self.gateway.stop()
             self._serving = False

@@ -8,16 +8,38 @@ assert the order of calls across them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from herald.adapters.batches import BatchEntryFailed
-from herald.adapters.status import planned_records
-from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform, now
+from herald.adapters.status_views import fanned_out, planned_records, tally_counts
+from herald.adapters.topics import shard_of
+from herald.models.domain import (
+    ROOT_PAGE,
+    Channel,
+    DeliveryJob,
+    DeliveryState,
+    Device,
+    DeviceKey,
+    Notification,
+    Platform,
+    now,
+)
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
-from herald.models.status import Claim, DeliveryRecord, NotificationRecord, overall_state
+from herald.models.status import (
+    LISTED_NAMES,
+    Claim,
+    DeliveryPage,
+    DeliveryRecord,
+    NotificationRecord,
+    PageClaim,
+    PageOutcome,
+    Transition,
+    overall_state,
+)
+from herald.models.topics import SubscriberPage, Subscription
 
 
 class FakeDeviceRegistry:
@@ -30,6 +52,7 @@ class FakeDeviceRegistry:
     def __init__(self, devices: Iterable[Device] = ()):
         self.devices: dict[tuple[str, str], Device] = {}
         self.holders: dict[str, DeviceKey] = {}
+        self.lookups: list[str] = []  # the users devices_after was asked for, in order
         for device in devices:
             self.put(device)
 
@@ -62,6 +85,11 @@ class FakeDeviceRegistry:
         for (owner, _), device in sorted(self.devices.items()):
             if owner == user_id:
                 yield device
+
+    def devices_after(self, user_id: str, after: str | None, limit: int) -> tuple[list[Device], bool]:
+        self.lookups.append(user_id)
+        devices = [device for device in self.devices_of(user_id) if after is None or device.device_id > after]
+        return devices[:limit], len(devices) > limit
 
     def devices_with_endpoint(self, endpoint_arn: str) -> list[DeviceKey]:
         return [device.key for device in self.devices.values() if device.endpoint_arn == endpoint_arn]
@@ -98,6 +126,36 @@ class FakeDeviceRegistry:
         return True
 
 
+class FakeSubscribers:
+    """Subscribers in a dict: topic -> user ids; each shard holds the users `shard_of` gives it."""
+
+    def __init__(self, topics: dict[str, Iterable[str]] | None = None):
+        self.topics: dict[str, dict[str, datetime]] = {}
+        for topic, users in (topics or {}).items():
+            for user in users:
+                self.subscribe(topic, user)
+        self.reads: list[tuple[str, int, str | None, int]] = []
+
+    def subscribe(self, topic: str, user_id: str) -> Subscription:
+        at = self.topics.setdefault(topic, {}).setdefault(user_id, now())
+        return Subscription(topic=topic, user_id=user_id, subscribed_at=at)
+
+    def unsubscribe(self, topic: str, user_id: str) -> bool:
+        return self.topics.get(topic, {}).pop(user_id, None) is not None
+
+    def users_from(self, topic: str, shard: int, first: str | None, limit: int) -> list[str]:
+        self.reads.append((topic, shard, first, limit))
+        users = sorted(u for u in self.topics.get(topic, {}) if shard_of(u) == shard and (first is None or u >= first))
+        return users[:limit]
+
+    def page(self, topic: str, limit: int, cursor: str | None) -> SubscriberPage:
+        users = sorted(self.topics.get(topic, {}).items())
+        start = int(cursor or 0)
+        chosen = [Subscription(topic=topic, user_id=u, subscribed_at=at) for u, at in users[start : start + limit]]
+        more = start + limit < len(users)
+        return SubscriberPage(subscribers=chosen, next_cursor=str(start + limit) if more else None)
+
+
 class Attempt(NamedTuple):
     delivery_id: str
     state: DeliveryState
@@ -107,6 +165,8 @@ class Attempt(NamedTuple):
 
 @dataclass
 class FannedOut:
+    """A notification whose fan-out ran to its end, summed over its pages."""
+
     delivery_count: int
     without_devices: list[str]
     inactive_skipped: list[str] = field(default_factory=list)
@@ -119,65 +179,121 @@ class Held:
     until: datetime
 
 
+@dataclass
+class FakePage:
+    notification: Notification
+    owner: str | None = None
+    until: datetime | None = None
+    done_at: datetime | None = None
+    outcome: PageOutcome | None = None
+    continued: bool = False
+
+    def plain(self) -> dict[str, Any]:
+        """The page as status_views reads a page item."""
+        item: dict[str, Any] = {}
+        if self.done_at is not None and self.outcome is not None:
+            item.update(done_at=self.done_at.isoformat(), chains=self.outcome.chains)
+            if self.outcome.next is not None:
+                item["next"] = self.outcome.next.model_dump_json()
+        return item
+
+
+@dataclass
+class Marker:
+    by: str
+    until: datetime
+    from_state: DeliveryState | None
+
+
 class FakeStatusStore:
-    """A StatusStore that keeps the summary, delivery records and claims the way DynamoStatusStore does."""
+    """A StatusStore and StatusReader keeping pages, delivery records, claims and tallies the way the
+    DynamoDB adapters do."""
 
     def __init__(self, journal: list[str] | None = None):
         self.journal = journal if journal is not None else []
         self.accepted: dict[str, Notification] = {}
-        self.fanned_out: dict[str, FannedOut] = {}
-        self.deliveries: dict[str, dict[str, DeliveryRecord]] = {}
+        self.pages: dict[tuple[str, str], FakePage] = {}
+        self.records: dict[str, dict[str, DeliveryRecord]] = {}
         self.attempts: list[Attempt] = []
-        self.fan_out_claims: dict[str, Held] = {}
         self.claims: dict[tuple[str, str], Held] = {}
         self.round_attempts: dict[tuple[str, str], int] = {}
         self.dead_lettered_at: dict[tuple[str, str], datetime] = {}
+        self.markers: dict[tuple[str, str], Marker] = {}
+        self.tallies: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    # --- writes -------------------------------------------------------------------------------------
 
     def record_accepted(self, notification: Notification) -> None:
         self.journal.append("status.record_accepted")
         self.accepted[notification.notification_id] = notification
 
-    def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim:
-        self.journal.append("status.claim_fan_out")
-        if notification_id in self.fanned_out:
-            return Claim(granted=False, done=True)
-        held = self.fan_out_claims.get(notification_id)
-        if held and held.until >= now():
-            return Claim(granted=False, busy_until=held.until)
-        self.fan_out_claims[notification_id] = Held(owner, until)
-        return Claim(granted=True, taken_over=held is not None)
+    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
+        self.journal.append(f"status.claim_page {page}")
+        held = self.pages.get((notification_id, page))
+        if held is not None and held.done_at is not None:
+            pending = held.outcome is not None and held.outcome.next is not None and not held.continued
+            continuation = held.outcome.next if pending and held.outcome else None
+            return PageClaim(granted=False, done=True, continuation=continuation)
+        if held is not None and held.until is not None and held.until >= now():
+            return PageClaim(granted=False, busy_until=held.until)
+        taken_over = held is not None and held.until is not None
+        notification = held.notification if held else self.accepted.get(notification_id)
+        self.pages[(notification_id, page)] = FakePage(notification or _unknown(notification_id), owner, until)
+        return PageClaim(granted=True, taken_over=taken_over)
 
-    def record_fanned_out(
-        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
-    ) -> None:
-        self.journal.append("status.record_fanned_out")
-        planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
-        self.fanned_out[notification_id] = FannedOut(len(jobs), list(without_devices), list(inactive_skipped), planned)
-        self.fan_out_claims.pop(notification_id, None)
+    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
+        self.journal.append(f"status.record_page {page}")
+        held = self.pages.get((notification.notification_id, page))
+        if held is None or held.owner != owner:
+            return False
+        self.pages[(notification.notification_id, page)] = FakePage(notification, done_at=now(), outcome=outcome)
+        return True
 
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
+    def record_continued(self, notification_id: str, page: str) -> None:
+        self.journal.append(f"status.record_continued {page}")
+        self.pages[(notification_id, page)].continued = True
+
+    def claim_delivery(
+        self,
+        job: DeliveryJob,
+        owner: str,
+        until: datetime,
+        parked_at: datetime | None = None,
+        invocation: str | None = None,
+    ) -> Claim:
         self.journal.append("status.claim_delivery")
         key = (job.notification_id, job.delivery_id)
-        records = self.deliveries.setdefault(job.notification_id, {})
+        records = self.records.setdefault(job.notification_id, {})
         previous = records.get(job.delivery_id)
         state = previous.status if previous else None
+        marker = self.markers.get(key)
+        unsettled = None
+        if invocation is not None and marker is not None and marker.by != invocation and marker.until < now():
+            unsettled = Transition(marker.by, marker.until, marker.from_state, state)
         if state in (DeliveryState.SENT, DeliveryState.FAILED):
-            return Claim(granted=False, done=True)
+            return Claim(granted=False, done=True, previous=state, unsettled=unsettled)
         if state is DeliveryState.DEAD_LETTERED:
             # Only a message Herald parked, no earlier than this dead-lettering, revives it (an operator's redrive)
             dead_at = self.dead_lettered_at.get(key)
             if parked_at is None or (dead_at is not None and parked_at < dead_at):
-                return Claim(granted=False, done=True, dead_lettered=True)
+                return Claim(granted=False, done=True, dead_lettered=True, previous=state, unsettled=unsettled)
         held = self.claims.get(key)
         if state is DeliveryState.SENDING and held and held.until >= now():
-            return Claim(granted=False, busy_until=held.until)
+            return Claim(granted=False, busy_until=held.until, previous=state, unsettled=unsettled)
         self.claims[key] = Held(owner, until)
         attempt = self.round_attempts.get(key, 0) + 1
         self.round_attempts[key] = attempt
+        if invocation is not None:
+            self.markers[key] = Marker(invocation, until, state)
         changes = {"status": DeliveryState.SENDING, "attempts": (previous.attempts if previous else 0) + 1}
         if previous is None:
             records[job.delivery_id] = DeliveryRecord(
-                user_id=job.user_id, device_id=job.device_id, channel=job.channel, updated_at=now(), **changes
+                user_id=job.user_id,
+                device_id=job.device_id,
+                channel=job.channel,
+                updated_at=now(),
+                queued_at=job.queued_at or job.accepted_at,
+                **changes,
             )
         else:
             records[job.delivery_id] = previous.model_copy(update={**changes, "updated_at": now()})
@@ -186,6 +302,8 @@ class FakeStatusStore:
             attempt=attempt,
             taken_over=state is DeliveryState.SENDING,
             redriven=state is DeliveryState.DEAD_LETTERED,
+            previous=state,
+            unsettled=unsettled,
         )
 
     def record_outcome(
@@ -205,12 +323,13 @@ class FakeStatusStore:
         del self.claims[key]
         self.attempts.append(Attempt(job.delivery_id, state, error, provider_message_id))
         at = now()
-        previous = self.deliveries[job.notification_id][job.delivery_id]
+        previous = self.records[job.notification_id][job.delivery_id]
         changes: dict[str, object] = {"status": state, "updated_at": at}
         if error is not None:
             changes["last_error"] = error
         if state is DeliveryState.SENT:
             changes["sent_at"] = at
+            changes["last_error"] = None
             if provider_message_id:
                 changes["provider_message_id"] = provider_message_id
         if state is DeliveryState.DEAD_LETTERED:
@@ -219,34 +338,126 @@ class FakeStatusStore:
         if redriven:
             changes["redrives"] = previous.redrives + 1
             changes["redriven_at"] = at
-        self.deliveries[job.notification_id][job.delivery_id] = previous.model_copy(update=changes)
+        self.records[job.notification_id][job.delivery_id] = previous.model_copy(update=changes)
         return True
 
+    def tally_exists(self, notification_id: str, page: str, invocation: str) -> bool:
+        self.journal.append("status.tally_exists")
+        return (notification_id, page, invocation) in self.tallies
+
+    def record_tally(
+        self,
+        notification_id: str,
+        page: str,
+        invocation: str,
+        counts: Mapping[str, int],
+        recovered: Mapping[str, Mapping[str, int]],
+    ) -> None:
+        self.journal.append("status.record_tally")
+        self.tallies[(notification_id, page, invocation)] = {
+            "counts": {state: n for state, n in counts.items() if n},
+            "recovered": {key: dict(changes) for key, changes in recovered.items()},
+        }
+
     def delivery(self, notification_id: str, delivery_id: str) -> DeliveryRecord:
-        return self.deliveries[notification_id][delivery_id]
+        return self.records[notification_id][delivery_id]
+
+    # --- views --------------------------------------------------------------------------------------
+
+    def done_pages(self, notification_id: str) -> dict[str, FakePage]:
+        return {
+            page: held
+            for (nid, page), held in sorted(self.pages.items())
+            if nid == notification_id and held.done_at is not None
+        }
+
+    def is_fanned_out(self, notification_id: str) -> bool:
+        pages = {page: held.plain() for (nid, page), held in self.pages.items() if nid == notification_id}
+        notification = self.accepted.get(notification_id) or next(
+            (held.notification for (nid, _), held in self.pages.items() if nid == notification_id), None
+        )
+        topic = notification is not None and notification.topic is not None
+        return bool(pages) and fanned_out(pages, topic)
+
+    @property
+    def fanned_out(self) -> dict[str, FannedOut]:
+        """Each notification whose fan-out ran to its end, its pages summed."""
+        done: dict[str, FannedOut] = {}
+        for notification_id in {nid for nid, _ in self.pages}:
+            if not self.is_fanned_out(notification_id):
+                continue
+            summary = FannedOut(0, [], [], [])
+            for held in self.done_pages(notification_id).values():
+                assert held.outcome is not None
+                summary.delivery_count += len(held.outcome.planned)
+                summary.without_devices += held.outcome.without_devices
+                summary.inactive_skipped += held.outcome.inactive_skipped
+                summary.planned += held.outcome.planned
+            done[notification_id] = summary
+        return done
 
     def get(self, notification_id: str) -> NotificationRecord | None:
         notification = self.accepted.get(notification_id)
-        if notification is None:
+        pages = self.done_pages(notification_id)
+        if notification is None and not pages:
             return None
-        deliveries = list(self.deliveries.get(notification_id, {}).values())
-        fanned_out = self.fanned_out.get(notification_id)
-        if fanned_out:
+        notification = notification or next(iter(pages.values())).notification
+        outcomes = [held.outcome for held in pages.values() if held.outcome is not None]
+        planned = [entry for outcome in outcomes for entry in outcome.planned]
+        if any(outcome.paged for outcome in outcomes):
+            tallies = [t for (nid, _, _), t in self.tallies.items() if nid == notification_id]
+            counts = tally_counts(tallies, len(planned))
+            deliveries = self.listing(notification_id, planned)
+        else:
+            deliveries = self.listing(notification_id, planned)
             claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
-            deliveries.extend(planned_records(fanned_out.planned, claimed, now()))
+            deliveries += [d for did, d in self.records.get(notification_id, {}).items() if did not in claimed]
+            counts = dict(Counter(delivery.status.value for delivery in deliveries))
+        complete = self.is_fanned_out(notification_id)
         return NotificationRecord(
             notification_id=notification_id,
-            status=overall_state(fanned_out is not None, deliveries),
+            status=overall_state(complete, counts),
             priority=notification.priority,
             recipients=notification.recipients,
+            topic=notification.topic,
             channels=notification.channels,
             accepted_at=notification.accepted_at,
-            fanned_out_at=now() if fanned_out else None,
-            recipients_without_devices=fanned_out.without_devices if fanned_out else [],
-            inactive_devices_skipped=fanned_out.inactive_skipped if fanned_out else [],
-            counts=dict(Counter(delivery.status.value for delivery in deliveries)),
+            fanned_out_at=now() if complete else None,
+            fanout_pages=len([page for page in pages if page != ROOT_PAGE]),
+            delivery_count=len(planned),
+            recipients_without_devices=[u for o in outcomes for u in o.without_devices][:LISTED_NAMES],
+            recipients_without_devices_count=sum(o.without_devices_count for o in outcomes),
+            inactive_devices_skipped=[d for o in outcomes for d in o.inactive_skipped][:LISTED_NAMES],
+            inactive_devices_skipped_count=sum(o.inactive_skipped_count for o in outcomes),
+            counts=counts,
             deliveries=deliveries,
         )
+
+    def listing(self, notification_id: str, planned: list[str]) -> list[DeliveryRecord]:
+        records = self.records.get(notification_id, {})
+        claimed = {f"{d.user_id}#{d.device_id}" for d in records.values()}
+        listed = []
+        for entry in planned:
+            delivery_id = entry.rsplit("#", 1)[0]
+            if delivery_id in claimed:
+                listed.append(records[delivery_id])
+            else:
+                listed += planned_records([entry], set(), now())
+        return listed
+
+    def deliveries(self, notification_id: str, limit: int, cursor: str | None) -> DeliveryPage | None:
+        record = self.get(notification_id)
+        if record is None:
+            return None
+        start = int(cursor or 0)
+        rest = record.deliveries[start : start + limit]
+        more = start + limit < len(record.deliveries)
+        return DeliveryPage(deliveries=rest, next_cursor=str(start + limit) if more else None)
+
+
+def _unknown(notification_id: str) -> Notification:
+    """A page claimed before anything says what its notification is (a test that claims pages by hand)."""
+    return Notification(notification_id=notification_id, recipients=[], title="-", body="-", accepted_at=now())
 
 
 class FakePublisher:
@@ -352,7 +563,7 @@ class FakePushEndpoints:
 
 
 class FakeIntakeQueue:
-    """The API's IntakeQueue: keeps the notifications sent."""
+    """An Intake (the API's lanes, or fan-out's own queue for continuations): keeps what was sent."""
 
     def __init__(self, journal: list[str] | None = None):
         self.journal = journal if journal is not None else []
@@ -361,6 +572,10 @@ class FakeIntakeQueue:
     def send(self, notification: Notification) -> None:
         self.journal.append("intake.send")
         self.sent.append(notification)
+
+    def send_all(self, notifications: list[Notification]) -> None:
+        self.journal.append("intake.send_all")
+        self.sent.extend(notifications)
 
 
 class FakeIdempotencyStore:

@@ -20,15 +20,18 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from api.messages import in_words, pattern_error
 from herald.adapters.channels import SnsPushEndpoints
 from herald.adapters.clients import client
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.idempotency import DynamoIdempotencyStore
 from herald.adapters.inbox import DynamoInbox, InvalidCursor
-from herald.adapters.queues import IntakeQueue, queue_depth, queue_depths
+from herald.adapters.queues import IntakeLanes, intake_depths, queue_depths
 from herald.adapters.status import DynamoStatusStore
+from herald.adapters.status_views import DynamoStatusReader
+from herald.adapters.topics import DynamoSubscribers
 from herald.logic.idempotency import IdempotentRequests, KeyReusedWithAnotherRequest, RequestInProgress, scoped_key
-from herald.logic.ports import DeviceRegistry, Inbox, Intake, PushEndpoints, StatusStore
+from herald.logic.ports import DeviceRegistry, Inbox, Intake, PushEndpoints, StatusReader, StatusStore, Subscribers
 from herald.logic.registration import PlatformNotConfigured, register_device, unregister_device
 from herald.logic.sending import accept_notification, accept_once
 from herald.models.api import (
@@ -38,16 +41,18 @@ from herald.models.api import (
     DeviceView,
     ErrorBody,
     ErrorField,
+    IntakeView,
     NotificationAccepted,
     NotificationRequest,
     QueuesView,
 )
-from herald.models.domain import ID_PATTERN, Channel, Platform
+from herald.models.domain import ID_PATTERN, Channel, Platform, Priority
 from herald.models.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN
 from herald.models.inbox import InboxPage
 from herald.models.json_body import body_problems
-from herald.models.status import NotificationRecord
-from herald.observability import logger
+from herald.models.status import DeliveryPage, NotificationRecord
+from herald.models.topics import SubscriberPage, Subscription
+from herald.observability import inject_lambda_context, logger
 from herald.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -60,6 +65,8 @@ class Dependencies:
     registry: DeviceRegistry
     endpoints: PushEndpoints
     status: StatusStore
+    reader: StatusReader
+    subscribers: Subscribers
     inbox: Inbox
     intake: Intake
     idempotency: IdempotentRequests
@@ -79,8 +86,10 @@ class Dependencies:
                 },
             ),
             status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
+            reader=DynamoStatusReader(dynamodb, settings.status_table),
+            subscribers=DynamoSubscribers(dynamodb, settings.subscribers_table),
             inbox=DynamoInbox(dynamodb, settings.inbox_table),
-            intake=IntakeQueue(sqs, settings.intake_queue_url),
+            intake=IntakeLanes(sqs, {priority: settings.intake_queue_url(priority) for priority in Priority}),
             idempotency=IdempotentRequests(DynamoIdempotencyStore(dynamodb, settings.idempotency_table)),
             sqs=sqs,
         )
@@ -101,6 +110,9 @@ app = APIGatewayRestResolver(enable_validation=True)
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="The user's id in your system.")]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="The device's id, chosen by the app.")]
 NotificationId = Annotated[str, Path(pattern=ID_PATTERN)]
+Topic = Annotated[str, Path(pattern=ID_PATTERN, description="The topic's name, chosen by you.")]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=2048, description="The previous page's `next_cursor`.")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -171,7 +183,7 @@ def error(
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody(message=message, errors=errors).model_dump_json(),
+        body=ErrorBody(message=message, errors=errors).model_dump_json(exclude_none=True),
         headers=headers,
     )
 
@@ -182,7 +194,8 @@ def invalid_request(exception: RequestValidationError) -> Response[str]:
     for detail in exception.errors():
         if detail.get("type") == "json_invalid":
             return error(400, "body is not valid JSON", "body")
-        fields.append(ErrorField(field=_field_name(detail), message=detail.get("msg", "")))
+        words, details = in_words(detail)
+        fields.append(ErrorField(field=_field_name(detail), message=words, details=details))
     message = "invalid " + ", ".join(sorted({f.field for f in fields})) if fields else "invalid request"
     return error(422, message, errors=fields)
 
@@ -242,13 +255,18 @@ def unknown_route(exception: NotFoundError) -> Response[str]:
         name for name, value in (app.current_event.path_parameters or {}).items() if not re.fullmatch(ID_PATTERN, value)
     )
     if invalid:
-        errors = [ErrorField(field=name, message=f"must match {ID_PATTERN}") for name in invalid]
+        words, details = pattern_error(ID_PATTERN)
+        errors = [ErrorField(field=name, message=words, details=details) for name in invalid]
         return error(422, "invalid " + ", ".join(invalid), errors=errors)
     return error(404, f"no route {app.current_event.http_method} {app.current_event.path}")
 
 
 # The query parameters each route reads; any other is refused like an unknown body field.
-QUERY_PARAMETERS = {("GET", "/users/{user_id}/inbox"): {"limit", "cursor"}}
+QUERY_PARAMETERS = {
+    ("GET", "/users/{user_id}/inbox"): {"limit", "cursor"},
+    ("GET", "/notifications/{notification_id}/deliveries"): {"limit", "cursor"},
+    ("GET", "/topics/{topic}/subscribers"): {"limit", "cursor"},
+}
 
 
 def refuse_unknown_query_parameters(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
@@ -325,10 +343,55 @@ def send_notification(
     responses=documented(200, "The notification's status", 404),
 )
 def get_notification(notification_id: NotificationId) -> NotificationRecord:
-    record = deps().status.get(notification_id)
+    record = deps().reader.get(notification_id)
     if record is None:
         raise UnknownResource(f"no notification {notification_id}")
     return record
+
+
+@app.get(
+    "/notifications/<notification_id>/deliveries",
+    summary="A notification's deliveries, a page at a time, in the order fan-out planned them",
+    description=(
+        "While a broadcast is still fanning out, a page stops at the first fan-out page not finished yet;"
+        " its `next_cursor` resumes there."
+    ),
+    responses=documented(200, "One page of deliveries", 404),
+)
+def list_deliveries(notification_id: NotificationId, limit: Limit = 100, cursor: Cursor = None) -> DeliveryPage:
+    page = deps().reader.deliveries(notification_id, limit, cursor)
+    if page is None:
+        raise UnknownResource(f"no notification {notification_id}")
+    return page
+
+
+@app.put(
+    "/topics/<topic>/subscribers/<user_id>",
+    summary="Subscribe a user to a topic (again: no change)",
+    responses=documented(200, "The subscription"),
+)
+def subscribe(topic: Topic, user_id: UserId) -> Subscription:
+    return deps().subscribers.subscribe(topic, user_id)
+
+
+@app.delete(
+    "/topics/<topic>/subscribers/<user_id>",
+    summary="Unsubscribe a user from a topic",
+    responses=documented(204, "Unsubscribed", 404, content=False),
+)
+def unsubscribe(topic: Topic, user_id: UserId) -> Response[str]:
+    if not deps().subscribers.unsubscribe(topic, user_id):
+        raise UnknownResource(f"user {user_id} is not subscribed to {topic}")
+    return Response(status_code=204, body="")
+
+
+@app.get(
+    "/topics/<topic>/subscribers",
+    summary="A topic's subscribers, a page at a time (in no particular order)",
+    responses=documented(200, "One page of subscribers"),
+)
+def list_subscribers(topic: Topic, limit: Limit = 100, cursor: Cursor = None) -> SubscriberPage:
+    return deps().subscribers.page(topic, limit, cursor)
 
 
 @app.get(
@@ -348,7 +411,7 @@ def list_inbox(
     "/queues",
     summary="Messages waiting, in flight and dead-lettered, per queue",
     description=(
-        "Per priority queue and for the intake queue: ApproximateNumberOfMessages (`visible`),"
+        "Per priority queue and for each priority's intake queue: ApproximateNumberOfMessages (`visible`),"
         " ApproximateNumberOfMessagesNotVisible (`in_flight`), the DLQ's total (`dead_lettered`), and the"
         " age of the oldest dead letter among up to 10 peeked (SQS has no such attribute; CloudWatch's"
         " ApproximateAgeOfOldestMessage is not available everywhere Herald runs)."
@@ -357,10 +420,10 @@ def list_inbox(
 )
 def get_queues() -> QueuesView:
     d = deps()
-    s = d.settings
-    depths = queue_depths(d.sqs, s)
-    intake = queue_depth(d.sqs, s.intake_queue_url, s.intake_dlq_url)
-    return QueuesView(intake=intake, **{priority.value: depth for priority, depth in depths.items()})
+    intake = IntakeView(**{priority.value: depth for priority, depth in intake_depths(d.sqs, d.settings).items()})
+    return QueuesView(
+        intake=intake, **{priority.value: depth for priority, depth in queue_depths(d.sqs, d.settings).items()}
+    )
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI description", include_in_schema=False)
@@ -383,7 +446,7 @@ def openapi_document() -> str:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.adapters.channels import EmailSender, InAppSender, PushSender, SmsSender
@@ -18,11 +19,23 @@ from herald.adapters.dead_letters import DeadLetterQueue, parked_at
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
-from herald.logic.delivery import Outcome, RetryPolicy, deliver
+from herald.logic.delivery import UNPARKED_COPY, Outcome, RetryPolicy, deliver
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.tallies import TallySheet
 from herald.models.domain import Channel, DeliveryJob, now
-from herald.observability import logger
+from herald.observability import (
+    ACCEPTED_TO_SENT_LATENCY,
+    DELIVERIES_DEAD_LETTERED,
+    DELIVERIES_FAILED,
+    DELIVERIES_RETRIED,
+    DELIVERIES_SENT,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.settings import DeliverSettings
 
 
@@ -35,6 +48,7 @@ class Dependencies:
     sqs: Any
     dead_letters: DeadLetterQueue
     policy: RetryPolicy
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
 
     @classmethod
     def from_settings(cls, settings: DeliverSettings) -> Dependencies:
@@ -72,14 +86,16 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
     settings = d.settings
+    metrics = InvocationMetrics(d.metrics_output)
     # A claim lasts as long as this invocation may run: after that, Lambda has stopped it.
     deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
+    tally = TallySheet(context.aws_request_id)
 
     def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
         owner = f"{context.aws_request_id}/{record.message_id}"
@@ -93,6 +109,8 @@ def lambda_handler(
             d.devices,
             d.policy,
             parked_at=parked_at(record.message_attributes),
+            tally=tally,
+            record_id=record.message_id,
         )
         where: dict[str, object] = {
             "notification_id": job.notification_id,
@@ -105,10 +123,23 @@ def lambda_handler(
         if result.outcome is Outcome.DEAD_LETTER:
             return DeadLetter(result.reason or "")
         if result.outcome is Outcome.FAILED:
+            metrics.count(DELIVERIES_FAILED, channel=job.channel.value, priority=job.priority.value)
             logger.warning("delivery failed for good", reason=result.reason, extra=where)
         else:
+            if result.outcome is Outcome.SENT:
+                metrics.count(DELIVERIES_SENT, channel=job.channel.value, priority=job.priority.value)
+                latency = (now() - job.accepted_at).total_seconds() * 1000
+                metrics.sample(ACCEPTED_TO_SENT_LATENCY, MetricUnit.Milliseconds, latency, priority=job.priority.value)
             logger.info("delivered", outcome=result.outcome.value, extra=where)
         return Done()
+
+    def observe(record: QueueRecord, job: DeliveryJob, verdict: Verdict) -> None:
+        # Retries and dead letters as the consumer settled them: a handler that raised included.
+        if isinstance(verdict, Retry):
+            metrics.count(DELIVERIES_RETRIED, channel=job.channel.value, priority=job.priority.value)
+        elif isinstance(verdict, DeadLetter) and verdict.reason != UNPARKED_COPY:
+            # A stray copy of a delivery already dead-lettered is parked too, but the delivery counted once.
+            metrics.count(DELIVERIES_DEAD_LETTERED, channel=job.channel.value, priority=job.priority.value)
 
     consumer = Consumer(
         parse=DeliveryJob.model_validate_json,
@@ -126,5 +157,18 @@ def lambda_handler(
             Channel.PUSH.value: settings.push_parallel_sends,
             Channel.IN_APP.value: settings.in_app_parallel_sends,
         },
+        observe=observe,
     )
-    return consumer.process(event).response()
+    with metrics:
+        outcome = consumer.process(event)
+        for page in tally.tallies():
+            try:
+                d.status.record_tally(page.notification_id, page.page, tally.invocation, page.counts, page.recovered)
+            except Exception:
+                # Its records come back (those parked in the DLQ excepted), and whoever claims them once this
+                # invocation is over makes up the changes this tally would have held.
+                logger.exception("could not write a tally; its records come back", notification_id=page.notification_id)
+                outcome.failed += [
+                    m for m in sorted(page.message_ids) if m not in outcome.failed and m not in outcome.parked
+                ]
+        return outcome.response()

@@ -16,7 +16,7 @@ from herald.adapters.clients import client
 from herald.adapters.redrive import MAX_RATE, Redrive
 from herald.models.domain import Priority
 from herald.models.redrive import QueueRedrive
-from herald.observability import logger
+from herald.observability import inject_lambda_context, logger
 from herald.settings import DlqRedriveSettings
 
 # Leave the function this long after the last wait, to answer (the template gives it 300 s).
@@ -28,8 +28,12 @@ class RedriveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    priority: Priority | Literal["intake", "all"] = Field(
-        default="all", description='A priority\'s DLQ, "intake" (fan-out\'s DLQ), or "all" of them.'
+    priority: Priority | Literal["intake", "intake-high", "intake-normal", "intake-low", "all"] = Field(
+        default="all",
+        description=(
+            'A priority\'s delivery DLQ, "intake-<priority>" (that priority\'s fan-out DLQ), "intake" (the three'
+            ' fan-out DLQs), or "all" six.'
+        ),
     )
     limit: int | None = Field(
         default=None, ge=1, description="At most this many messages per queue (moved by receive, send, delete)."
@@ -63,7 +67,8 @@ class Dependencies:
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
     """One container's dependencies, from the environment the template gives this function."""
-    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=Redrive(client("sqs")))
+    redrive = Redrive(client("sqs"), probe=client("sqs", one_attempt=True))
+    return Dependencies(settings=DlqRedriveSettings.from_environment(environ), redrive=redrive)
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +76,7 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:

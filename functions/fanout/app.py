@@ -1,4 +1,4 @@
-"""Handler of the intake queue: fans each accepted notification out to its recipients' devices."""
+"""Handler of a priority's intake queue: fans each notification out a page at a time, queueing the next page."""
 
 from __future__ import annotations
 
@@ -9,30 +9,47 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.adapters.clients import client
 from herald.adapters.consumer import Consumer, Done, QueueRecord, Retry, Verdict
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
-from herald.adapters.queues import DeliveryTopic
+from herald.adapters.queues import DeliveryTopic, IntakeQueue
 from herald.adapters.status import DynamoStatusStore
+from herald.adapters.topics import DynamoSubscribers
 from herald.logic.failures import failure_from
-from herald.logic.fanout import fan_out
-from herald.logic.ports import DeviceRegistry, Publisher, StatusStore
+from herald.logic.fanout import PageLimits, fan_out
+from herald.logic.ports import DeviceRegistry, Intake, Publisher, StatusStore, Subscribers
 from herald.models.domain import Notification, now
-from herald.observability import logger
+from herald.observability import (
+    DELIVERIES_SKIPPED,
+    FANOUT_SIZE,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.settings import FanoutSettings
+
+# A page starts only within this share of the invocation's time: a page is bounded (PageLimits; about a
+# second on AWS), so no invocation runs past half its timeout. Later records are queued again as new messages.
+START_PAGES_WITHIN = 0.25
 
 
 @dataclass(frozen=True)
 class Dependencies:
     settings: FanoutSettings
     registry: DeviceRegistry
+    subscribers: Subscribers
     topic: Publisher
     status: StatusStore
+    continuations: Intake
     sqs: Any
     dead_letters: DeadLetterQueue
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
 
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
@@ -40,11 +57,18 @@ class Dependencies:
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
-            topic=DeliveryTopic(client("sns"), settings.topic_arn),
+            subscribers=DynamoSubscribers(dynamodb, settings.subscribers_table),
+            topic=DeliveryTopic(client("sns"), settings.topic_arn, parallel=settings.parallel_publishes),
             status=DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days),
+            continuations=IntakeQueue(sqs, settings.queue_url),
             sqs=sqs,
-            dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source="intake"),
+            dead_letters=DeadLetterQueue(sqs, settings.dlq_url, source=f"intake-{settings.priority.value}"),
         )
+
+    @property
+    def limits(self) -> PageLimits:
+        s = self.settings
+        return PageLimits(deliveries=s.page_deliveries, users=s.page_users, lookups=s.device_lookups)
 
 
 def dependencies_from(environ: Mapping[str, str]) -> Dependencies:
@@ -57,25 +81,47 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
-    deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
+    metrics = InvocationMetrics(d.metrics_output)
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    started = now()
+    deadline = started + remaining
+    last_start = started + remaining * START_PAGES_WITHIN
 
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
+        if now() > last_start:
+            # Left for a fresh invocation, as a new message: reported failed, the record would count a
+            # receive each time, and a page left over five times would end in the DLQ unread.
+            d.continuations.send(notification)
+            return Done()
         owner = f"{context.aws_request_id}/{record.message_id}"
-        result = fan_out(notification, d.registry, d.topic, d.status, owner, deadline)
+        result = fan_out(
+            notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, owner, deadline, d.limits
+        )
         if result.busy_for:
-            return Retry("another invocation is fanning this notification out", delay=result.busy_for)
+            return Retry("another invocation is fanning this page out", delay=result.busy_for)
+        outcome = result.outcome
+        if outcome is not None and not outcome.chains and not result.claim_lost:
+            # One sample per page recorded (a topic's root page publishes nothing; a page whose claim
+            # was lost is recorded, and counted, by the invocation that took it over).
+            priority = notification.priority.value
+            metrics.sample(FANOUT_SIZE, MetricUnit.Count, len(result.jobs), priority=priority)
+            for channel, skipped in outcome.skipped_by_channel.items():
+                metrics.count(DELIVERIES_SKIPPED, skipped, channel=channel.value, priority=priority)
         logger.info(
             "fanned out",
             notification_id=notification.notification_id,
+            page=notification.page_key,
             deliveries=len(result.jobs),
-            recipients_without_devices=len(result.without_devices),
-            inactive_devices_skipped=len(result.inactive_skipped),
+            recipients_without_devices=outcome.without_devices_count if outcome else 0,
+            inactive_devices_skipped=outcome.inactive_skipped_count if outcome else 0,
+            continued=bool(outcome and outcome.next),
             duplicate=result.already_done,
+            claim_lost=result.claim_lost,
         )
         return Done()
 
@@ -88,4 +134,5 @@ def lambda_handler(
         max_receive_count=d.settings.max_receive_count,
         classify=failure_from,
     )
-    return consumer.process(event).response()
+    with metrics:
+        return consumer.process(event).response()

@@ -17,8 +17,16 @@ from herald.adapters.devices import DynamoDeviceRegistry
 from herald.logic.failures import failure_from
 from herald.logic.feedback import apply_email_feedback
 from herald.logic.ports import DeviceRegistry
+from herald.models.domain import Channel
 from herald.models.feedback import EmailFeedback, TopicCheck, parse_feedback
-from herald.observability import logger
+from herald.observability import (
+    DEVICES_DEACTIVATED,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.settings import FeedbackSettings
 
 
@@ -28,6 +36,7 @@ class Dependencies:
     registry: DeviceRegistry
     sqs: Any
     dead_letters: DeadLetterQueue
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
 
     @classmethod
     def from_settings(cls, settings: FeedbackSettings) -> Dependencies:
@@ -50,11 +59,12 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
+    metrics = InvocationMetrics(d.metrics_output)
 
     def handle(record: QueueRecord, feedback: EmailFeedback | TopicCheck) -> Verdict:
         if isinstance(feedback, TopicCheck):
@@ -68,6 +78,10 @@ def lambda_handler(
             dead_addresses=len(result.addresses),
             devices_marked_inactive=len(result.inactive),
         )
+        if result.inactive:
+            # A rise in complaints is the sender's reputation at stake: the dashboard shows it per reason.
+            reason = feedback.kind.lower()
+            metrics.count(DEVICES_DEACTIVATED, len(result.inactive), channel=Channel.EMAIL.value, reason=reason)
         return Done()
 
     consumer = Consumer(
@@ -79,4 +93,5 @@ def lambda_handler(
         max_receive_count=d.settings.max_receive_count,
         classify=failure_from,
     )
-    return consumer.process(event).response()
+    with metrics:
+        return consumer.process(event).response()

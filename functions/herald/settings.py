@@ -32,14 +32,26 @@ class TablesSettings(Settings):
 
 
 class QueueUrls(Settings):
-    """The priority queues and their dead-letter queues."""
+    """Each priority's lane: its intake queue, its delivery queue, and their dead-letter queues."""
 
+    high_intake_queue_url: str
+    normal_intake_queue_url: str
+    low_intake_queue_url: str
+    high_intake_dlq_url: str
+    normal_intake_dlq_url: str
+    low_intake_dlq_url: str
     high_queue_url: str
     normal_queue_url: str
     low_queue_url: str
     high_dlq_url: str
     normal_dlq_url: str
     low_dlq_url: str
+
+    def intake_queue_url(self, priority: Priority) -> str:
+        return str(getattr(self, f"{priority.value}_intake_queue_url"))
+
+    def intake_dlq_url(self, priority: Priority) -> str:
+        return str(getattr(self, f"{priority.value}_intake_dlq_url"))
 
     def queue_url(self, priority: Priority) -> str:
         return str(getattr(self, f"{priority.value}_queue_url"))
@@ -49,8 +61,7 @@ class QueueUrls(Settings):
 
 
 class ApiSettings(TablesSettings, QueueUrls):
-    intake_queue_url: str
-    intake_dlq_url: str
+    subscribers_table: str
     idempotency_table: str
     apns_platform_application_arn: str = ""
     fcm_platform_application_arn: str = ""
@@ -65,7 +76,15 @@ class ConsumerSettings(Settings):
 
 
 class FanoutSettings(TablesSettings, ConsumerSettings):
+    """A fan-out function reads one priority's intake queue and queues its continuations there too."""
+
+    priority: Priority
     topic_arn: str
+    subscribers_table: str
+    page_deliveries: int = Field(default=1000, ge=1, le=10_000)  # jobs one page publishes at most
+    page_users: int = Field(default=1000, ge=1, le=10_000)  # users one page reads at most
+    device_lookups: int = Field(default=16, ge=1, le=64)  # device queries in flight at once
+    parallel_publishes: int = Field(default=8, ge=1, le=64)  # PublishBatch calls in flight at once
 
 
 class DeliverSettings(TablesSettings, ConsumerSettings):
@@ -89,11 +108,15 @@ class FeedbackSettings(TablesSettings, ConsumerSettings):
 class DlqRedriveSettings(QueueUrls):
     """The redrive function's settings: every DLQ Herald has, and the queue each one drains into."""
 
-    intake_queue_url: str
-    intake_dlq_url: str
-
     def routes(self, selection: str) -> list[DeadLetterRoute]:
-        """`selection` is a priority, "intake", or "all" (the three priorities and intake)."""
+        """`selection` is a priority (its delivery queue's DLQ), "intake-<priority>" (that priority's
+        fan-out DLQ), "intake" (the three fan-out DLQs), or "all" of the six."""
         routes = [DeadLetterRoute(p.value, self.dlq_url(p), self.queue_url(p)) for p in Priority]
-        routes.append(DeadLetterRoute("intake", self.intake_dlq_url, self.intake_queue_url))
-        return routes if selection == "all" else [route for route in routes if route.name == selection]
+        routes += [
+            DeadLetterRoute(f"intake-{p.value}", self.intake_dlq_url(p), self.intake_queue_url(p)) for p in Priority
+        ]
+        if selection == "all":
+            return routes
+        if selection == "intake":
+            return [route for route in routes if route.name.startswith("intake-")]
+        return [route for route in routes if route.name == selection]

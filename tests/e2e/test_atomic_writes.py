@@ -122,7 +122,7 @@ def held() -> Iterator[tuple[Herald, HeldJobs]]:
     jobs = HeldJobs()
 
     def hold_fan_out(function: str, dependencies: Any) -> Any:
-        return replace(dependencies, topic=jobs) if function == "FanoutFunction" else dependencies
+        return replace(dependencies, topic=jobs) if function.startswith("Fanout") else dependencies  # every lane
 
     # Claims expire after 2 s, so a copy that found the job claimed comes back soon and finds it sent.
     parameters = {"DeliverTimeoutSeconds": "2", "PriorityQueueVisibilitySeconds": "12"}

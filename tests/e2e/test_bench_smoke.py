@@ -21,7 +21,7 @@ BUDGET_KEYS = {"name", "value", "limit", "unit", "holds"}
 
 
 def test_every_benchmark_runs_at_tiny_scale_and_ends_with_its_json_line():
-    # Given the six benchmarks, started together (each on its own emulator and ports)
+    # Given the seven benchmarks, started together (each on its own emulator and ports)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "functions"), str(ROOT)])
     running = {

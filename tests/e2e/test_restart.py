@@ -28,21 +28,26 @@ NOTIFICATIONS = 20
 DELIVERED_WITHIN = 120  # seconds: generous, for a machine shared with other work
 
 
-def command_environment() -> dict[str, str]:
-    """A clean environment: no AWS endpoint chosen, so the command starts its own emulator."""
+def command_environment(stack_file: Path) -> dict[str, str]:
+    """A clean environment: no AWS endpoint chosen, so the command starts its own emulator; its stack file
+    is the test's (never the checkout's, which a developer's running stack may own)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "HERALD_API_KEY"))}
     environment["PYTHONPATH"] = f"functions{os.pathsep}."
+    environment["HERALD_STACK_FILE"] = str(stack_file)
     return environment
 
 
 class RunningHerald:
     """`python -m herald_local` in a process of its own, as a developer starts it, until it prints Ctrl-C."""
 
-    def __init__(self, *arguments: str):
+    def __init__(self, state: Path, *arguments: str):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "herald_local", "--port", "0", "--log-level", "WARNING", *arguments],
+            [
+                *(sys.executable, "-m", "herald_local", "--port", "0", "--log-level", "WARNING"),
+                *("--state-dir", str(state), *arguments),
+            ],
             cwd=REPO,
-            env=command_environment(),
+            env=command_environment(state.parent / "stack.json"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -140,8 +145,8 @@ def processes() -> Iterator[list[RunningHerald]]:
         running.stop()
 
 
-def start(processes: list[RunningHerald], *arguments: str) -> RunningHerald:
-    running = RunningHerald(*arguments)
+def start(processes: list[RunningHerald], state: Path, *arguments: str) -> RunningHerald:
+    running = RunningHerald(state, *arguments)
     processes.append(running)
     return running
 
@@ -157,7 +162,7 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     # Given `python -m herald_local` keeping its state in a folder, with users' devices registered
     # (an email and an in-app inbox each) and 20 notifications sent and delivered
     state = tmp_path / "state"
-    first = start(processes, "--state-dir", str(state))
+    first = start(processes, state)
     assert "started empty" in first.printed
     users = [f"user-{u}" for u in range(USERS)]
     for user in users:
@@ -187,16 +192,19 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     sqs.send_message(QueueUrl=dlq, MessageBody='{"waiting": "for a redrive"}')
     emails = len(MotoProviderRecords(first.endpoint).emails())
     resources = first.resources()
-    # and a change whose snapshot was taken, and one made right before the kill, with no snapshot after it
-    before_marker = time.time_ns()
-    assert first.call("PUT", "/users/marker/devices/web", json={"channel": "in_app"}).ok
-    eventually(lambda: snapshot_taken_after(state, before_marker), bool, timeout=60)
+    # and a change whose snapshot was taken, and one made right before the kill, with no snapshot after it.
+    # A snapshot saved after the first change may have been read before it (the change waited at the gate), so
+    # it is made twice: a snapshot saved after the second one began after the first was applied.
+    for _ in range(2):
+        assert first.call("PUT", "/users/marker/devices/web", json={"channel": "in_app"}).ok
+        applied = time.time_ns()
+        eventually(lambda applied=applied: snapshot_taken_after(state, applied), bool, timeout=60)
     assert first.call("PUT", "/users/marker/devices/last", json={"channel": "in_app"}).ok
     emulator = first.emulator_pid()
 
     # When it is killed with SIGKILL and started again on the same folder
     first.kill_9()
-    second = start(processes, "--state-dir", str(state))
+    second = start(processes, state)
 
     # Then its emulator process did not outlive it: its pipe closed, it saved and ended
     eventually(lambda: running(emulator), lambda alive: not alive, timeout=60)
@@ -232,7 +240,7 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
         DELIVERED_WITHIN,
     )
     assert "stopped." in second.ctrl_c()
-    third = start(processes, "--state-dir", str(state))
+    third = start(processes, state)
 
     # Then that notification is there too: a clean stop saves the state last
     assert third.call("GET", f"/notifications/{last['notification_id']}").json()["status"] == "delivered"
@@ -240,7 +248,7 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     third.ctrl_c()
 
     # When it is started with --fresh on the same folder
-    fresh = start(processes, "--state-dir", str(state), "--fresh")
+    fresh = start(processes, state, "--fresh")
 
     # Then it is empty: no device, no notification, nothing queued or sent
     assert "started empty" in fresh.printed
@@ -252,7 +260,10 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     fresh.ctrl_c()
 
 
-@pytest.mark.parametrize(("option", "what"), [("--port", "the API"), ("--aws-port", "the AWS endpoint")])
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [("--port", "the API"), ("--aws-port", "the AWS endpoint"), ("--control-port", "the control endpoint")],
+)
 def test_a_taken_port_is_one_line_naming_it_and_how_to_pick_another(tmp_path: Path, option: str, what: str) -> None:
     # Given a port something else listens on, on 127.0.0.1
     with socket.socket() as taken:
@@ -264,7 +275,7 @@ def test_a_taken_port_is_one_line_naming_it_and_how_to_pick_another(tmp_path: Pa
         finished = subprocess.run(
             [sys.executable, "-m", "herald_local", "--state-dir", str(tmp_path / "state"), option, str(port)],
             cwd=REPO,
-            env=command_environment(),
+            env=command_environment(tmp_path / "stack.json"),
             capture_output=True,
             text=True,
             timeout=60,

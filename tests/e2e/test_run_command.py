@@ -19,9 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_local_stack_serves_prints_its_url_and_key_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     # Given a clean environment: no AWS endpoint chosen, so the stack starts its own (its state in a
-    # folder of the test's, never the developer's .herald-local)
+    # folder of the test's, never the developer's .herald-local, and its stack file the test's too)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     environment["PYTHONPATH"] = f"functions{os.pathsep}."
+    environment["HERALD_STACK_FILE"] = str(tmp_path / "stack.json")
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "herald_local", "--port", "0", "--api-key", "cli-key", "--log-level", "WARNING"),

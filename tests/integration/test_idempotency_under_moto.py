@@ -8,7 +8,7 @@ from typing import Any
 
 from herald.adapters.clients import client
 from herald.adapters.idempotency import DynamoIdempotencyStore
-from herald.logic.idempotency import request_hash
+from herald.logic.sending import fingerprint
 from herald.models.api import NotificationRequest
 from herald.models.idempotency import IdempotencyRecord, RecordState
 from tests.integration.conftest import Deployed
@@ -16,6 +16,7 @@ from tests.integration.test_pipeline_under_moto import call_api
 
 REQUEST = {"recipients": ["ada"], "title": "Your order shipped", "body": "Order 1042 is on its way."}
 SCOPED = "a1b2c3d4e5#order-1042"  # the sample event's apiKeyId, then the key
+INTAKE = "NormalIntakeQueue"  # the request's priority (the default) decides its lane
 
 
 def send_with_key(deployed: Deployed, key: str, body: dict[str, Any] = REQUEST) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def summaries(deployed: Deployed) -> list[str]:
 
 def put_record(deployed: Deployed, **fields: Any) -> None:
     """A record left in the table by an earlier attempt, written as DynamoIdempotencyStore writes it."""
-    hash_of_request = request_hash(NotificationRequest.model_validate(REQUEST).model_dump(mode="json"))
+    hash_of_request = fingerprint(NotificationRequest.model_validate(REQUEST))
     record = {
         "key": SCOPED,
         "request_hash": hash_of_request,
@@ -55,7 +56,7 @@ def test_a_repeat_answers_the_same_and_records_and_queues_one_notification(deplo
     # Then both answers are the same 202, and one notification was recorded and queued
     assert (first["statusCode"], first["body"]) == (again["statusCode"], again["body"]) == (202, first["body"])
     notification_id = json.loads(first["body"])["notification_id"]
-    assert [m["notification_id"] for m in deployed.bodies("IntakeQueue")] == [notification_id]
+    assert [m["notification_id"] for m in deployed.bodies(INTAKE)] == [notification_id]
     assert summaries(deployed) == [notification_id]
     # ...and the key's record holds that answer, expiring in 24 hours
     [item] = client("dynamodb").scan(TableName=table(deployed))["Items"]
@@ -74,7 +75,7 @@ def test_the_same_key_with_another_body_is_422_naming_the_header_and_creates_not
     assert response["statusCode"] == 422
     assert [e["field"] for e in json.loads(response["body"])["errors"]] == ["Idempotency-Key"]
     assert len(summaries(deployed)) == 1
-    assert len(deployed.bodies("IntakeQueue")) == 1
+    assert len(deployed.bodies(INTAKE)) == 1
 
 
 def test_a_repeat_while_the_first_is_being_processed_is_409_with_retry_after(deployed: Deployed) -> None:
@@ -88,7 +89,7 @@ def test_a_repeat_while_the_first_is_being_processed_is_409_with_retry_after(dep
     assert response["statusCode"] == 409
     assert 50 <= int(response["multiValueHeaders"]["Retry-After"][0]) <= 60
     assert summaries(deployed) == []
-    assert deployed.bodies("IntakeQueue") == []
+    assert deployed.bodies(INTAKE) == []
 
 
 def test_an_abandoned_claim_is_taken_over_under_the_notification_id_it_chose(deployed: Deployed) -> None:
@@ -101,7 +102,7 @@ def test_an_abandoned_claim_is_taken_over_under_the_notification_id_it_chose(dep
     # Then the notification is accepted under that id, so a half-done first attempt is not doubled downstream
     assert response["statusCode"] == 202
     assert json.loads(response["body"])["notification_id"] == "earlier-attempt"
-    assert [m["notification_id"] for m in deployed.bodies("IntakeQueue")] == ["earlier-attempt"]
+    assert [m["notification_id"] for m in deployed.bodies(INTAKE)] == ["earlier-attempt"]
 
 
 def test_an_expired_record_that_ttl_has_not_removed_yet_frees_its_key(deployed: Deployed) -> None:

@@ -87,12 +87,22 @@ def send(deployed: Deployed, body: dict[str, Any]) -> str:
 
 
 def run_fanout(deployed: Deployed) -> dict[str, Any]:
-    messages = deployed.receive_all("IntakeQueue")
-    dependencies = fanout.app.dependencies_from(deployed.environment("FanoutFunction"))
-    result: dict[str, Any] = fanout.app.lambda_handler(
-        sqs_event(messages, deployed.stack.arn("IntakeQueue")), FakeContext(), dependencies
-    )
-    return result
+    """Each priority's fan-out function on what waits in its intake queue (pages it queues included)."""
+    failures: list[dict[str, str]] = []
+    while True:
+        ran = False
+        for lane in ("High", "Normal", "Low"):
+            messages = deployed.receive_all(f"{lane}IntakeQueue")
+            if not messages:
+                continue
+            ran = True
+            dependencies = fanout.app.dependencies_from(deployed.environment(f"Fanout{lane}Function"))
+            result = fanout.app.lambda_handler(
+                sqs_event(messages, deployed.stack.arn(f"{lane}IntakeQueue")), FakeContext(), dependencies
+            )
+            failures += result["batchItemFailures"]
+        if not ran or failures:
+            return {"batchItemFailures": failures}
 
 
 def run_deliver(deployed: Deployed, priority: str) -> dict[str, Any]:
@@ -123,9 +133,10 @@ def test_api_records_accepts_and_queues_a_notification(deployed: Deployed) -> No
 
     # Then it is recorded as accepted and waits in the intake queue
     assert status_of(deployed, notification_id)["status"] == "accepted"
-    [queued] = deployed.bodies("IntakeQueue")
+    [queued] = deployed.bodies("NormalIntakeQueue")  # its priority's lane
     assert queued["notification_id"] == notification_id
     assert queued["priority"] == "normal"
+    assert deployed.bodies("HighIntakeQueue") == deployed.bodies("LowIntakeQueue") == []
 
 
 def test_every_channel_reaches_its_provider(deployed: Deployed) -> None:
@@ -244,7 +255,7 @@ def test_dlq_redrive_moves_dead_letters_back_to_their_queue(deployed: Deployed) 
 
 
 def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deployed) -> None:
-    # Given one visible and one in-flight message on high, a dead letter on low, two on the intake DLQ:
+    # Given one visible and one in-flight message on high, a dead letter on low, two on the low intake DLQ:
     # one Herald parked an hour ago (with its attribute), one the redrive policy moved (no attribute)
     sqs = client("sqs")
     for body in ("1", "2"):
@@ -253,28 +264,34 @@ def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deploy
     sqs.send_message(QueueUrl=deployed.stack.ref("LowDeadLetterQueue"), MessageBody="3")
     an_hour_ago = (now() - timedelta(hours=1)).isoformat()
     sqs.send_message(
-        QueueUrl=deployed.stack.ref("IntakeDeadLetterQueue"),
+        QueueUrl=deployed.stack.ref("LowIntakeDeadLetterQueue"),
         MessageBody="parked by Herald",
         MessageAttributes={DEAD_LETTERED_AT_ATTRIBUTE: {"DataType": "String", "StringValue": an_hour_ago}},
     )
-    sqs.send_message(QueueUrl=deployed.stack.ref("IntakeDeadLetterQueue"), MessageBody="moved by the policy")
+    sqs.send_message(QueueUrl=deployed.stack.ref("LowIntakeDeadLetterQueue"), MessageBody="moved by the policy")
+    sqs.send_message(QueueUrl=deployed.stack.ref("HighIntakeQueue"), MessageBody="a notification")
 
     # When GET /queues is called, twice
     first = json.loads(call_api(deployed, "GET", "/queues")["body"])
     second = json.loads(call_api(deployed, "GET", "/queues")["body"])
 
     # Then the figures say so; the oldest dead letter's age comes from Herald's attribute, else SentTimestamp
-    intake_age = first["intake"].pop("oldest_dead_letter_age_seconds")
+    intake_age = first["intake"]["low"].pop("oldest_dead_letter_age_seconds")
     assert 3600 <= intake_age <= 3630
+    nothing = {"visible": 0, "in_flight": 0, "dead_lettered": 0, "oldest_dead_letter_age_seconds": None}
     assert first == {
-        "intake": {"visible": 0, "in_flight": 0, "dead_lettered": 2},
+        "intake": {
+            "high": nothing | {"visible": 1},
+            "normal": nothing,
+            "low": {"visible": 0, "in_flight": 0, "dead_lettered": 2},
+        },
         "high": {"visible": 1, "in_flight": 1, "dead_lettered": 0, "oldest_dead_letter_age_seconds": None},
         "normal": {"visible": 0, "in_flight": 0, "dead_lettered": 0, "oldest_dead_letter_age_seconds": None},
         "low": {"visible": 0, "in_flight": 0, "dead_lettered": 1, "oldest_dead_letter_age_seconds": 0},
     }
     # ...and peeking left the dead letters where they were, visible
-    assert second["intake"]["oldest_dead_letter_age_seconds"] >= 3600
-    assert sorted(m["Body"] for m in deployed.receive_all("IntakeDeadLetterQueue")) == [
+    assert second["intake"]["low"]["oldest_dead_letter_age_seconds"] >= 3600
+    assert sorted(m["Body"] for m in deployed.receive_all("LowIntakeDeadLetterQueue")) == [
         "moved by the policy",
         "parked by Herald",
     ]

@@ -10,7 +10,14 @@ from herald.adapters.dead_letters import REASON_ATTRIBUTE, DeadLetterQueue
 from tests.fakes import FakeContext
 from tests.integration.conftest import Deployed
 
-QUEUES = {"high": "High", "normal": "Normal", "low": "Low", "intake": "Intake"}
+QUEUES = {
+    "high": "High",
+    "normal": "Normal",
+    "low": "Low",
+    "intake-high": "HighIntake",
+    "intake-normal": "NormalIntake",
+    "intake-low": "LowIntake",
+}
 
 
 def dead_letter(deployed: Deployed, queue: str, body: str, reason: str) -> None:
@@ -28,7 +35,7 @@ def redrive(deployed: Deployed, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_redriving_all_moves_each_dlq_back_into_its_own_queue_with_its_attributes(deployed: Deployed) -> None:
-    # Given one dead letter in each of Herald's four DLQs
+    # Given one dead letter in each of Herald's six DLQs
     for queue in QUEUES:
         dead_letter(deployed, queue, f"job for {queue}", reason=f"{queue} provider down")
 
@@ -36,7 +43,7 @@ def test_redriving_all_moves_each_dlq_back_into_its_own_queue_with_its_attribute
     result = redrive(deployed, {"priority": "all"})
 
     # Then each went back to its own queue, by receive, send, delete (moto has no move task), and says why
-    assert result["total_moved"] == 4
+    assert result["total_moved"] == 6
     for queue, prefix in QUEUES.items():
         outcome = result["queues"][queue]
         assert (outcome["path"], outcome["waiting"], outcome["moved"]) == ("receive_send_delete", 1, 1), queue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 import pytest
@@ -120,13 +121,14 @@ def test_a_fan_out_retried_after_a_partial_publish_never_sends_twice(deployed: D
     register(deployed, "ada", "web", {"channel": "in_app"})
     register(deployed, "ada", "tablet", {"channel": "in_app"})
     notification_id = send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": "high"})
-    [intake] = deployed.receive_all("IntakeQueue")
-    fanout_dependencies = fanout.app.dependencies_from(deployed.environment("FanoutFunction"))
-    event = sqs_event([intake], deployed.stack.arn("IntakeQueue"))
-    # a first fan-out that died after publishing (its claim expired at once)
+    [intake] = deployed.receive_all("HighIntakeQueue")
+    fanout_dependencies = fanout.app.dependencies_from(deployed.environment("FanoutHighFunction"))
+    event = sqs_event([intake], deployed.stack.arn("HighIntakeQueue"))
+    # a first fan-out that died after publishing (its claim, as long as its 1 s invocation, then expired)
     with pytest.raises(Crash):
         crashing_topic = dataclasses.replace(fanout_dependencies, topic=PublishThenCrash(fanout_dependencies.topic))
-        fanout.app.lambda_handler(event, FakeContext(remaining_millis=0), crashing_topic)
+        fanout.app.lambda_handler(event, FakeContext(remaining_millis=1000), crashing_topic)
+    time.sleep(1.1)
     first_round = deployed.receive_all("HighQueue")
     assert deliver_messages(deployed, first_round) == {"batchItemFailures": []}
 
@@ -151,15 +153,16 @@ class PublishThenCrash:
         raise Crash()
 
 
-@pytest.mark.parametrize("queue", ["IntakeQueue", "HighQueue", "NormalQueue", "LowQueue"])
+@pytest.mark.parametrize("queue", ["HighIntakeQueue", "LowIntakeQueue", "HighQueue", "NormalQueue", "LowQueue"])
 def test_a_poison_message_on_each_queue_ends_in_its_dlq_with_its_reason_while_its_batch_mates_succeed(
     deployed: Deployed, queue: str
 ) -> None:
     # Given a good message and a poison one in the queue
     register(deployed, "ada", "web", {"channel": "in_app"})
-    priority = "high" if queue == "IntakeQueue" else queue.removesuffix("Queue").lower()
+    intake = queue.endswith("IntakeQueue")
+    priority = queue.removesuffix("Queue").removesuffix("Intake").lower()
     send(deployed, {"recipients": ["ada"], "title": "t", "body": "b", "priority": priority})
-    if queue != "IntakeQueue":
+    if not intake:
         run_fanout(deployed)
     sqs = client("sqs")
     sqs.send_message(QueueUrl=deployed.stack.ref(queue), MessageBody='{"notification_id": 42}')
@@ -167,8 +170,8 @@ def test_a_poison_message_on_each_queue_ends_in_its_dlq_with_its_reason_while_it
     assert len(messages) == 2
 
     # When its consumer handles the batch
-    if queue == "IntakeQueue":
-        dependencies = fanout.app.dependencies_from(deployed.environment("FanoutFunction"))
+    if intake:
+        dependencies = fanout.app.dependencies_from(deployed.environment(f"Fanout{priority.capitalize()}Function"))
         result = fanout.app.lambda_handler(sqs_event(messages, deployed.stack.arn(queue)), FakeContext(), dependencies)
     else:
         result = deliver_messages(deployed, messages, priority=priority)
@@ -179,9 +182,10 @@ def test_a_poison_message_on_each_queue_ends_in_its_dlq_with_its_reason_while_it
     [parked] = deployed.receive_all(dlq)
     assert parked["Body"] == '{"notification_id": 42}'
     assert parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"].startswith("invalid message: notification_id")
-    assert parked["MessageAttributes"][SOURCE_ATTRIBUTE]["StringValue"] == queue.removesuffix("Queue").lower()
-    if queue == "IntakeQueue":
-        assert len(deployed.receive_all("HighQueue")) == 1
+    source = f"intake-{priority}" if intake else priority
+    assert parked["MessageAttributes"][SOURCE_ATTRIBUTE]["StringValue"] == source
+    if intake:
+        assert len(deployed.receive_all(f"{priority.capitalize()}Queue")) == 1
 
 
 def test_a_push_endpoint_sns_disabled_marks_the_device_inactive_and_later_fan_outs_skip_it(deployed: Deployed) -> None:
@@ -210,7 +214,9 @@ def test_a_push_endpoint_sns_disabled_marks_the_device_inactive_and_later_fan_ou
 def test_a_long_planned_list_spills_into_extra_items_and_reads_back_whole(
     deployed: Deployed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a status store whose planned-deliveries chunks hold about 3 entries each
+    # Given a status store that keeps at most 60 bytes of planned deliveries in the page item, and whose
+    # planned-deliveries chunks hold about 3 entries each
+    monkeypatch.setattr("herald.adapters.status.INLINE_PLANNED_BYTES", 60)
     monkeypatch.setattr("herald.adapters.status.PLANNED_CHUNK_BYTES", 60)
     for index in range(8):
         register(deployed, "ada", f"device-{index}", {"channel": "in_app"})
@@ -219,7 +225,7 @@ def test_a_long_planned_list_spills_into_extra_items_and_reads_back_whole(
     # When fan-out records the 8 deliveries it published
     run_fanout(deployed)
 
-    # Then GET shows all 8, queued, from the summary item and the extra items
+    # Then GET shows all 8, queued, from the extra items
     status = status_of(deployed, notification_id)
     assert sorted(d["device_id"] for d in status["deliveries"]) == [f"device-{i}" for i in range(8)]
     assert {d["status"] for d in status["deliveries"]} == {"queued"}

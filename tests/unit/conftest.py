@@ -16,6 +16,7 @@ from tests.fakes import (
     FakeIntakeQueue,
     FakePushEndpoints,
     FakeStatusStore,
+    FakeSubscribers,
 )
 
 
@@ -42,8 +43,9 @@ SETTINGS = ApiSettings(
     status_table="herald-status",
     inbox_table="herald-inbox",
     idempotency_table="herald-idempotency",
-    intake_queue_url=QUEUE + "IntakeQueue",
-    intake_dlq_url=QUEUE + "IntakeQueue-dlq",
+    subscribers_table="herald-subscribers",
+    **{f"{p.value}_intake_queue_url": QUEUE + p.value + "-intake" for p in Priority},
+    **{f"{p.value}_intake_dlq_url": QUEUE + p.value + "-intake-dlq" for p in Priority},
     **{f"{p.value}_queue_url": QUEUE + p.value for p in Priority},
     **{f"{p.value}_dlq_url": QUEUE + p.value + "-dlq" for p in Priority},
 )
@@ -53,11 +55,14 @@ SETTINGS = ApiSettings(
 def api_dependencies() -> api.app.Dependencies:
     """The API function's dependencies, all fakes; the status store and intake queue share one journal."""
     journal: list[str] = []
+    status = FakeStatusStore(journal=journal)
     return api.app.Dependencies(
         settings=SETTINGS,
         registry=FakeDeviceRegistry(),
         endpoints=FakePushEndpoints(),
-        status=FakeStatusStore(journal=journal),
+        status=status,
+        reader=status,
+        subscribers=FakeSubscribers(),
         inbox=None,
         intake=FakeIntakeQueue(journal=journal),
         idempotency=IdempotentRequests(FakeIdempotencyStore()),

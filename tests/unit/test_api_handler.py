@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import api.app
-from herald.logic.idempotency import request_hash
+from herald.logic.sending import fingerprint
 from herald.models.api import MAX_REQUEST_BYTES, NotificationRequest
 from herald.models.domain import Channel, Platform, Priority
 from herald.models.idempotency import KEY_PATTERN, IdempotencyRecord, RecordState
@@ -142,7 +142,7 @@ def test_a_repeat_while_the_first_is_being_processed_is_409_with_retry_after(api
     store = api_dependencies.idempotency.store
     store.records["a1b2c3d4e5#order-1042-shipped"] = IdempotencyRecord(
         key="a1b2c3d4e5#order-1042-shipped",
-        request_hash=request_hash(request.model_dump(mode="json")),
+        request_hash=fingerprint(request),
         state=RecordState.IN_PROGRESS,
         resource_id="being-accepted",
         expires_at=at + 86_400,

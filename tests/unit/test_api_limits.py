@@ -100,6 +100,10 @@ OVER_THE_LIMIT: list[tuple[tuple[str, str], Any, dict[str, str], dict[str, str],
     (SEND, NOTE | {"channels": ["email", "sms", "push", "in_app", "email"]}, {}, {}, "channels"),
     (SEND, NOTE | {"channels": ["fax"]}, {}, {}, "channels.0"),
     (SEND, NOTE | {"sender": "me"}, {}, {}, "sender"),
+    (SEND, NOTE | {"topic": "news"}, {}, {}, "topic"),  # recipients or a topic, not both
+    (SEND, {"title": "t", "body": "b"}, {}, {}, "topic"),  # nor neither
+    (SEND, {"title": "t", "body": "b", "topic": "a/b"}, {}, {}, "topic"),
+    (SEND, {"title": "t", "body": "b", "topic": "t" * 129}, {}, {}, "topic"),
     (SEND, NOTE, {"Idempotency-Key": "k" * 256}, {}, "Idempotency-Key"),
     # GET /notifications/{notification_id}, GET /users/{user_id}/inbox
     (("GET", "/notifications/" + "n" * 129), None, {}, {}, "notification_id"),
@@ -158,6 +162,7 @@ AT_THE_LIMIT: list[tuple[tuple[str, str], Any, int]] = [
         202,
     ),
     (SEND, NOTE | {"data": nested(MAX_DATA_DEPTH)}, 202),
+    (SEND, {"topic": "t" * 128, "title": "t", "body": "b"}, 202),
 ]
 
 

@@ -140,3 +140,27 @@ def test_a_call_under_way_at_a_reset_is_not_finished_into_the_new_tally():
     tally = counter.snapshot()
     assert tally.count() == 0
     assert sum(tally.empty_receives.values()) == 0
+
+
+def test_a_call_made_in_a_pool_thread_counts_for_whoever_submitted_the_work():
+    # Given a counter hooked on a stubbed SQS client, and code that runs as a fan-out handler's would (compiled
+    # under functions/fanout/app.py) handing a call to a thread pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.calls import FUNCTIONS
+
+    namespace: dict[str, object] = {}
+    source = "def handler(pool, call, **kwargs):\n    return pool.submit(call, **kwargs).result()\n"
+    exec(compile(source, FUNCTIONS + "fanout/app.py", "exec"), namespace)
+    sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    counter = CallCounter()
+    counter.hook(sqs)
+    with Stubber(sqs) as stub, ThreadPoolExecutor(max_workers=1) as pool:
+        stub.add_response("receive_message", {})
+
+        # When the handler's work makes the call in the pool's worker thread
+        namespace["handler"](pool, sqs.receive_message, QueueUrl=QUEUE)  # type: ignore[operator]
+
+    # Then it counts as the fan-out function's, though the worker's own stack holds no handler frame
+    [key] = counter.snapshot().calls
+    assert (key.origin, key.function) == (Origin.HERALD, "fanout")

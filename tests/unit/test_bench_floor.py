@@ -85,7 +85,7 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
 @pytest.mark.parametrize(
     ("call", "line"),
     [
-        (("herald", "api", "sqs", "SendMessage", "IntakeQueue"), API_INTAKE_SEND),
+        (("herald", "api", "sqs", "SendMessage", "HighIntakeQueue"), API_INTAKE_SEND),
         (("herald", "api", "dynamodb", "PutItem", "StatusTable"), API_STATUS_ACCEPTED),
         (("herald", "fanout", "dynamodb", "Query", "DevicesTable"), FANOUT_DEVICE_QUERY),
         (("herald", "fanout", "dynamodb", "BatchWriteItem", "StatusTable"), OTHER),
@@ -95,8 +95,8 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
         (("herald", "deliver", "ses", "SendEmail", ""), DELIVER_PROVIDER),
         (("herald", "deliver", "dynamodb", "PutItem", "InboxTable"), DELIVER_PROVIDER),
         (("herald", "deliver", "dynamodb", "UpdateItem", "StatusTable"), DELIVER_STATUS),
-        (("poller", "", "sqs", "ReceiveMessage", "IntakeQueue"), INTAKE_RECEIVE),
-        (("poller", "", "sqs", "DeleteMessageBatch", "IntakeQueue"), INTAKE_DELETE),
+        (("poller", "", "sqs", "ReceiveMessage", "NormalIntakeQueue"), INTAKE_RECEIVE),
+        (("poller", "", "sqs", "DeleteMessageBatch", "LowIntakeQueue"), INTAKE_DELETE),
         (("poller", "", "sqs", "ReceiveMessage", "HighQueue"), PRIORITY_RECEIVE),
         (("poller", "", "sqs", "DeleteMessageBatch", "LowQueue"), PRIORITY_DELETE),
         (("herald", "deliver", "sqs", "ChangeMessageVisibility", "NormalQueue"), OTHER),
@@ -129,6 +129,6 @@ def test_a_new_design_is_its_lines_and_its_floor_follows():
 
 
 def test_per_priority_intake_lanes_are_intake_lines_by_their_names():
-    assert line_of("herald", "api", "sqs", "SendMessage", "IntakeNormalQueue") == API_INTAKE_SEND
-    assert line_of("poller", "", "sqs", "ReceiveMessage", "IntakeHighQueue") == INTAKE_RECEIVE
+    assert line_of("herald", "api", "sqs", "SendMessage", "NormalIntakeQueue") == API_INTAKE_SEND
+    assert line_of("poller", "", "sqs", "ReceiveMessage", "HighIntakeQueue") == INTAKE_RECEIVE
     assert line_of("poller", "", "sqs", "ChangeMessageVisibility", "NormalQueue") == OTHER

@@ -22,6 +22,7 @@ from tests.fakes import (
     FakeIntakeQueue,
     FakePushEndpoints,
     FakeStatusStore,
+    FakeSubscribers,
     make_device,
 )
 from tests.unit.conftest import SETTINGS
@@ -72,11 +73,14 @@ DEVICES = [
 
 
 def fresh_api() -> api.app.Dependencies:
+    status = FakeStatusStore()
     return api.app.Dependencies(
         settings=SETTINGS,
         registry=FakeDeviceRegistry(),
         endpoints=FakePushEndpoints(),
-        status=FakeStatusStore(),
+        status=status,
+        reader=status,
+        subscribers=FakeSubscribers(),
         inbox=None,
         intake=FakeIntakeQueue(),
         idempotency=IdempotentRequests(FakeIdempotencyStore()),

@@ -242,7 +242,9 @@ def test_a_crash_fails_the_whole_invocation_as_when_the_runtime_dies(lambda_cont
 class StatusStoreRefusingTheKey(FakeStatusStore):
     """DynamoDB's answer to a write whose sort key is over 1,024 bytes: a ValidationException."""
 
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None) -> Any:
+    def claim_delivery(
+        self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None, invocation: Any = None
+    ) -> Any:
         self.journal.append("status.claim_delivery")
         raise ClientError(
             {
@@ -278,7 +280,9 @@ def test_a_job_whose_dynamodb_write_fails_validation_is_dead_lettered_on_its_fir
 def test_a_transient_aws_error_outside_the_provider_call_is_still_retried(lambda_context):
     # Given the sample job, and a status table that is throttling
     class ThrottledStatusStore(FakeStatusStore):
-        def claim_delivery(self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None) -> Any:
+        def claim_delivery(
+            self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None, invocation: Any = None
+        ) -> Any:
             error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
             raise ClientError({"Error": error}, "UpdateItem")
 
@@ -291,3 +295,54 @@ def test_a_transient_aws_error_outside_the_provider_call_is_still_retried(lambda
     # Then the record comes back later, and nothing is dead-lettered
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert dependencies.sqs.sent == []
+
+
+class TallyOutage(FakeStatusStore):
+    """A status store whose tally writes fail (a throttled table, say)."""
+
+    def record_tally(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("injected: the status table is throttling")
+
+
+def broadcast_event() -> dict[str, Any]:
+    """Three deliveries of one broadcast page: two in-app devices and one email that keeps failing for good."""
+    event = load_event("deliver")
+    page = {"page": "05.000002"}
+    event["Records"] = [
+        record_for(event, 1, device_id="web", **page),
+        record_for(event, 2, device_id="tablet", **page),
+        record_for(event, 3, device_id="mail", channel="email", address="ada@example.com", **page),
+    ]
+    return event
+
+
+def test_a_broadcast_batch_writes_one_tally_per_page_after_its_records(lambda_context):
+    # Given three deliveries of one broadcast page, the email one refused for good
+    event = broadcast_event()
+    dependencies = dependencies_with(FakeSender(), email=FakeSender(error=DeliveryFailed("rejected", permanent=True)))
+
+    # When the function handles the batch
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then every record is done and one tally of that page holds the batch's changes, after its records' writes
+    assert response == {"batchItemFailures": []}
+    [(key, tally)] = dependencies.status.tallies.items()
+    assert key[1] == "05.000002" and key[2] == lambda_context.aws_request_id
+    assert tally == {"counts": {"sent": 2, "failed": 1}, "recovered": {}}
+    assert dependencies.status.journal[-1] == "status.record_tally"
+
+
+def test_records_whose_tally_could_not_be_written_come_back_to_be_counted_then(lambda_context):
+    # Given a broadcast batch, one record of which is parked in the DLQ (it cannot be parsed), and a status
+    # store that refuses tally writes
+    event = broadcast_event()
+    event["Records"].append(record_for(event, 4) | {"body": "{}"})
+    dependencies = dataclasses.replace(dependencies_with(FakeSender(), email=FakeSender()), status=TallyOutage())
+
+    # When the function handles the batch
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the records whose changes that tally held are reported back (not the parked one), so that whoever
+    # claims them after this invocation's deadline makes those changes up
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["message-1", "message-2", "message-3"]
+    assert len(dependencies.sqs.sent) == 1

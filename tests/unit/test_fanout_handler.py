@@ -10,34 +10,46 @@ from botocore.exceptions import ClientError
 
 import fanout.app
 from herald.adapters.dead_letters import DeadLetterQueue
-from herald.models.domain import Channel
+from herald.models.domain import Channel, Priority
 from herald.settings import FanoutSettings
 from tests.events import load_event
-from tests.fakes import FakeDeviceRegistry, FakePublisher, FakeSqs, FakeStatusStore, make_device
+from tests.fakes import (
+    FakeDeviceRegistry,
+    FakeIntakeQueue,
+    FakePublisher,
+    FakeSqs,
+    FakeStatusStore,
+    FakeSubscribers,
+    make_device,
+)
 
 OTHER_NOTIFICATION_ID = "9a8b7c6d-0000-4e1f-8a2b-3c4d5e6f7a8b"
-DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-IntakeDeadLetterQueue-9Z8Y"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-HighIntakeDeadLetterQueue-9Z8Y"
 SETTINGS = FanoutSettings(
+    priority=Priority.HIGH,
     devices_table="herald-devices",
     status_table="herald-status",
     inbox_table="herald-inbox",
+    subscribers_table="herald-subscribers",
     topic_arn="arn:aws:sns:us-east-1:123456789012:herald-NotificationsTopic-1A2B",
-    queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/herald-IntakeQueue-5F6G",
+    queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/herald-HighIntakeQueue-5F6G",
     dlq_url=DLQ_URL,
 )
 
 
 def dependencies_with(
-    registry: FakeDeviceRegistry, topic: FakePublisher, status: FakeStatusStore
+    registry: FakeDeviceRegistry, topic: FakePublisher, status: FakeStatusStore, settings: FanoutSettings = SETTINGS
 ) -> fanout.app.Dependencies:
     sqs = FakeSqs()
     return fanout.app.Dependencies(
-        settings=SETTINGS,
+        settings=settings,
         registry=registry,
+        subscribers=FakeSubscribers(),
         topic=topic,
         status=status,
+        continuations=FakeIntakeQueue(),
         sqs=sqs,
-        dead_letters=DeadLetterQueue(sqs, DLQ_URL, source="intake"),
+        dead_letters=DeadLetterQueue(sqs, DLQ_URL, source="intake-high"),
     )
 
 
@@ -114,7 +126,7 @@ def test_a_body_that_is_not_a_notification_goes_to_the_intake_dlq_with_its_reaso
     [parked] = dependencies.sqs.sent
     assert parked["QueueUrl"] == DLQ_URL and parked["MessageBody"] == '{"hello": "world"}'
     reason = dependencies.sqs.reasons()[0]
-    assert reason.startswith("invalid message: notification_id: Field required; recipients: Field required")
+    assert reason.startswith("invalid message: notification_id: Field required; title: Field required")
 
 
 def test_a_duplicate_intake_message_is_done_without_publishing_again(registry, lambda_context):
@@ -135,7 +147,7 @@ def test_a_duplicate_intake_message_is_done_without_publishing_again(registry, l
 def test_an_intake_message_whose_dynamodb_write_fails_validation_is_dead_lettered_at_once(registry, lambda_context):
     # Given the sample notification on its first receive, and a status table refusing its key as invalid
     class RefusingStatusStore(FakeStatusStore):
-        def claim_fan_out(self, notification_id: str, owner: str, until: Any) -> Any:
+        def claim_page(self, notification_id: str, page: str, owner: str, until: Any) -> Any:
             error = {"Code": "ValidationException", "Message": "Hash primary key values must be under 2048 bytes"}
             raise ClientError({"Error": error}, "UpdateItem")
 
@@ -151,3 +163,43 @@ def test_an_intake_message_whose_dynamodb_write_fails_validation_is_dead_lettere
     [reason] = dependencies.sqs.reasons()
     assert reason.startswith("failed permanently on receive 1:") and "ValidationException" in reason
     assert topic.published == []
+
+
+def test_a_page_of_a_large_audience_queues_the_next_page_on_its_own_lane(lambda_context):
+    # Given a notification to 3 users with an in-app device each, and pages of 2 deliveries
+    registry = FakeDeviceRegistry(make_device(f"user-{n}", "web", Channel.IN_APP) for n in range(3))
+    event = load_event("fanout")
+    body = json.loads(event["Records"][0]["body"])
+    event["Records"][0]["body"] = json.dumps({**body, "recipients": ["user-0", "user-1", "user-2"]})
+    topic, status = FakePublisher(), FakeStatusStore()
+    dependencies = dependencies_with(registry, topic, status, SETTINGS.model_copy(update={"page_deliveries": 2}))
+
+    # When the function handles the intake message
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the first page published two deliveries and queued the second page (on this lane's queue)
+    assert response == {"batchItemFailures": []}
+    assert [job.user_id for job in topic.published] == ["user-0", "user-1"]
+    [continuation] = dependencies.continuations.sent
+    assert continuation.page is not None and continuation.page.index == 1 and continuation.page.cursor.user == "user-2"
+
+
+def test_records_left_when_the_invocation_spent_its_share_of_time_are_queued_again_as_new_messages(
+    registry, lambda_context
+):
+    # Given two intake records, and an invocation whose time is already almost spent
+    event = with_second_record(load_event("fanout"))
+    topic, status = FakePublisher(), FakeStatusStore()
+    dependencies = dependencies_with(registry, topic, status)
+    lambda_context.remaining_millis = 0
+
+    # When the function handles the batch
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then no page starts, and both notifications are queued again for a fresh invocation as new messages
+    # (not reported failed: each failure would count a receive, and enough of them would dead-letter a page)
+    assert response == {"batchItemFailures": []}
+    assert topic.published == []
+    assert [n.notification_id for n in dependencies.continuations.sent] == [
+        json.loads(r["body"])["notification_id"] for r in event["Records"]
+    ]

@@ -360,9 +360,9 @@ def test_copies_follow_their_rate_per_message_and_receive() -> None:
     # Given a 5% rate, Then about 5% of 20,000 messages get copies, always the same ones for the same receive
     injector = FaultInjector(FaultPlan(seed=3, concurrent_copy_rate=0.05))
     batch = records(*(f"m-{n}" for n in range(20_000)))["Records"]
-    chosen = [r["messageId"] for r in batch if injector.should_copy("q", r)]
+    chosen = [r["messageId"] for r in batch if injector.should_copy(injector.plan, "q", r)]
     assert len(chosen) / 20_000 == pytest.approx(0.05, abs=0.01)
-    assert [r["messageId"] for r in batch if injector.should_copy("q", r)] == chosen
+    assert [r["messageId"] for r in batch if injector.should_copy(injector.plan, "q", r)] == chosen
     # and without a rate, a batch goes through as it came
     function = RacingFunction()
     assert FaultInjector(FaultPlan()).with_concurrent_copies(function, "q").invoke(records("m1")) == {
@@ -371,3 +371,66 @@ def test_copies_follow_their_rate_per_message_and_receive() -> None:
     assert function.batches == [["m1"]]
     with pytest.raises(ValidationError, match="copies_in_batch"):
         FaultPlan(concurrent_copy_rate=0.1, copies_in_batch=0, copies_in_parallel_batch=0)
+
+
+def test_an_injector_without_a_plan_passes_every_call_straight_through(job: DeliveryJob) -> None:
+    # Given the injector a local stack always has, with no plan
+    injector, sender = FaultInjector(), FakeSender()
+
+    # When deliveries are sent and queue messages received through it
+    outcomes = Counter(outcome(injector, sender, job_for(job, n)) for n in range(200))
+    duplicated = injector.should_duplicate("q", {"MessageId": "m1", "Attributes": {"ApproximateReceiveCount": "1"}})
+    function = RacingFunction()
+    copied = injector.with_concurrent_copies(function, "q").invoke(records("m1"))
+
+    # Then every one reached the provider, none was duplicated or copied, and nothing counts as injected
+    assert outcomes == Counter({"sent": 200}) and len(sender.sent) == 200
+    assert not duplicated
+    assert copied == {"batchItemFailures": []} and function.batches == [["m1"]]
+    assert injector.counts().channels[Channel.EMAIL].transient == 0
+
+
+def test_a_plan_set_while_running_applies_from_the_next_call_and_clearing_it_stops_the_faults(job: DeliveryJob) -> None:
+    # Given an injector with no plan
+    injector, sender = FaultInjector(), FakeSender()
+    assert outcome(injector, sender, job_for(job, 1)) == "sent"
+
+    # When a plan failing every email call is set
+    injector.plan = FaultPlan(channels={Channel.EMAIL: ChannelFaults(transient_rate=1.0)})
+
+    # Then the next email call fails, an sms call does not
+    assert outcome(injector, sender, job_for(job, 2)) == "transient"
+    assert outcome(injector, sender, job_for(job, 3, Channel.SMS)) == "sent"
+
+    # When it is cleared, Then email calls reach the provider again
+    injector.plan = None
+    assert outcome(injector, sender, job_for(job, 4)) == "sent"
+    assert [sent.notification_id for sent in sender.sent] == ["n-1", "n-3", "n-4"]
+
+
+def test_switching_plans_while_calls_run_gives_each_call_one_whole_plan(job: DeliveryJob) -> None:
+    # Given calls running in four threads while a fifth switches between "every email call fails" and off
+    injector, sender = FaultInjector(), FakeSender()
+    failing = FaultPlan(channels={Channel.EMAIL: ChannelFaults(transient_rate=1.0)})
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def call(start: int) -> None:
+        for n in range(start, start + 500):
+            result = outcome(injector, sender, job_for(job, n))
+            with lock:
+                outcomes[result] += 1
+
+    workers = [threading.Thread(target=call, args=(i * 1000,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    # When the plan flips a thousand times during the calls
+    for flip in range(1000):
+        injector.plan = failing if flip % 2 == 0 else None
+    for worker in workers:
+        worker.join(30)
+
+    # Then every call either failed as the plan says or was sent, and the counts agree with what happened
+    assert set(outcomes) <= {"sent", "transient"} and sum(outcomes.values()) == 2000
+    assert injector.counts().channels[Channel.EMAIL].transient == outcomes["transient"]
+    assert len(sender.sent) == outcomes["sent"]

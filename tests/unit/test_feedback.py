@@ -12,13 +12,13 @@ import feedback.app
 from herald.adapters.channels import OPTED_OUT, EmailSender, SmsSender
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.logic.delivery import Outcome, RetryPolicy, deliver
-from herald.logic.fanout import plan_deliveries
+from herald.logic.fanout import FanoutResult, PageLimits, plan_page
 from herald.logic.feedback import apply_email_feedback, dead_addresses
 from herald.models.domain import Channel, DeliveryJob, DeviceKey, Notification, Priority, now
 from herald.models.failures import DeliveryFailed
 from herald.models.feedback import SES_TOPIC_CHECK, EmailFeedback, TopicCheck, parse_feedback
 from herald.settings import FeedbackSettings
-from tests.fakes import FakeContext, FakeDeviceRegistry, FakeSqs, FakeStatusStore, make_device
+from tests.fakes import FakeContext, FakeDeviceRegistry, FakeSqs, FakeStatusStore, FakeSubscribers, make_device
 
 ADDRESS = "ada@example.com"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-FeedbackDeadLetterQueue-1A2B"
@@ -51,6 +51,12 @@ def registry_with_email(*owners: str, address: str = ADDRESS) -> FakeDeviceRegis
 
 def notification_to(*users: str) -> Notification:
     return Notification(notification_id="n-1", recipients=list(users), title="t", body="b", accepted_at=now())
+
+
+def plan_deliveries(notification: Notification, registry: FakeDeviceRegistry) -> FanoutResult:
+    """What fan-out would publish for the notification (its first page), and what that page would record."""
+    jobs, outcome = plan_page(notification, registry, FakeSubscribers(), PageLimits())
+    return FanoutResult(jobs=jobs, outcome=outcome)
 
 
 # ---------------------------------------------------------------- reading SES's events

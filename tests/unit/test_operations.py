@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from herald.observability import METRIC_DIMENSIONS
 from herald_local.template import HeraldTemplate
 
 # Herald's own metrics (Powertools Metrics, EMF) and the dimensions each is published with.
@@ -25,6 +26,7 @@ HERALD_METRICS = {
     "DeliveriesSkipped": {"channel", "priority", "service"},
     "AcceptedToSentLatency": {"priority", "service"},
     "FanoutSize": {"priority", "service"},
+    "DevicesDeactivated": {"channel", "reason", "service"},
 }
 
 
@@ -157,6 +159,13 @@ def missing_from_dashboard(template: HeraldTemplate) -> list[str]:
     return problems
 
 
+def test_the_metrics_listed_here_are_exactly_those_the_functions_emit():
+    # Given the metrics and dimensions herald.observability declares (tests/unit/test_metrics.py holds every
+    # document the functions print to them), Then the dashboard is checked against exactly those
+    emitted = {name: {*dimensions, "service"} for name, dimensions in METRIC_DIMENSIONS.items()}
+    assert emitted == HERALD_METRICS
+
+
 def test_every_queue_function_and_the_api_have_their_alarms(template: HeraldTemplate) -> None:
     # Given every SQS queue (a DLQ is one some queue's redrive policy targets), function and the API
     assert len(dead_letter_queues(template)) >= 4 and len(of_type(template, "AWS::Lambda::Function")) >= 6
@@ -213,12 +222,12 @@ def test_the_dashboard_shows_every_alarm_queue_function_the_api_and_heralds_metr
 def grown(template: HeraldTemplate) -> HeraldTemplate:
     """The template with one more intake queue, its DLQ and one more function, as a later change might add."""
     cfn = copy.deepcopy(template.cfn)
-    cfn["Resources"]["UrgentIntakeQueue"] = copy.deepcopy(cfn["Resources"]["IntakeQueue"])
+    cfn["Resources"]["UrgentIntakeQueue"] = copy.deepcopy(cfn["Resources"]["HighIntakeQueue"])
     cfn["Resources"]["UrgentIntakeQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] = {
         "Fn::GetAtt": ["UrgentIntakeDeadLetterQueue", "Arn"]
     }
-    cfn["Resources"]["UrgentIntakeDeadLetterQueue"] = copy.deepcopy(cfn["Resources"]["IntakeDeadLetterQueue"])
-    cfn["Resources"]["UrgentFanoutFunction"] = copy.deepcopy(cfn["Resources"]["FanoutFunction"])
+    cfn["Resources"]["UrgentIntakeDeadLetterQueue"] = copy.deepcopy(cfn["Resources"]["HighIntakeDeadLetterQueue"])
+    cfn["Resources"]["UrgentFanoutFunction"] = copy.deepcopy(cfn["Resources"]["FanoutHighFunction"])
     bigger = HeraldTemplate(cfn=cfn)
     bigger._describe()
     return bigger
@@ -237,7 +246,9 @@ def test_a_queue_or_function_added_without_alarms_dashboard_lines_or_log_group_f
         "UrgentFanoutFunction: no alarm on Errors",
         "UrgentFanoutFunction: no alarm on Throttles",
     ]
-    assert missing_log_groups(bigger) == ["UrgentFanoutFunction: shares FanoutFunctionLogGroup with FanoutFunction"]
+    assert missing_log_groups(bigger) == [
+        "UrgentFanoutFunction: shares FanoutHighFunctionLogGroup with FanoutHighFunction"
+    ]
     assert sorted(missing_from_dashboard(bigger)) == [
         "UrgentFanoutFunction: no Errors on the dashboard",
         "UrgentFanoutFunction: no Throttles on the dashboard",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from herald.logic.fanout import plan_deliveries
+from herald.logic.fanout import FanoutResult, PageLimits, plan_page
 from herald.logic.registration import (
     MOVED_MEANWHILE,
     MOVED_TO_ANOTHER_USER,
@@ -15,7 +15,7 @@ from herald.logic.registration import (
 )
 from herald.models.api import PushRegistration
 from herald.models.domain import Channel, Device, DeviceKey, Notification, Platform, now
-from tests.fakes import FakeDeviceRegistry, FakePushEndpoints, make_device
+from tests.fakes import FakeDeviceRegistry, FakePushEndpoints, FakeSubscribers, make_device
 
 TOKEN = "tokX"
 
@@ -26,6 +26,12 @@ def push(token: str = TOKEN) -> PushRegistration:
 
 def notification_to(*users: str) -> Notification:
     return Notification(notification_id="n-1", recipients=list(users), title="t", body="b", accepted_at=now())
+
+
+def plan_deliveries(notification: Notification, registry: FakeDeviceRegistry) -> FanoutResult:
+    """What fan-out would publish for the notification (its first page), and what that page would record."""
+    jobs, outcome = plan_page(notification, registry, FakeSubscribers(), PageLimits())
+    return FanoutResult(jobs=jobs, outcome=outcome)
 
 
 def test_alice_then_bob_register_one_token_and_only_bob_gets_pushes_from_then_on():

@@ -21,9 +21,12 @@ from tests.fakes import FakeContext
 PREFIX = "https://sqs.us-east-1.amazonaws.com/123456789012/"
 ARN = "arn:aws:sqs:us-east-1:123456789012:"
 ROUTE = DeadLetterRoute("high", f"{PREFIX}herald-HighDLQ", f"{PREFIX}herald-HighQueue")
+LANES = ("high", "normal", "low")
 SETTINGS = DlqRedriveSettings(
-    **{f"{p}_queue_url": f"{PREFIX}herald-{p}" for p in ("intake", "high", "normal", "low")},
-    **{f"{p}_dlq_url": f"{PREFIX}herald-{p}-dlq" for p in ("intake", "high", "normal", "low")},
+    **{f"{p}_queue_url": f"{PREFIX}herald-{p}" for p in LANES},
+    **{f"{p}_dlq_url": f"{PREFIX}herald-{p}-dlq" for p in LANES},
+    **{f"{p}_intake_queue_url": f"{PREFIX}herald-{p}-intake" for p in LANES},
+    **{f"{p}_intake_dlq_url": f"{PREFIX}herald-{p}-intake-dlq" for p in LANES},
 )
 
 
@@ -192,6 +195,62 @@ def test_an_endpoint_without_move_tasks_gets_receive_send_delete_and_the_reason_
     assert result.note is not None and "HTTP 500" in result.note
 
 
+def expect_empty_dlq(stubber: Stubber) -> None:
+    expect_dlq(stubber, waiting=0)
+    stubber.add_response("receive_message", {"Messages": []})
+
+
+def test_the_endpoint_is_asked_for_a_move_task_once_with_the_probe_then_never_again(sqs):
+    client, stubber = sqs
+    # Given an endpoint without move tasks, a probe client (one attempt) and the redrive's own client
+    probe = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(probe) as probing:
+        probing.add_client_error("start_message_move_task", service_error_code="500", http_status_code=500)
+        expect_dlq(stubber, waiting=0)  # first queue: its attributes, the destination's, then the fallback
+        expect_destination(stubber)
+        stubber.add_response("receive_message", {"Messages": []})
+        expect_empty_dlq(stubber)  # second queue, and a cancel: no move-task call at all
+        expect_dlq(stubber, waiting=0)
+        redrive = Redrive(client, probe=probe)
+
+        # When two queues are redriven and one cancelled in the same container
+        first = redrive.move(ROUTE, deadline=float("inf"))
+        second = redrive.move(ROUTE, deadline=float("inf"))
+        cancelled = redrive.cancel(ROUTE)
+
+        # Then only the probe was asked, once; every answer says which path and why
+        probing.assert_no_pending_responses()
+    for result in (first, second):
+        assert result.path is RedrivePath.RECEIVE_SEND_DELETE
+        assert (
+            result.note
+            == "this endpoint has no message-move task (asked once: StartMessageMoveTask answered HTTP 500, code 500)"
+        )
+    assert cancelled.path is RedrivePath.CANCEL and cancelled.note == first.note
+
+
+def test_once_a_move_task_ran_the_redrive_uses_its_own_retrying_client(sqs):
+    client, stubber = sqs
+    # Given an endpoint with move tasks, and a probe that must be used only until the first answer
+    probe = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(probe) as probing:
+        probing.add_response("start_message_move_task", {"TaskHandle": "task-1"})
+        for handle in ("task-1", "task-2"):
+            expect_dlq(stubber, waiting=0)
+            expect_destination(stubber)
+            if handle == "task-2":
+                stubber.add_response("start_message_move_task", {"TaskHandle": handle})
+            expect_task(stubber, "COMPLETED", moved=0, to_move=0)
+        redrive = Redrive(client, probe=probe)
+
+        # When two queues are redriven
+        results = [redrive.move(ROUTE, deadline=60) for _ in range(2)]
+
+        # Then the probe started the first task, the redrive's own client the second
+        probing.assert_no_pending_responses()
+    assert [r.task_handle for r in results] == ["task-1", "task-2"]
+
+
 def test_a_move_task_the_endpoint_refuses_for_a_reason_is_an_error_not_a_fallback(sqs):
     client, stubber = sqs
     # Given an endpoint that implements move tasks but refuses this one
@@ -280,16 +339,20 @@ def test_which_errors_mean_the_endpoint_has_no_move_task(error: BaseException, u
     assert move_task_unsupported(error) is unsupported
 
 
-def test_all_means_the_three_priorities_and_intake_each_into_its_own_queue():
+def test_all_means_each_prioritys_delivery_and_intake_queue_each_into_its_own_queue():
     # When "all" is chosen, Then every DLQ drains into its own queue
     routes = SETTINGS.routes("all")
     assert [(r.name, r.dlq_url.rsplit("/", 1)[1], r.destination_url.rsplit("/", 1)[1]) for r in routes] == [
         ("high", "herald-high-dlq", "herald-high"),
         ("normal", "herald-normal-dlq", "herald-normal"),
         ("low", "herald-low-dlq", "herald-low"),
-        ("intake", "herald-intake-dlq", "herald-intake"),
+        ("intake-high", "herald-high-intake-dlq", "herald-high-intake"),
+        ("intake-normal", "herald-normal-intake-dlq", "herald-normal-intake"),
+        ("intake-low", "herald-low-intake-dlq", "herald-low-intake"),
     ]
-    assert [r.name for r in SETTINGS.routes("intake")] == ["intake"]
+    # And "intake" means the three fan-out DLQs; "intake-<priority>" one of them
+    assert [r.name for r in SETTINGS.routes("intake")] == ["intake-high", "intake-normal", "intake-low"]
+    assert [r.destination_url.rsplit("/", 1)[1] for r in SETTINGS.routes("intake-low")] == ["herald-low-intake"]
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_every_route_requires_the_api_key_and_the_usage_plan_throttles(template:
 
 def test_status_and_inbox_items_expire_and_tables_bill_on_demand(template: HeraldTemplate) -> None:
     tables = {k: r["Properties"] for k, r in template.resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable"}
+    assert set(tables) == {"DevicesTable", "StatusTable", "InboxTable", "IdempotencyTable", "SubscribersTable"}
     assert all(t["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
     for name in ("StatusTable", "InboxTable", "IdempotencyTable"):
         assert tables[name]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
@@ -255,12 +255,19 @@ def test_only_the_api_function_touches_idempotency_keys_and_only_as_it_needs(tem
 
 def test_the_api_function_may_read_queue_depths_and_peek_at_dead_letters_only(template: HeraldTemplate) -> None:
     # Given the API function's role, When its SQS statements are read
-    dlqs = ["IntakeDeadLetterQueue", "HighDeadLetterQueue", "NormalDeadLetterQueue", "LowDeadLetterQueue"]
+    dlqs = [
+        "HighIntakeDeadLetterQueue",
+        "NormalIntakeDeadLetterQueue",
+        "LowIntakeDeadLetterQueue",
+        "HighDeadLetterQueue",
+        "NormalDeadLetterQueue",
+        "LowDeadLetterQueue",
+    ]
     receive = [
         s for s in statements_on(template, "ApiFunctionRole", "DeadLetterQueue") if "sqs:ReceiveMessage" in s["Action"]
     ]
 
-    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the four DLQs alone,
+    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the six DLQs alone,
     # and never with DeleteMessage
     [statement] = receive
     assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(dlqs)
@@ -276,6 +283,54 @@ def test_low_priority_makes_fewer_provider_calls_at_once_than_high(template: Her
 
     # Then a newsletter flood runs fewer sends at once than password resets do
     assert sends["low"] < sends["normal"] <= sends["high"]
+
+
+LANES = {"high": "High", "normal": "Normal", "low": "Low"}
+
+
+def test_each_priority_has_its_own_intake_queue_dlq_mapping_and_fan_out_function(template: HeraldTemplate) -> None:
+    # Given the template's event source mappings and functions
+    api = template.functions["ApiFunction"].environment
+    for priority, name in LANES.items():
+        function = f"Fanout{name}Function"
+        [source] = [s for s in template.event_sources if s.function == function]
+        environment = template.functions[function].environment
+
+        # Then the API queues a notification of this priority on this lane's intake queue, which only this
+        # lane's fan-out function reads; its continuations and dead letters stay on the lane
+        assert api[f"{priority.upper()}_INTAKE_QUEUE_URL"] == {"Ref": f"{name}IntakeQueue"}
+        assert source.queue == f"{name}IntakeQueue"
+        assert environment["PRIORITY"] == priority
+        assert environment["QUEUE_URL"] == {"Ref": f"{name}IntakeQueue"}
+        assert environment["DLQ_URL"] == {"Ref": f"{name}IntakeDeadLetterQueue"}
+        dlq = properties(template, f"{name}IntakeQueue")["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert dlq == f"{name}IntakeDeadLetterQueue"
+        # And its concurrency is a template parameter
+        assert source.maximum_concurrency == {"Ref": f"{name}FanoutMaximumConcurrency"}
+    # And no queue is read by two mappings
+    queues = [source.queue for source in template.event_sources]
+    assert len(queues) == len(set(queues))
+
+
+def test_fan_out_concurrency_defaults_favour_high_priority(template: HeraldTemplate) -> None:
+    # Given each lane's fan-out MaximumConcurrency at the parameters' defaults
+    concurrency = {
+        priority: int(template.default_of({"Ref": f"{name}FanoutMaximumConcurrency"}))
+        for priority, name in LANES.items()
+    }
+
+    # Then high gets the most and low the least; each is one a mapping accepts (2-1000)
+    assert concurrency["high"] > concurrency["normal"] > concurrency["low"] >= 2
+
+
+def test_a_fan_out_function_may_queue_pages_and_dead_letters_on_its_own_lane_only(template: HeraldTemplate) -> None:
+    for name in LANES.values():
+        role = f"Fanout{name}FunctionRole"
+        # Then it may send to its own intake queue (the next page) and its DLQ, and to no other lane's
+        assert statements_on(template, role, f"{name}IntakeQueue")
+        assert statements_on(template, role, f"{name}IntakeDeadLetterQueue")
+        for other in set(LANES.values()) - {name}:
+            assert statements_on(template, role, f"{other}IntakeQueue") == [], (role, other)
 
 
 ACCOUNT = "123456789012"

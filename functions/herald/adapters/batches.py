@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,19 +25,28 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def send_in_batches(
-    entries: Sequence[dict[str, Any]],
-    call: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    entries: Sequence[T],
+    call: Callable[[list[T]], dict[str, Any]],
     size: int = 10,
+    parallel: int = 1,
 ) -> int:
-    """Calls `call` once per chunk of `size` entries (SQS SendMessageBatch, SNS PublishBatch).
+    """Calls `call` once per chunk of `size` entries (SQS SendMessageBatch, SNS PublishBatch), at most
+    `parallel` calls at once.
 
-    Every chunk is attempted; if any entry failed, raises BatchEntryFailed listing all of them.
-    Returns how many entries were accepted.
+    Every chunk is attempted; if any entry failed, raises BatchEntryFailed listing all of them (an
+    exception a call raises is raised once every chunk was attempted). Returns how many entries
+    were accepted.
     """
+    parts = [list(chunk) for chunk in chunks(entries, size)]
+    if parallel > 1 and len(parts) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(parts))) as pool:
+            futures = [pool.submit(call, part) for part in parts]
+            responses = [future.result() for future in futures]
+    else:
+        responses = [call(part) for part in parts]
     failed: list[dict[str, Any]] = []
     accepted = 0
-    for chunk in chunks(entries, size):
-        response = call(list(chunk))
+    for response in responses:
         failed.extend(response.get("Failed", []))
         accepted += len(response.get("Successful", []))
     if failed:

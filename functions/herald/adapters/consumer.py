@@ -9,12 +9,14 @@
   with its reason; anything else comes back until the last allowed receive, then goes there too.
 - A record whose handling says "dead-letter" goes to the DLQ with its reason and is done.
 - Records are handled concurrently when `parallel` > 1, at most `lane_limits[lane]` at once per
-  lane (a channel, say). A crash (a BaseException, as when the runtime dies) propagates: the
-  whole invocation fails and every record comes back, as on Lambda.
+  lane (a channel, say), each in a copy of the invocation's context (its log keys). A crash (a
+  BaseException, as when the runtime dies) propagates: the whole invocation fails and every
+  record comes back, as on Lambda.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +76,7 @@ Verdict = Done | Retry | DeadLetter
 @dataclass
 class BatchOutcome:
     failed: list[str] = field(default_factory=list)  # message ids reported back to the queue
+    parked: set[str] = field(default_factory=set)  # message ids sent to the DLQ
     dead_lettered: int = 0
     poison: int = 0
 
@@ -95,6 +98,8 @@ class Consumer(Generic[T]):
     parallel: int = 1
     lane_of: Callable[[T], str] | None = None
     lane_limits: Mapping[str, int] = field(default_factory=dict)
+    # Told each handled record's verdict, whether `handle` returned it or raised (metrics).
+    observe: Callable[[QueueRecord, T, Verdict], None] | None = None
 
     def process(self, event: Mapping[str, Any]) -> BatchOutcome:
         records = [QueueRecord.from_event_record(record) for record in event.get("Records", [])]
@@ -131,10 +136,19 @@ class Consumer(Generic[T]):
                 return self._handle_one(record, item)
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(work))) as pool:
-            futures = [(record, pool.submit(run, record, item)) for record, item in work]
+            # A pool thread starts with an empty context: each record gets a copy of this one.
+            futures = [
+                (record, pool.submit(contextvars.copy_context().run, run, record, item)) for record, item in work
+            ]
             return [(record, future.result()) for record, future in futures]
 
     def _handle_one(self, record: QueueRecord, item: T) -> Verdict:
+        verdict = self._verdict(record, item)
+        if self.observe is not None:
+            self.observe(record, item, verdict)
+        return verdict
+
+    def _verdict(self, record: QueueRecord, item: T) -> Verdict:
         try:
             return self.handle(record, item)
         except Exception as error:
@@ -158,6 +172,7 @@ class Consumer(Generic[T]):
             outcome.failed.append(record.message_id)
             return
         outcome.dead_lettered += 1
+        outcome.parked.add(record.message_id)
         logger.warning("dead-lettered", message_id=record.message_id, reason=reason)
 
     def _set_visibility(self, delays: list[tuple[QueueRecord, int]]) -> None:

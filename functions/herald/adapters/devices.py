@@ -72,6 +72,25 @@ class DynamoDeviceRegistry:
         ):
             yield _from_item(item)
 
+    def devices_after(self, user_id: str, after: str | None, limit: int) -> tuple[list[Device], bool]:
+        """One query (more only past DynamoDB's 1 MB a response) for one device past `limit`, to tell whether
+        more follow without another page finding none."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "user_id = :u",
+            "ExpressionAttributeValues": {":u": {"S": user_id}},
+        }
+        if after is not None:
+            query["ExclusiveStartKey"] = {"user_id": {"S": user_id}, "device_id": {"S": after}}
+        devices: list[Device] = []
+        while len(devices) <= limit:
+            response = self._dynamodb.query(**query, Limit=limit + 1 - len(devices))
+            devices += [_from_item(item) for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return devices[:limit], len(devices) > limit
+
     def devices_with_endpoint(self, endpoint_arn: str) -> list[DeviceKey]:
         """Devices pointing at this platform endpoint (the index is eventually consistent)."""
         return self._keys(BY_ENDPOINT, "endpoint_arn", endpoint_arn)

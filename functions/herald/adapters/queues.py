@@ -1,7 +1,8 @@
-"""Herald's queues and topic: the intake queue, the priority topic, depths and backoff."""
+"""Herald's queues and topic: the intake queues (one per priority), the priority topic, depths."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,37 +16,69 @@ PRIORITY_ATTRIBUTE = "priority"
 
 
 class IntakeQueue:
+    """One priority's intake queue: the API's notifications and fan-out's continuations of that priority."""
+
     def __init__(self, sqs: Any, url: str):
         self._sqs = sqs
         self._url = url
 
     def send(self, notification: Notification) -> None:
-        self._sqs.send_message(
-            QueueUrl=self._url,
-            MessageBody=notification.model_dump_json(),
-            MessageAttributes={PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": notification.priority.value}},
-        )
+        self._sqs.send_message(QueueUrl=self._url, **_message(notification))
+
+    def send_all(self, notifications: list[Notification]) -> None:
+        entries = [{"Id": str(index), **_message(n)} for index, n in enumerate(notifications)]
+        send_in_batches(entries, lambda chunk: self._sqs.send_message_batch(QueueUrl=self._url, Entries=chunk))
+
+
+class IntakeLanes:
+    """The intake queues by priority: a notification waits only behind notifications of its own priority."""
+
+    def __init__(self, sqs: Any, urls: Mapping[Priority, str]):
+        self._lanes = {priority: IntakeQueue(sqs, url) for priority, url in urls.items()}
+
+    def send(self, notification: Notification) -> None:
+        self._lanes[notification.priority].send(notification)
+
+    def send_all(self, notifications: list[Notification]) -> None:
+        for priority, lane in self._lanes.items():
+            mine = [n for n in notifications if n.priority is priority]
+            if mine:
+                lane.send_all(mine)
+
+
+def _message(notification: Notification) -> dict[str, Any]:
+    return {
+        "MessageBody": notification.model_dump_json(exclude_none=True),
+        "MessageAttributes": {PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": notification.priority.value}},
+    }
 
 
 class DeliveryTopic:
     """The SNS topic whose subscriptions route each delivery to its priority's queue."""
 
-    def __init__(self, sns: Any, topic_arn: str):
+    def __init__(self, sns: Any, topic_arn: str, parallel: int = 1):
         self._sns = sns
         self._topic_arn = topic_arn
+        self._parallel = parallel  # PublishBatch calls in flight at once
 
     def publish(self, jobs: list[DeliveryJob]) -> int:
-        entries = [
-            {
-                "Id": str(index),
-                "Message": job.model_dump_json(),
-                "MessageAttributes": {PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": job.priority.value}},
-            }
-            for index, job in enumerate(jobs)
-        ]
+        # Each call serialises its own ten jobs: a page's worth of messages is never all in memory.
         return send_in_batches(
-            entries,
-            lambda chunk: self._sns.publish_batch(TopicArn=self._topic_arn, PublishBatchRequestEntries=chunk),
+            jobs,
+            lambda chunk: self._sns.publish_batch(
+                TopicArn=self._topic_arn,
+                PublishBatchRequestEntries=[
+                    {
+                        "Id": str(index),
+                        "Message": job.model_dump_json(),
+                        "MessageAttributes": {
+                            PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": job.priority.value}
+                        },
+                    }
+                    for index, job in enumerate(chunk)
+                ],
+            ),
+            parallel=self._parallel,
         )
 
 
@@ -55,6 +88,14 @@ DLQ_SAMPLE = 10  # ReceiveMessage's maximum: one call per DLQ
 def queue_depths(sqs: Any, urls: QueueUrls) -> dict[Priority, QueueDepth]:
     """Per priority: messages waiting, in flight and dead-lettered, and the age of the oldest dead letter."""
     return {priority: queue_depth(sqs, urls.queue_url(priority), urls.dlq_url(priority)) for priority in Priority}
+
+
+def intake_depths(sqs: Any, urls: QueueUrls) -> dict[Priority, QueueDepth]:
+    """The same for each priority's intake queue."""
+    return {
+        priority: queue_depth(sqs, urls.intake_queue_url(priority), urls.intake_dlq_url(priority))
+        for priority in Priority
+    }
 
 
 def queue_depth(sqs: Any, queue_url: str, dlq_url: str) -> QueueDepth:

@@ -66,7 +66,12 @@ def _copy(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class Redrive:
-    """Redrives, inspects or stops the redrive of one DLQ at a time. Time is injectable for tests."""
+    """Redrives, inspects or stops the redrive of one DLQ at a time. Time is injectable for tests.
+
+    Whether the endpoint has message-move tasks is asked once per container, with `probe` (a
+    client that makes one attempt: an emulator without them answers 500, which the SDK would
+    retry), and remembered: later queues and invocations go straight to the path that works.
+    """
 
     def __init__(
         self,
@@ -74,11 +79,24 @@ class Redrive:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         poll_every: float = 0.5,
+        probe: Any = None,
     ):
         self._sqs = sqs
+        self._probe = probe if probe is not None else sqs
         self._clock = clock
         self._sleep = sleep
         self._poll_every = poll_every
+        self._no_move_tasks: str | None = None  # why not, once the endpoint said so
+        self._move_tasks_answered = False  # the endpoint ran a move-task call once: it has them
+
+    def _asking(self) -> Any:
+        """The client for a move-task call: the one-attempt probe until the endpoint has answered one."""
+        return self._sqs if self._move_tasks_answered else self._probe
+
+    def _unsupported(self, error: BaseException) -> str:
+        self._no_move_tasks = f"this endpoint has no message-move task (asked once: {_describe(error)})"
+        logger.info("message-move tasks unavailable: receive, send, delete from now on", reason=self._no_move_tasks)
+        return self._no_move_tasks
 
     def move(
         self, route: DeadLetterRoute, deadline: float, limit: int | None = None, rate: int | None = None
@@ -89,18 +107,19 @@ class Redrive:
         if limit is not None:
             note = f"limit {limit}: a message-move task cannot stop at a count"
             return self._receive_send_delete(route, waiting, deadline, limit, rate, note)
+        if self._no_move_tasks is not None:
+            return self._receive_send_delete(route, waiting, deadline, None, rate, self._no_move_tasks)
         destination_arn = self._attributes(route.destination_url, depth=False)["QueueArn"]
         task: dict[str, Any] = {"SourceArn": source["QueueArn"], "DestinationArn": destination_arn}
         if rate is not None:
             task["MaxNumberOfMessagesPerSecond"] = rate
         try:
-            handle = self._sqs.start_message_move_task(**task)["TaskHandle"]
+            handle = self._asking().start_message_move_task(**task)["TaskHandle"]
         except (ClientError, NotImplementedError) as error:
             if not move_task_unsupported(error):
                 raise
-            note = f"this endpoint has no message-move task ({_describe(error)})"
-            logger.info("message-move task unavailable: falling back", queue=route.name, reason=note)
-            return self._receive_send_delete(route, waiting, deadline, None, rate, note)
+            return self._receive_send_delete(route, waiting, deadline, None, rate, self._unsupported(error))
+        self._move_tasks_answered = True
         logger.info("message-move task started", queue=route.name, task_handle=handle, waiting=waiting)
         latest = self._latest_task(source["QueueArn"])
         while latest.get("Status") in ACTIVE_TASK_STATES and self._clock() < deadline:
@@ -150,12 +169,15 @@ class Redrive:
     def cancel(self, route: DeadLetterRoute) -> QueueRedrive:
         """Stops the DLQ's running move task, if any; what it already moved stays moved."""
         source = self._attributes(route.dlq_url)
+        if self._no_move_tasks is not None:
+            return QueueRedrive(path=RedrivePath.CANCEL, waiting=_depth(source), note=self._no_move_tasks)
         try:
-            latest = self._latest_task(source["QueueArn"])
+            latest = self._latest_task(source["QueueArn"], self._asking())
         except (ClientError, NotImplementedError) as error:
             if not move_task_unsupported(error):
                 raise
-            return QueueRedrive(path=RedrivePath.CANCEL, waiting=_depth(source), note="no message-move tasks here")
+            return QueueRedrive(path=RedrivePath.CANCEL, waiting=_depth(source), note=self._unsupported(error))
+        self._move_tasks_answered = True
         handle = latest.get("TaskHandle")
         if latest.get("Status") != "RUNNING" or not handle:
             return QueueRedrive(
@@ -218,9 +240,10 @@ class Redrive:
         attributes: dict[str, str] = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         return attributes
 
-    def _latest_task(self, source_arn: str) -> dict[str, Any]:
+    def _latest_task(self, source_arn: str, sqs: Any = None) -> dict[str, Any]:
         """The most recent move task of this DLQ (SQS lists the newest first; one runs at a time)."""
-        results = self._sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=1).get("Results", [])
+        sqs = sqs if sqs is not None else self._sqs
+        results = sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=1).get("Results", [])
         return dict(results[0]) if results else {}
 
 

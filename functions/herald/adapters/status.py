@@ -1,22 +1,41 @@
-"""The status store in DynamoDB: a notification's summary and one item per delivery, in one partition."""
+"""The status store in DynamoDB: what fan-out and delivery write about a notification, in its one partition.
+
+Items of a notification (partition key `notification_id`), by sort key:
+
+- `notification`: the accepted request (the API's one write).
+- `page#<page>`: one per fan-out page (`root` for a topic's first page, else `<chain>.<index>`):
+  its claim, then in one write when it is done what it published (the planned deliveries inline
+  when they are few, else in `planned#<page>#<n>` items written just before), the recipients it
+  found without devices, and where the next page starts; then `continued_at` once that is queued.
+- `delivery#<user>#<device>`: one per delivery, written by its claim and its outcome only.
+- `tally#<page>#<invocation>`: for a notification of more than one page, what one deliver
+  invocation changed in that page's delivery statuses (herald.logic.tallies).
+
+A broadcast's deliveries and tallies live in one partition per chain of pages, `<notification>#<chain>`
+(partition_of; chain 0 in the notification's own), so its status writes spread over 16 partition keys.
+"""
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herald.models.domain import Channel, DeliveryJob, DeliveryState, Notification, now
-from herald.models.status import Claim, DeliveryRecord, NotificationRecord, overall_state
+from herald.models.domain import ROOT_PAGE, DeliveryJob, DeliveryState, Notification, PagePosition, now
+from herald.models.status import Claim, PageClaim, PageOutcome, Transition
 
 SUMMARY_SK = "notification"
+PAGE_PREFIX = "page#"
 DELIVERY_PREFIX = "delivery#"
 PLANNED_PREFIX = "planned#"
+TALLY_PREFIX = "tally#"
 PLANNED_CHUNK_BYTES = 300_000  # of an item's 400 KB
+# Planned deliveries up to this size live in the page item itself (one write for a small notification);
+# more go to their own items, so that reading the pages of a broadcast stays cheap.
+INLINE_PLANNED_BYTES = 1000
+NO_STATUS = "-"  # tally_from of a delivery claimed for the first time
 
 
 class DynamoStatusStore:
@@ -34,139 +53,189 @@ class DynamoStatusStore:
             Item={
                 "notification_id": {"S": notification.notification_id},
                 "sk": {"S": SUMMARY_SK},
-                "request": {"S": notification.model_dump_json(include={"priority", "recipients", "channels"})},
+                "request": {"S": request_of(notification)},
                 "accepted_at": {"S": notification.accepted_at.isoformat()},
                 "expires_at": {"N": str(self.expires_at())},
             },
         )
 
-    def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim:
-        """One fan-out per notification at a time: a duplicate intake message waits or finds it done."""
-        return self._claim(
-            key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
-            update="SET fanout_owner = :o, fanout_until = :until",
-            condition=(
-                "attribute_not_exists(fanned_out_at) AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
-            ),
-            values={":o": {"S": owner}, ":until": {"N": str(_millis(until))}, ":now": {"N": str(_millis(now()))}},
-            names={},
-            is_done=lambda old: "fanned_out_at" in old,
-            until_attribute="fanout_until",
-            was_dead=lambda old: False,
-        )
+    # --- fan-out pages ---------------------------------------------------------------------------
 
-    def record_fanned_out(
-        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
-    ) -> None:
-        """One write says both that fan-out is done and which deliveries it published.
-
-        A delivery has no item of its own until its deliver function claims it; until then the
-        planned list stands for it (status `queued`). A very long list spills into extra
-        "planned#<n>" items, written first, so whoever sees `fanned_out_at` sees the whole list.
-        """
-        planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
-        chunks = _chunked(planned, PLANNED_CHUNK_BYTES)
-        for index, chunk in enumerate(chunks[1:], start=1):
-            self._dynamodb.put_item(
+    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
+        """One invocation per page at a time: a duplicate intake message waits, or finds the page done."""
+        try:
+            response = self._dynamodb.update_item(
                 TableName=self._table,
-                Item={
-                    "notification_id": {"S": notification_id},
-                    "sk": {"S": f"{PLANNED_PREFIX}{index}"},
-                    "planned": {"S": ",".join(chunk)},
-                    "expires_at": {"N": str(self.expires_at())},
+                Key=_key(notification_id, PAGE_PREFIX + page),
+                UpdateExpression="SET fanout_owner = :o, fanout_until = :until, expires_at = :e",
+                ConditionExpression=(
+                    "attribute_not_exists(done_at) AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
+                ),
+                ExpressionAttributeValues={
+                    ":o": {"S": owner},
+                    ":until": {"N": str(_millis(until))},
+                    ":now": {"N": str(_millis(now()))},
+                    ":e": {"N": str(self.expires_at())},
                 },
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item") or {}
+            if "done_at" in old:
+                pending = "next" in old and "continued_at" not in old
+                return PageClaim(granted=False, done=True, continuation=_position(old) if pending else None)
+            return PageClaim(granted=False, busy_until=_until(old, "fanout_until"))
+        return PageClaim(granted=True, taken_over="fanout_until" in (response.get("Attributes") or {}))
+
+    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
+        """One write says the page is done and what it published; a long planned list goes first to items
+        of its own, so whoever sees `done_at` sees all of it. False if the claim was taken over."""
+        notification_id = notification.notification_id
+        planned = ",".join(outcome.planned)
+        values: dict[str, Any] = {
+            ":t": {"S": now().isoformat()},
+            ":o": {"S": owner},
+            ":n": {"N": str(len(outcome.planned))},
+            ":w": {"S": ",".join(outcome.without_devices)},
+            ":wn": {"N": str(outcome.without_devices_count)},
+            ":i": {"S": ",".join(outcome.inactive_skipped)},
+            ":in": {"N": str(outcome.inactive_skipped_count)},
+            ":paged": {"BOOL": outcome.paged},
+            ":chains": {"N": str(outcome.chains)},
+        }
+        sets = [
+            "done_at = :t",
+            "planned_count = :n",
+            "without_devices = :w",
+            "without_count = :wn",
+            "inactive_skipped = :i",
+            "inactive_count = :in",
+            "paged = :paged",
+            "chains = :chains",
+        ]
+        if len(planned) <= INLINE_PLANNED_BYTES:
+            sets.append("planned = :p")
+            values[":p"] = {"S": planned}
+        else:
+            chunks = _chunked(outcome.planned, PLANNED_CHUNK_BYTES)
+            for index, chunk in enumerate(chunks):
+                self._dynamodb.put_item(
+                    TableName=self._table,
+                    Item={
+                        **_key(notification_id, f"{PLANNED_PREFIX}{page}#{index:04d}"),
+                        "planned": {"S": ",".join(chunk)},
+                        "expires_at": {"N": str(self.expires_at())},
+                    },
+                )
+            sets.append("planned_chunks = :chunks")
+            values[":chunks"] = {"S": ",".join(str(len(chunk)) for chunk in chunks)}
+        if outcome.next is not None:
+            sets.append("next = :next")
+            values[":next"] = {"S": outcome.next.model_dump_json()}
+        if notification.page is None or notification.page.index == 0:
+            # A chain's first page also keeps what the status shows of the request (not the recipients,
+            # which the accepted record holds, to keep this write small): a notification queued without
+            # the API (an operator's message) has no accepted record, and its status is still readable.
+            sets += ["request = :r", "accepted_at = :a"]
+            values[":r"] = {"S": request_of(notification, recipients=False)}
+            values[":a"] = {"S": notification.accepted_at.isoformat()}
+        # Every attribute by placeholder: several of these names (request, next) are DynamoDB reserved words.
+        names = {f"#{assignment.split(' = ')[0]}": assignment.split(" = ")[0] for assignment in sets}
+        sets = [f"#{assignment}" for assignment in sets]
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_key(notification_id, PAGE_PREFIX + page),
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE fanout_owner, fanout_until",
+                ConditionExpression="fanout_owner = :o",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_continued(self, notification_id: str, page: str) -> None:
         self._dynamodb.update_item(
             TableName=self._table,
-            Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
-            UpdateExpression=(
-                "SET fanned_out_at = :t, without_devices = :w, inactive_skipped = :i, delivery_count = :n,"
-                " planned = :p REMOVE fanout_owner, fanout_until"
-            ),
-            ExpressionAttributeValues={
-                ":t": {"S": now().isoformat()},
-                ":w": {"S": ",".join(without_devices)},
-                ":i": {"S": ",".join(inactive_skipped)},
-                ":n": {"N": str(len(jobs))},
-                ":p": {"S": ",".join(chunks[0]) if chunks else ""},
-            },
+            Key=_key(notification_id, PAGE_PREFIX + page),
+            UpdateExpression="SET continued_at = :t",
+            ExpressionAttributeValues={":t": {"S": now().isoformat()}},
         )
 
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
+    # --- deliveries --------------------------------------------------------------------------------
+
+    def claim_delivery(
+        self,
+        job: DeliveryJob,
+        owner: str,
+        until: datetime,
+        parked_at: datetime | None = None,
+        invocation: str | None = None,
+    ) -> Claim:
         """The one write before a provider call: claims the delivery and counts the attempt.
 
         Granted when the delivery is new, queued, retrying, or held by a claim that expired (its
         invocation died); and when it is dead-lettered, only to a message Herald parked (see
         `_revival`). Refused when it is sent or failed, or another invocation holds a live claim:
         an SQS duplicate never reaches the provider.
+        With `invocation`, the claim also marks the delivery with it (herald.logic.tallies).
         """
+        at = now()
         revival, revival_values = _revival(parked_at)
-        return self._claim(
-            key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
-            update=(
-                "SET #status = :sending, claim_owner = :o, claimed_until = :until, user_id = :u, device_id = :d,"
-                " channel = :c, updated_at = :t, expires_at = :e ADD attempts :one, round_attempts :one"
-            ),
-            condition=(
-                "attribute_not_exists(#status) OR #status IN (:queued, :retrying)"
-                " OR (#status = :sending AND claimed_until < :now)" + revival
-            ),
-            values={
-                ":sending": {"S": DeliveryState.SENDING.value},
-                ":queued": {"S": DeliveryState.QUEUED.value},
-                ":retrying": {"S": DeliveryState.RETRYING.value},
-                ":o": {"S": owner},
-                ":until": {"N": str(_millis(until))},
-                ":now": {"N": str(_millis(now()))},
-                ":u": {"S": job.user_id},
-                ":d": {"S": job.device_id},
-                ":c": {"S": job.channel.value},
-                ":t": {"S": now().isoformat()},
-                ":e": {"N": str(self.expires_at())},
-                ":one": {"N": "1"},
-                **revival_values,
-            },
-            names={"#status": "status"},
-            # Refused while sent, failed or dead-lettered: finished, as far as this message goes.
-            is_done=lambda old: old.get("status", {}).get("S") in FINISHED_FOR_A_COPY,
-            until_attribute="claimed_until",
-            was_dead=lambda old: old.get("status", {}).get("S") == DeliveryState.DEAD_LETTERED,
+        update = (
+            "SET #status = :sending, claim_owner = :o, claimed_until = :until, user_id = :u, device_id = :d,"
+            " channel = :c, updated_at = :t, expires_at = :e, queued_at = if_not_exists(queued_at, :q)"
         )
-
-    def _claim(
-        self,
-        key: dict[str, Any],
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-        names: dict[str, str],
-        is_done: Callable[[dict[str, Any]], bool],
-        until_attribute: str,
-        was_dead: Callable[[dict[str, Any]], bool],
-    ) -> Claim:
-        extra = {"ExpressionAttributeNames": names} if names else {}
-        try:
-            response = self._dynamodb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **extra,
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            old = error.response.get("Item") or {}
-            if is_done(old):
-                return Claim(granted=False, done=True, dead_lettered=was_dead(old))
-            until = old.get(until_attribute, {}).get("N")
-            return Claim(granted=False, busy_until=_from_millis(int(until)) if until else None)
-        old = response.get("Attributes") or {}
-        attempt = int(old.get("round_attempts", {}).get("N", "0")) + 1
-        return Claim(granted=True, attempt=attempt, taken_over=until_attribute in old, redriven=was_dead(old))
+        values: dict[str, Any] = {
+            ":sending": {"S": DeliveryState.SENDING.value},
+            ":o": {"S": owner},
+            ":until": {"N": str(_millis(until))},
+            ":u": {"S": job.user_id},
+            ":d": {"S": job.device_id},
+            ":c": {"S": job.channel.value},
+            ":t": {"S": at.isoformat()},
+            ":q": {"S": (job.queued_at or job.accepted_at).isoformat()},
+            ":e": {"N": str(self.expires_at())},
+            ":one": {"N": "1"},
+            **claimable_values(at),
+            **revival_values,
+        }
+        if invocation is not None:
+            update += ", tally_by = :inv, tally_until = :until, tally_from = if_not_exists(#status, :none)"
+            values.update({":inv": {"S": invocation}, ":none": {"S": NO_STATUS}})
+        old, granted = self._conditional_update(
+            key=_key(partition_of(job.notification_id, job.page), DELIVERY_PREFIX + job.delivery_id),
+            update=update + " ADD attempts :one, round_attempts :one",
+            condition=CLAIMABLE + revival,
+            values=values,
+        )
+        previous = _state(old.get("status", {}).get("S"))
+        unsettled = _unsettled(old, invocation, at) if invocation is not None else None
+        if not granted:
+            # Refused while sent, failed or dead-lettered: finished, as far as this message goes.
+            if previous in FINISHED_FOR_A_COPY:
+                return Claim(
+                    granted=False,
+                    done=True,
+                    dead_lettered=previous is DeliveryState.DEAD_LETTERED,
+                    previous=previous,
+                    unsettled=unsettled,
+                )
+            return Claim(granted=False, busy_until=_until(old, "claimed_until"), previous=previous, unsettled=unsettled)
+        return Claim(
+            granted=True,
+            attempt=int(old.get("round_attempts", {}).get("N", "0")) + 1,
+            taken_over="claimed_until" in old,
+            redriven=previous is DeliveryState.DEAD_LETTERED,
+            previous=previous,
+            unsettled=unsettled,
+        )
 
     def record_outcome(
         self,
@@ -181,6 +250,7 @@ class DynamoStatusStore:
         lost (it expired and another invocation took it over): that one's outcome stands."""
         at = now().isoformat()
         sets = ["#status = :s", "updated_at = :t"]
+        removes = ["claim_owner", "claimed_until"]
         values: dict[str, Any] = {":s": {"S": state.value}, ":t": {"S": at}, ":o": {"S": owner}}
         adds = []
         if error is not None:
@@ -188,6 +258,7 @@ class DynamoStatusStore:
             values[":err"] = {"S": error[:1000]}
         if state is DeliveryState.SENT:
             sets.append("sent_at = :t")
+            removes.append("last_error")  # what failed before does not describe a delivery that was sent
             if provider_message_id:
                 sets.append("provider_message_id = :m")
                 values[":m"] = {"S": provider_message_id}
@@ -201,13 +272,13 @@ class DynamoStatusStore:
             sets.append("redriven_at = :t")
             adds.append("redrives :one")
             values[":one"] = {"N": "1"}
-        expression = "SET " + ", ".join(sets) + " REMOVE claim_owner, claimed_until"
+        expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
         if adds:
             expression += " ADD " + ", ".join(adds)
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
-                Key={"notification_id": {"S": job.notification_id}, "sk": {"S": DELIVERY_PREFIX + job.delivery_id}},
+                Key=_key(partition_of(job.notification_id, job.page), DELIVERY_PREFIX + job.delivery_id),
                 UpdateExpression=expression,
                 ConditionExpression="claim_owner = :o",
                 ExpressionAttributeNames={"#status": "status"},
@@ -219,48 +290,74 @@ class DynamoStatusStore:
             raise
         return True
 
-    def get(self, notification_id: str) -> NotificationRecord | None:
-        paginator = self._dynamodb.get_paginator("query")
-        summary: dict[str, Any] | None = None
-        deliveries: list[DeliveryRecord] = []
-        planned: list[str] = []
-        for page in paginator.paginate(
+    # --- tallies -----------------------------------------------------------------------------------
+
+    def tally_exists(self, notification_id: str, page: str, invocation: str) -> bool:
+        response = self._dynamodb.get_item(
             TableName=self._table,
-            KeyConditionExpression="notification_id = :n",
-            ExpressionAttributeValues={":n": {"S": notification_id}},
+            Key=_key(partition_of(notification_id, page), tally_key(page, invocation)),
+            ProjectionExpression="sk",
             ConsistentRead=True,
-        ):
-            for item in page.get("Items", []):
-                plain = {name: _plain(value) for name, value in item.items()}
-                if plain["sk"] == SUMMARY_SK:
-                    summary = plain
-                    planned.extend(_entries(plain.get("planned")))
-                elif plain["sk"].startswith(PLANNED_PREFIX):
-                    planned.extend(_entries(plain.get("planned")))
-                elif "status" in plain:
-                    deliveries.append(DeliveryRecord.model_validate(plain))
-                # else: an item caught half-written. moto applies an update's actions one by one
-                # and a concurrent read can see the keys alone (DynamoDB writes are atomic); the
-                # planned list still stands for that delivery.
-        if summary is None:
-            return None
-        request = json.loads(summary["request"])
-        fanned_out = "fanned_out_at" in summary
-        claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
-        deliveries.extend(planned_records(planned, claimed, summary.get("fanned_out_at")))
-        return NotificationRecord(
-            notification_id=notification_id,
-            status=overall_state(fanned_out, deliveries),
-            priority=request["priority"],
-            recipients=request["recipients"],
-            channels=request.get("channels"),
-            accepted_at=summary["accepted_at"],
-            fanned_out_at=summary.get("fanned_out_at"),
-            recipients_without_devices=_entries(summary.get("without_devices")),
-            inactive_devices_skipped=_entries(summary.get("inactive_skipped")),
-            counts=dict(Counter(delivery.status.value for delivery in deliveries)),
-            deliveries=deliveries,
         )
+        return "Item" in response
+
+    def record_tally(
+        self,
+        notification_id: str,
+        page: str,
+        invocation: str,
+        counts: Mapping[str, int],
+        recovered: Mapping[str, Mapping[str, int]],
+    ) -> None:
+        item: dict[str, Any] = {
+            **_key(partition_of(notification_id, page), tally_key(page, invocation)),
+            "counts": {"M": {state: {"N": str(n)} for state, n in counts.items() if n}},
+            "expires_at": {"N": str(self.expires_at())},
+        }
+        if recovered:
+            item["recovered"] = {
+                "M": {
+                    key: {"M": {state: {"N": str(n)} for state, n in changes.items()}}
+                    for key, changes in recovered.items()
+                }
+            }
+        self._dynamodb.put_item(TableName=self._table, Item=item)
+
+    def _conditional_update(
+        self, key: dict[str, Any], update: str, condition: str, values: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """The item before the update and whether the update happened."""
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return error.response.get("Item") or {}, False
+        return response.get("Attributes") or {}, True
+
+
+# When a delivery may be claimed: one condition, kept here, that every claim uses, followed by
+# _revival's clause for a dead-lettered delivery.
+CLAIMABLE = (
+    "attribute_not_exists(#status) OR #status IN (:queued, :retrying) OR (#status = :sending AND claimed_until < :now)"
+)
+
+
+def claimable_values(at: datetime) -> dict[str, Any]:
+    return {
+        ":queued": {"S": DeliveryState.QUEUED.value},
+        ":retrying": {"S": DeliveryState.RETRYING.value},
+        ":now": {"N": str(_millis(at))},
+    }
 
 
 # What a claim refused by its condition finds: done, for the message asking (see _revival for dead letters).
@@ -281,12 +378,60 @@ def _revival(parked_at: datetime | None) -> tuple[str, dict[str, Any]]:
     return clause, {":dead": {"S": DeliveryState.DEAD_LETTERED.value}, ":parked": {"N": str(_millis(parked_at))}}
 
 
-def _plain(value: dict[str, Any]) -> Any:
-    if "S" in value:
-        return value["S"]
-    if "N" in value:
-        return int(value["N"])
-    return None
+def request_of(notification: Notification, recipients: bool = True) -> str:
+    """What the status shows of the request: its priority, audience and channels."""
+    fields = {"priority", "topic", "channels"} | ({"recipients"} if recipients else set())
+    return notification.model_dump_json(include=fields, exclude_none=True)
+
+
+def partition_of(notification_id: str, page: str | None) -> str:
+    """Where a delivery (and a tally) of this page lives. A broadcast's are spread over its chains'
+    partitions ("<notification>#<chain>"), so its million status writes are not all on one partition
+    key (DynamoDB serves about 1,000 writes a second per partition). Chain 0 (a recipients list's only
+    chain) stays in the notification's own partition, whether or not the page was paged: a page retried
+    after a crash that reads a slightly different audience may decide otherwise, and a delivery's claim
+    must be the same item however its job was published. Ids never hold '#': no notification id is one
+    of these."""
+    chain = page.split(".")[0] if page is not None and page != ROOT_PAGE else None
+    return f"{notification_id}#{chain}" if chain is not None and chain != "00" else notification_id
+
+
+def tally_key(page: str, invocation: str) -> str:
+    return f"{TALLY_PREFIX}{page}#{invocation}"
+
+
+def _unsettled(old: dict[str, Any], invocation: str, at: datetime) -> Transition | None:
+    """The last tallied change another invocation made, once that invocation is surely over."""
+    by = old.get("tally_by", {}).get("S")
+    until = old.get("tally_until", {}).get("N")
+    if not by or by == invocation or until is None or int(until) >= _millis(at):
+        return None
+    return Transition(
+        by=by,
+        until=_from_millis(int(until)),
+        from_state=_state(old.get("tally_from", {}).get("S")),
+        to_state=_state(old.get("status", {}).get("S")),
+    )
+
+
+def _state(value: str | None) -> DeliveryState | None:
+    try:
+        return DeliveryState(value) if value else None
+    except ValueError:
+        return None
+
+
+def _position(old: dict[str, Any]) -> PagePosition:
+    return PagePosition.model_validate_json(old["next"]["S"])
+
+
+def _key(notification_id: str, sort_key: str) -> dict[str, Any]:
+    return {"notification_id": {"S": notification_id}, "sk": {"S": sort_key}}
+
+
+def _until(old: dict[str, Any], attribute: str) -> datetime | None:
+    until = old.get(attribute, {}).get("N")
+    return _from_millis(int(until)) if until else None
 
 
 def _code(error: ClientError) -> str:
@@ -301,10 +446,6 @@ def _from_millis(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
-def _entries(joined: str | None) -> list[str]:
-    return [entry for entry in (joined or "").split(",") if entry]
-
-
 def _chunked(entries: list[str], limit: int) -> list[list[str]]:
     chunks: list[list[str]] = []
     size = limit
@@ -315,22 +456,3 @@ def _chunked(entries: list[str], limit: int) -> list[list[str]]:
         chunks[-1].append(entry)
         size += len(entry) + 1
     return chunks
-
-
-def planned_records(planned: list[str], claimed: set[str], at: Any) -> list[DeliveryRecord]:
-    """Queued records for planned deliveries ("<user>#<device>#<channel>") no deliver function has claimed yet."""
-    records = []
-    for entry in planned:
-        user_id, device_id, channel = entry.split("#")
-        if f"{user_id}#{device_id}" not in claimed:
-            records.append(
-                DeliveryRecord(
-                    user_id=user_id,
-                    device_id=device_id,
-                    channel=Channel(channel),
-                    status=DeliveryState.QUEUED,
-                    queued_at=at,
-                    updated_at=at,
-                )
-            )
-    return records

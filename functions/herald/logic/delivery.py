@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, Senders, StatusStore
+from herald.logic.tallies import TallySheet
 from herald.models.domain import Channel, DeliveryJob, DeliveryState
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
@@ -80,6 +81,8 @@ def deliver(
     devices: DeviceRegistry,
     policy: RetryPolicy,
     parked_at: datetime | None = None,
+    tally: TallySheet | None = None,
+    record_id: str = "",
 ) -> Result:
     """Claims the delivery, calls its provider once, records the outcome.
 
@@ -95,8 +98,19 @@ def deliver(
     `parked_at` is when Herald parked this message in a DLQ, if it carries that mark: only such a
     message (an operator's redrive) may revive a dead-lettered delivery. A copy without the mark is
     parked itself, unsent and uncounted; a marked copy from an earlier round finds it done.
+
+    With a `tally`, the status changes of a broadcast's delivery (one whose job names its page) are
+    counted in it, under `record_id` (the SQS message), and a change that a dead invocation left out
+    of every tally is made up (herald.logic.tallies).
     """
-    claim = status.claim_delivery(job, owner, deadline, parked_at)
+    counted = tally is not None and tally.counts_for(job)
+    claim = status.claim_delivery(
+        job, owner, deadline, parked_at, invocation=tally.invocation if tally and counted else None
+    )
+    if tally is not None and counted and claim.unsettled is not None:
+        assert job.page is not None
+        if not status.tally_exists(job.notification_id, job.page, claim.unsettled.by):
+            tally.recover(job, claim.unsettled, record_id)
     if claim.done and claim.dead_lettered and parked_at is None:
         # A copy Herald never parked: a stray SQS duplicate, or the job itself, moved to the DLQ by the
         # queue's redrive policy after its parking failed. It may not revive the delivery; parked (with
@@ -108,7 +122,9 @@ def deliver(
         return Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
     last = max(attempt, claim.attempt) >= policy.max_attempts
     attempt = min(attempt, claim.attempt) if claim.attempt else attempt
-    record = _Recorder(job, owner, status, redriven=claim.redriven)
+    if tally is not None and counted:
+        tally.count(job, claim.previous, None, record_id)  # the claim took it out of its previous status
+    record = _Recorder(job, owner, status, claim.redriven, tally if counted else None, record_id)
     if claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
         record(DeliveryState.FAILED, error=OUTCOME_UNKNOWN)
         return Result(Outcome.FAILED, OUTCOME_UNKNOWN)
@@ -148,8 +164,12 @@ class _Recorder:
     owner: str
     status: StatusStore
     redriven: bool
+    tally: TallySheet | None
+    record_id: str
 
     def __call__(self, state: DeliveryState, error: str | None = None, provider_message_id: str | None = None) -> None:
-        self.status.record_outcome(
+        recorded = self.status.record_outcome(
             self.job, self.owner, state, error=error, provider_message_id=provider_message_id, redriven=self.redriven
         )
+        if self.tally is not None and recorded:  # a lost claim's outcome is the new holder's to count
+            self.tally.count(self.job, None, state, self.record_id)

@@ -1,63 +1,214 @@
-"""Fan-out: one delivery per active device of every recipient, published to the priority topic."""
+"""Fan-out: one delivery per active device of every recipient or topic subscriber, a page at a time.
+
+A page reads a bounded part of the audience (at most `PageLimits.users` users and
+`PageLimits.deliveries` deliveries), looks their devices up concurrently, publishes one job per
+device to the priority topic, records itself done with the cursor where the next page starts, and
+queues that page. So no invocation grows with the audience, and a retry resumes where it stopped:
+
+- each page is claimed (one conditional write): a duplicate message finds it busy or done;
+- a page records itself done only once everything it planned is published, and its successor is
+  queued only after that (then marked queued): a retried page that finished publishes nothing
+  again, it only queues its successor if that may not have happened;
+- a page that crashed mid-publish is planned again from its own cursor and published again: the
+  deliveries' own claims stop a second send.
+
+A topic's first page (the root) publishes nothing: it starts one chain of pages per subscriber
+shard, so a broadcast fans out along SUBSCRIBER_SHARDS chains at once.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from herald.logic.ports import DeviceRegistry, Publisher, StatusStore
-from herald.models.domain import DeliveryJob, Notification
+from herald.logic.ports import DeviceRegistry, Intake, Publisher, StatusStore, Subscribers
+from herald.models.domain import (
+    ROOT_PAGE,
+    SUBSCRIBER_SHARDS,
+    Channel,
+    DeliveryJob,
+    Device,
+    Notification,
+    PageCursor,
+    PagePosition,
+    now,
+)
+from herald.models.status import LISTED_NAMES, PageOutcome
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    deliveries: int = 1000  # jobs one page publishes at most
+    users: int = 1000  # recipients or subscribers one page reads at most (many may have no device)
+    lookups: int = 16  # device queries in flight at once
 
 
 @dataclass
 class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
-    without_devices: list[str] = field(default_factory=list)  # recipients with no active matching device
-    inactive_skipped: list[str] = field(default_factory=list)  # "<user>/<device>" of inactive devices
-    already_done: bool = False  # a duplicate intake message: another invocation fanned it out
-    busy_for: int = 0  # another invocation is fanning it out: come back after this many seconds
+    outcome: PageOutcome | None = None
+    already_done: bool = False  # a duplicate intake message: another invocation fanned this page out
+    busy_for: int = 0  # another invocation is fanning this page out: come back after this many seconds
+    claim_lost: bool = False  # this invocation outlived its claim and another took the page over
 
+    @property
+    def without_devices(self) -> list[str]:
+        return self.outcome.without_devices if self.outcome else []
 
-def plan_deliveries(notification: Notification, registry: DeviceRegistry) -> FanoutResult:
-    result = FanoutResult()
-    wanted = set(notification.channels) if notification.channels else None
-    for user_id in notification.recipients:
-        jobs = []
-        for device in registry.devices_of(user_id):
-            if wanted is not None and device.channel not in wanted:
-                continue
-            if not device.active:
-                result.inactive_skipped.append(f"{user_id}/{device.device_id}")
-                continue
-            jobs.append(DeliveryJob.for_device(notification, device))
-        if not jobs:
-            result.without_devices.append(user_id)
-        result.jobs.extend(jobs)
-    return result
+    @property
+    def inactive_skipped(self) -> list[str]:
+        return self.outcome.inactive_skipped if self.outcome else []
 
 
 def fan_out(
     notification: Notification,
     registry: DeviceRegistry,
+    subscribers: Subscribers,
     topic: Publisher,
     status: StatusStore,
+    continuations: Intake,
     owner: str,
     deadline: datetime,
+    limits: PageLimits = PageLimits(),
 ) -> FanoutResult:
-    """Claims the notification's fan-out, publishes one job per device, then records in one write
-    that the notification is fanned out and which deliveries it has.
-
-    The claim makes a duplicate intake message harmless. A fan-out that takes over from a crashed
-    one publishes everything again: each delivery's own claim stops a second send. A failed
-    publish entry raises, and the intake message comes back.
-    """
-    claim = status.claim_fan_out(notification.notification_id, owner, deadline)
+    """Fans out the page `notification` asks for (its first, when it asks for none)."""
+    notification_id, page = notification.notification_id, notification.page_key
+    claim = status.claim_page(notification_id, page, owner, deadline)
     if claim.done:
+        if claim.continuation is not None:
+            # The page finished but its invocation may have stopped before queueing the next one.
+            continuations.send(notification.at(claim.continuation))
+            status.record_continued(notification_id, page)
         return FanoutResult(already_done=True)
     if not claim.granted:
         return FanoutResult(busy_for=claim.busy_for())
-    result = plan_deliveries(notification, registry)
-    if result.jobs:
-        topic.publish(result.jobs)
-    status.record_fanned_out(notification.notification_id, result.jobs, result.without_devices, result.inactive_skipped)
-    return result
+    if page == ROOT_PAGE:
+        continuations.send_all([notification.at(PagePosition(chain=shard)) for shard in range(SUBSCRIBER_SHARDS)])
+        outcome = PageOutcome(chains=SUBSCRIBER_SHARDS, paged=True)
+        status.record_page(notification, page, owner, outcome)
+        return FanoutResult(outcome=outcome)
+    jobs, outcome = plan_page(notification, registry, subscribers, limits)
+    if jobs:
+        topic.publish(jobs)
+    if not status.record_page(notification, page, owner, outcome):
+        return FanoutResult(jobs=jobs, outcome=outcome, claim_lost=True)
+    if outcome.next is not None:
+        continuations.send(notification.at(outcome.next))
+        status.record_continued(notification_id, page)
+    return FanoutResult(jobs=jobs, outcome=outcome)
+
+
+def plan_page(
+    notification: Notification, registry: DeviceRegistry, subscribers: Subscribers, limits: PageLimits
+) -> tuple[list[DeliveryJob], PageOutcome]:
+    """The jobs of one page, from its cursor on, and what the page will record."""
+    position = notification.page or PagePosition()
+    cursor = position.cursor
+    users = audience(notification, position.chain, cursor.user if cursor else None, subscribers, limits.users + 1)
+    following = users[limits.users] if len(users) > limits.users else None
+    users = users[: limits.users]
+    wanted = set(notification.channels) if notification.channels else None
+    planned: list[Device] = []
+    outcome = PageOutcome()
+    with DeviceLookups(registry, limits) as lookups:
+        _plan(users, cursor, position, wanted, limits, lookups, planned, outcome)
+    if outcome.next is None and following is not None:
+        outcome.next = _next(position, PageCursor(user=following))
+    outcome.paged = notification.topic is not None or position.index > 0 or outcome.next is not None
+    page = position.key if outcome.paged else None
+    queued_at = now()
+    jobs = [DeliveryJob.for_device(notification, device, queued_at=queued_at, page=page) for device in planned]
+    outcome.planned = [f"{job.delivery_id}#{job.channel.value}" for job in jobs]
+    return jobs, outcome
+
+
+def _plan(
+    users: list[str],
+    cursor: PageCursor | None,
+    position: PagePosition,
+    wanted: set[Channel] | None,
+    limits: PageLimits,
+    lookups: DeviceLookups,
+    planned: list[Device],
+    outcome: PageOutcome,
+) -> None:
+    offset, seen_devices = 0, 0
+    while offset < len(users) and outcome.next is None:
+        # Look up only about as many users as the page can still take: those it cannot take would be
+        # looked up again by the next page.
+        per_user = seen_devices / offset if offset and seen_devices else 1.0
+        room = limits.deliveries - len(planned)
+        window = users[offset : offset + max(1, min(limits.lookups, math.ceil(room / per_user)))]
+        first_after = cursor.after_device if cursor and offset == 0 else None
+        for user, (devices, more) in zip(window, lookups.fetch(window, first_after), strict=True):
+            resumed = first_after is not None and offset == 0
+            take = [d for d in devices if d.active and (wanted is None or d.channel in wanted)]
+            if planned and len(planned) + len(take) > limits.deliveries:
+                outcome.next = _next(position, PageCursor(user=user, after_device=first_after if resumed else None))
+                break
+            planned.extend(take)
+            for device in devices:
+                if not device.active and (wanted is None or device.channel in wanted):
+                    _note(outcome.inactive_skipped, f"{user}/{device.device_id}")
+                    outcome.inactive_skipped_count += 1
+                    outcome.skipped_by_channel[device.channel] = outcome.skipped_by_channel.get(device.channel, 0) + 1
+            if not take and not resumed and not more:
+                _note(outcome.without_devices, user)
+                outcome.without_devices_count += 1
+            offset += 1
+            seen_devices += len(devices)
+            if more:
+                outcome.next = _next(position, PageCursor(user=user, after_device=devices[-1].device_id))
+                break
+
+
+def audience(
+    notification: Notification, chain: int, first: str | None, subscribers: Subscribers, limit: int
+) -> list[str]:
+    """Up to `limit` users of the notification's audience in its fan-out order, from `first` on."""
+    if notification.recipients is not None:
+        start = notification.recipients.index(first) if first is not None else 0
+        return notification.recipients[start : start + limit]
+    assert notification.topic is not None  # a notification has recipients or a topic
+    return subscribers.users_from(notification.topic, chain, first, limit)
+
+
+class DeviceLookups:
+    """Each user's devices, queried concurrently (at most `limits.lookups` at once) by one pool per page."""
+
+    def __init__(self, registry: DeviceRegistry, limits: PageLimits):
+        self._registry = registry
+        self._limits = limits
+        self._pool = ThreadPoolExecutor(max_workers=limits.lookups) if limits.lookups > 1 else None
+
+    def __enter__(self) -> DeviceLookups:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def fetch(self, users: list[str], first_after: str | None) -> Iterable[tuple[list[Device], bool]]:
+        """For each user in order: up to `limits.deliveries` devices and whether more follow. The
+        first user's start after `first_after` (a page resuming in the middle of a user's devices)."""
+
+        def one(index_user: tuple[int, str]) -> tuple[list[Device], bool]:
+            index, user = index_user
+            after = first_after if index == 0 else None
+            return self._registry.devices_after(user, after, self._limits.deliveries)
+
+        if self._pool is None or len(users) <= 1:
+            return [one(pair) for pair in enumerate(users)]
+        return list(self._pool.map(one, enumerate(users)))
+
+
+def _next(position: PagePosition, cursor: PageCursor) -> PagePosition:
+    return PagePosition(chain=position.chain, index=position.index + 1, cursor=cursor)
+
+
+def _note(names: list[str], name: str) -> None:
+    if len(names) < LISTED_NAMES:
+        names.append(name)

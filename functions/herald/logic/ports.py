@@ -9,7 +9,8 @@ from typing import Protocol
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import InboxPage
-from herald.models.status import Claim, NotificationRecord
+from herald.models.status import Claim, DeliveryPage, NotificationRecord, PageClaim, PageOutcome
+from herald.models.topics import SubscriberPage, Subscription
 
 
 class DeviceRegistry(Protocol):
@@ -17,6 +18,10 @@ class DeviceRegistry(Protocol):
     def get(self, user_id: str, device_id: str) -> Device | None: ...
     def delete(self, user_id: str, device_id: str) -> bool: ...
     def devices_of(self, user_id: str) -> Iterator[Device]: ...
+    def devices_after(self, user_id: str, after: str | None, limit: int) -> tuple[list[Device], bool]:
+        """Up to `limit` of the user's devices whose id sorts after `after`, in order; and whether more follow."""
+        ...
+
     def mark_inactive(
         self, user_id: str, device_id: str, reason: str, endpoint_arn: str | None = None, address: str | None = None
     ) -> bool:
@@ -44,14 +49,38 @@ class DeviceRegistry(Protocol):
         ...
 
 
+class Subscribers(Protocol):
+    """Topics' subscribers, spread over SUBSCRIBER_SHARDS shards per topic."""
+
+    def subscribe(self, topic: str, user_id: str) -> Subscription: ...
+    def unsubscribe(self, topic: str, user_id: str) -> bool: ...
+    def page(self, topic: str, limit: int, cursor: str | None) -> SubscriberPage: ...
+    def users_from(self, topic: str, shard: int, first: str | None, limit: int) -> list[str]:
+        """Up to `limit` user ids of one shard, in order, from `first` on (None: from the shard's first)."""
+        ...
+
+
 class StatusStore(Protocol):
+    """What fan-out and delivery write about a notification."""
+
     def record_accepted(self, notification: Notification) -> None: ...
-    def claim_fan_out(self, notification_id: str, owner: str, until: datetime) -> Claim: ...
-    def record_fanned_out(
-        self, notification_id: str, jobs: list[DeliveryJob], without_devices: list[str], inactive_skipped: list[str]
-    ) -> None: ...
-    def claim_delivery(self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None = None) -> Claim:
-        """`parked_at`: the herald-dead-lettered-at the message carries; only such a message revives a dead letter."""
+    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim: ...
+    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
+        """Marks the page done with what it published; False if another invocation took the claim over."""
+        ...
+
+    def record_continued(self, notification_id: str, page: str) -> None: ...
+    def claim_delivery(
+        self,
+        job: DeliveryJob,
+        owner: str,
+        until: datetime,
+        parked_at: datetime | None = None,
+        invocation: str | None = None,
+    ) -> Claim:
+        """The one write before a provider call. `parked_at`: the herald-dead-lettered-at the message
+        carries; only such a message revives a dead letter. With `invocation`, a change of a tallied
+        status is marked with it, so that a tally lost with a crashed invocation can be made up later."""
         ...
 
     def record_outcome(
@@ -63,7 +92,22 @@ class StatusStore(Protocol):
         provider_message_id: str | None = None,
         redriven: bool = False,
     ) -> bool: ...
+    def tally_exists(self, notification_id: str, page: str, invocation: str) -> bool: ...
+    def record_tally(
+        self,
+        notification_id: str,
+        page: str,
+        invocation: str,
+        counts: Mapping[str, int],
+        recovered: Mapping[str, Mapping[str, int]],
+    ) -> None: ...
+
+
+class StatusReader(Protocol):
+    """What the API reads about a notification."""
+
     def get(self, notification_id: str) -> NotificationRecord | None: ...
+    def deliveries(self, notification_id: str, limit: int, cursor: str | None) -> DeliveryPage | None: ...
 
 
 class Inbox(Protocol):
@@ -72,9 +116,10 @@ class Inbox(Protocol):
 
 
 class Intake(Protocol):
-    """Where accepted notifications wait for fan-out."""
+    """Where accepted notifications (and fan-out continuations) wait for fan-out, by priority."""
 
     def send(self, notification: Notification) -> None: ...
+    def send_all(self, notifications: list[Notification]) -> None: ...
 
 
 class Publisher(Protocol):

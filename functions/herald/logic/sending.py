@@ -1,4 +1,4 @@
-"""Accepting a notification: record it, queue it, answer at once; once per Idempotency-Key."""
+"""Accepting a notification: record it, queue it by priority, answer at once; once per Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def accept_once(
         body = NotificationAccepted(notification_id=notification.notification_id).model_dump_json()
         return StoredResponse(status_code=ACCEPTED, body=body)
 
-    # The request as Herald reads it (defaults filled in), so {"priority": "normal"} repeats a request without it.
-    fingerprint = request_hash(request.model_dump(mode="json"))
-    return idempotency.run(key, fingerprint, lease_seconds, accept)
+    return idempotency.run(key, fingerprint(request), lease_seconds, accept)
+
+
+def fingerprint(request: NotificationRequest) -> str:
+    """The request as Herald reads it (defaults filled in), so {"priority": "normal"} repeats a request without
+    it; the audience it does not use is left out, so a recipients request hashes as it did before topics."""
+    unused = {"topic"} if request.topic is None else {"recipients"}
+    return request_hash(request.model_dump(mode="json", exclude=unused))

@@ -7,7 +7,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from herald.models.domain import (
     E164_PATTERN,
@@ -44,6 +53,7 @@ EMAIL_ADDRESS_PATTERN = (
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{1,62}$"
 )
 MAX_EMAIL_LOCAL_PART = 64
+PUSH_TOKEN_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces
 
 
 def _sendable(text: str) -> str:
@@ -80,7 +90,7 @@ class SmsRegistration(_Strict):
 class PushRegistration(_Strict):
     channel: Literal["push"]
     address: str = Field(
-        pattern=r"^[!-~]+$",
+        pattern=PUSH_TOKEN_PATTERN,
         min_length=1,
         max_length=MAX_PUSH_TOKEN,
         description="The APNs or FCM device token: printable ASCII, no spaces.",
@@ -126,8 +136,14 @@ class DeviceList(BaseModel):
     devices: list[DeviceView]
 
 
+TopicName = Annotated[str, Field(pattern=ID_PATTERN, description="A topic: 1-128 of A-Z a-z 0-9 . _ : @ + -")]
+
+
 class NotificationRequest(_Strict):
-    recipients: list[UserId] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    recipients: list[UserId] | None = Field(
+        default=None, min_length=1, max_length=MAX_RECIPIENTS, description="These users; or give `topic`."
+    )
+    topic: TopicName | None = Field(default=None, description="Every subscriber of this topic; or give `recipients`.")
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     body: str = Field(min_length=1, max_length=MAX_BODY)
     data: dict[str, Any] = Field(
@@ -146,6 +162,23 @@ class NotificationRequest(_Strict):
     @classmethod
     def _unique(cls, values: list[Any] | None) -> list[Any] | None:
         return list(dict.fromkeys(values)) if values is not None else None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_audience(cls, data: Any, handler: ModelWrapValidatorHandler[NotificationRequest]) -> NotificationRequest:
+        # Checked on the input, so a request with both gets this error too, naming both fields.
+        given = [name for name in ("recipients", "topic") if isinstance(data, dict) and data.get(name) is not None]
+        request = handler(data)
+        if len(given) != 1:
+            message = "give recipients or topic, not both" if given else "give recipients or topic"
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    InitErrorDetails(type=PydanticCustomError("audience", message), loc=(name,), input=data)
+                    for name in given or ["recipients", "topic"]
+                ],
+            )
+        return request
 
     @field_validator("title", "body")
     @classmethod
@@ -175,16 +208,25 @@ class NotificationAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-class QueuesView(BaseModel):
-    intake: QueueDepth = Field(description="The intake queue, read by fan-out.")
+class IntakeView(BaseModel):
+    """The intake queues, one per priority, each read by its own fan-out."""
+
     high: QueueDepth
+    normal: QueueDepth
+    low: QueueDepth
+
+
+class QueuesView(BaseModel):
+    intake: IntakeView = Field(description="The intake queues (one per priority), read by fan-out.")
+    high: QueueDepth = Field(description="The high-priority delivery queue.")
     normal: QueueDepth
     low: QueueDepth
 
 
 class ErrorField(BaseModel):
     field: str = Field(description="The field at fault: a body field (dotted), a path or query parameter, or a header.")
-    message: str
+    message: str = Field(description="What is wrong, in words: what the field must be.")
+    details: str | None = Field(default=None, description="More for a program: the regular expression not matched.")
 
 
 class ErrorBody(BaseModel):

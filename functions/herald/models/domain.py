@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 # Ids travel in URL paths and DynamoDB sort keys ("delivery#<user>#<device>"): no '#', '/' or spaces.
 ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 
 MAX_RECIPIENTS = 100
+# A topic's subscribers are spread over this many partitions: a broadcast fans out through as many
+# chains of pages at once, and no single partition takes every subscription's writes. Fixed: a
+# subscriber's shard is a hash of its user id, so changing it would orphan existing subscriptions.
+SUBSCRIBER_SHARDS = 16
 MAX_TITLE = 200
 MAX_BODY = 4000
 MAX_DATA_BYTES = 4096
@@ -62,6 +66,7 @@ class NotificationState(StrEnum):
     DELIVERED = "delivered"  # every delivery sent
     PARTIALLY_DELIVERED = "partially_delivered"  # all terminal, some sent, some not
     FAILED = "failed"  # all terminal, none sent
+    DEAD_LETTERED = "dead_lettered"  # all terminal, some wait in a DLQ: a redrive may still deliver them
     NO_DEVICES = "no_devices"  # fanned out, but no recipient had a matching device
 
 
@@ -97,17 +102,60 @@ class Device(BaseModel):
         return DeviceKey(self.user_id, self.device_id)
 
 
+class PageCursor(BaseModel):
+    """Where a fan-out page starts reading its audience: at `user`, after that user's device `after_device`."""
+
+    user: str
+    after_device: str | None = None
+
+
+class PagePosition(BaseModel):
+    """Which fan-out page an intake message asks for. A recipients list is one chain (0); a topic has
+    one chain per subscriber shard. Pages of a chain follow each other: each one queues the next."""
+
+    chain: int = Field(default=0, ge=0, lt=SUBSCRIBER_SHARDS)
+    index: int = Field(default=0, ge=0)
+    cursor: PageCursor | None = None  # None: the chain's first user
+
+    @property
+    def key(self) -> str:
+        return f"{self.chain:02d}.{self.index:06d}"
+
+
+ROOT_PAGE = "root"  # a topic notification's first page: it starts one chain per subscriber shard
+
+
 class Notification(BaseModel):
-    """The intake queue's message: an accepted notification waiting for fan-out."""
+    """The intake queue's message: an accepted notification waiting for fan-out, to its recipients or a
+    topic's subscribers. `page` is absent on the API's message and set on a fan-out's continuation."""
 
     notification_id: str
-    recipients: list[str]
+    recipients: list[str] | None = None
+    topic: str | None = None
     title: str
     body: str
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
     channels: list[Channel] | None = None
     accepted_at: datetime
+    page: PagePosition | None = None
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> Self:
+        if (self.recipients is None) == (self.topic is None):
+            raise ValueError("a notification has either recipients or a topic")
+        return self
+
+    @property
+    def page_key(self) -> str:
+        """The key of the page this message asks for."""
+        if self.page is None:
+            return ROOT_PAGE if self.topic is not None else PagePosition().key
+        return self.page.key
+
+    def at(self, page: PagePosition) -> Notification:
+        """The continuation: this notification, asking for `page`."""
+        return self.model_copy(update={"page": page})
 
 
 class DeliveryJob(BaseModel):
@@ -125,13 +173,19 @@ class DeliveryJob(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     priority: Priority
     accepted_at: datetime
+    queued_at: datetime | None = None  # when fan-out published it
+    # The fan-out page it came from, when its notification has more than one: its outcome is then
+    # counted in a tally per page (the status of a broadcast is read from tallies, not from each delivery).
+    page: str | None = None
 
     @property
     def delivery_id(self) -> str:
         return f"{self.user_id}#{self.device_id}"
 
     @classmethod
-    def for_device(cls, notification: Notification, device: Device) -> DeliveryJob:
+    def for_device(
+        cls, notification: Notification, device: Device, queued_at: datetime | None = None, page: str | None = None
+    ) -> DeliveryJob:
         return cls(
             notification_id=notification.notification_id,
             user_id=device.user_id,
@@ -145,4 +199,6 @@ class DeliveryJob(BaseModel):
             data=notification.data,
             priority=notification.priority,
             accepted_at=notification.accepted_at,
+            queued_at=queued_at,
+            page=page,
         )

@@ -1,0 +1,1 @@
+"""Herald's ops CLI (`herald`): never shipped in a Lambda zip."""
