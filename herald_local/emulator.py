@@ -12,7 +12,9 @@ What it is, wherever it runs:
 - A gate every request passes, which a snapshot of the state (herald_local/state.py) closes, so no
   request is half applied in it. So that no request sits in the gate for long, an SQS long poll
   (`WaitTimeSeconds` > 0) is served as a series of short polls, each passing the gate on its own,
-  until messages come or the wait is over.
+  until messages come or the wait is over. Between two short polls it waits, outside the gate, for a
+  message to be added to that queue (moto's own signal), so an idle queue costs moto one short poll
+  a second, not ten.
 - Its state, when kept: restored before the server answers, snapshotted while it changes and once
   more when it stops, by the process that holds moto's state.
 
@@ -105,7 +107,10 @@ READ_ONLY_ACTIONS = frozenset(
     }
 )
 RECEIVE_MESSAGE = "AmazonSQS.ReceiveMessage"
-LONG_POLL_EVERY = 0.1  # seconds between the short polls that make up a long poll
+LONG_POLL_EVERY = 0.1  # seconds between the short polls of a long poll whose queue cannot be watched
+# Most seconds between the short polls of a long poll watching its queue: a message that becomes visible
+# again (its visibility timeout over) adds nothing, so no signal tells of it; it is seen within this.
+LONG_POLL_RECHECK = 1.0
 
 
 class PortInUse(Exception):
@@ -206,6 +211,7 @@ class EmulatorApplication:
         self._dynamodb: AbstractContextManager[Any] = TurnLock() if atomic_dynamodb else nullcontext()
         self._changes_lock = threading.Lock()
         self.changes = 0  # requests that may have changed the emulator's state, since it started
+        self.short_polls = 0  # the short polls long polls were served as, since it started
         self.waits = LockWaits()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -224,15 +230,26 @@ class EmulatorApplication:
     ) -> list[bytes]:
         deadline = time.monotonic() + wait
         answered: list[tuple[Any, ...]] = []
+        queue = _queue_of(environ, short)
         while True:
             answered.clear()
+            held = len(queue._messages) if queue is not None else 0  # read before the poll: no add is missed
             poll = {**environ, "wsgi.input": io.BytesIO(short), "CONTENT_LENGTH": str(len(short))}
+            with self._changes_lock:
+                self.short_polls += 1
             body = self._serve(poll, lambda *response: answered.append(response), RECEIVE_MESSAGE)
             status = str(answered[0][0]) if answered else ""
-            if not status.startswith("200") or b'"ReceiptHandle"' in body[0] or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if not status.startswith("200") or b'"ReceiptHandle"' in body[0] or left <= 0:
                 start_response(*answered[0])
                 return body
-            time.sleep(min(LONG_POLL_EVERY, max(deadline - time.monotonic(), 0)))
+            if queue is None:
+                time.sleep(min(LONG_POLL_EVERY, left))
+                continue
+            with queue._messages_lock:  # notified by moto on every message added to the queue
+                queue._messages_lock.wait_for(
+                    lambda held=held: len(queue._messages) != held, min(LONG_POLL_RECHECK, left)
+                )
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
         dynamodb = target.startswith(DYNAMODB_TARGET)
@@ -255,7 +272,12 @@ class EmulatorApplication:
         return [body]
 
     def figures(self) -> dict[str, Any]:
-        return {"atomic_dynamodb": self._atomic, "changes": self.changes, "lock_waits": asdict(self.waits)}
+        return {
+            "atomic_dynamodb": self._atomic,
+            "changes": self.changes,
+            "short_polls": self.short_polls,
+            "lock_waits": asdict(self.waits),
+        }
 
     def _figures(self, start_response: Callable[..., Any]) -> list[bytes]:
         body = json.dumps(self.figures()).encode()
@@ -297,6 +319,19 @@ def _as_short_poll(environ: dict[str, Any]) -> tuple[bytes, float]:
     except (ValueError, TypeError, AttributeError):
         return raw, 0  # not one to rewrite: moto answers it as it is
     return json.dumps({**request, "WaitTimeSeconds": 0}).encode(), wait
+
+
+def _queue_of(environ: dict[str, Any], request: bytes) -> Any:
+    """moto's queue a ReceiveMessage reads (its URL ends in /<account>/<name>; the region is the
+    signature's), or None if it cannot be told or does not exist (moto then answers as it will)."""
+    try:
+        from moto.sqs.models import sqs_backends
+
+        account, name = str(json.loads(request)["QueueUrl"]).rstrip("/").split("/")[-2:]
+        region = environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[1].split("/")[2]
+        return sqs_backends[account][region].queues.get(name)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
 
 
 def _may_change(environ: dict[str, Any], target: str, body: bytes) -> bool:

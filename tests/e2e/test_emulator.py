@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import requests
 from botocore.config import Config
 
 from herald_local.emulator import (
+    LONG_POLL_RECHECK,
     Emulator,
     EmulatorSettings,
     Placement,
@@ -152,6 +154,34 @@ def test_in_either_placement_concurrent_conditional_updates_have_one_winner(emul
     figures = emulator_figures(emulator.endpoint)
     assert figures["atomic_dynamodb"] is True
     assert figures["lock_waits"]["requests"] >= ROUNDS * CALLERS
+
+
+def test_in_either_placement_a_long_poll_waits_for_its_queue_not_on_a_timer(emulator: Emulator) -> None:
+    # Given an empty queue on the emulator
+    sqs = sqs_at(emulator.endpoint)
+    queue = sqs.create_queue(QueueName=f"poll-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    polls_before = emulator_figures(emulator.endpoint)["short_polls"]
+
+    # When a long poll of 3 s finds nothing
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=3)
+
+    # Then moto was asked about once a second (the recheck for messages visible again), not every 0.1 s
+    idle_polls = emulator_figures(emulator.endpoint)["short_polls"] - polls_before
+    assert 1 <= idle_polls <= 3 / LONG_POLL_RECHECK + 1, idle_polls
+
+    # When a message is sent 0.2 s into a 10 s long poll
+    sender = threading.Timer(0.2, lambda: sqs_at(emulator.endpoint).send_message(QueueUrl=queue, MessageBody="m"))
+    polls_before = emulator_figures(emulator.endpoint)["short_polls"]
+    started = time.monotonic()
+    sender.start()
+    received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)
+    waited = time.monotonic() - started
+    sender.join()
+
+    # Then the poll returns it, woken by the message's arrival: the poll before it, then the one that found it
+    assert [m["Body"] for m in received["Messages"]] == ["m"]
+    assert emulator_figures(emulator.endpoint)["short_polls"] - polls_before == 2
+    assert waited < LONG_POLL_RECHECK, waited
 
 
 @pytest.mark.parametrize("placement", list(Placement))
