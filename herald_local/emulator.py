@@ -12,9 +12,9 @@ What it is, wherever it runs:
 - A gate every request passes, which a snapshot of the state (herald_local/state.py) closes, so no
   request is half applied in it. So that no request sits in the gate for long, an SQS long poll
   (`WaitTimeSeconds` > 0) is served as a series of short polls, each passing the gate on its own,
-  until messages come or the wait is over. Between two short polls it waits, outside the gate, for a
-  message to be added to that queue (moto's own signal), so an idle queue costs moto one short poll
-  a second, not ten.
+  until messages come or the wait is over. Between two short polls on an empty queue it waits,
+  outside the gate, for a message to be added to it (moto's own signal), so an idle queue costs moto
+  one short poll a second, not ten.
 - Its state, when kept: restored before the server answers, snapshotted while it changes and once
   more when it stops, by the process that holds moto's state.
 
@@ -108,8 +108,9 @@ READ_ONLY_ACTIONS = frozenset(
 )
 RECEIVE_MESSAGE = "AmazonSQS.ReceiveMessage"
 LONG_POLL_EVERY = 0.1  # seconds between the short polls of a long poll whose queue cannot be watched
-# Most seconds between the short polls of a long poll watching its queue: a message that becomes visible
-# again (its visibility timeout over) adds nothing, so no signal tells of it; it is seen within this.
+# Most seconds between the short polls of a long poll on an empty queue, which waits for moto's signal
+# of a message added (a queue holding messages in flight is polled every LONG_POLL_EVERY: a message
+# turning visible again sends no signal)
 LONG_POLL_RECHECK = 1.0
 
 
@@ -246,10 +247,11 @@ class EmulatorApplication:
             if queue is None:
                 time.sleep(min(LONG_POLL_EVERY, left))
                 continue
+            # An empty queue waits for moto's signal of a message added; one holding messages (in flight, or
+            # not yet visible) is polled as before, since a message turning visible sends no signal.
+            recheck = LONG_POLL_RECHECK if not queue._messages else LONG_POLL_EVERY
             with queue._messages_lock:  # notified by moto on every message added to the queue
-                queue._messages_lock.wait_for(
-                    lambda held=held: len(queue._messages) != held, min(LONG_POLL_RECHECK, left)
-                )
+                queue._messages_lock.wait_for(lambda held=held: len(queue._messages) != held, min(recheck, left))
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
         dynamodb = target.startswith(DYNAMODB_TARGET)
@@ -383,9 +385,16 @@ def keep_alive_handler() -> type:
                 self.send_header("Content-Length", str(len(body)))
             if not environ.get(BODY_READ):
                 self.send_header("Connection", "close")
-            self.end_headers()
+            # Headers and body in one write: written apart, the body of a kept-alive connection waited for
+            # the client's delayed ACK of the headers (Nagle), up to 40 ms an answer.
+            self._headers_buffer.append(b"\r\n")  # what end_headers() adds
             if not bodiless:
-                self.wfile.write(body)
+                self._headers_buffer.append(body)
+            self.flush_headers()
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     return KeepAliveHandler
 
