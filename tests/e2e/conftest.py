@@ -86,11 +86,11 @@ class ArrivalGate:
 class Herald:
     """The running local stack, as a test talks to it."""
 
-    def __init__(self, stack: LocalStack, outage: ScriptedEmailOutage, gate: ArrivalGate):
+    def __init__(self, stack: LocalStack, outage: ScriptedEmailOutage, gate: ArrivalGate | None = None):
         self.stack = stack
         self.url = stack.api_url
         self.outage = outage
-        self.gate = gate
+        self.gate = gate or ArrivalGate()  # holds nothing unless the stack's hook wraps the API with it
         # Which emulator serves SQS decides the redrive path; SES and SNS are read back where they run
         assert stack.endpoint is not None
         self.sqs_emulator: Emulator = emulator_at(stack.endpoint)
