@@ -293,7 +293,7 @@ def test_a_taken_port_is_one_line_naming_it_and_how_to_pick_another(tmp_path: Pa
 def test_with_moto_in_a_thread_the_state_is_kept_too(tmp_path: Path, processes: list[RunningHerald]) -> None:
     # Given `python -m herald_local --emulator thread` keeping its state, with a device registered and snapshotted
     state = tmp_path / "state"
-    first = start(processes, "--emulator", "thread", "--state-dir", str(state))
+    first = start(processes, state, "--emulator", "thread")
     assert children_of(first.process.pid) == []  # no emulator process: moto is in the stack's own
     before = time.time_ns()
     assert first.call("PUT", "/users/ada/devices/web", json={"channel": "in_app"}).ok
@@ -301,7 +301,7 @@ def test_with_moto_in_a_thread_the_state_is_kept_too(tmp_path: Path, processes: 
 
     # When it is killed with SIGKILL and started again on the same folder
     first.kill_9()
-    second = start(processes, "--emulator", "thread", "--state-dir", str(state))
+    second = start(processes, state, "--emulator", "thread")
 
     # Then the device is there
     assert "restored from" in second.printed, second.printed
@@ -310,7 +310,7 @@ def test_with_moto_in_a_thread_the_state_is_kept_too(tmp_path: Path, processes: 
     # When another is registered and it is stopped with Ctrl-C at once, then started again
     assert second.call("PUT", "/users/ada/devices/mail", json={"channel": "email", "address": "ada@example.com"}).ok
     second.ctrl_c()
-    third = start(processes, "--emulator", "thread", "--state-dir", str(state))
+    third = start(processes, state, "--emulator", "thread")
 
     # Then that one is there too: a clean stop saves last
     assert sorted(d["device_id"] for d in third.call("GET", "/users/ada/devices").json()["devices"]) == ["mail", "web"]
@@ -321,7 +321,7 @@ def test_when_its_emulator_process_dies_the_stack_says_so_and_ends(
     tmp_path: Path, processes: list[RunningHerald]
 ) -> None:
     # Given `python -m herald_local` running, moto in its own process
-    running_herald = start(processes, "--state-dir", str(tmp_path / "state"))
+    running_herald = start(processes, tmp_path / "state")
 
     # When that process is killed on its own
     os.kill(running_herald.emulator_pid(), signal.SIGKILL)
