@@ -180,7 +180,8 @@ class Broadcaster:
             "PAGE_DELIVERIES": str(page_deliveries),
             "PAGE_USERS": str(page_deliveries),
         }
-        self.dependencies = self.module.dependencies_from(environment)
+        # Its EMF goes to the stack's collector, as the stack's own functions' does, not onto this report's stdout.
+        self.dependencies = bench.stack.metrics.hook(function.name, self.module.dependencies_from(environment))
         self.function = function
         self.bench = bench
 

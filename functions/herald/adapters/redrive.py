@@ -113,8 +113,9 @@ class Redrive:
         task: dict[str, Any] = {"SourceArn": source["QueueArn"], "DestinationArn": destination_arn}
         if rate is not None:
             task["MaxNumberOfMessagesPerSecond"] = rate
+        sqs = self._asking()
         try:
-            handle = self._asking().start_message_move_task(**task)["TaskHandle"]
+            handle = sqs.start_message_move_task(**task)["TaskHandle"]
         except (ClientError, NotImplementedError) as error:
             if not move_task_unsupported(error):
                 raise
