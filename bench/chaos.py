@@ -41,6 +41,7 @@ from typing import Any
 import requests
 
 from bench.ledger import TERMINAL, DeliveryOutcome, Ledger, build_ledger
+from herald_local.emulator import emulator_figures
 from herald_local.faults import ChannelFaults, FaultPlan
 from herald_local.providers import MotoProviderRecords
 from herald_local.stack import LocalStack, StackOptions
@@ -499,12 +500,12 @@ def outcomes_of(plans: list[NotificationPlan], statuses: dict[str, dict[str, Any
 
 
 def lock_waits(stack: LocalStack) -> dict[str, Any]:
-    application = stack.emulator.application if stack.emulator else None
-    if application is None:
+    """How long DynamoDB requests waited for their turn on the stack's emulator (wherever it runs)."""
+    if stack.emulator is None:
         return {}
-    waits = application.waits
-    mean = waits.seconds / waits.requests if waits.requests else 0.0
-    return {"requests": waits.requests, "mean_s": round(mean, 4), "longest_s": round(waits.longest, 3)}
+    waits = emulator_figures(stack.emulator.endpoint)["lock_waits"]
+    mean = waits["seconds"] / waits["requests"] if waits["requests"] else 0.0
+    return {"requests": waits["requests"], "mean_s": round(mean, 4), "longest_s": round(waits["longest"], 3)}
 
 
 def print_report(result: ChaosResult) -> None:

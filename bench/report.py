@@ -32,16 +32,21 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class Budget:
-    """A figure and the most it may be. `value <= limit` holds."""
+    """A figure and the most it may be (`value <= limit` holds), or with `at_least` the least."""
 
     name: str
     value: float
     limit: float
     unit: str = "x"
+    at_least: bool = False
 
     @property
     def holds(self) -> bool:
-        return self.value <= self.limit
+        return self.value >= self.limit if self.at_least else self.value <= self.limit
+
+    @property
+    def relation(self) -> str:
+        return ">=" if self.at_least else "<="
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +55,7 @@ class Budget:
             "limit": self.limit,
             "unit": self.unit,
             "holds": self.holds,
+            "at_least": self.at_least,
         }
 
 
@@ -138,7 +144,10 @@ def budget_table(budgets: Sequence[Budget]) -> Table:
     return Table(
         "Budgets",
         ("budget", "value", "limit", "holds"),
-        [(b.name, f"{b.value:.2f}{b.unit}", f"{b.limit:g}{b.unit}", "yes" if b.holds else "NO") for b in budgets],
+        [
+            (b.name, f"{b.value:.2f}{b.unit}", f"{b.relation} {b.limit:g}{b.unit}", "yes" if b.holds else "NO")
+            for b in budgets
+        ],
     )
 
 

@@ -4,6 +4,7 @@ function invocations timed, users and devices seeded, notifications sent over HT
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ import requests
 
 from bench.calls import CallCounter, ItemImages, Origin, Tally
 from bench.report import BenchError, progress
+from herald_local.emulator import Placement, constant_time_clock
 
 API_KEY = "bench"
 SERVICES = ("dynamodb", "sqs", "sns", "ses")
@@ -28,9 +30,10 @@ SERVICES = ("dynamodb", "sqs", "sns", "ses")
 class Backend(StrEnum):
     """What answers the local stack's AWS calls."""
 
-    EMBEDDED = "embedded"  # moto in this process, as `make run` runs it, with a constant-time clock
+    EMBEDDED = "embedded"  # moto in this process (the stack's --emulator thread), with a constant-time clock
     STOCK = "stock"  # the same, moto's clock left as it is
     PROCESS = "process"  # moto in a process of its own (its own interpreter lock), constant-time clock
+    STACK = "stack"  # the stack starts its own moto, as `make run` does: a process of its own, constant-time clock
     ENVIRONMENT = "environment"  # the AWS_ENDPOINT_URL* of the environment: LocalStack, say
 
 
@@ -42,22 +45,20 @@ def backend_option(parser: argparse.ArgumentParser) -> None:
         choices=list(Backend),
         default=None,
         help="embedded: moto in this process (default); stock: the same without the clock fix; process: "
-        "moto in its own process; environment: the AWS_ENDPOINT_URL* variables (e.g. LocalStack)",
+        "moto in its own process; stack: the stack's own moto, as make run starts it; environment: the "
+        "AWS_ENDPOINT_URL* variables (e.g. LocalStack)",
     )
 
 
-# Runs in a child process: moto on 127.0.0.1 with the constant-time clock; prints its port.
+# Runs in a child process: the local stack's emulator (herald_local.emulator, the one place a moto
+# server is made) with the constant-time clock; prints its port as JSON, serves until stdin closes.
 EMULATOR_PROCESS = """
-import sys, threading
+import sys
 from bench.stack import quicken_emulator_clock, quicken_emulator_queries
 quicken_emulator_clock()
 quicken_emulator_queries()
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()  # until the parent closes it
-server.stop()
+from herald_local.emulator import main
+sys.exit(main([]))
 """
 
 
@@ -81,9 +82,11 @@ def emulator_process() -> Iterator[str]:
     )
     try:
         assert child.stdout is not None
-        port = child.stdout.readline().strip()
-        if not port.isdigit():
-            raise BenchError("the emulator process did not start")
+        line = child.stdout.readline()  # {"port": N}, or {"error": ...}
+        try:
+            port = int(json.loads(line)["port"])
+        except (ValueError, KeyError):
+            raise BenchError(f"the emulator process did not start (it said {line.strip()!r})") from None
         yield f"http://127.0.0.1:{port}"
     finally:
         if child.stdin:
@@ -309,22 +312,9 @@ class BenchStack:
         return dict(by_function)
 
 
-def quicken_emulator_clock() -> bool:
-    """Gives moto's SQS a constant-time clock; True when applied.
-
-    moto 5.2 computes "now" through two datetime conversions (about 12 us) and does so for every
-    message of a queue on every SQS call (visibility checks, attribute counts): at 2,000 messages a
-    single call costs a second of CPU, held under the interpreter lock this process shares with
-    Herald's functions. time.time() gives the same milliseconds since the epoch. The scans stay;
-    their cost drops about tenfold. Semantics are unchanged.
-    """
-    import moto.core.utils
-    import moto.sqs.models
-
-    if moto.sqs.models.unix_time_millis is not moto.core.utils.unix_time_millis:
-        return moto.sqs.models.unix_time_millis is _milliseconds_now  # already applied, or moto changed
-    moto.sqs.models.unix_time_millis = _milliseconds_now
-    return True
+# Gives moto's SQS a constant-time clock; True when applied. The local stack's emulator process
+# applies it to itself; the benchmarks that run moto in their own process (embedded) apply it here.
+quicken_emulator_clock = constant_time_clock
 
 
 _partition = threading.local()
@@ -368,14 +358,6 @@ def quicken_emulator_queries() -> bool:
     return True
 
 
-def _milliseconds_now(dt: datetime | None = None) -> float:
-    if dt is not None:
-        import moto.core.utils
-
-        return moto.core.utils.unix_time_millis(dt)
-    return time.time() * 1000.0
-
-
 @contextmanager
 def running_stack(
     parameters: dict[str, str] | None = None, backend: Backend = Backend.EMBEDDED, item_images: bool = False
@@ -399,13 +381,18 @@ def running_stack(
         with _started(parameters, "the AWS_ENDPOINT_URL* endpoints of the environment", item_images) as bench:
             yield bench
         return
-    quickened = backend is Backend.EMBEDDED and quicken_emulator_clock() and quicken_emulator_queries()
-    # The bench measures the embedded stack: a developer's endpoint variables must not redirect it.
+    # The bench measures the local stack's own moto: a developer's endpoint variables must not redirect it.
     with _environment(**{name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL")}):
+        if backend is Backend.STACK:
+            description = f"moto {moto_version()} in a process of its own, started by the stack as `make run` does"
+            with _started(parameters, description, item_images, Placement.PROCESS) as bench:
+                yield bench
+            return
+        quickened = backend is Backend.EMBEDDED and quicken_emulator_clock() and quicken_emulator_queries()
         description = f"moto {moto_version()} in this process" + (
             ", constant-time SQS clock, partition-only queries" if quickened else ""
         )
-        with _started(parameters, description, item_images) as bench:
+        with _started(parameters, description, item_images, Placement.THREAD) as bench:
             yield bench
 
 
@@ -429,7 +416,13 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def _started(parameters: dict[str, str] | None, emulator: str, item_images: bool = False) -> Iterator[BenchStack]:
+def _started(
+    parameters: dict[str, str] | None,
+    emulator: str,
+    item_images: bool = False,
+    placement: Placement = Placement.PROCESS,
+) -> Iterator[BenchStack]:
+    """The local stack, started in this process; `placement` places its own moto server, if it starts one."""
     import boto3
 
     from herald.adapters.clients import client, provider_client
@@ -437,7 +430,9 @@ def _started(parameters: dict[str, str] | None, emulator: str, item_images: bool
 
     progress(f"starting the local stack in this process ({emulator})")
     started = time.perf_counter()
-    options = StackOptions(api_port=0, api_key=API_KEY, parameters=parameters or {}, log_level="WARNING")
+    options = StackOptions(
+        api_port=0, api_key=API_KEY, parameters=parameters or {}, log_level="WARNING", emulator=placement
+    )
     with LocalStack(options) as stack:
         progress(f"local stack ready in {time.perf_counter() - started:.1f} s")
         # The item reader has a client of its own: its reads are not Herald's and are never counted.

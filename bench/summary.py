@@ -17,6 +17,11 @@ def _value(budget: Mapping[str, Any]) -> str:
     return "n/a" if value is None else f"{value:.2f}{budget['unit']}"
 
 
+def _relation(budget: Mapping[str, Any]) -> str:
+    """A budget's comparison: most budgets are a most (<=); some a least (>=)."""
+    return ">=" if budget.get("at_least") else "<="
+
+
 def budget_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per budget: bench, budget, value, limit, whether it holds."""
     lines = []
@@ -24,7 +29,8 @@ def budget_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
         for budget in result["budgets"]:
             verdict = "holds" if budget["holds"] else "DOES NOT HOLD"
             lines.append(
-                f"{result['bench']:<13} {budget['name']:<48} {_value(budget):>9} <= {budget['limit']:g}{budget['unit']}"
+                f"{result['bench']:<13} {budget['name']:<48} {_value(budget):>9} {_relation(budget)} "
+                f"{budget['limit']:g}{budget['unit']}"
                 f"  {verdict}"
             )
     return lines
@@ -44,7 +50,8 @@ def markdown_summary(results: Sequence[Mapping[str, Any]]) -> str:
     for result in results:
         for budget in result["budgets"]:
             out.append(
-                f"| {result['bench']} | {budget['name']} | {_value(budget)} | {budget['limit']:g}{budget['unit']} | "
+                f"| {result['bench']} | {budget['name']} | {_value(budget)} | "
+                f"{'at least ' if budget.get('at_least') else ''}{budget['limit']:g}{budget['unit']} | "
                 f"{'yes' if budget['holds'] else '**no**'} |"
             )
     for result in results:

@@ -1,64 +1,239 @@
-"""Throughput and latency: sustained deliveries per second and accepted-to-sent p50/p95/p99 at a fixed
-offered load on the local stack, beside the raw ceiling of the same SQS endpoint measured in the same
-run (SendMessageBatch, ReceiveMessage and DeleteMessageBatch for as many queue hops as Herald made),
-so the figure reads as a fraction of what the emulator allows.
+"""Throughput: the local stack's ceiling. The offered load ramps up in steps (notifications per second
+on a fixed schedule, from client processes of their own); each step prints offered against accepted
+notifications/s, the deliveries/s sustained and accepted-to-sent p50/p95; the ceiling is the highest
+step where the API accepted what was offered and the deliveries kept up. Beside it, the raw pace of
+the same SQS endpoint, so the figures read as a fraction of what the emulator allows.
 
-`python -m bench.throughput [--scale tiny|full] [--backend ...]`. No budget: figures to read.
+`python -m bench.throughput [--scale tiny|full] [--backend ...] [--devices N] [--rates N ...]`.
+Budget (issue 9): at least 30 notifications/s accepted at the ceiling, a step counting only when the
+pollers kept up with its deliveries. The load: each notification to one user with one in-app device.
 
-`--backend environment` uses the AWS_ENDPOINT_URL* variables of the environment instead of an
-embedded moto server: the hook for running the same benchmark against LocalStack (SQS, SNS and SES
-there, DynamoDB on moto), whose setup lives with the LocalStack leg.
+By default (`--backend stack`) the stack starts its own moto as `make run` does. `--backend
+environment` uses the AWS_ENDPOINT_URL* variables of the environment instead: the hook for running
+the same benchmark against LocalStack (SQS, SNS and SES there, DynamoDB on moto), whose setup lives
+with the LocalStack leg.
 """
 
 from __future__ import annotations
 
-import statistics
+import argparse
+import dataclasses
+import multiprocessing
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 from bench.calls import Origin
 from bench.figures import percentile
-from bench.report import BenchError, Report, Scale, Table, main, progress
-from bench.stack import Backend, BenchStack, backend_option, running_stack
+from bench.report import BenchError, Budget, Report, Scale, Table, main, progress
+from bench.stack import Backend, BenchStack, Sent, backend_option, running_stack
 
 PRIORITY = "normal"
-CLIENTS = 8  # concurrent HTTP clients offering the load
+QUEUE = {"high": "HighQueue", "normal": "NormalQueue", "low": "LowQueue"}[PRIORITY]
+PROCESSES = 2  # client processes offering the load (their own interpreters, as a load tool would be)
+THREADS = 24  # open-loop senders per client process: enough that a slow answer never delays the schedule
+BUDGET = 30.0  # notifications/s accepted, at least (issue 9)
+KEEPS_UP = 0.9  # a step keeps up when accepted and sustained reach this fraction of what was offered
 
 
 @dataclass(frozen=True)
-class Load:
-    rate: float  # notifications per second offered
-    devices: int  # in-app devices per recipient
-    seconds: float  # how long the load is offered
+class Ramp:
+    rates: tuple[float, ...]  # notifications per second offered, step by step
+    seconds: float  # how long each step offers its rate
+    devices: int  # in-app devices per recipient: deliveries per notification
+    drain: float  # how long a step's deliveries may take to be sent after its offer ends
 
-    @property
-    def notifications(self) -> int:
-        return int(self.rate * self.seconds)
-
-    @property
-    def deliveries(self) -> int:
-        return self.notifications * self.devices
+    def notifications(self, rate: float) -> int:
+        return round(rate * self.seconds)
 
 
-LOADS = {
-    Scale.TINY: Load(rate=5, devices=2, seconds=1),
-    Scale.FULL: Load(rate=6, devices=5, seconds=30),
+RAMPS = {
+    Scale.TINY: Ramp(rates=(4, 8), seconds=1, devices=2, drain=60),
+    # Up to the usage plan's 50 requests/s (template.yaml): past it API Gateway answers 429 by design.
+    # Issue 9's load: 30 notifications/s accepted and the pollers keeping up with the deliveries those
+    # make. A notification here goes to one user with one in-app device: one delivery each, through
+    # every hop (intake, fan-out, topic, priority queue, deliver). --devices 3 weighs the deliveries.
+    Scale.FULL: Ramp(rates=(10, 20, 30, 40, 50), seconds=15, devices=1, drain=120),
 }
 
 
-def offer(bench: BenchStack, load: Load, users: list[str]) -> list[str]:
-    """POSTs notifications on a fixed schedule (the load's rate, whatever the answers' latency: an
-    open loop, from a few client threads), round-robin over users; returns their ids."""
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=CLIENTS) as clients:
-        sent = []
-        for index in range(load.notifications):
-            time.sleep(max(started + index / load.rate - time.monotonic(), 0))
-            sent.append(clients.submit(bench.send, [users[index % len(users)]], PRIORITY))
-        return [future.result() for future in sent]
+@dataclass(frozen=True)
+class Answer:
+    """One POST /notifications, as its client saw it (wall-clock seconds)."""
+
+    sent_at: float
+    answered_at: float
+    status: int
+    notification_id: str | None
+
+
+def offer_share(url: str, api_key: str, schedule: list[tuple[float, str]], priority: str) -> list[Answer]:
+    """Runs in a client process: POSTs one notification per (when, user) of `schedule` at that wall
+    time, whatever the answers' latency (an open loop); a 429 is recorded, not retried."""
+    import threading
+
+    import requests
+
+    local = threading.local()
+
+    def post(user: str) -> Answer:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.headers["x-api-key"] = api_key
+        body = {"recipients": [user], "title": "Bench", "body": "throughput", "priority": priority}
+        sent_at = time.time()
+        try:
+            response = session.post(f"{url}/notifications", json=body, timeout=30)
+        except requests.RequestException:
+            return Answer(sent_at, time.time(), 0, None)
+        identifier = response.json().get("notification_id") if response.status_code == 202 else None
+        return Answer(sent_at, time.time(), response.status_code, identifier)
+
+    with ThreadPoolExecutor(max_workers=THREADS) as senders:
+        futures = []
+        for when, user in schedule:
+            time.sleep(max(when - time.time(), 0))
+            futures.append(senders.submit(post, user))
+        return [future.result() for future in futures]
+
+
+def _ready() -> bool:
+    import requests  # noqa: F401  (the import is what warms the client process)
+
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    rate: float
+    offered: int
+    answers: list[Answer]
+    latencies: list[float]  # accepted to sent, per delivery sent
+    accepted_span: float  # first to last accepted_at of the step's notifications (status store)
+    sent_span: float  # first to last sent_at of its deliveries
+    deliveries_expected: int
+    drained: bool
+
+    @property
+    def accepted(self) -> int:
+        return sum(a.status == 202 for a in self.answers)
+
+    @property
+    def throttled(self) -> int:
+        return sum(a.status == 429 for a in self.answers)
+
+    @property
+    def accepted_per_s(self) -> float:
+        """Accepted notifications over the time from the first request sent to the last answer (plus
+        one interval of the schedule: n requests at rate r span (n - 1) / r)."""
+        if not self.answers:
+            return 0.0
+        span = max(a.answered_at for a in self.answers) - min(a.sent_at for a in self.answers)
+        return self.accepted / (span + 1 / self.rate)
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.rate
+
+    @property
+    def deliveries_offered_per_s(self) -> float:
+        """Deliveries the accepted notifications called for, per second of accepting them."""
+        return self.deliveries_expected / (self.accepted_span + 1 / self.rate)
+
+    @property
+    def sustained_per_s(self) -> float:
+        """Deliveries sent, per second of sending them (first to last sent)."""
+        return len(self.latencies) / (self.sent_span + 1 / self.rate)
+
+    @property
+    def accepts(self) -> bool:
+        return self.accepted_per_s >= KEEPS_UP * self.offered_per_s and self.accepted == self.offered
+
+    @property
+    def delivers(self) -> bool:
+        return self.drained and self.sustained_per_s >= KEEPS_UP * self.deliveries_offered_per_s
+
+    @property
+    def keeps_up(self) -> bool:
+        return self.accepts and self.delivers
+
+    def answer_seconds(self, q: float) -> float:
+        return percentile([a.answered_at - a.sent_at for a in self.answers], q)
+
+
+def run_step(bench: BenchStack, clients: ProcessPoolExecutor, ramp: Ramp, rate: float, users: list[str]) -> Step:
+    count = ramp.notifications(rate)
+    start = time.time() + 0.5  # every client process is waiting for it by then
+    schedule = [(start + index / rate, users[index % len(users)]) for index in range(count)]
+    shares = [schedule[k::PROCESSES] for k in range(PROCESSES)]
+    url, key = bench.stack.api_url, bench.stack.api_key
+    deleted_before = bench.deleted(QUEUE)  # the previous step drained: nothing of this one yet
+    answers = [
+        a for future in [clients.submit(offer_share, url, key, s, PRIORITY) for s in shares] for a in future.result()
+    ]
+    ids = [a.notification_id for a in answers if a.notification_id]
+    expected = len(ids) * ramp.devices
+    target = deleted_before + expected
+    drained = True
+    try:
+        bench.wait_until(lambda: bench.deleted(QUEUE) >= target, timeout=ramp.drain, what="the step's deliveries")
+    except BenchError:
+        drained = False
+    accepted_at, outcomes = scanned_outcomes(bench, ids)
+    sent = [o for o in outcomes if o.sent_at is not None]
+    latencies = [o.seconds_to_sent for o in sent if o.seconds_to_sent is not None]
+    sent_at = [o.sent_at for o in sent if o.sent_at is not None]
+    return Step(
+        rate=rate,
+        offered=count,
+        answers=answers,
+        latencies=latencies,
+        accepted_span=(max(accepted_at) - min(accepted_at)).total_seconds() if accepted_at else 0.0,
+        sent_span=(max(sent_at) - min(sent_at)).total_seconds() if sent_at else 0.0,
+        deliveries_expected=expected,
+        drained=drained and len(latencies) == expected,
+    )
+
+
+def scanned_outcomes(bench: BenchStack, notification_ids: list[str]) -> tuple[list[datetime], list[Sent]]:
+    """When these notifications were accepted, and their deliveries, from one scan of the status table.
+    (moto answers a Query by sorting the whole table: one per notification would take minutes here.)"""
+    import boto3
+    from botocore.config import Config
+
+    from herald.adapters.status import DELIVERY_PREFIX, SUMMARY_SK
+
+    # A client of its own: pages of a large table take moto longer than Herald's clients wait
+    dynamodb = boto3.session.Session().client("dynamodb", config=Config(read_timeout=300, retries={"max_attempts": 5}))
+    table = bench.function("api.").environment["STATUS_TABLE"]
+    wanted = set(notification_ids)
+    accepted: dict[str, datetime] = {}
+    deliveries: dict[str, list[tuple[str, datetime | None]]] = {}
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=table, ConsistentRead=True, PaginationConfig={"PageSize": 1000}
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            notification_id, sk = item["notification_id"]["S"], item["sk"]["S"]
+            if notification_id not in wanted:
+                continue
+            if sk == SUMMARY_SK:
+                accepted[notification_id] = datetime.fromisoformat(item["accepted_at"]["S"])
+            elif sk.startswith(DELIVERY_PREFIX) and "status" in item:
+                sent_at = datetime.fromisoformat(item["sent_at"]["S"]) if "sent_at" in item else None
+                deliveries.setdefault(notification_id, []).append((item["status"]["S"], sent_at))
+    if set(accepted) != wanted:
+        raise BenchError(f"{len(wanted - set(accepted))} accepted notifications have no status")
+    outcomes = [
+        Sent(notification_id, status, accepted[notification_id], sent_at)
+        for notification_id in notification_ids
+        for status, sent_at in deliveries.get(notification_id, [])
+    ]
+    return list(accepted.values()), outcomes
 
 
 def raw_ceiling(messages: int) -> dict[str, float]:
@@ -98,11 +273,11 @@ def raw_ceiling(messages: int) -> dict[str, float]:
     }
 
 
-def deliver_concurrency(bench: BenchStack, since_invocations: int) -> dict[str, float]:
+def deliver_concurrency(bench: BenchStack) -> dict[str, float]:
     """How a deliver batch spends its time: records per invocation, ms per invocation, and that time
     over the sum of its records' AWS call times (1.0: one record after another; 1/k: k at once)."""
     function = bench.deliver_function(PRIORITY).name
-    invocations = [i for i in bench.clock.snapshot()[since_invocations:] if i.function == function and i.records]
+    invocations = [i for i in bench.clock.snapshot() if i.function == function and i.records]
     tally = bench.counter.snapshot()
     call_seconds = sum(
         s for key, s in tally.seconds.items() if key.origin == Origin.HERALD and key.function == "deliver"
@@ -120,56 +295,115 @@ def deliver_concurrency(bench: BenchStack, since_invocations: int) -> dict[str, 
     }
 
 
-def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
-    load = LOADS[scale]
+def most_at_once(bench: BenchStack, handler_prefix: str) -> int:
+    """The most invocations of a function that overlapped in time, from its journal."""
+    journal = list(bench.function(handler_prefix).invocations)
+    edges = sorted([(i.started, 1) for i in journal] + [(i.at, -1) for i in journal])
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def step_row(step: Step) -> tuple[object, ...]:
+    p50 = percentile(step.latencies, 50) if step.latencies else float("nan")
+    p95 = percentile(step.latencies, 95) if step.latencies else float("nan")
+    return (
+        f"{step.offered_per_s:g}",
+        f"{step.accepted_per_s:.1f}",
+        f"{step.accepted}/{step.offered}" + (f" ({step.throttled} x 429)" if step.throttled else ""),
+        f"{step.answer_seconds(95):.3f}",
+        f"{step.deliveries_offered_per_s:.1f}",
+        f"{step.sustained_per_s:.1f}" + ("" if step.drained else " (not drained)"),
+        f"{p50:.2f} / {p95:.2f}",
+        "yes" if step.keeps_up else "NO",
+    )
+
+
+def run(
+    scale: Scale, backend: Backend = Backend.STACK, devices: int | None = None, rates: list[float] | None = None
+) -> Report:
+    ramp = RAMPS[scale]
+    if devices is not None:
+        ramp = dataclasses.replace(ramp, devices=devices)
+    if rates:
+        ramp = dataclasses.replace(ramp, rates=tuple(rates))
     report = Report("throughput", scale)
-    with running_stack(backend=backend) as bench:
+    steps: list[Step] = []
+    spawn = multiprocessing.get_context("spawn")
+    with (
+        running_stack(backend=backend) as bench,
+        ProcessPoolExecutor(max_workers=PROCESSES, mp_context=spawn) as clients,
+    ):
         report.emulator = bench.emulator
-        users = [f"reader-{index}" for index in range(10)]
+        users = [f"reader-{index}" for index in range(20)]
         for user in users:
-            bench.add_devices(user, load.devices, channel="in_app")
+            bench.add_devices(user, ramp.devices, channel="in_app")
+        for ready in [clients.submit(_ready) for _ in range(PROCESSES)]:
+            ready.result()
+        # One notification through the whole path first: cold starts are not what the ramp measures
+        bench.send([users[0]], PRIORITY)
+        bench.wait_until(lambda: bench.deleted(QUEUE) >= ramp.devices, timeout=ramp.drain, what="the warm-up")
         bench.reset()
-        progress(f"offering {load.rate:g} notifications/s x {load.devices} devices for {load.seconds:g} s")
-        started = time.perf_counter()
-        ids = offer(bench, load, users)
-        offered_seconds = time.perf_counter() - started
-        queue = {"high": "HighQueue", "normal": "NormalQueue", "low": "LowQueue"}[PRIORITY]
-        bench.wait_until(
-            lambda: bench.deleted(queue) >= load.deliveries, timeout=600 + load.deliveries, what="the load to drain"
-        )
-        outcomes = bench.outcomes(ids)
-        concurrency = deliver_concurrency(bench, 0)
-        progress("raw ceiling of the same SQS endpoint")
-        hops = load.notifications + load.deliveries  # intake hop per notification, priority hop per delivery
-        ceiling = raw_ceiling(hops)
+        for rate in ramp.rates:
+            progress(f"offering {rate:g} notifications/s x {ramp.devices} devices for {ramp.seconds:g} s")
+            step = run_step(bench, clients, ramp, rate, users)
+            steps.append(step)
+            progress(
+                f"  accepted {step.accepted_per_s:.1f}/s, sustained {step.sustained_per_s:.1f} deliveries/s, "
+                f"{'keeps up' if step.keeps_up else 'falls behind'}"
+            )
+            if not step.drained or (not step.keeps_up and rate >= BUDGET):
+                break  # past the ceiling, and past the budget's rate: higher steps would only measure backlogs
+        concurrency = deliver_concurrency(bench)
+        api_containers = len(bench.function("api.").containers)
+        api_at_once = most_at_once(bench, "api.")
+        ceiling_step = max((s for s in steps if s.keeps_up), key=lambda s: s.rate, default=None)
+        # The API alone: the highest step whose requests were all accepted in stride, deliveries aside
+        accepting_step = max((s for s in steps if s.accepts), key=lambda s: s.rate, default=None)
+        hops = sum(s.accepted * (1 + ramp.devices) for s in steps[-1:])  # intake hop + one per delivery
+        progress("raw pace of the same SQS endpoint")
+        raw = raw_ceiling(max(hops, 10))
         endpoint = bench.stack.endpoint
-    latencies = [o.seconds_to_sent for o in outcomes if o.seconds_to_sent is not None]
-    if len(latencies) != load.deliveries:
-        raise BenchError(f"{load.deliveries - len(latencies)} deliveries not sent")
-    first_accepted = min(o.accepted_at for o in outcomes)
-    last_sent = max(o.sent_at for o in outcomes if o.sent_at is not None)
-    span = (last_sent - first_accepted).total_seconds()
-    sustained = load.deliveries / span
-    ceiling_deliveries = load.deliveries / (hops / ceiling["hops_per_s"])
+    accepted_ceiling = ceiling_step.accepted_per_s if ceiling_step else 0.0
     report.tables.append(
         Table(
-            f"Offered {load.rate:g} notifications/s x {load.devices} in-app devices ({PRIORITY} priority), "
-            f"{load.notifications} notifications",
+            f"Ramp: {ramp.seconds:g} s per step, 1 recipient x {ramp.devices} in-app devices per notification "
+            f"({PRIORITY} priority), from {PROCESSES} client processes",
+            (
+                "offered n/s",
+                "accepted n/s",
+                "accepted",
+                "answer p95 s",
+                "deliveries due/s",
+                "sustained deliveries/s",
+                "accepted-to-sent p50 / p95 s",
+                "keeps up",
+            ),
+            [step_row(step) for step in steps],
+        )
+    )
+    report.tables.append(
+        Table(
+            "Around it",
             ("figure", "value"),
             [
-                ("offered deliveries/s", f"{load.deliveries / offered_seconds:.1f}"),
-                ("sustained deliveries/s (first accepted to last sent)", f"{sustained:.1f}"),
                 (
-                    "accepted-to-sent p50 / p95 / p99 (s)",
-                    " / ".join(f"{percentile(latencies, q):.3f}" for q in (50, 95, 99)),
+                    "ceiling: highest step that keeps up (notifications/s offered)",
+                    f"{ceiling_step.rate:g}" if ceiling_step else "none",
                 ),
-                ("raw SQS ceiling, same endpoint: SendMessageBatch msgs/s", f"{ceiling['send_per_s']:.0f}"),
-                ("raw SQS ceiling: receive+delete msgs/s", f"{ceiling['receive_delete_per_s']:.0f}"),
-                ("raw ceiling for Herald's hops, as deliveries/s", f"{ceiling_deliveries:.0f}"),
-                ("sustained / raw ceiling", f"{sustained / ceiling_deliveries:.2f}"),
+                (
+                    "API alone: highest step accepted in stride, accepted n/s there",
+                    f"{accepting_step.rate:g}, {accepting_step.accepted_per_s:.1f}" if accepting_step else "none",
+                ),
+                ("most accepted n/s in any step", f"{max(s.accepted_per_s for s in steps):.1f}"),
+                ("most deliveries/s sustained in any step", f"{max(s.sustained_per_s for s in steps):.1f}"),
+                ("API containers started / most requests handled at once", f"{api_containers} / {api_at_once}"),
+                ("raw SQS pace, same endpoint: SendMessageBatch msgs/s", f"{raw['send_per_s']:.0f}"),
+                ("raw SQS pace: receive+delete msgs/s", f"{raw['receive_delete_per_s']:.0f}"),
                 ("deliver: records per invocation", f"{concurrency['records_per_invocation']:.1f}"),
                 ("deliver: ms per invocation", f"{concurrency['ms_per_invocation']:.1f}"),
-                ("deliver: AWS call ms per record", f"{concurrency['aws_call_ms_per_record']:.1f}"),
                 (
                     "deliver: invocation time / its records' call times",
                     f"{concurrency['invocation_over_sequential_calls']:.2f}",
@@ -177,44 +411,97 @@ def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
             ],
         )
     )
+    report.budgets.append(
+        Budget("notifications/s accepted at the ceiling", accepted_ceiling, BUDGET, unit="/s", at_least=True)
+    )
     report.figures = {
         "backend": backend.value,
         "priority": PRIORITY,
-        "load": vars(load) | {"notifications": load.notifications, "deliveries": load.deliveries},
-        "offered_deliveries_per_s": round(load.deliveries / offered_seconds, 2),
-        "sustained_deliveries_per_s": round(sustained, 2),
-        "p50_s": round(percentile(latencies, 50), 4),
-        "p95_s": round(percentile(latencies, 95), 4),
-        "p99_s": round(percentile(latencies, 99), 4),
-        "raw_ceiling": {k: round(v, 1) for k, v in ceiling.items()},
-        "raw_ceiling_deliveries_per_s": round(ceiling_deliveries, 1),
-        "fraction_of_ceiling": round(sustained / ceiling_deliveries, 3),
+        "ramp": {"rates": list(ramp.rates), "seconds": ramp.seconds, "devices": ramp.devices},
+        "steps": [
+            {
+                "offered_per_s": s.offered_per_s,
+                "accepted_per_s": round(s.accepted_per_s, 2),
+                "accepted": s.accepted,
+                "offered": s.offered,
+                "throttled": s.throttled,
+                "answer_p95_s": round(s.answer_seconds(95), 4),
+                "deliveries_due_per_s": round(s.deliveries_offered_per_s, 2),
+                "sustained_deliveries_per_s": round(s.sustained_per_s, 2),
+                "p50_s": round(percentile(s.latencies, 50), 4) if s.latencies else None,
+                "p95_s": round(percentile(s.latencies, 95), 4) if s.latencies else None,
+                "drained": s.drained,
+                "keeps_up": s.keeps_up,
+            }
+            for s in steps
+        ],
+        "ceiling_offered_per_s": ceiling_step.rate if ceiling_step else None,
+        "accepting_offered_per_s": accepting_step.rate if accepting_step else None,
+        "accepting_accepted_per_s": round(accepting_step.accepted_per_s, 2) if accepting_step else None,
+        "most_accepted_per_s": round(max(s.accepted_per_s for s in steps), 2),
+        "most_sustained_deliveries_per_s": round(max(s.sustained_per_s for s in steps), 2),
+        "ceiling_accepted_per_s": round(accepted_ceiling, 2),
+        "ceiling_sustained_deliveries_per_s": round(ceiling_step.sustained_per_s, 2) if ceiling_step else None,
+        "ceiling_p95_s": round(percentile(ceiling_step.latencies, 95), 4) if ceiling_step else None,
+        "api_containers": api_containers,
+        "api_most_at_once": api_at_once,
+        "raw_ceiling": {k: round(v, 1) for k, v in raw.items()},
         "deliver": {k: round(v, 3) for k, v in concurrency.items()},
-        "median_latency_s": round(statistics.median(latencies), 4),
     }
-    report.headline += [
-        f"offered {load.deliveries / offered_seconds:.0f} deliveries/s ({load.rate:g} notifications/s x {load.devices} "
-        f"devices, {PRIORITY} priority): sustained {sustained:.0f}/s; "
-        f"accepted-to-sent p50 {percentile(latencies, 50):.2f} s, "
-        f"p95 {percentile(latencies, 95):.2f} s, p99 {percentile(latencies, 99):.2f} s",
-        f"raw ceiling of the same SQS endpoint for Herald's hops: {ceiling_deliveries:.0f} deliveries/s; "
-        f"Herald sustained {sustained / ceiling_deliveries:.2f} of it at this load",
-        f"deliver: {concurrency['records_per_invocation']:.1f} records per invocation; an invocation took "
-        f"{concurrency['invocation_over_sequential_calls']:.2f}x the sum of its records' AWS call times "
-        "(1.0 = one record after another)",
-    ]
+    if ceiling_step:
+        report.headline.append(
+            f"ceiling {ceiling_step.rate:g} notifications/s offered: {accepted_ceiling:.1f} accepted/s, "
+            f"{ceiling_step.sustained_per_s:.0f} deliveries/s sustained ({ramp.devices} in-app devices each, "
+            f"{PRIORITY} priority), accepted-to-sent p95 {percentile(ceiling_step.latencies, 95):.2f} s"
+        )
+    else:
+        report.headline.append("no step kept up (accepted in stride and deliveries sent as fast as due)")
+    if accepting_step and accepting_step is not ceiling_step:
+        report.headline.append(
+            f"the API alone accepted in stride up to {accepting_step.rate:g} notifications/s offered "
+            f"({accepting_step.accepted_per_s:.1f}/s); most accepted in a step "
+            f"{max(s.accepted_per_s for s in steps):.1f}/s, most deliveries sustained "
+            f"{max(s.sustained_per_s for s in steps):.1f}/s"
+        )
+    beyond = [s for s in steps if not s.keeps_up]
+    if beyond:
+        first = beyond[0]
+        report.headline.append(
+            f"at {first.rate:g} offered: {first.accepted_per_s:.1f} accepted/s, {first.sustained_per_s:.0f} "
+            f"deliveries/s sustained of {first.deliveries_offered_per_s:.0f} due"
+            + ("" if first.drained else f", not drained within {ramp.drain:g} s")
+        )
+    report.headline.append(f"API: {api_containers} containers started, at most {api_at_once} requests handled at once")
     report.notes += [
         f"AWS endpoint: {endpoint}.",
+        "Offered: each step's notifications are POSTed on a fixed schedule (an open loop) from "
+        f"{PROCESSES} client processes of {THREADS} threads; a 429 (usage plan) is counted, not retried.",
+        "accepted n/s: 202 answers over the time from the step's first request to its last answer. "
+        "deliveries due/s: the accepted notifications' deliveries over the span of their accepted_at; "
+        "sustained: deliveries sent over the span of their sent_at.",
+        f"A step keeps up when every request was accepted at >= {KEEPS_UP:g}x the offered rate, and its "
+        f"deliveries were all sent within {ramp.drain:g} s at >= {KEEPS_UP:g}x the rate they were due. "
+        "Each step drains before the next begins.",
         f"{PRIORITY} priority waits up to its mapping's batching window (template.yaml) before a batch is handed "
         "to the deliver function: latency includes it.",
-        "Raw ceiling: one client pushing the same number of messages through send, receive and delete on a "
-        "shallow queue of the same endpoint; Herald's hops are one intake message per notification and one "
-        "priority message per delivery.",
-        "'invocation time / its records' call times': 1.0 when a batch's records are delivered one after "
-        "another; about 1/k when k records' provider calls overlap.",
+        "The full ramp stops at 50 notifications/s, the usage plan's rate (template.yaml): past it API "
+        "Gateway answers 429 by design.",
     ]
     return report
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    backend_option(parser)
+    parser.add_argument("--devices", type=int, help="in-app devices per notification (default: the scale's)")
+    parser.add_argument("--rates", type=float, nargs="+", metavar="N", help="the steps, notifications/s offered")
+
+
 if __name__ == "__main__":
-    sys.exit(main("throughput", lambda a: run(a.scale, a.backend or Backend.EMBEDDED), __doc__ or "", backend_option))
+    sys.exit(
+        main(
+            "throughput",
+            lambda a: run(a.scale, a.backend or Backend.STACK, a.devices, a.rates),
+            __doc__ or "",
+            options,
+        )
+    )

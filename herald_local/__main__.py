@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from herald_local import stack_file
-from herald_local.emulator import PortInUse
+from herald_local.emulator import Placement, PortInUse
 from herald_local.faults import FaultPlan
 from herald_local.provision import StackChanged
 from herald_local.stack import LocalStack, StackOptions
@@ -44,7 +44,9 @@ def _port_taken(error: PortInUse) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m herald_local", description=__doc__)
     parser.add_argument("--port", type=int, default=3000, help="API port on 127.0.0.1 (0: any free port)")
-    parser.add_argument("--aws-port", type=int, default=0, help="moto server port on 127.0.0.1 (0: any free port)")
+    parser.add_argument(
+        "--aws-port", type=int, default=0, help="the emulator's (moto's) port on 127.0.0.1 (0: any free port)"
+    )
     parser.add_argument("--api-key", help="API key to require (default: $HERALD_API_KEY or a random one)")
     parser.add_argument(
         "--parameter-overrides",
@@ -52,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="template parameters, as with sam deploy",
+    )
+    parser.add_argument(
+        "--emulator",
+        type=Placement,
+        choices=list(Placement),
+        default=Placement.PROCESS,
+        help="where moto runs: a process of its own (default: its own interpreter lock) or a thread of this one",
     )
     parser.add_argument("--log-level", default="INFO", help="the functions' POWERTOOLS_LOG_LEVEL")
     parser.add_argument(
@@ -106,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             faults=faults,
             state_dir=args.state_dir,
             fresh=args.fresh,
+            emulator=args.emulator,
             control_port=args.control_port,
             stack_file=args.stack_file,
         )
@@ -148,11 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Control:      {stack.control.url} (herald faults, herald metrics)", flush=True)
     print(f"  Stack file:   {args.stack_file} (what `herald` reads)", flush=True)
     print("Ctrl-C stops it.", flush=True)
+    emulator = stack.emulator
+    ended = False  # the emulator process, on its own
     try:
         while not stopping.wait(0.5):
-            pass
+            if emulator is not None and not emulator.running():
+                ended = True
+                break
     except KeyboardInterrupt:
         pass
+    if ended:
+        # Killed, or crashed: without it nothing works; what it saved last is what a restart finds.
+        print("herald_local: its emulator process ended unexpectedly; stopping.", file=sys.stderr, flush=True)
+        stack.stop()
+        return 1
     print("stopping...", flush=True)
     stack.stop()
     counts = stack.faults.counts()

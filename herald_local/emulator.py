@@ -1,30 +1,77 @@
-"""The local stack's moto server: 127.0.0.1 only, DynamoDB's requests one at a time, still moments for snapshots.
+"""The local stack's moto server, made in one place (`serve()`) and run in a process of its own or in a thread.
 
-moto's `ThreadedMotoServer` serves every request in its own thread, and moto's DynamoDB checks a
-condition, then writes, with nothing held in between: two concurrent `UpdateItem`s with
-`attribute_not_exists` can both win (measured: 12-16 of 60 rounds of 10 concurrent callers had
-more than one winner). On AWS a conditional write is atomic, and Herald's claims and idempotency
-keys rely on it. So this server lets DynamoDB requests through one at a time, while SQS, SNS, SES
-and CloudFormation requests stay concurrent.
+What it is, wherever it runs:
+- moto's server on 127.0.0.1 only (never moto's default 0.0.0.0: nothing of Herald's listens beyond
+  this machine), with moto's backends imported before it answers (a first CloudFormation call would
+  otherwise spend its timeout on imports).
+- DynamoDB's requests one at a time, in the order they came. moto's DynamoDB checks a condition,
+  then writes, with nothing held in between: two concurrent `UpdateItem`s with `attribute_not_exists`
+  can both win (measured: 12-16 of 60 rounds of 10 concurrent callers had more than one winner). On
+  AWS a conditional write is atomic, and Herald's claims and idempotency keys rely on it. SQS, SNS,
+  SES and CloudFormation requests stay concurrent.
+- A gate every request passes, which a snapshot of the state (herald_local/state.py) closes, so no
+  request is half applied in it. So that no request sits in the gate for long, an SQS long poll
+  (`WaitTimeSeconds` > 0) is served as a series of short polls, each passing the gate on its own,
+  until messages come or the wait is over. Between two short polls on an empty queue it waits,
+  outside the gate, for a message to be added to it (moto's own signal), so an idle queue costs moto
+  one short poll a second, not ten.
+- Its state, when kept: restored before the server answers, snapshotted while it changes and once
+  more when it stops, by the process that holds moto's state.
 
-It also lets the local stack's state keeper (herald_local/state.py) take a snapshot at a moment no
-request is half applied: every request passes a gate that a snapshot closes for its duration. So
-that no request sits in the gate for long, an SQS long poll (`WaitTimeSeconds` > 0) is served as a
-series of short polls, each passing the gate on its own, until messages come or the wait is over.
+Where it runs (`Placement`):
+- PROCESS, the default: `python -m herald_local.emulator`, a child of the stack. moto then has an
+  interpreter lock of its own, so on two cores the emulator and Herald's functions run side by side
+  instead of taking turns, and its SQS gets a constant-time clock (a backlog otherwise makes every SQS
+  call slower). The child prints one JSON line (its port, or why it could not start), serves until
+  its standard input closes (the stack stopping, or dying: a kill -9 of the stack closes the pipe
+  too) or its parent is gone, then takes its last snapshot and ends. It ignores Ctrl-C, which the
+  terminal sends to the whole process group: the stack stops first, then closes the pipe.
+- THREAD: a thread of the stack's process (the tests and benchmarks that reach into moto in-process).
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
+import functools
 import io
 import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+
+from herald_local.endpoints import SERVICES
+from herald_local.state import Restored, Snapshotter, StateError, StateFolder
+
+log = logging.getLogger("herald_local")
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 120  # seconds for the child to import moto, load a kept state and bind its port, on a busy machine
+# Seconds the stack waits for its emulator process to take its last snapshot and end: long enough for a
+# large state on a busy machine (the snapshot itself gives up waiting for a quiet moment after ~10 s).
+STOP_TIMEOUT = 120
+PARENT_CHECK_SECONDS = 0.5
+FIGURES_PATH = "/herald-local/emulator.json"  # the front's own read-only route: its counters, as JSON
+BODY_READ = "herald_local.body_read"  # in a request's environ: its body was read whole off the connection
+
+# ---------------------------------------------------------------- moto's front: the lock, the gate, the long polls
 
 # X-Amz-Target of DynamoDB's JSON protocol: "DynamoDB_20120810.UpdateItem" (Streams are "DynamoDBStreams_...").
 DYNAMODB_TARGET = "DynamoDB_"
@@ -60,7 +107,11 @@ READ_ONLY_ACTIONS = frozenset(
     }
 )
 RECEIVE_MESSAGE = "AmazonSQS.ReceiveMessage"
-LONG_POLL_EVERY = 0.1  # seconds between the short polls that make up a long poll
+LONG_POLL_EVERY = 0.1  # seconds between the short polls of a long poll whose queue cannot be watched
+# Most seconds between the short polls of a long poll on an empty queue, which waits for moto's signal
+# of a message added (a queue holding messages in flight is polled every LONG_POLL_EVERY: a message
+# turning visible again sends no signal)
+LONG_POLL_RECHECK = 1.0
 
 
 class PortInUse(Exception):
@@ -161,9 +212,13 @@ class EmulatorApplication:
         self._dynamodb: AbstractContextManager[Any] = TurnLock() if atomic_dynamodb else nullcontext()
         self._changes_lock = threading.Lock()
         self.changes = 0  # requests that may have changed the emulator's state, since it started
+        self.short_polls = 0  # the short polls long polls were served as, since it started
         self.waits = LockWaits()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        _read_body(environ)
+        if environ.get("PATH_INFO") == FIGURES_PATH and environ.get("REQUEST_METHOD") == "GET":
+            return self._figures(start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target == RECEIVE_MESSAGE:
             short, wait = _as_short_poll(environ)
@@ -176,15 +231,27 @@ class EmulatorApplication:
     ) -> list[bytes]:
         deadline = time.monotonic() + wait
         answered: list[tuple[Any, ...]] = []
+        queue = _queue_of(environ, short)
         while True:
             answered.clear()
+            held = len(queue._messages) if queue is not None else 0  # read before the poll: no add is missed
             poll = {**environ, "wsgi.input": io.BytesIO(short), "CONTENT_LENGTH": str(len(short))}
+            with self._changes_lock:
+                self.short_polls += 1
             body = self._serve(poll, lambda *response: answered.append(response), RECEIVE_MESSAGE)
             status = str(answered[0][0]) if answered else ""
-            if not status.startswith("200") or b'"ReceiptHandle"' in body[0] or time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if not status.startswith("200") or b'"ReceiptHandle"' in body[0] or left <= 0:
                 start_response(*answered[0])
                 return body
-            time.sleep(min(LONG_POLL_EVERY, max(deadline - time.monotonic(), 0)))
+            if queue is None:
+                time.sleep(min(LONG_POLL_EVERY, left))
+                continue
+            # An empty queue waits for moto's signal of a message added; one holding messages (in flight, or
+            # not yet visible) is polled as before, since a message turning visible sends no signal.
+            recheck = LONG_POLL_RECHECK if not queue._messages else LONG_POLL_EVERY
+            with queue._messages_lock:  # notified by moto on every message added to the queue
+                queue._messages_lock.wait_for(lambda held=held: len(queue._messages) != held, min(recheck, left))
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
         dynamodb = target.startswith(DYNAMODB_TARGET)
@@ -206,10 +273,37 @@ class EmulatorApplication:
                     self.changes += 1
         return [body]
 
+    def figures(self) -> dict[str, Any]:
+        return {
+            "atomic_dynamodb": self._atomic,
+            "changes": self.changes,
+            "short_polls": self.short_polls,
+            "lock_waits": asdict(self.waits),
+        }
+
+    def _figures(self, start_response: Callable[..., Any]) -> list[bytes]:
+        body = json.dumps(self.figures()).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
     def _waited(self, seconds: float) -> None:  # called holding the DynamoDB lock: no other lock needed
         self.waits.requests += 1
         self.waits.seconds += seconds
         self.waits.longest = max(self.waits.longest, seconds)
+
+
+def _read_body(environ: dict[str, Any]) -> None:
+    """Reads the request's body off the connection before anything is served: the connection is then
+    ready for its next request, and may stay open (KeepAliveHandler)."""
+    if environ.get("wsgi.input_terminated"):  # chunked: the connection closes after this request
+        return
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ[BODY_READ] = True
 
 
 def _as_short_poll(environ: dict[str, Any]) -> tuple[bytes, float]:
@@ -229,6 +323,19 @@ def _as_short_poll(environ: dict[str, Any]) -> tuple[bytes, float]:
     return json.dumps({**request, "WaitTimeSeconds": 0}).encode(), wait
 
 
+def _queue_of(environ: dict[str, Any], request: bytes) -> Any:
+    """moto's queue a ReceiveMessage reads (its URL ends in /<account>/<name>; the region is the
+    signature's), or None if it cannot be told or does not exist (moto then answers as it will)."""
+    try:
+        from moto.sqs.models import sqs_backends
+
+        account, name = str(json.loads(request)["QueueUrl"]).rstrip("/").split("/")[-2:]
+        region = environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[1].split("/")[2]
+        return sqs_backends[account][region].queues.get(name)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 def _may_change(environ: dict[str, Any], target: str, body: bytes) -> bool:
     if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS") or target in READ_ONLY_ACTIONS:
         return False
@@ -237,12 +344,75 @@ def _may_change(environ: dict[str, Any], target: str, body: bytes) -> bool:
     return True
 
 
+def keep_alive_handler() -> type:
+    """werkzeug's request handler, keeping a connection open for the client's next request.
+
+    werkzeug 3 closes every connection after one request (`Connection: close`): Python's http.server
+    cannot drain a body an application left unread before the next request line, and werkzeug then
+    reads whatever else the client sent. Otherwise each call of every boto3 client opens a TCP
+    connection and costs the server a thread of its own. Here the front reads every body whole
+    before anything is served (`_read_body`) and answers with the whole body made, so the response
+    is written with its length and the connection stays open, as AWS's endpoints keep it. A request
+    whose body was not read (chunked), or whose handling failed, still closes its connection.
+    """
+    from werkzeug.serving import WSGIRequestHandler
+
+    class KeepAliveHandler(WSGIRequestHandler):
+        def run_wsgi(self) -> None:
+            self.environ = environ = self.make_environ()
+            answered: list[Any] = []
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                answered[:] = [status, headers]
+                return None
+
+            try:
+                body = b"".join(self.server.app(environ, start_response))
+                status, headers = answered
+            except Exception:
+                # Logged as werkzeug logs it, so quiet_emulator's filter and level apply (the redrive's probe)
+                self.server.log("error", f"Error on request {self.command} {self.path}:\n{traceback.format_exc()}")
+                self.close_connection = True
+                self.send_error(500)
+                return
+            code, _, reason = str(status).partition(" ")
+            bodiless = int(code) in (204, 304) or int(code) < 200 or self.command == "HEAD"
+            self.send_response(int(code), reason)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            if not bodiless:
+                self.send_header("Content-Length", str(len(body)))
+            if not environ.get(BODY_READ):
+                self.send_header("Connection", "close")
+            # Headers and body in one write: written apart, the body of a kept-alive connection waited for
+            # the client's delayed ACK of the headers (Nagle), up to 40 ms an answer.
+            self._headers_buffer.append(b"\r\n")  # what end_headers() adds
+            if not bodiless:
+                self._headers_buffer.append(body)
+            self.flush_headers()
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    return KeepAliveHandler
+
+
 class MotoServer:
     """moto's server on 127.0.0.1 (never beyond this machine), with the EmulatorApplication in front."""
 
-    def __init__(self, port: int = 0, atomic_dynamodb: bool = True):
+    def __init__(
+        self,
+        port: int = 0,
+        atomic_dynamodb: bool = True,
+        port_option: str = "--aws-port",
+        port_role: str = "the AWS endpoint",
+    ):
         self._port = port
         self._atomic_dynamodb = atomic_dynamodb
+        self._port_option = port_option
+        self._port_role = port_role
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.application: EmulatorApplication | None = None
@@ -254,19 +424,37 @@ class MotoServer:
         self.application = EmulatorApplication(
             DomainDispatcherApplication(create_backend_app), atomic_dynamodb=self._atomic_dynamodb
         )
-        try:
-            self._server = make_server("127.0.0.1", self._port, self.application, threaded=True)
-        except OSError as error:
-            if port_in_use(error):
-                raise PortInUse(self._port, "--aws-port", "the AWS endpoint") from None
-            raise
+        # Bound here, not by werkzeug: on a taken port it prints two lines and exits the whole process.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HTTP servers do: TIME_WAIT is fine
+            try:
+                listener.bind(("127.0.0.1", self._port))
+            except OSError as error:
+                if port_in_use(error):
+                    raise PortInUse(self._port, self._port_option, self._port_role) from None
+                raise
+            listener.listen(128)
+            # werkzeug serves a duplicate of this socket; this one closes at the end of the block
+            self._server = make_server(
+                "127.0.0.1",
+                self._port,
+                self.application,
+                threaded=True,
+                request_handler=keep_alive_handler(),
+                fd=listener.fileno(),
+            )
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
 
     @property
-    def url(self) -> str:
+    def address(self) -> tuple[str, int]:
         assert self._server is not None, "start() the server first"
         host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
         return f"http://{host}:{port}"
 
     @property
@@ -281,3 +469,349 @@ class MotoServer:
             self._server.server_close()
         self._server = None
         self._thread = None
+
+
+# ---------------------------------------------------------------- what runs moto, wherever it runs
+
+
+def _expected_by_redrive(record: logging.LogRecord) -> bool:
+    """False for the traceback moto's server prints when asked for a message-move task it lacks: Herald's
+    redrive asks once, expecting that answer, then falls back (and says so in its own answer)."""
+    message = record.getMessage()
+    return not ("NotImplementedError" in message and "message_move_task" in message)
+
+
+def quiet_emulator() -> None:
+    """moto logs every request and warns about each resource type it skips: noise for a developer."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if _expected_by_redrive not in logging.getLogger("werkzeug").filters:
+        logging.getLogger("werkzeug").addFilter(_expected_by_redrive)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+
+
+def constant_time_clock() -> bool:
+    """Gives moto's SQS a constant-time clock; True when applied.
+
+    moto 5.2 computes "now" through two datetime conversions (about 12 us) and does so for every
+    message of a queue on every SQS call (visibility checks, attribute counts): at 2,000 messages a
+    single call costs a second of CPU. time.time() gives the same milliseconds since the epoch. The
+    scans stay; their cost drops about tenfold. Semantics are unchanged. It patches moto for the
+    whole process: the emulator's own process applies it; a stack with moto in a thread does not.
+    """
+    import moto.core.utils
+    import moto.sqs.models
+
+    if moto.sqs.models.unix_time_millis is not moto.core.utils.unix_time_millis:
+        return moto.sqs.models.unix_time_millis is _milliseconds_now  # already applied, or moto changed
+    moto.sqs.models.unix_time_millis = _milliseconds_now
+    return True
+
+
+def lighten_moto() -> list[str]:
+    """Cuts work moto 5.2 repeats on every request without changing any answer; returns what it applied.
+
+    Measured with py-spy on the emulator process under load (docs/emulators.md): these were pure
+    waste. Like the clock, it patches moto for the whole process: the emulator's own process applies it.
+    - Every request looks its host up among moto's modules by listing moto's package directory and
+      testing each entry with isdir. The listing is the same every time: it is kept.
+    - Every request lists its handler class's methods with inspect.getmembers. A class's methods do
+      not change while it serves: they are kept per class.
+    - Every UpdateItem parses its UpdateExpression twice from scratch. The parse depends on the
+      string alone, and moto deep-copies the tree before it validates or applies it: parses are kept
+      (the last 256 expressions).
+    - Every SQS ReceiveMessage reads each candidate message's retention period through
+      GetQueueAttributes, which computes every attribute of the queue, message counts included (a
+      scan of the whole queue, per message). It reads the queue's retention period itself instead.
+    """
+    import moto.backends
+    import moto.core.responses
+    import moto.sqs.models
+    from moto.dynamodb.parsing import expressions
+
+    applied = []
+    if not hasattr(moto.backends.list_of_moto_modules, "cache_info"):
+        modules = tuple(moto.backends.list_of_moto_modules())
+        moto.backends.list_of_moto_modules = functools.cache(lambda: modules)
+        applied.append("moto's module list kept")
+    if not hasattr(moto.core.responses.method_names_from_class, "cache_info"):
+        moto.core.responses.method_names_from_class = functools.cache(moto.core.responses.method_names_from_class)
+        applied.append("handler methods kept per class")
+    parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]  # not in moto's __all__
+    make = parser.__dict__["make"]
+    if isinstance(make, classmethod) and not hasattr(make.__func__, "cache_info"):
+        parser.make = classmethod(functools.lru_cache(maxsize=256)(make.__func__))  # type: ignore[arg-type]
+        applied.append("update expressions parsed once")
+    backend = moto.sqs.models.SQSBackend
+    if not getattr(backend.is_message_valid_based_on_retention_period, "lightened", False):
+        backend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign,assignment]
+        applied.append("retention read from the queue")
+    return applied
+
+
+def _retained(backend: Any, queue_name: str, message: Any) -> bool:
+    """moto's own test (retention period plus the message's sent time, against now), without computing
+    every attribute of the queue to read one."""
+    retention_period = int(backend.get_queue(queue_name).message_retention_period)
+    return bool(retention_period + message.sent_timestamp / 1000 > time.time())
+
+
+_retained.lightened = True  # type: ignore[attr-defined]
+
+
+def _milliseconds_now(dt: datetime | None = None) -> float:
+    if dt is not None:
+        import moto.core.utils
+
+        return float(moto.core.utils.unix_time_millis(dt))
+    return time.time() * 1000.0
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """What the stack asks of its emulator: the same in both placements."""
+
+    port: int = 0  # on 127.0.0.1; 0 picks a free one
+    atomic_dynamodb: bool = True  # False only to measure what the lock costs, or to show the race
+    # The folder whose snapshot is restored and kept (herald_local/state.py); None: in memory only. The
+    # stack holds the folder's lock and discards the snapshot for --fresh before its emulator starts.
+    state_dir: Path | None = None
+    snapshot_seconds: float = 1.0  # how often the state is saved while it changes
+    port_option: str = "--aws-port"  # how a developer picks the port, named when it is taken
+    port_role: str = "the AWS endpoint"
+
+
+class Served:
+    """An emulator serving in this process: moto's server behind its front, and its snapshots."""
+
+    def __init__(self, server: MotoServer, snapshotter: Snapshotter | None, restored: Restored | None):
+        self.server = server
+        self.snapshotter = snapshotter
+        self.restored = restored
+
+    def stop(self) -> None:
+        """The last snapshot (nothing of the stack runs any more), then the server."""
+        try:
+            if self.snapshotter is not None:
+                self.snapshotter.stop()
+        finally:
+            self.server.stop()
+
+
+def serve(settings: EmulatorSettings) -> Served:
+    """The emulator, serving: its kept state restored first, then moto's server started, then its snapshots."""
+    from moto.backends import get_backend
+
+    quiet_emulator()
+    # moto imports a service's backend on its first request: seconds, which would count against the
+    # first call's timeout (CloudFormation's, which touches them all). Here they overlap the stack's start.
+    for service in SERVICES:
+        get_backend(service)  # type: ignore[call-overload]
+    folder = StateFolder(settings.state_dir) if settings.state_dir is not None else None
+    restored = folder.restore() if folder is not None else None  # before the server answers anything
+    server = MotoServer(settings.port, settings.atomic_dynamodb, settings.port_option, settings.port_role)
+    server.start()
+    snapshotter = Snapshotter(server, folder, settings.snapshot_seconds).start() if folder is not None else None
+    return Served(server, snapshotter, restored)
+
+
+class Placement(StrEnum):
+    PROCESS = "process"  # a child process of its own (the default)
+    THREAD = "thread"  # a thread of the stack's process
+
+
+class Emulator(Protocol):
+    """The emulator as the stack holds it, wherever it runs."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def restored(self) -> Restored | None: ...
+
+    def running(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class ThreadEmulator:
+    """The emulator in a thread of this process."""
+
+    def __init__(self, settings: EmulatorSettings):
+        self._served = serve(settings)
+        self.endpoint = self._served.server.url
+        self.restored = self._served.restored
+
+    @property
+    def application(self) -> EmulatorApplication | None:
+        """moto's front, in this process (its counters; its gate, for a test)."""
+        return self._served.server.application
+
+    def running(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        self._served.stop()
+
+
+class ProcessEmulator:
+    """The emulator in a child process (`python -m herald_local.emulator`). Starting returns at once;
+    `endpoint` waits for the child's first line, so the caller can do other work meanwhile.
+
+    `held_fds` are passed open to the child: the state folder's lock, so that the folder stays taken
+    while the child saves its last snapshot, even when the stack itself was killed."""
+
+    def __init__(self, settings: EmulatorSettings, held_fds: tuple[int, ...] = ()):
+        self.settings = settings
+        arguments = ["--port", str(settings.port), "--parent", str(os.getpid())]
+        if settings.state_dir is not None:
+            arguments += ["--state-dir", str(settings.state_dir), "--snapshot-seconds", str(settings.snapshot_seconds)]
+        if not settings.atomic_dynamodb:
+            arguments.append("--racy-dynamodb")
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "functions"), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "herald_local.emulator", *arguments],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            pass_fds=held_fds,
+        )
+        self._hello: dict[str, Any] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._started()['port']}"
+
+    @property
+    def restored(self) -> Restored | None:
+        restored = self._started().get("restored")
+        return Restored(**restored) if restored else None
+
+    def _started(self) -> dict[str, Any]:
+        """The child's first line: where it serves, or why it could not start (raised here, in one line)."""
+        if self._hello is None:
+            assert self._child.stdout is not None
+            line = _read_line(self._child.stdout, STARTUP_TIMEOUT)
+            try:
+                hello = json.loads(line)
+            except ValueError:
+                hello = {"error": f"the emulator process did not start (it said {line!r})"}
+            if "port" not in hello:
+                self.stop()
+                if "port_in_use" in hello:
+                    raise PortInUse(hello["port_in_use"], self.settings.port_option, self.settings.port_role)
+                if hello.get("state"):
+                    raise StateError(hello["error"])
+                raise RuntimeError(hello["error"])
+            self._hello = hello
+        return self._hello
+
+    def running(self) -> bool:
+        return self._child.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._child.poll()
+
+    def stop(self) -> None:
+        """Closes the child's standard input: it takes its last snapshot and ends (killed if it does not)."""
+        if self._child.stdin and not self._child.stdin.closed:
+            with suppress(BrokenPipeError):  # it has ended already
+                self._child.stdin.close()
+        try:
+            self._child.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.warning("the emulator process did not end in %s s: killed, its last changes unsaved", STOP_TIMEOUT)
+            self._child.kill()
+            self._child.wait()
+        if self._child.stdout:
+            self._child.stdout.close()
+
+
+def _read_line(stream: Any, timeout: float) -> str:
+    """The child's first line, or "" if it says nothing within `timeout` seconds."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+    line: str = stream.readline()
+    return line
+
+
+def start_emulator(placement: Placement, settings: EmulatorSettings, held_fds: tuple[int, ...] = ()) -> Emulator:
+    if placement is Placement.THREAD:
+        return ThreadEmulator(settings)
+    return ProcessEmulator(settings, held_fds)
+
+
+def emulator_figures(endpoint: str) -> dict[str, Any]:
+    """The front's counters (changes, DynamoDB's waits for its turn), read from the emulator at `endpoint`."""
+    answer = requests.get(f"{endpoint.rstrip('/')}{FIGURES_PATH}", timeout=10)
+    answer.raise_for_status()
+    figures: dict[str, Any] = answer.json()
+    return figures
+
+
+# ---------------------------------------------------------------- the child process
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m herald_local.emulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--state-dir", type=Path, help="restore the snapshot kept here, and keep the state here")
+    parser.add_argument("--snapshot-seconds", type=float, default=1.0, help="how often the state is saved")
+    parser.add_argument("--racy-dynamodb", action="store_true", help="DynamoDB requests side by side, as moto comes")
+    parser.add_argument("--parent", type=int, help="the stack's pid: when it is gone, this ends too")
+    arguments = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this stops
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a clean stop: the last snapshot is taken
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    constant_time_clock()  # this process is moto's alone
+    lighten_moto()
+    settings = EmulatorSettings(
+        port=arguments.port,
+        atomic_dynamodb=not arguments.racy_dynamodb,
+        state_dir=arguments.state_dir,
+        snapshot_seconds=arguments.snapshot_seconds,
+    )
+    try:
+        served = serve(settings)
+    except PortInUse as error:
+        _say({"error": str(error), "port_in_use": error.port})
+        return 2
+    except StateError as error:
+        _say({"error": str(error), "state": True})
+        return 2
+    port = served.server.address[1]
+    _say({"port": port, "restored": asdict(served.restored) if served.restored else None})
+    threading.Thread(target=_until_input_ends, args=(stop,), name="parent-pipe", daemon=True).start()
+    while not stop.wait(PARENT_CHECK_SECONDS):
+        if arguments.parent is not None and os.getppid() != arguments.parent:
+            break  # the parent is gone and something else holds the pipe open (a process it forked)
+    served.stop()
+    return 0
+
+
+def _say(message: dict[str, Any]) -> None:
+    print(json.dumps(message), flush=True)
+
+
+def _until_input_ends(stop: threading.Event) -> None:
+    sys.stdin.read()  # until the parent closes it, or its end is closed for it (the parent died)
+    stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,8 +13,11 @@ from herald_local.faults import FaultInjector, duplicate_message
 from herald_local.functions import LocalFunction
 from herald_local.template import EventSourceSpec
 
-IDLE_SLEEP_MIN = 0.02
-IDLE_SLEEP_MAX = 0.2
+# An empty queue is long-polled, as Lambda's mapping does (it waits up to 20 s): the emulator holds the
+# receive until a message arrives, instead of the poller asking again and again. Kept short so a
+# stopping stack is not held up by its pollers.
+LONG_POLL_SECONDS = 1
+WINDOW_SLEEP_MAX = 0.2  # between the receives that fill a batching window
 
 
 class QueuePoller:
@@ -56,13 +59,16 @@ class QueuePoller:
     def start(self) -> None:
         self._thread.start()
 
+    def stopping(self) -> None:
+        """Asks the poller to stop, without waiting: a stack stops all its pollers at once."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=LONG_POLL_SECONDS + 5)
         self._pool.shutdown(wait=True)
 
     def _run(self) -> None:
-        idle = IDLE_SLEEP_MIN
         while not self._stop.is_set():
             self._slots.acquire()
             try:
@@ -74,10 +80,7 @@ class QueuePoller:
                 continue
             if not batch:
                 self._slots.release()
-                self._stop.wait(idle)
-                idle = min(idle * 2, IDLE_SLEEP_MAX)
                 continue
-            idle = IDLE_SLEEP_MIN
             if self._faults is not None:
                 self._duplicate(batch, self._faults)
             self._pool.submit(self._invoke, batch)
@@ -93,19 +96,19 @@ class QueuePoller:
                 continue
             faults.duplicated(self._url)
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int, wait: int = 0) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(
             QueueUrl=self._url,
             MaxNumberOfMessages=min(count, 10),
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait,
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
 
     def _collect(self) -> list[dict[str, Any]]:
-        batch = self._receive(self.spec.batch_size)
+        batch = self._receive(self.spec.batch_size, wait=LONG_POLL_SECONDS)
         if not batch or self.spec.batching_window == 0:
             return batch
         deadline = time.monotonic() + self.spec.batching_window
@@ -114,7 +117,7 @@ class QueuePoller:
             if more:
                 batch.extend(more)
             else:
-                self._stop.wait(min(IDLE_SLEEP_MAX, max(deadline - time.monotonic(), 0)))
+                self._stop.wait(min(WINDOW_SLEEP_MAX, max(deadline - time.monotonic(), 0)))
         return batch
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:

@@ -8,7 +8,6 @@ import os
 import secrets
 import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,23 @@ from typing import Any
 from herald_local import stack_file
 from herald_local.api_gateway import ApiGateway
 from herald_local.control import ControlEndpoint
-from herald_local.emulator import MotoServer, PortInUse, port_in_use
+from herald_local.emulator import (
+    Emulator,
+    EmulatorSettings,
+    Placement,
+    PortInUse,
+    port_in_use,
+    quiet_emulator,
+    start_emulator,
+)
 from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of, unserved, variable
 from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
-from herald_local.functions import DependencyHook, LocalFunction
+from herald_local.functions import MAX_CONTAINERS, DependencyHook, LocalFunction
 from herald_local.mailbox_simulator import MailboxSimulator, event_destinations
 from herald_local.metrics import EmfCollector
 from herald_local.provision import Stack, provision
-from herald_local.state import Restored, Snapshotter, StateFolder
+from herald_local.state import Restored, StateFolder
 from herald_local.template import HeraldTemplate
 
 log = logging.getLogger("herald_local")
@@ -44,16 +51,18 @@ class StackOptions:
     parameters: dict[str, str] = field(default_factory=dict)
     hook: DependencyHook | None = None  # wraps a function's dependencies (tests)
     faults: FaultPlan | None = None  # fault injection (herald_local/faults.py); off when None
-    max_concurrency: int = 4  # batches in flight per mapping, at most, on one laptop
+    max_concurrency: int = 10  # batches in flight per mapping, at most, on one laptop
+    max_containers: int = MAX_CONTAINERS  # concurrent invocations per function, at most (API requests)
     log_level: str = "INFO"
+    emulator: Placement = Placement.PROCESS  # where the moto server runs, when one is needed
     stack_name: str = "herald-local"
     # Where moto's state is kept across restarts (herald_local/state.py); None: in memory only, gone
     # when the stack stops (what tests want). `python -m herald_local` keeps it in .herald-local/state.
     state_dir: Path | None = None
     fresh: bool = False  # discard the state kept in state_dir and start empty
-    snapshot_seconds: float = 1.0  # how often the state is saved while it changes
+    snapshot_seconds: float = 1.0  # how often the state is saved while it changes (by the emulator)
     # DynamoDB requests to moto one at a time, so a conditional write is atomic as on AWS
-    # (herald_local/emulator.py). Off only to measure what that costs, or to show the race.
+    # (herald_local/emulator.py), wherever it runs. Off only to measure what that costs, or to show the race.
     atomic_dynamodb: bool = True
     control_port: int | None = None  # the control endpoint (herald_local/control.py) on this port; None: none
     stack_file: Path | None = None  # where to say how to reach this stack while it runs (herald_local/stack_file.py)
@@ -117,20 +126,28 @@ def _ensure_free(port: int, option: str, what: str) -> None:
             raise
 
 
-def _expected_by_redrive(record: logging.LogRecord) -> bool:
-    """False for the traceback moto's server prints when asked for a message-move task it lacks: Herald's
-    redrive asks once, expecting that answer, then falls back (and says so in its own answer)."""
-    message = record.getMessage()
-    return not ("NotImplementedError" in message and "message_move_task" in message)
+# Connections each shared client keeps open to its endpoint: what every container and poller of the
+# stack may have in flight at once (10 API containers; 10 batches per mapping, each sending up to 10 at once).
+CLIENT_POOL = 100
 
 
-def _quiet_emulator() -> None:
-    """moto logs every request and warns about each resource type it skips: noise for a developer."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    if _expected_by_redrive not in logging.getLogger("werkzeug").filters:
-        logging.getLogger("werkzeug").addFilter(_expected_by_redrive)
-    logging.getLogger("moto").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+def _pool_for_every_container() -> None:
+    """Gives the process's boto3 clients a connection pool for all the stack's containers together.
+
+    On Lambda each container has its own clients, each with a pool of 10 connections (botocore's
+    default), plenty for one invocation. Here every container shares the process's clients
+    (`herald.adapters.clients`), so a pool of 10 overflows: each call past it opens a new connection
+    and drops it after one request (a TCP handshake, and a thread of the emulator's server, per call).
+    Only the pool grows; timeouts and retries stay the functions' own.
+    """
+    from botocore.config import Config
+
+    from herald.adapters import clients
+
+    for name in ("_CONFIG", "_PROVIDER_CONFIG"):
+        config = getattr(clients, name, None)
+        if isinstance(config, Config) and config.max_pool_connections != CLIENT_POOL:
+            setattr(clients, name, config.merge(Config(max_pool_connections=CLIENT_POOL)))
 
 
 class LocalStack:
@@ -148,10 +165,9 @@ class LocalStack:
         self.metrics = EmfCollector()  # the functions' EMF, as CloudWatch Logs would take it
         self.control: ControlEndpoint | None = None
         self.mailboxes: MailboxSimulator | None = None  # SES's mailbox simulator and event publishing
-        self._moto: MotoServer | None = None
+        self._moto: Emulator | None = None
         self._state: StateFolder | None = None
         self.restored: Restored | None = None  # the snapshot this stack started from, if any
-        self.snapshotter: Snapshotter | None = None
         self._started_pollers: list[QueuePoller] = []
         self._serving = False
         self._saved_environment: dict[str, str | None] = {}
@@ -162,8 +178,8 @@ class LocalStack:
         return self.gateway.url
 
     @property
-    def emulator(self) -> MotoServer | None:
-        """The moto server this stack started, if any."""
+    def emulator(self) -> Emulator | None:
+        """The moto server this stack started, if any (in a process of its own, or in a thread)."""
         return self._moto
 
     @property
@@ -180,7 +196,7 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        _quiet_emulator()
+        quiet_emulator()
         for name, value in DEFAULT_ENVIRONMENT.items():
             if not os.environ.get(name):
                 self._set_environment(name, value)
@@ -194,20 +210,29 @@ class LocalStack:
             if self.options.state_dir is not None:
                 self._state = StateFolder(self.options.state_dir)
                 self._state.open(fresh=self.options.fresh)
-                self.restored = self._state.restore()  # before the server answers anything
-            # On 127.0.0.1 only: nothing of Herald's listens beyond this machine.
-            self._moto = MotoServer(self.options.aws_port, atomic_dynamodb=self.options.atomic_dynamodb)
-            self._moto.start()
+            settings = EmulatorSettings(
+                port=self.options.aws_port,
+                atomic_dynamodb=self.options.atomic_dynamodb,
+                state_dir=self.options.state_dir,
+                snapshot_seconds=self.options.snapshot_seconds,
+            )
+            # On 127.0.0.1 only; it restores the kept state before it answers, and keeps it.
+            held = (self._state.lock_fd,) if self._state is not None else ()
+            self._moto = start_emulator(self.options.emulator, settings, held)
+        template = HeraldTemplate.load()  # while the emulator process starts
+        if self._moto is not None:
+            endpoint = self._moto.endpoint  # waits for it to serve
+            self.restored = self._moto.restored
             # moto serves every service no variable points at (all of them, by default)
             names = ["AWS_ENDPOINT_URL"] if len(missing) == len(SERVICES) else [variable(s) for s in missing]
             for name in names:
-                self._set_environment(name, self._moto.url)
+                self._set_environment(name, endpoint)
         self.endpoints = {service: endpoint_of(service) for service in SERVICES}
         self.endpoint = self.endpoints["sqs"]
         from herald.adapters.clients import client
 
         client.cache_clear()
-        template = HeraldTemplate.load()
+        _pool_for_every_container()
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
         cloudformation = _provisioning_client("cloudformation")
@@ -230,8 +255,11 @@ class LocalStack:
         )
         self._build_functions(template)
         for source in template.event_sources:
-            # MaximumConcurrency may be a parameter (the fan-out lanes'): resolved like any property
-            maximum = int(self.stack.resolver(source.maximum_concurrency)) if source.maximum_concurrency else 5
+            # MaximumConcurrency may be a parameter (the fan-out lanes'): resolved like any property. A mapping
+            # without it scales on AWS (from 5 batches, adding up to 300 a minute): here it gets the local cap.
+            maximum = self.options.max_concurrency
+            if source.maximum_concurrency:
+                maximum = int(self.stack.resolver(source.maximum_concurrency))
             concurrency = min(maximum, self.options.max_concurrency)
             queue_url = self.stack.ref(source.queue)
             # Copies only where the injector's plan, if it has one at the time, asks for them
@@ -270,8 +298,6 @@ class LocalStack:
             self._started_pollers.append(poller)
         self.gateway.start()
         self._serving = True
-        if self._state is not None and self._moto is not None:
-            self.snapshotter = Snapshotter(self._moto, self._state, self.options.snapshot_seconds).start()
         if self.options.control_port is not None:
             try:
                 self.control = ControlEndpoint(
@@ -316,7 +342,9 @@ class LocalStack:
         self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
         for name, spec in template.functions.items():
             resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
-            self.functions[name] = LocalFunction(resolved, environments[name], self._hook)
+            self.functions[name] = LocalFunction(
+                resolved, environments[name], self._hook, max_containers=self.options.max_containers
+            )
 
     @property
     def _hook(self) -> DependencyHook | None:
@@ -327,7 +355,8 @@ class LocalStack:
         )
 
     def stop(self) -> None:
-        """Stops serving, lets the batches in flight finish, saves the state (if kept), stops the emulator."""
+        """Stops serving, lets the batches in flight finish, then stops the emulator, which saves the state
+        last (if kept): nothing of the stack runs any more."""
         if self.options.stack_file is not None:
             stack_file.remove(self.options.stack_file, os.getpid())
         if self.control:
@@ -337,16 +366,15 @@ class LocalStack:
             self.gateway.stop()
             self._serving = False
         for poller in self._started_pollers:
+            poller.stopping()  # all at once: each may be waiting in a long poll
+        for poller in self._started_pollers:
             poller.stop()
         self._started_pollers.clear()
         try:
-            if self.snapshotter is not None:
-                self.snapshotter.stop()  # the last snapshot: nothing runs any more
-                self.snapshotter = None
-        finally:
             if self._moto is not None:
                 self._moto.stop()
                 self._moto = None
+        finally:
             if self._state is not None:
                 self._state.close()
                 self._state = None

@@ -7,10 +7,13 @@ stack, and what SES and SNS "sent". A snapshot is one consistent moment of all o
 taken while the emulator's request gate is closed (herald_local/emulator.py), so no request is
 half applied in it.
 
-Snapshots are taken every `every` seconds while something changed (more rarely when a snapshot is
-slow: at most about a tenth of the time is spent with the gate closed), and once more on a clean
-stop. A kill -9 loses what changed since the last one: everything of that last moment together,
-so the emulated providers forget a send exactly when the queue forgets it was done.
+Snapshots are taken where moto's state lives (the emulator's own process, by default), every
+`every` seconds while something changed (more rarely when a snapshot is slow: at most about a tenth
+of the time is spent with the gate closed), and once more when the emulator stops. A kill -9 of the
+stack's process closes its emulator process's pipe: that process takes its last snapshot and ends,
+so nothing the emulator answered is lost. A kill -9 of the emulator itself (or of both, or a crash)
+loses what changed since the last snapshot: everything of that last moment together, so the
+emulated providers forget a send exactly when the queue forgets it was done.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from herald_local.emulator import MotoServer
 from herald_local.endpoints import SERVICES
+
+if TYPE_CHECKING:
+    from herald_local.emulator import MotoServer
 
 SNAPSHOT = "moto.pickle"
 LOCK = "lock"
@@ -42,6 +47,9 @@ FORMAT = 1
 GATE_TIMEOUT = 0.5  # seconds to wait for the requests in progress (slow on a busy machine) before trying later
 BUSY_SHARE = 0.1  # at most this share of the time with the gate closed
 FINAL_TRIES = 20  # times GATE_TIMEOUT, at most, for the last snapshot on a clean stop
+# Seconds a stack starting on a folder waits for the emulator process of a stack that is gone (killed)
+# to save its last snapshot and let go of the folder.
+HANDOVER_SECONDS = 120
 
 log = logging.getLogger("herald_local")
 
@@ -142,22 +150,29 @@ class StateFolder:
         """Takes the folder for this process; with `fresh`, discards what it holds."""
         self.folder.mkdir(parents=True, exist_ok=True)
         lock_file = (self.folder / LOCK).open("a+")
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _locked(lock_file):
             lock_file.seek(0)
             holder = lock_file.read().strip() or "another process"
-            lock_file.close()
-            raise StateError(
-                f"{self.folder} is in use by another local stack (pid {holder}): stop it, or give this one "
-                "another folder with --state-dir"
-            ) from None
+            # A stack that was killed leaves its emulator process saving its last snapshot; the process
+            # shares the stack's lock until it ends. Wait for that; a live stack's folder is refused at once.
+            if not (holder.isdigit() and not _alive(int(holder)) and _locked(lock_file, HANDOVER_SECONDS)):
+                lock_file.close()
+                raise StateError(
+                    f"{self.folder} is in use by another local stack (pid {holder}): stop it, or give this one "
+                    "another folder with --state-dir"
+                )
         lock_file.truncate(0)
         lock_file.write(str(os.getpid()))
         lock_file.flush()
         self._lock_file = lock_file
         if fresh:
             self.snapshot.unlink(missing_ok=True)
+
+    @property
+    def lock_fd(self) -> int:
+        """The open lock: an emulator process given it keeps the folder taken until it has saved and ended."""
+        assert self._lock_file is not None, "open() the folder first"
+        return self._lock_file.fileno()
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -210,6 +225,29 @@ class StateFolder:
             path.write_text(key + "\n")
             path.chmod(0o600)
         return key
+
+
+def _locked(lock_file: IO[str], patience: float = 0.0) -> bool:
+    """Takes the folder's lock, trying for up to `patience` seconds; False if another holds it still."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- the snapshots

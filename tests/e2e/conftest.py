@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pytest
@@ -50,13 +52,45 @@ class ScriptedEmailOutage:
         return Flaky()
 
 
+class ArrivalGate:
+    """The API's device reads (GET /users/{id}/devices), held when armed until a number of requests are
+    inside the API function at once: how a test shows requests are served concurrently."""
+
+    def __init__(self) -> None:
+        self._barrier: threading.Barrier | None = None
+
+    @contextmanager
+    def armed(self, requests_at_once: int, timeout: float = 10) -> Iterator[None]:
+        self._barrier = threading.Barrier(requests_at_once, timeout=timeout)
+        try:
+            yield
+        finally:
+            self._barrier = None
+
+    def wrap(self, registry: Any) -> Any:
+        gate = self
+
+        class Gated:
+            def devices_of(self, user_id: str) -> Any:
+                barrier = gate._barrier
+                if barrier is not None:
+                    barrier.wait()  # BrokenBarrierError (a 502) if the others never arrive
+                return registry.devices_of(user_id)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(registry, name)
+
+        return Gated()
+
+
 class Herald:
     """The running local stack, as a test talks to it."""
 
-    def __init__(self, stack: LocalStack, outage: ScriptedEmailOutage):
+    def __init__(self, stack: LocalStack, outage: ScriptedEmailOutage, gate: ArrivalGate | None = None):
         self.stack = stack
         self.url = stack.api_url
         self.outage = outage
+        self.gate = gate or ArrivalGate()  # holds nothing unless the stack's hook wraps the API with it
         # Which emulator serves SQS decides the redrive path; SES and SNS are read back where they run
         assert stack.endpoint is not None
         self.sqs_emulator: Emulator = emulator_at(stack.endpoint)
@@ -100,8 +134,11 @@ def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float 
 @pytest.fixture(scope="package")
 def herald() -> Iterator[Herald]:
     outage = ScriptedEmailOutage()
+    gate = ArrivalGate()
 
     def hook(function: str, dependencies: Any) -> Any:
+        if function == "ApiFunction":
+            return dataclasses.replace(dependencies, registry=gate.wrap(dependencies.registry))
         if not function.startswith("Deliver"):
             return dependencies
         senders = {**dependencies.senders, Channel.EMAIL: outage.wrap(dependencies.senders[Channel.EMAIL])}
@@ -117,4 +154,4 @@ def herald() -> Iterator[Herald]:
         stack_name=f"herald-e2e-{uuid.uuid4().hex[:8]}",
     )
     with LocalStack(options) as stack:
-        yield Herald(stack, outage)
+        yield Herald(stack, outage, gate)

@@ -24,7 +24,7 @@ from herald.adapters.queues import PRIORITY_ATTRIBUTE
 from herald.models.domain import DeliveryJob
 from herald_local.providers import provider_records
 from herald_local.stack import LocalStack, StackOptions
-from tests.e2e.conftest import API_KEY, Herald, ScriptedEmailOutage, eventually
+from tests.e2e.conftest import API_KEY, ArrivalGate, Herald, ScriptedEmailOutage, eventually
 
 pytestmark = pytest.mark.e2e
 CALLERS = 10
@@ -135,7 +135,7 @@ def held() -> Iterator[tuple[Herald, HeldJobs]]:
         stack_name=f"herald-e2e-{uuid.uuid4().hex[:8]}",
     )
     with LocalStack(options) as stack:
-        yield Herald(stack, ScriptedEmailOutage()), jobs
+        yield Herald(stack, ScriptedEmailOutage(), ArrivalGate()), jobs
 
 
 def test_ten_copies_of_one_fresh_delivery_job_sent_at_once_are_delivered_exactly_once(

@@ -177,11 +177,11 @@ def test_a_high_notification_is_handled_before_a_queued_low_flood_at_every_hop(l
 class CrashOnce:
     """The fan-out's topic, crashing its process once, halfway through publishing page `page` of a notification."""
 
-    def __init__(self, topic: Publisher, journal: Journal, page: str):
+    def __init__(self, topic: Publisher, journal: Journal, page: str, crashed: threading.Event):
         self._topic = topic
         self._journal = journal
         self._page = page
-        self.crashed = threading.Event()
+        self.crashed = crashed  # shared by every container's copy: the process dies once in all
 
     def publish(self, jobs: list[DeliveryJob]) -> int:
         if jobs and jobs[0].page == self._page and not self.crashed.is_set():
@@ -204,12 +204,11 @@ def test_a_paged_fan_out_that_crashed_mid_page_resumes_without_sending_twice() -
     # claims too) and whose intake messages come back 6 s after a crash, and whose normal fan-out crashes once,
     # halfway through publishing the second page
     journal = Journal()
-    crash: dict[str, CrashOnce] = {}
+    crashed = threading.Event()
 
-    def hook(function: str, dependencies: Any) -> Any:
+    def hook(function: str, dependencies: Any) -> Any:  # called for each container the function starts
         if function == "FanoutNormalFunction":
-            crash["topic"] = CrashOnce(dependencies.topic, journal, "00.000001")
-            return dataclasses.replace(dependencies, topic=crash["topic"])
+            return dataclasses.replace(dependencies, topic=CrashOnce(dependencies.topic, journal, "00.000001", crashed))
         return dependencies
 
     options = StackOptions(
@@ -236,7 +235,7 @@ def test_a_paged_fan_out_that_crashed_mid_page_resumes_without_sending_twice() -
 
         # Then the crashed page comes back, is taken over and finished, and its successor runs
         status = herald.wait_for_status(notification_id, lambda s: s["status"] == "delivered", timeout=90)
-        assert crash["topic"].crashed.is_set()
+        assert crashed.is_set()
         assert (status["counts"], status["fanout_pages"]) == ({"sent": 12}, 3)
         # And every user got exactly one email, though half of the crashed page was published twice
         emails = Counter(m.to for m in herald.providers.emails() if m.to[0].startswith("user-"))

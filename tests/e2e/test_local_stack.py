@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from herald.adapters.clients import client
 from herald.adapters.dead_letters import NO_REASON
-from tests.e2e.conftest import Herald, eventually
+from tests.e2e.conftest import API_KEY, Herald, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -288,3 +291,29 @@ def test_an_idempotency_key_repeat_gets_the_first_answer_and_one_delivery(herald
         lambda q: all(depth["visible"] + depth["in_flight"] == 0 for depth in (q["intake"]["high"], q["high"])),
     )
     assert len([m for m in herald.providers.emails() if m.to == (address,)]) == 1
+
+
+def test_concurrent_requests_are_served_at_once_each_in_a_container_of_its_own(herald: Herald) -> None:
+    # Given six users with a device each, and the API's device reads held until six requests are inside at once
+    users = [unique("concurrent") for _ in range(6)]
+    for user in users:
+        assert herald.put_device(user, "web", {"channel": "in_app"}).status_code == 200
+    api = herald.stack.functions["ApiFunction"]
+    since = time.time()
+
+    def list_devices(user: str) -> requests.Response:
+        # A connection per caller, as separate clients would have
+        return requests.get(f"{herald.url}/users/{user}/devices", headers={"x-api-key": API_KEY}, timeout=30)
+
+    # When the six ask for their devices together
+    with herald.gate.armed(len(users)), ThreadPoolExecutor(max_workers=len(users)) as callers:
+        responses = list(callers.map(list_devices, users))
+
+    # Then each was answered with its own devices: none waited for another to finish (the gate would
+    # have given up after 10 s, a 502), so six were handled at once...
+    assert [r.status_code for r in responses] == [200] * len(users), [r.text for r in responses]
+    assert [[d["user_id"] for d in r.json()["devices"]] for r in responses] == [[u] for u in users]
+    # ...each in a container of its own, as the journal shows
+    handled = [i for i in list(api.invocations) if i.started >= since]
+    assert len({i.container for i in handled}) == len(users)
+    assert max(sum(other.started <= i.started < other.at for other in handled) for i in handled) == len(users)

@@ -96,6 +96,11 @@ class RunningHerald:
             "platform_applications": len(sns.list_platform_applications()["PlatformApplications"]),
         }
 
+    def emulator_pid(self) -> int:
+        """The emulator process this stack started (its only child)."""
+        [child] = children_of(self.process.pid)
+        return child
+
     def kill_9(self) -> None:
         self.process.kill()
         self.process.wait(timeout=20)
@@ -110,6 +115,26 @@ class RunningHerald:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=20)
+
+
+def children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; its parent has not read its status yet
 
 
 @pytest.fixture
@@ -167,19 +192,23 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     sqs.send_message(QueueUrl=dlq, MessageBody='{"waiting": "for a redrive"}')
     emails = len(MotoProviderRecords(first.endpoint).emails())
     resources = first.resources()
-    # and a last change whose snapshot was taken (a kill -9 loses only what changed after the last snapshot).
-    # A snapshot saved after the change may have been read before it (the change waited at the gate), so the
-    # change is made twice: a snapshot saved after the second one began after the first was applied.
+    # and a change whose snapshot was taken, and one made right before the kill, with no snapshot after it.
+    # A snapshot saved after the first change may have been read before it (the change waited at the gate), so
+    # it is made twice: a snapshot saved after the second one began after the first was applied.
     for _ in range(2):
         assert first.call("PUT", "/users/marker/devices/web", json={"channel": "in_app"}).ok
         applied = time.time_ns()
         eventually(lambda applied=applied: snapshot_taken_after(state, applied), bool, timeout=60)
+    assert first.call("PUT", "/users/marker/devices/last", json={"channel": "in_app"}).ok
+    emulator = first.emulator_pid()
 
     # When it is killed with SIGKILL and started again on the same folder
     first.kill_9()
     second = start(processes, state)
 
-    # Then it says it restored the state, with the same API key, and every resource exists once
+    # Then its emulator process did not outlive it: its pipe closed, it saved and ended
+    eventually(lambda: running(emulator), lambda alive: not alive, timeout=60)
+    # and the new one says it restored the state, with the same API key, and every resource exists once
     assert "restored from" in second.printed, second.printed
     assert second.key == first.key
     assert second.resources() == resources
@@ -192,7 +221,11 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
         assert (
             len(second.call("GET", f"/users/{user}/inbox", params={"limit": 100}).json()["items"]) == NOTIFICATIONS // 2
         )
-    assert [d["device_id"] for d in second.call("GET", "/users/marker/devices").json()["devices"]] == ["web"]
+    # and the change made right before the kill too: the emulator process saved it on its way out
+    assert sorted(d["device_id"] for d in second.call("GET", "/users/marker/devices").json()["devices"]) == [
+        "last",
+        "web",
+    ]
     # and what SES received, and the message waiting in the dead-letter queue
     assert len(MotoProviderRecords(second.endpoint).emails()) == emails == NOTIFICATIONS * USERS // 2
     assert second.call("GET", "/queues").json()["high"]["dead_lettered"] == 1
@@ -255,3 +288,46 @@ def test_a_taken_port_is_one_line_naming_it_and_how_to_pick_another(tmp_path: Pa
     assert str(port) in printed and what in printed, printed
     assert f'make run ARGS="{option} ' in printed, printed
     assert "Traceback" not in printed
+
+
+def test_with_moto_in_a_thread_the_state_is_kept_too(tmp_path: Path, processes: list[RunningHerald]) -> None:
+    # Given `python -m herald_local --emulator thread` keeping its state, with a device registered and snapshotted
+    state = tmp_path / "state"
+    first = start(processes, state, "--emulator", "thread")
+    assert children_of(first.process.pid) == []  # no emulator process: moto is in the stack's own
+    before = time.time_ns()
+    assert first.call("PUT", "/users/ada/devices/web", json={"channel": "in_app"}).ok
+    eventually(lambda: snapshot_taken_after(state, before), bool, timeout=60)
+
+    # When it is killed with SIGKILL and started again on the same folder
+    first.kill_9()
+    second = start(processes, state, "--emulator", "thread")
+
+    # Then the device is there
+    assert "restored from" in second.printed, second.printed
+    assert [d["device_id"] for d in second.call("GET", "/users/ada/devices").json()["devices"]] == ["web"]
+
+    # When another is registered and it is stopped with Ctrl-C at once, then started again
+    assert second.call("PUT", "/users/ada/devices/mail", json={"channel": "email", "address": "ada@example.com"}).ok
+    second.ctrl_c()
+    third = start(processes, state, "--emulator", "thread")
+
+    # Then that one is there too: a clean stop saves last
+    assert sorted(d["device_id"] for d in third.call("GET", "/users/ada/devices").json()["devices"]) == ["mail", "web"]
+    third.ctrl_c()
+
+
+def test_when_its_emulator_process_dies_the_stack_says_so_and_ends(
+    tmp_path: Path, processes: list[RunningHerald]
+) -> None:
+    # Given `python -m herald_local` running, moto in its own process
+    running_herald = start(processes, tmp_path / "state")
+
+    # When that process is killed on its own
+    os.kill(running_herald.emulator_pid(), signal.SIGKILL)
+
+    # Then the stack ends with an error, saying in one line that its emulator ended
+    rest, _ = running_herald.process.communicate(timeout=60)
+    assert running_herald.process.returncode == 1
+    assert "its emulator process ended unexpectedly" in rest
+    assert "Traceback" not in rest

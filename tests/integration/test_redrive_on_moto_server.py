@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from herald.adapters.redrive import Redrive
 from herald.models.redrive import DeadLetterRoute, RedrivePath
-from herald_local.stack import _quiet_emulator
+from herald_local.emulator import quiet_emulator
 
 
 class Records(logging.Handler):
@@ -27,7 +27,7 @@ class Records(logging.Handler):
 
 @pytest.fixture
 def moto_server() -> Iterator[str]:
-    _quiet_emulator()  # as the local stack starts its emulator
+    quiet_emulator()  # as the local stack starts its emulator
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -101,6 +101,21 @@ def test_a_budget_holds_up_to_its_limit():
     assert not Budget("over", 1.51, 1.5).holds
 
 
+def test_an_at_least_budget_holds_from_its_limit_up_and_reads_so_in_the_summary():
+    # Given a floor of 30 per second, met once and missed once
+    met = Budget("accepted", 30.0, 30, unit="/s", at_least=True)
+    missed = Budget("accepted", 29.9, 30, unit="/s", at_least=True)
+
+    # Then it holds at and above its limit only
+    assert met.holds and not missed.holds
+
+    # ...and the summary and the docs block say which way it is judged
+    results = [Report("throughput", Scale.FULL, budgets=[missed]).as_json()]
+    [line] = budget_lines(results)
+    assert ">= 30/s" in line and line.endswith("DOES NOT HOLD")
+    assert "| throughput | accepted | 29.90/s | at least 30/s | **no** |" in markdown_summary(results)
+
+
 def test_a_report_holds_only_when_every_budget_does_and_judges_nothing_without_budgets():
     # Given reports with budgets that hold, one that does not, and none
     holding = Report("x", Scale.TINY, budgets=[Budget("a", 1, 2)])
@@ -124,7 +139,9 @@ def test_the_json_line_is_one_line_with_the_keys_the_summary_reads():
     assert "\n" not in line
     data = json.loads(line)
     assert {"bench", "scale", "holds", "budgets", "figures", "notes", "headline", "seconds"} <= set(data)
-    assert data["budgets"] == [{"name": "b", "value": None, "limit": 1.5, "unit": "x", "holds": False}]
+    assert data["budgets"] == [
+        {"name": "b", "value": None, "limit": 1.5, "unit": "x", "holds": False, "at_least": False}
+    ]
 
 
 def test_the_summary_lists_every_budget_and_replaces_only_its_block():

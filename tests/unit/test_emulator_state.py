@@ -6,6 +6,8 @@ import io
 import json
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from herald_local.emulator import EmulatorApplication, RequestGate, TurnLock
+from herald_local.emulator import FIGURES_PATH, EmulatorApplication, RequestGate, TurnLock
 from herald_local.provision import StackChanged, _check_unchanged, _parameters_used
 from herald_local.state import SNAPSHOT, StateError, StateFolder, pickled
 
@@ -417,3 +419,57 @@ def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
     # and it is free again
     lock.__enter__()
     lock.__exit__()
+
+
+def test_the_fronts_own_route_answers_its_counters_without_reaching_moto() -> None:
+    # Given the front, having served one DynamoDB write
+    app = CountingApp(hold=0)
+    application = EmulatorApplication(app)
+    application(request("DynamoDB_20120810.UpdateItem"), lambda *_: None)
+    statuses: list[str] = []
+
+    # When its figures are asked for
+    [body] = application(
+        {"PATH_INFO": FIGURES_PATH, "REQUEST_METHOD": "GET"}, lambda status, *_: statuses.append(status)
+    )
+
+    # Then it answers them itself: one change, one DynamoDB request that took its turn, and moto saw one request
+    figures = json.loads(body)
+    assert statuses == ["200 OK"]
+    assert (figures["atomic_dynamodb"], figures["changes"], figures["lock_waits"]["requests"]) == (True, 1, 1)
+    assert app.most == {"DynamoDB_20120810": 1}
+
+
+def test_a_folder_whose_stack_is_gone_is_taken_once_its_emulator_process_lets_go(tmp_path: Path) -> None:
+    # Given a folder whose lock names a stack that is gone (killed), while another process still holds
+    # the lock (its emulator, saving its last snapshot) for a second
+    folder = tmp_path / "state"
+    folder.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (folder / "lock").write_text(str(gone.pid))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"lock = open({str(folder / 'lock')!r}, 'a+')\n"
+            "fcntl.flock(lock, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(1)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+
+    # When a stack opens the folder
+    started = time.monotonic()
+    state = StateFolder(folder)
+    state.open()
+
+    # Then it waited for the holder to let go, and has the folder now
+    assert holder.wait(5) == 0
+    assert time.monotonic() - started >= 0.5
+    assert (folder / "lock").read_text() == str(os.getpid())
+    state.close()
