@@ -11,10 +11,12 @@ CURRENT, Herald as built: a notification to R recipients with D devices each mak
 deliveries, and costs
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
-  fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
-            UpdateItem (the fan-out page's claim; then "done", which also records the planned
+  fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 1 status
+            GetItem (has a copy of this page's message recorded it already? eventually consistent, half
+            a read unit) and 1 conditional UpdateItem ("done", which also records the planned
             deliveries, so no delivery needs an item of its own before it is claimed; a planned list
-            over 1 KB goes to a PutItem of its own, one more call not counted in the floor)
+            over 1 KB goes to a PutItem of its own, one more call not counted in the floor). Until
+            2026-11-30 the read was a conditional write claiming the page: same calls, one write unit more.
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
   mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
             each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
@@ -38,7 +40,7 @@ API_INTAKE_SEND = "api: intake SendMessage"
 API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
-FANOUT_STATUS = "fanout: status writes (page claim, page done)"
+FANOUT_STATUS = "fanout: status (page read, page done)"
 DELIVER_PROVIDER = "deliver: provider call"
 DELIVER_STATUS = "deliver: status writes"
 INTAKE_RECEIVE = "mapping: intake ReceiveMessage"
@@ -114,7 +116,7 @@ class Design:
 
 
 CURRENT = Design(
-    "a claim and an outcome per delivery (as built, 2026-11)",
+    "a claim and an outcome per delivery, a read and a write per fan-out page (as built, 2026-11-30)",
     (
         Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
@@ -122,7 +124,11 @@ CURRENT = Design(
         Line(FANOUT_PUBLISH, ("herald fanout sns PublishBatch *",), per_deliveries_of=PUBLISH_BATCH_ENTRIES),
         Line(
             FANOUT_STATUS,
-            ("herald fanout dynamodb UpdateItem StatusTable", "herald fanout dynamodb PutItem StatusTable"),
+            (
+                "herald fanout dynamodb GetItem StatusTable",
+                "herald fanout dynamodb UpdateItem StatusTable",
+                "herald fanout dynamodb PutItem StatusTable",
+            ),
             per_notification=2,
         ),
         Line(

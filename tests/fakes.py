@@ -34,8 +34,8 @@ from herald.models.status import (
     DeliveryPage,
     DeliveryRecord,
     NotificationRecord,
-    PageClaim,
     PageOutcome,
+    PageState,
     Transition,
     overall_state,
 )
@@ -182,8 +182,6 @@ class Held:
 @dataclass
 class FakePage:
     notification: Notification
-    owner: str | None = None
-    until: datetime | None = None
     done_at: datetime | None = None
     outcome: PageOutcome | None = None
     continued: bool = False
@@ -227,24 +225,18 @@ class FakeStatusStore:
         self.journal.append("status.record_accepted")
         self.accepted[notification.notification_id] = notification
 
-    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
-        self.journal.append(f"status.claim_page {page}")
+    def page_state(self, notification_id: str, page: str) -> PageState:
+        self.journal.append(f"status.page_state {page}")
         held = self.pages.get((notification_id, page))
-        if held is not None and held.done_at is not None:
-            pending = held.outcome is not None and held.outcome.next is not None and not held.continued
-            continuation = held.outcome.next if pending and held.outcome else None
-            return PageClaim(granted=False, done=True, continuation=continuation)
-        if held is not None and held.until is not None and held.until >= now():
-            return PageClaim(granted=False, busy_until=held.until)
-        taken_over = held is not None and held.until is not None
-        notification = held.notification if held else self.accepted.get(notification_id)
-        self.pages[(notification_id, page)] = FakePage(notification or _unknown(notification_id), owner, until)
-        return PageClaim(granted=True, taken_over=taken_over)
+        if held is None or held.done_at is None:
+            return PageState()
+        pending = held.outcome is not None and held.outcome.next is not None and not held.continued
+        return PageState(done=True, continuation=held.outcome.next if pending and held.outcome else None)
 
-    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
+    def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> bool:
         self.journal.append(f"status.record_page {page}")
         held = self.pages.get((notification.notification_id, page))
-        if held is None or held.owner != owner:
+        if held is not None and held.done_at is not None:
             return False
         self.pages[(notification.notification_id, page)] = FakePage(notification, done_at=now(), outcome=outcome)
         return True
@@ -453,11 +445,6 @@ class FakeStatusStore:
         rest = record.deliveries[start : start + limit]
         more = start + limit < len(record.deliveries)
         return DeliveryPage(deliveries=rest, next_cursor=str(start + limit) if more else None)
-
-
-def _unknown(notification_id: str) -> Notification:
-    """A page claimed before anything says what its notification is (a test that claims pages by hand)."""
-    return Notification(notification_id=notification_id, recipients=[], title="-", body="-", accepted_at=now())
 
 
 class FakePublisher:

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.adapters.clients import client
-from herald.adapters.consumer import Consumer, Done, QueueRecord, Retry, Verdict
+from herald.adapters.consumer import Consumer, Done, QueueRecord, Verdict
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.queues import DeliveryTopic, IntakeQueue
@@ -88,9 +88,7 @@ def lambda_handler(
     d = dependencies or default_dependencies()
     metrics = InvocationMetrics(d.metrics_output)
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
-    started = now()
-    deadline = started + remaining
-    last_start = started + remaining * START_PAGES_WITHIN
+    last_start = now() + remaining * START_PAGES_WITHIN
 
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
         if now() > last_start:
@@ -98,16 +96,11 @@ def lambda_handler(
             # receive each time, and a page left over five times would end in the DLQ unread.
             d.continuations.send(notification)
             return Done()
-        owner = f"{context.aws_request_id}/{record.message_id}"
-        result = fan_out(
-            notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, owner, deadline, d.limits
-        )
-        if result.busy_for:
-            return Retry("another invocation is fanning this page out", delay=result.busy_for)
+        result = fan_out(notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, d.limits)
         outcome = result.outcome
         if outcome is not None and not outcome.chains and not result.claim_lost:
-            # One sample per page recorded (a topic's root page publishes nothing; a page whose claim
-            # was lost is recorded, and counted, by the invocation that took it over).
+            # One sample per page recorded (a topic's root page publishes nothing; a page another copy of
+            # its message recorded first is counted by that copy).
             priority = notification.priority.value
             metrics.sample(FANOUT_SIZE, MetricUnit.Count, len(result.jobs), priority=priority)
             for channel, skipped in outcome.skipped_by_channel.items():

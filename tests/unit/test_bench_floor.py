@@ -91,6 +91,7 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
         (("herald", "fanout", "dynamodb", "BatchWriteItem", "StatusTable"), OTHER),
         (("herald", "fanout", "sns", "PublishBatch", "NotificationsTopic"), FANOUT_PUBLISH),
         (("herald", "fanout", "dynamodb", "UpdateItem", "StatusTable"), FANOUT_STATUS),
+        (("herald", "fanout", "dynamodb", "GetItem", "StatusTable"), FANOUT_STATUS),
         (("herald", "deliver", "sns", "Publish", "endpoint"), DELIVER_PROVIDER),
         (("herald", "deliver", "ses", "SendEmail", ""), DELIVER_PROVIDER),
         (("herald", "deliver", "dynamodb", "PutItem", "InboxTable"), DELIVER_PROVIDER),

@@ -1,4 +1,4 @@
-"""Fan-out: one delivery per matching device, a page at a time, each page claimed, published, recorded, continued."""
+"""Fan-out: one delivery per matching device, a page at a time, each page read, published, recorded, continued."""
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from tests.fakes import (
 )
 
 PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/herald/1"
-OWNER = "request-1/message-1"
 
 
 def deadline(seconds: int = 60) -> datetime:
@@ -66,7 +65,7 @@ class Run:
         self.status = FakeStatusStore(journal=self.journal)
         self.intake = FakeIntakeQueue(journal=self.journal)
 
-    def __call__(self, notification: Notification, owner: str = OWNER, limits: PageLimits | None = None, **kw):
+    def __call__(self, notification: Notification, limits: PageLimits | None = None):
         return fan_out(
             notification,
             self.registry,
@@ -74,8 +73,6 @@ class Run:
             self.topic,
             self.status,
             self.intake,
-            owner,
-            kw.get("until", deadline()),
             limits or PageLimits(),
         )
 
@@ -84,7 +81,7 @@ class Run:
         pending, pages = [first], 0
         while pending:
             sent_before = len(self.intake.sent)
-            self(pending.pop(0), owner=f"request-{pages}/message", limits=limits)
+            self(pending.pop(0), limits=limits)
             pages += 1
             pending += self.intake.sent[sent_before:]
         return pages
@@ -147,7 +144,7 @@ def test_recipients_without_devices_are_recorded(notification, registry):
     assert fanned_out.without_devices == ["user-7", "user-8"]
 
 
-def test_a_page_is_claimed_published_then_recorded_with_its_planned_deliveries(notification, registry):
+def test_a_page_is_read_published_then_recorded_with_its_planned_deliveries(notification, registry):
     # Given an accepted notification
     run = Run(registry)
     run.status.record_accepted(notification)
@@ -159,7 +156,7 @@ def test_a_page_is_claimed_published_then_recorded_with_its_planned_deliveries(n
     page = PagePosition().key
     assert run.journal == [
         "status.record_accepted",
-        f"status.claim_page {page}",
+        f"status.page_state {page}",
         "topic.publish",
         f"status.record_page {page}",
     ]
@@ -191,7 +188,7 @@ def test_no_devices_at_all_publishes_nothing_and_still_marks_fanned_out(notifica
     result = run(for_users(notification, "user-7", "user-8"))
 
     # Then nothing is queued or published, and the status can say "no devices"
-    assert run.journal == ["status.claim_page 00.000000", "status.record_page 00.000000"]
+    assert run.journal == ["status.page_state 00.000000", "status.record_page 00.000000"]
     assert result.jobs == []
     assert run.status.fanned_out[notification.notification_id].without_devices == ["user-7", "user-8"]
     assert run.status.get(notification.notification_id).status.value == "no_devices"
@@ -203,37 +200,41 @@ def test_a_duplicate_intake_message_of_a_fanned_out_notification_publishes_nothi
     run(notification)
 
     # When SQS delivers its intake message again
-    again = run(notification, owner="request-2/message-1")
+    again = run(notification)
 
     # Then it is recognised as done and no job is published twice
     assert again.already_done
     assert len(run.topic.published) == 3
 
 
-def test_a_fan_out_in_progress_elsewhere_asks_to_come_back_when_its_claim_expires(notification, registry):
-    # Given another invocation holding the notification's first page for 30 more seconds
+def test_two_copies_fanning_one_page_out_at_once_both_publish_and_the_first_record_stands(notification, registry):
+    # Given a copy of the intake message that read the page as not done and published, but has not recorded it
     run = Run(registry)
-    run.status.claim_page(notification.notification_id, notification.page_key, "request-1/message-1", deadline(30))
+    concurrent, outcome = plan_page(notification, registry, run.subscribers, PageLimits())
+    run.topic.publish(concurrent)
 
-    # When a duplicate intake message arrives
-    result = run(notification, owner="request-2/message-1")
+    # When the other copy fans the page out and records it, and then the first copy records its own
+    result = run(notification)
+    late = run.status.record_page(notification, notification.page_key, outcome)
 
-    # Then nothing is published and the message should return after the claim expires
-    assert run.topic.published == []
-    assert 30 <= result.busy_for <= 31
+    # Then both published (each delivery's claim sends it once), the second copy recorded the page, and the
+    # late record is refused without changing it
+    assert len(result.jobs) == 3 and not result.claim_lost
+    assert len(run.topic.published) == 6
+    assert late is False
+    assert run.status.fanned_out[notification.notification_id].delivery_count == 3
 
 
 def test_a_fan_out_taking_over_a_crashed_one_keeps_progress_and_publishes_again(notification, registry):
     # Given a fan-out that crashed after publishing, whose deliveries made progress since
     run = Run(registry)
-    run.status.claim_page(notification.notification_id, notification.page_key, "crashed/message-1", deadline(-1))
     crashed, _ = plan_page(notification, registry, run.subscribers, PageLimits())
     first = crashed[0]
     run.status.claim_delivery(first, "deliver/1", deadline())
     run.status.record_outcome(first, "deliver/1", DeliveryState.SENT, provider_message_id="provider-1")
 
     # When the intake message returns and another invocation takes over
-    result = run(notification, owner="request-2/message-1")
+    result = run(notification)
 
     # Then every job is published again (each delivery's claim stops a second send), the sent one stays sent
     assert len(result.jobs) == 3
@@ -309,13 +310,12 @@ def test_a_retried_page_that_finished_publishes_nothing_and_queues_its_successor
     wide = for_users(notification, *(f"user-{u:04d}" for u in range(15)))
     limits = PageLimits(deliveries=10, users=100, lookups=4)
     jobs, outcome = plan_page(wide, registry, run.subscribers, limits)
-    run.status.claim_page(wide.notification_id, wide.page_key, "crashed/message", deadline())
     run.topic.publish(jobs)
-    run.status.record_page(wide, wide.page_key, "crashed/message", outcome)
+    run.status.record_page(wide, wide.page_key, outcome)
     published = len(run.topic.published)
 
     # When its message comes back
-    again = run(wide, owner="request-2/message", limits=limits)
+    again = run(wide, limits=limits)
 
     # Then nothing is published again, and the next page is queued (and marked queued)
     assert again.already_done
@@ -324,7 +324,7 @@ def test_a_retried_page_that_finished_publishes_nothing_and_queues_its_successor
     assert continuation.page is not None and continuation.page.index == 1
 
     # When the same message comes back once more
-    run(wide, owner="request-3/message", limits=limits)
+    run(wide, limits=limits)
 
     # Then nothing happens: the successor is not queued twice, so a duplicate cannot run down the chain
     assert len(run.intake.sent) == 1 and len(run.topic.published) == published
@@ -339,14 +339,13 @@ def test_a_page_that_crashed_mid_publish_resumes_from_its_own_cursor_without_tou
     run(wide, limits=limits)
     [second] = run.intake.sent
     jobs, _ = plan_page(second, registry, run.subscribers, limits)
-    run.status.claim_page(wide.notification_id, second.page_key, "crashed/message", deadline(-1))
     run.topic.publish(jobs[:4])  # then the process died
 
-    # When the second page's message comes back after the claim expired, and its successor runs
+    # When the second page's message comes back, and its successor runs
     run.intake.sent = []
-    run(second, owner="request-2/message", limits=limits)
+    run(second, limits=limits)
     [third] = run.intake.sent
-    run(third, owner="request-3/message", limits=limits)
+    run(third, limits=limits)
 
     # Then the first page's deliveries were published once, the second's partly twice (their claims stop a
     # second send), the third's once; and the notification reads fanned out with its 30 planned deliveries

@@ -147,9 +147,9 @@ def test_a_duplicate_intake_message_is_done_without_publishing_again(registry, l
 def test_an_intake_message_whose_dynamodb_write_fails_validation_is_dead_lettered_at_once(registry, lambda_context):
     # Given the sample notification on its first receive, and a status table refusing its key as invalid
     class RefusingStatusStore(FakeStatusStore):
-        def claim_page(self, notification_id: str, page: str, owner: str, until: Any) -> Any:
+        def page_state(self, notification_id: str, page: str) -> Any:
             error = {"Code": "ValidationException", "Message": "Hash primary key values must be under 2048 bytes"}
-            raise ClientError({"Error": error}, "UpdateItem")
+            raise ClientError({"Error": error}, "GetItem")
 
     event = load_event("fanout")
     topic = FakePublisher()

@@ -105,7 +105,8 @@ def test_what_the_code_does_on_tables_is_what_the_design_says(template: HeraldTe
     assert fanout == {
         ("DevicesTable", "dynamodb:Query"),  # the recipients' devices
         ("SubscribersTable", "dynamodb:Query"),  # a topic's subscribers, a shard at a time
-        ("StatusTable", "dynamodb:UpdateItem"),  # a page's claim, then what it published
+        ("StatusTable", "dynamodb:GetItem"),  # whether a copy of the page's message already recorded it
+        ("StatusTable", "dynamodb:UpdateItem"),  # what a page published, in one conditional write
         ("StatusTable", "dynamodb:PutItem"),  # a long planned list, in items of its own
     }
     assert ("SubscribersTable", "dynamodb:UpdateItem") in api  # PUT /topics/{topic}/subscribers/{user_id}

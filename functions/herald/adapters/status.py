@@ -3,10 +3,13 @@
 Items of a notification (partition key `notification_id`), by sort key:
 
 - `notification`: the accepted request (the API's one write).
-- `page#<page>`: one per fan-out page (`root` for a topic's first page, else `<chain>.<index>`):
-  its claim, then in one write when it is done what it published (the planned deliveries inline
-  when they are few, else in `planned#<page>#<n>` items written just before), the recipients it
-  found without devices, and where the next page starts; then `continued_at` once that is queued.
+- `page#<page>`: one per fan-out page (`root` for a topic's first page, else `<chain>.<index>`),
+  created by one conditional write once the page is published (`done_at` not yet there): what it
+  published (the planned deliveries inline when they are few, else in `planned#<page>#<n>` items
+  written just before), the recipients it found without devices, and where the next page starts;
+  then `continued_at` once that is queued. No claim before: a page is read first (a finished page
+  publishes nothing again), and two copies fanning one page out at once both publish, the
+  deliveries' own claims sending each once.
 - `delivery#<user>#<device>`: one per delivery, written by its claim and its outcome only.
 - `tally#<page>#<invocation>`: for a notification of more than one page, what one deliver
   invocation changed in that page's delivery statuses (herald.logic.tallies).
@@ -24,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herald.models.domain import ROOT_PAGE, DeliveryJob, DeliveryState, Notification, PagePosition, now
-from herald.models.status import Claim, PageClaim, PageOutcome, Transition
+from herald.models.status import Claim, PageOutcome, PageState, Transition
 
 SUMMARY_SK = "notification"
 PAGE_PREFIX = "page#"
@@ -61,43 +64,31 @@ class DynamoStatusStore:
 
     # --- fan-out pages ---------------------------------------------------------------------------
 
-    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
-        """One invocation per page at a time: a duplicate intake message waits, or finds the page done."""
-        try:
-            response = self._dynamodb.update_item(
-                TableName=self._table,
-                Key=_key(notification_id, PAGE_PREFIX + page),
-                UpdateExpression="SET fanout_owner = :o, fanout_until = :until, expires_at = :e",
-                ConditionExpression=(
-                    "attribute_not_exists(done_at) AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
-                ),
-                ExpressionAttributeValues={
-                    ":o": {"S": owner},
-                    ":until": {"N": str(_millis(until))},
-                    ":now": {"N": str(_millis(now()))},
-                    ":e": {"N": str(self.expires_at())},
-                },
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            old = error.response.get("Item") or {}
-            if "done_at" in old:
-                pending = "next" in old and "continued_at" not in old
-                return PageClaim(granted=False, done=True, continuation=_position(old) if pending else None)
-            return PageClaim(granted=False, busy_until=_until(old, "fanout_until"))
-        return PageClaim(granted=True, taken_over="fanout_until" in (response.get("Attributes") or {}))
+    def page_state(self, notification_id: str, page: str) -> PageState:
+        """Whether a copy of this page's message already recorded it: one eventually consistent read (half a
+        read unit). A stale answer only means the page is fanned out again, which the deliveries' claims
+        make harmless; a finished page is otherwise never published twice."""
+        response = self._dynamodb.get_item(
+            TableName=self._table,
+            Key=_key(notification_id, PAGE_PREFIX + page),
+            ProjectionExpression="done_at, #next, continued_at",
+            ExpressionAttributeNames={"#next": "next"},
+        )
+        old = response.get("Item") or {}
+        if "done_at" not in old:
+            return PageState()
+        pending = "next" in old and "continued_at" not in old
+        return PageState(done=True, continuation=_position(old) if pending else None)
 
-    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
-        """One write says the page is done and what it published; a long planned list goes first to items
-        of its own, so whoever sees `done_at` sees all of it. False if the claim was taken over."""
+    def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> bool:
+        """One conditional write says the page is done and what it published; a long planned list goes first
+        to items of its own, so whoever sees `done_at` sees all of it. False if another copy of the page's
+        message recorded it first: its record stands (both published; the deliveries' claims send once)."""
         notification_id = notification.notification_id
         planned = ",".join(outcome.planned)
         values: dict[str, Any] = {
             ":t": {"S": now().isoformat()},
-            ":o": {"S": owner},
+            ":e": {"N": str(self.expires_at())},
             ":n": {"N": str(len(outcome.planned))},
             ":w": {"S": ",".join(outcome.without_devices)},
             ":wn": {"N": str(outcome.without_devices_count)},
@@ -108,6 +99,7 @@ class DynamoStatusStore:
         }
         sets = [
             "done_at = :t",
+            "expires_at = :e",
             "planned_count = :n",
             "without_devices = :w",
             "without_count = :wn",
@@ -149,8 +141,8 @@ class DynamoStatusStore:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=_key(notification_id, PAGE_PREFIX + page),
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE fanout_owner, fanout_until",
-                ConditionExpression="fanout_owner = :o",
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_not_exists(done_at)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )

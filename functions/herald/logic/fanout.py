@@ -5,12 +5,14 @@ A page reads a bounded part of the audience (at most `PageLimits.users` users an
 device to the priority topic, records itself done with the cursor where the next page starts, and
 queues that page. So no invocation grows with the audience, and a retry resumes where it stopped:
 
-- each page is claimed (one conditional write): a duplicate message finds it busy or done;
-- a page records itself done only once everything it planned is published, and its successor is
-  queued only after that (then marked queued): a retried page that finished publishes nothing
-  again, it only queues its successor if that may not have happened;
-- a page that crashed mid-publish is planned again from its own cursor and published again: the
-  deliveries' own claims stop a second send.
+- a page is read first: a duplicate message of a finished page publishes nothing;
+- a page records itself done (its one write, conditional on no copy having done so) only once
+  everything it planned is published, and its successor is queued only after that (then marked
+  queued): a retried page that finished publishes nothing again, it only queues its successor if
+  that may not have happened;
+- a page that crashed mid-publish, or that two copies of its message fan out at once, is planned
+  and published again: the deliveries' own claims stop a second send. No page claim is written
+  before publishing: it would cost a write per page to spare deliver work only in those rare cases.
 
 A topic's first page (the root) publishes nothing: it starts one chain of pages per subscriber
 shard, so a broadcast fans out along SUBSCRIBER_SHARDS chains at once.
@@ -22,7 +24,6 @@ import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from herald.logic.ports import DeviceRegistry, Intake, Publisher, StatusStore, Subscribers
 from herald.models.domain import (
@@ -51,8 +52,7 @@ class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
     outcome: PageOutcome | None = None
     already_done: bool = False  # a duplicate intake message: another invocation fanned this page out
-    busy_for: int = 0  # another invocation is fanning this page out: come back after this many seconds
-    claim_lost: bool = False  # this invocation outlived its claim and another took the page over
+    claim_lost: bool = False  # another copy of this page's message recorded the page first (both published)
 
     @property
     def without_devices(self) -> list[str]:
@@ -70,30 +70,27 @@ def fan_out(
     topic: Publisher,
     status: StatusStore,
     continuations: Intake,
-    owner: str,
-    deadline: datetime,
     limits: PageLimits = PageLimits(),
 ) -> FanoutResult:
     """Fans out the page `notification` asks for (its first, when it asks for none)."""
     notification_id, page = notification.notification_id, notification.page_key
-    claim = status.claim_page(notification_id, page, owner, deadline)
-    if claim.done:
-        if claim.continuation is not None:
+    state = status.page_state(notification_id, page)
+    if state.done:
+        if state.continuation is not None:
             # The page finished but its invocation may have stopped before queueing the next one.
-            continuations.send(notification.at(claim.continuation))
+            continuations.send(notification.at(state.continuation))
             status.record_continued(notification_id, page)
         return FanoutResult(already_done=True)
-    if not claim.granted:
-        return FanoutResult(busy_for=claim.busy_for())
     if page == ROOT_PAGE:
         continuations.send_all([notification.at(PagePosition(chain=shard)) for shard in range(SUBSCRIBER_SHARDS)])
         outcome = PageOutcome(chains=SUBSCRIBER_SHARDS, paged=True)
-        status.record_page(notification, page, owner, outcome)
+        status.record_page(notification, page, outcome)
         return FanoutResult(outcome=outcome)
     jobs, outcome = plan_page(notification, registry, subscribers, limits)
     if jobs:
         topic.publish(jobs)
-    if not status.record_page(notification, page, owner, outcome):
+    if not status.record_page(notification, page, outcome):
+        # Its successor is the recording copy's to queue (or, if that one stopped first, its returning message's).
         return FanoutResult(jobs=jobs, outcome=outcome, claim_lost=True)
     if outcome.next is not None:
         continuations.send(notification.at(outcome.next))

@@ -9,7 +9,7 @@ from typing import Protocol
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import InboxPage
-from herald.models.status import Claim, DeliveryPage, NotificationRecord, PageClaim, PageOutcome
+from herald.models.status import Claim, DeliveryPage, NotificationRecord, PageOutcome, PageState
 from herald.models.topics import SubscriberPage, Subscription
 
 
@@ -64,9 +64,10 @@ class StatusStore(Protocol):
     """What fan-out and delivery write about a notification."""
 
     def record_accepted(self, notification: Notification) -> None: ...
-    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim: ...
-    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
-        """Marks the page done with what it published; False if another invocation took the claim over."""
+    def page_state(self, notification_id: str, page: str) -> PageState: ...
+    def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> bool:
+        """Marks the page done with what it published, in one conditional write; False if another copy of
+        its message recorded it first."""
         ...
 
     def record_continued(self, notification_id: str, page: str) -> None: ...

@@ -129,20 +129,13 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class PageClaim:
-    """The answer to "may this invocation fan out this page now?".
+class PageState:
+    """What a fan-out page's item says before the page is fanned out: `done` when a copy of its message
+    already recorded it; `continuation` is then the next page if the finished one may not have queued it
+    yet (its invocation stopped between the two)."""
 
-    Refused with `done` when the page is finished; `continuation` is then the next page if the
-    finished one may not have queued it yet (its invocation stopped between the two)."""
-
-    granted: bool
     done: bool = False
-    taken_over: bool = False
-    busy_until: datetime | None = None
     continuation: PagePosition | None = None
-
-    def busy_for(self) -> int:
-        return _seconds_until(self.busy_until)
 
 
 @dataclass
