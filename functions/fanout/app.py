@@ -20,7 +20,15 @@ from herald.adapters.queues import DeliveryTopic, IntakeQueue
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.topics import DynamoSubscribers
 from herald.logic.failures import failure_from
-from herald.logic.fanout import PageLimits, fan_out
+from herald.logic.fanout import (
+    FanoutResult,
+    PageLimits,
+    PagePlan,
+    begin_page,
+    fan_out,
+    finish_page,
+    publish_together,
+)
 from herald.logic.ports import DeviceRegistry, Intake, Publisher, StatusStore, Subscribers
 from herald.models.domain import Notification, now
 from herald.observability import (
@@ -90,13 +98,37 @@ def lambda_handler(
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
     last_start = now() + remaining * START_PAGES_WITHIN
 
+    # Each record's page read and planned before any is published, so the small pages of the batch share their
+    # PublishBatch calls. A record whose planning raised is planned again, alone, when it is handled.
+    plans: dict[str, FanoutResult | PagePlan] = {}
+
+    def prepare(work: list[tuple[QueueRecord, Notification]]) -> None:
+        if len(work) < 2:
+            return
+        for record, notification in work:
+            if now() > last_start:
+                break  # the rest are queued again as new messages, when handled
+            try:
+                plans[record.message_id] = begin_page(
+                    notification, d.registry, d.subscribers, d.status, d.continuations, d.limits
+                )
+            except Exception:
+                logger.exception("could not plan a page; it is planned again on its own", message_id=record.message_id)
+        publish_together([plan for plan in plans.values() if isinstance(plan, PagePlan)], d.topic)
+
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
-        if now() > last_start:
+        step = plans.pop(record.message_id, None)
+        if isinstance(step, PagePlan) and step.published:
+            result = finish_page(step, d.topic, d.status, d.continuations)  # published: only its record is left
+        elif now() > last_start:
             # Left for a fresh invocation, as a new message: reported failed, the record would count a
             # receive each time, and a page left over five times would end in the DLQ unread.
             d.continuations.send(notification)
             return Done()
-        result = fan_out(notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, d.limits)
+        elif step is None:
+            result = fan_out(notification, d.registry, d.subscribers, d.topic, d.status, d.continuations, d.limits)
+        else:
+            result = step if isinstance(step, FanoutResult) else finish_page(step, d.topic, d.status, d.continuations)
         outcome = result.outcome
         if outcome is not None and not outcome.chains and not result.claim_lost:
             # One sample per page recorded (a topic's root page publishes nothing; a page another copy of
@@ -126,6 +158,7 @@ def lambda_handler(
         queue_url=d.settings.queue_url,
         max_receive_count=d.settings.max_receive_count,
         classify=failure_from,
+        prepare=prepare,
     )
     with metrics:
         return consumer.process(event).response()

@@ -39,6 +39,8 @@ from herald.models.domain import (
 )
 from herald.models.status import LISTED_NAMES, PageOutcome
 
+PUBLISH_BATCH_ENTRIES = 10  # SNS PublishBatch's most entries per call
+
 
 @dataclass(frozen=True)
 class PageLimits:
@@ -63,6 +65,16 @@ class FanoutResult:
         return self.outcome.inactive_skipped if self.outcome else []
 
 
+@dataclass
+class PagePlan:
+    """A page read as not done and planned, not yet recorded: its jobs published or still to publish."""
+
+    notification: Notification
+    jobs: list[DeliveryJob]
+    outcome: PageOutcome
+    published: bool = False
+
+
 def fan_out(
     notification: Notification,
     registry: DeviceRegistry,
@@ -73,6 +85,19 @@ def fan_out(
     limits: PageLimits = PageLimits(),
 ) -> FanoutResult:
     """Fans out the page `notification` asks for (its first, when it asks for none)."""
+    step = begin_page(notification, registry, subscribers, status, continuations, limits)
+    return step if isinstance(step, FanoutResult) else finish_page(step, topic, status, continuations)
+
+
+def begin_page(
+    notification: Notification,
+    registry: DeviceRegistry,
+    subscribers: Subscribers,
+    status: StatusStore,
+    continuations: Intake,
+    limits: PageLimits,
+) -> FanoutResult | PagePlan:
+    """The page's plan; or, for a page already done or a topic's root (which publishes nothing), its result."""
     notification_id, page = notification.notification_id, notification.page_key
     state = status.page_state(notification_id, page)
     if state.done:
@@ -87,8 +112,33 @@ def fan_out(
         status.record_page(notification, page, outcome)
         return FanoutResult(outcome=outcome)
     jobs, outcome = plan_page(notification, registry, subscribers, limits)
-    if jobs:
+    return PagePlan(notification, jobs, outcome)
+
+
+def publish_together(plans: Iterable[PagePlan], topic: Publisher) -> None:
+    """Publishes the jobs of the small pages of one batch in shared PublishBatch calls (SNS bills a batch of up
+    to 10 entries as one request, whoever they are for). Pages of a full call or more publish alone, so a
+    batch's memory stays one page's. If the shared publish fails, every page it held publishes alone in
+    `finish_page`: a refused entry fails only its own notification's record, and a job published twice is
+    sent once, by its delivery's claim."""
+    small = [plan for plan in plans if 0 < len(plan.jobs) < PUBLISH_BATCH_ENTRIES and not plan.published]
+    if len(small) < 2:
+        return
+    try:
+        topic.publish([job for plan in small for job in plan.jobs])
+    except Exception:
+        return
+    for plan in small:
+        plan.published = True
+
+
+def finish_page(plan: PagePlan, topic: Publisher, status: StatusStore, continuations: Intake) -> FanoutResult:
+    """Publishes the plan's jobs if that is still to do, records the page done, then queues its successor."""
+    notification, jobs, outcome = plan.notification, plan.jobs, plan.outcome
+    notification_id, page = notification.notification_id, notification.page_key
+    if jobs and not plan.published:
         topic.publish(jobs)
+        plan.published = True
     if not status.record_page(notification, page, outcome):
         # Its successor is the recording copy's to queue (or, if that one stopped first, its returning message's).
         return FanoutResult(jobs=jobs, outcome=outcome, claim_lost=True)
