@@ -173,7 +173,7 @@ def test_after_kill_9_and_a_restart_notifications_devices_and_queued_messages_ar
     for _ in range(2):
         assert first.call("PUT", "/users/marker/devices/web", json={"channel": "in_app"}).ok
         applied = time.time_ns()
-        eventually(lambda: snapshot_taken_after(state, applied), bool, timeout=60)
+        eventually(lambda applied=applied: snapshot_taken_after(state, applied), bool, timeout=60)
 
     # When it is killed with SIGKILL and started again on the same folder
     first.kill_9()
