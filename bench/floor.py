@@ -11,8 +11,9 @@ CURRENT, Herald as built: a notification to R recipients with D devices each mak
 deliveries, and costs
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
-  fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch, 2 status
-            UpdateItem (the fan-out page's claim; then "done", which also records the planned
+  fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch (n / 10 when
+            n < 10: the small pages of a fan-out batch publish together, over full intake batches), 2 status
+            UpdateItem (the fan-out page's claim, which a cancel races; then "done", which also records the planned
             deliveries, so no delivery needs an item of its own before it is claimed; a planned list
             over 1 KB goes to a PutItem of its own, one more call not counted in the floor), ceil(R / 100)
             preferences BatchGetItem and ceil(R / 25) history BatchWriteItem (docs/preferences.md,
@@ -93,12 +94,17 @@ class Line:
     per_delivery: float = 0.0
     per_deliveries_of: int = 0  # one call per this many deliveries of a notification, rounded up
     per_recipients_of: int = 0  # one call per this many recipients of a notification, rounded up
+    # A notification with fewer deliveries than one such call holds shares its calls with the others of its
+    # intake batch (a fan-out batch's small pages publish together): n / per_deliveries_of, over full batches.
+    shared_when_small: bool = False
     per_message_of: str = ""  # INTAKE or PRIORITY: one call per hand-out of that queue's messages
 
     def floor(self, shape: Shape, batching: Batching) -> float:
         n = shape.deliveries
         calls = self.per_notification + self.per_recipient * shape.recipients + self.per_delivery * n
-        if self.per_deliveries_of:
+        if self.per_deliveries_of and self.shared_when_small and n < self.per_deliveries_of:
+            calls += n / self.per_deliveries_of
+        elif self.per_deliveries_of:
             calls += math.ceil(n / self.per_deliveries_of)
         if self.per_recipients_of:
             calls += math.ceil(shape.recipients / self.per_recipients_of)
@@ -123,12 +129,17 @@ class Design:
 
 
 CURRENT = Design(
-    "a claim and an outcome per delivery (as built, 2026-11)",
+    "a claim and an outcome per delivery, a read and a write per fan-out page, shared publishes (as built, 2026-11-30)",
     (
         Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
         Line(FANOUT_DEVICE_QUERY, ("herald fanout dynamodb Query DevicesTable",), per_recipient=1),
-        Line(FANOUT_PUBLISH, ("herald fanout sns PublishBatch *",), per_deliveries_of=PUBLISH_BATCH_ENTRIES),
+        Line(
+            FANOUT_PUBLISH,
+            ("herald fanout sns PublishBatch *",),
+            per_deliveries_of=PUBLISH_BATCH_ENTRIES,
+            shared_when_small=True,
+        ),
         Line(
             FANOUT_STATUS,
             ("herald fanout dynamodb UpdateItem StatusTable", "herald fanout dynamodb PutItem StatusTable"),

@@ -214,13 +214,16 @@ def outcome_without_claim(recording: Recording) -> Recording:
 
 
 def no_fan_out_write(recording: Recording) -> Recording:
-    """The fan-out writes no status: the deliveries' own records are the status (a notification with no
-    device, or skipped ones, would still get a write of its own: none in these cases)."""
+    """The fan-out writes (and reads) no status: the deliveries' own records are the status (a notification
+    with no device, or skipped ones, would still get a write of its own: none in these cases)."""
 
     def rewrite(invocation: Invocation) -> Invocation:
         if invocation.handler != "fanout":
             return invocation
-        return _with_calls(invocation, lambda c: None if _is(c, "dynamodb", "UpdateItem", "StatusTable") else c)
+        return _with_calls(
+            invocation,
+            lambda c: None if _is(c, "dynamodb", "UpdateItem", "StatusTable") or _is(c, "dynamodb", "GetItem") else c,
+        )
 
     return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
 
@@ -252,15 +255,12 @@ def fan_out_in_the_api(recording: Recording) -> Recording:
     return replace(recording, invocations=invocations, mapping=mapping)
 
 
-LEVERS = (
-    Lever(
-        "grouped status writes (a claim, an outcome per notification per batch)",
-        "a batch's deliveries of one notification succeed or retry as a group's record says; status items change shape",
-        grouped_status_writes,
-    ),
+# Built on 2026-11-30 (issue 11): their saving is now in the measured figures, so the path no longer applies
+# them. Kept to price a recording of the design before them (docs/performance.md quotes both).
+BUILT = (
     Lever(
         "one fan-out write (claim and 'fanned out' in one)",
-        "a crashed fan-out is retaken only after the claim's lease, as today; one more condition to get right",
+        "two copies of a page's message fanning it out at once both publish (each delivery's claim sends once)",
         one_accept_write,
     ),
     Lever(
@@ -270,8 +270,16 @@ LEVERS = (
     ),
     Lever(
         "PublishBatch packed across a batch's notifications",
-        "a failed batch entry retries every notification of the batch (claims keep it harmless)",
+        "a failed shared publish makes each page publish alone (a job published twice is sent once)",
         packed_publishes,
+    ),
+)
+
+LEVERS = (
+    Lever(
+        "grouped status writes (a claim, an outcome per notification per batch)",
+        "a batch's deliveries of one notification succeed or retry as a group's record says; status items change shape",
+        grouped_status_writes,
     ),
     Lever(
         f"Lambda memory {SMALLEST_MEMORY_MB} MB",

@@ -23,7 +23,15 @@ from herald.adapters.queues import DeliveryTopic, IntakeQueue
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.topics import DynamoSubscribers
 from herald.logic.failures import failure_from
-from herald.logic.fanout import PageLimits, fan_out
+from herald.logic.fanout import (
+    FanoutResult,
+    PageLimits,
+    PagePlan,
+    begin_page,
+    fan_out,
+    finish_page,
+    publish_together,
+)
 from herald.logic.ports import DeviceRegistry, History, Holds, Intake, Publisher, StatusStore, Subscribers
 from herald.logic.preferences import DeliveryRules
 from herald.models.domain import Notification, now
@@ -112,27 +120,62 @@ def lambda_handler(
     deadline = started + remaining
     last_start = started + remaining * START_PAGES_WITHIN
 
+    def owner(record: QueueRecord) -> str:
+        return f"{context.aws_request_id}/{record.message_id}"
+
+    # Each record's page claimed and planned before any is published, so the small pages of the batch share their
+    # PublishBatch calls. A record whose planning raised is planned again, alone, when it is handled.
+    plans: dict[str, FanoutResult | PagePlan] = {}
+
+    def prepare(work: list[tuple[QueueRecord, Notification]]) -> None:
+        if len(work) < 2:
+            return
+        for record, notification in work:
+            if now() > last_start:
+                break  # the rest are queued again as new messages, when handled
+            try:
+                plans[record.message_id] = begin_page(
+                    notification,
+                    d.registry,
+                    d.subscribers,
+                    d.status,
+                    d.continuations,
+                    owner(record),
+                    deadline,
+                    d.limits,
+                    d.rules,
+                )
+            except Exception:
+                logger.exception("could not plan a page; it is planned again on its own", message_id=record.message_id)
+        publish_together([plan for plan in plans.values() if isinstance(plan, PagePlan)], d.topic)
+
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
-        if now() > last_start:
+        step = plans.pop(record.message_id, None)
+        if isinstance(step, PagePlan):
+            # Claimed and planned already: publishing (if the shared publish did not) and recording are left.
+            result = finish_page(step, d.topic, d.status, d.continuations, d.holds, d.history)
+        elif now() > last_start:
             # Left for a fresh invocation, as a new message: reported failed, the record would count a
             # receive each time, and a page left over five times would end in the DLQ unread.
             d.continuations.send(notification)
             return Done()
-        owner = f"{context.aws_request_id}/{record.message_id}"
-        result = fan_out(
-            notification,
-            d.registry,
-            d.subscribers,
-            d.topic,
-            d.status,
-            d.continuations,
-            owner,
-            deadline,
-            d.limits,
-            rules=d.rules,
-            holds=d.holds,
-            history=d.history,
-        )
+        elif step is None:
+            result = fan_out(
+                notification,
+                d.registry,
+                d.subscribers,
+                d.topic,
+                d.status,
+                d.continuations,
+                owner(record),
+                deadline,
+                d.limits,
+                rules=d.rules,
+                holds=d.holds,
+                history=d.history,
+            )
+        else:
+            result = step
         if result.busy_for:
             return Retry("another invocation is fanning this page out", delay=result.busy_for)
         outcome = result.outcome
@@ -172,6 +215,7 @@ def lambda_handler(
         queue_url=d.settings.queue_url,
         max_receive_count=d.settings.max_receive_count,
         classify=failure_from,
+        prepare=prepare,
     )
     with metrics:
         return consumer.process(event).response()

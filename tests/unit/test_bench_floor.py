@@ -36,19 +36,28 @@ def test_one_device_costs_the_fixed_calls_plus_one_delivery():
     # Given one recipient with one device, batches of 10 on both queues
     floor = floor_per_notification(Shape(1, 1), NORMAL)
 
-    # Then: api 2, fan-out 6 (query, publish, claim, fanned out, preferences read, history write),
-    # deliver 1 provider + 2 status writes, and four tenths of mapping calls
+    # Then: api 2, fan-out 5.1 (query, page claim, page done, preferences read, history write, and a tenth
+    # of a publish shared with the intake batch's nine others), deliver 1 provider + 2 status writes, and
+    # four tenths of mapping calls
     assert floor[API_INTAKE_SEND] == 1
     assert floor[API_STATUS_ACCEPTED] == 1
     assert floor[FANOUT_DEVICE_QUERY] == 1
-    assert floor[FANOUT_PUBLISH] == 1
+    assert floor[FANOUT_PUBLISH] == pytest.approx(0.1)
     assert floor[FANOUT_STATUS] == 2
     assert (floor[FANOUT_PREFERENCES], floor[FANOUT_HISTORY]) == (1, 1)
     assert floor[DELIVER_PROVIDER] == 1
     assert floor[DELIVER_STATUS] == 2
     assert floor[INTAKE_RECEIVE] == pytest.approx(0.1)
     assert floor[PRIORITY_DELETE] == pytest.approx(0.1)
-    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(11.4)
+    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(10.5)
+
+
+def test_a_page_of_a_full_publish_or_more_publishes_alone_and_a_smaller_one_shares():
+    # Given notifications of 3, 9, 10 and 11 deliveries
+    publishes = {n: floor_per_notification(Shape(1, n), NORMAL)[FANOUT_PUBLISH] for n in (3, 9, 10, 11)}
+
+    # Then below 10 a notification pays its share of full PublishBatch calls; from 10 on, its own calls
+    assert publishes == {3: pytest.approx(0.3), 9: pytest.approx(0.9), 10: 1, 11: 2}
 
 
 def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_twice():

@@ -203,3 +203,60 @@ def test_records_left_when_the_invocation_spent_its_share_of_time_are_queued_aga
     assert [n.notification_id for n in dependencies.continuations.sent] == [
         json.loads(r["body"])["notification_id"] for r in event["Records"]
     ]
+
+
+def test_the_small_pages_of_a_batch_share_their_publish_and_each_is_recorded_after_it(registry, lambda_context):
+    # Given a batch of two notifications, each to two recipients with one device each (two jobs a page)
+    event = with_second_record(load_event("fanout"))
+    journal: list[str] = []
+    topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
+    dependencies = dependencies_with(registry, topic, status)
+
+    # When the function handles the batch
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then the four jobs go out in one publish (one PublishBatch), and only then is each page recorded done
+    assert response == {"batchItemFailures": []}
+    assert journal.count("topic.publish") == 1 and len(topic.published) == 4
+    assert journal.index("topic.publish") < min(i for i, entry in enumerate(journal) if "record_page" in entry)
+    assert len(status.fanned_out) == 2
+
+
+def test_a_page_of_a_full_publish_or_more_publishes_alone(lambda_context):
+    # Given a batch of two notifications, each to a user with 12 devices and one with one (13 jobs a page)
+    registry = FakeDeviceRegistry(
+        [make_device("user-42", f"web-{n:02d}", Channel.IN_APP) for n in range(12)]
+        + [make_device("user-43", "laptop-mail", Channel.EMAIL, address="grace@example.com")]
+    )
+    event = with_second_record(load_event("fanout"))
+    journal: list[str] = []
+    topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
+    dependencies = dependencies_with(registry, topic, status)
+
+    # When the function handles the batch
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then each page publishes on its own: a page of a full PublishBatch or more has nothing to gain by sharing
+    assert response == {"batchItemFailures": []}
+    assert journal.count("topic.publish") == 2 and len(topic.published) == 26
+    assert len(status.fanned_out) == 2
+
+
+def test_a_shared_publish_that_fails_lets_each_page_publish_alone_and_fail_alone(registry, lambda_context):
+    # Given a batch of two notifications whose shared publish fails because SNS refuses the second's jobs
+    event = with_second_record(load_event("fanout"))
+    journal: list[str] = []
+    topic = FakePublisher(failing=[OTHER_NOTIFICATION_ID], journal=journal)
+    status = FakeStatusStore(journal=journal)
+    dependencies = dependencies_with(registry, topic, status)
+
+    # When the function handles the batch
+    response = fanout.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then after the shared publish, each page publishes alone: the first is published and recorded, the second
+    # alone comes back
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert journal.count("topic.publish") == 3
+    first_id = json.loads(event["Records"][0]["body"])["notification_id"]
+    assert {job.notification_id for job in topic.published} == {first_id}
+    assert set(status.fanned_out) == {first_id}

@@ -103,3 +103,59 @@ def test_a_malformed_failure_report_fails_the_whole_batch_as_lambda_does() -> No
 
 def test_without_report_batch_item_failures_the_response_is_ignored() -> None:
     assert _poller(False)._failed_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, MESSAGES) == set()
+
+
+class TricklingQueue:
+    """An SQS client whose queue gets one message per receive: arrivals slower than the batch fills."""
+
+    def __init__(self, available: int) -> None:
+        self.available = available
+        self.receives = 0
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        self.receives += 1
+        if self.available <= 0:
+            return {}
+        self.available -= 1
+        return {"Messages": [{"MessageId": f"m{self.receives}"}]}
+
+
+def _windowed(sqs: TricklingQueue, window: int, batch_size: int = 10) -> QueuePoller:
+    spec = EventSourceSpec("M", "F", "Q", batch_size, window, True, None)
+    return QueuePoller(sqs, spec, "url", "arn:aws:sqs:us-east-1:1:q", None, 1)  # type: ignore[arg-type]
+
+
+def test_without_a_batching_window_the_first_receive_is_the_batch() -> None:
+    # Given a queue that trickles in messages, and a mapping with no window
+    sqs = TricklingQueue(available=5)
+
+    # When the mapping collects a batch
+    batch = _windowed(sqs, window=0)._collect()
+
+    # Then it hands on what the first receive returned, as Lambda does without a window
+    assert [m["MessageId"] for m in batch] == ["m1"]
+    assert sqs.receives == 1
+
+
+def test_a_batching_window_gathers_until_the_batch_is_full() -> None:
+    # Given a queue that trickles in 12 messages, and a mapping of batch size 4 with a 1 s window
+    sqs = TricklingQueue(available=12)
+
+    # When the mapping collects a batch
+    batch = _windowed(sqs, window=1, batch_size=4)._collect()
+
+    # Then it keeps receiving until the batch is full, and no further
+    assert len(batch) == 4
+    assert sqs.receives == 4
+
+
+def test_a_batching_window_hands_on_a_partial_batch_when_it_ends() -> None:
+    # Given a queue holding 2 messages, and a mapping of batch size 10 with a 1 s window
+    sqs = TricklingQueue(available=2)
+
+    # When the mapping collects a batch
+    batch = _windowed(sqs, window=1)._collect()
+
+    # Then after the window it hands on what it has rather than waiting for a full batch
+    assert [m["MessageId"] for m in batch] == ["m1", "m2"]
+    assert sqs.receives > 2

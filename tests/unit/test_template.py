@@ -429,3 +429,17 @@ def test_without_a_platform_application_its_endpoints_are_out_of_reach(template:
     assert "SendPush" not in no_push
     assert "CreatePushEndpoints" not in deployed_statements(template, "ApiFunction")
     assert no_push["SendSms"]["NotResource"] == "arn:aws:sns:*:*:*"
+
+
+def test_only_the_normal_and_low_intake_lanes_wait_for_a_fuller_fan_out_batch(template: HeraldTemplate) -> None:
+    # Given the three fan-out functions' event source mappings
+    windows = {
+        priority: next(s for s in template.event_sources if s.function == f"Fanout{name}Function").batching_window
+        for priority, name in LANES.items()
+    }
+
+    # Then high hands each notification on at once; normal and low wait up to 1 s to amortise a receive,
+    # a delete and an invocation over up to 10 notifications (issue 11's cost), and no longer
+    assert windows["high"] == 0
+    assert 0 < windows["normal"] <= 1
+    assert 0 < windows["low"] <= 1

@@ -100,6 +100,9 @@ class Consumer(Generic[T]):
     lane_limits: Mapping[str, int] = field(default_factory=dict)
     # Told each handled record's verdict, whether `handle` returned it or raised (metrics).
     observe: Callable[[QueueRecord, T, Verdict], None] | None = None
+    # Given every parsed record before any is handled: work the batch's records share (one publish for
+    # several notifications). What it leaves undone, `handle` does for each record alone.
+    prepare: Callable[[list[tuple[QueueRecord, T]]], None] | None = None
 
     def process(self, event: Mapping[str, Any]) -> BatchOutcome:
         records = [QueueRecord.from_event_record(record) for record in event.get("Records", [])]
@@ -111,6 +114,8 @@ class Consumer(Generic[T]):
             except ValueError as error:  # pydantic's ValidationError is a ValueError
                 outcome.poison += 1
                 self._dead_letter(record, f"invalid message: {_invalid_because(error)}", outcome)
+        if self.prepare is not None:
+            self.prepare(work)
         verdicts = self._handle_all(work)
         delays: list[tuple[QueueRecord, int]] = []
         for record, verdict in verdicts:

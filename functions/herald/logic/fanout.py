@@ -10,7 +10,10 @@ queues that page. So no invocation grows with the audience, and a retry resumes 
   queued only after that (then marked queued): a retried page that finished publishes nothing
   again, it only queues its successor if that may not have happened;
 - a page that crashed mid-publish is planned again from its own cursor and published again: the
-  deliveries' own claims stop a second send.
+  deliveries' own claims stop a second send;
+- the small pages of one batch (under 10 jobs each) share their PublishBatch calls (`publish_together`):
+  SNS bills a batch of up to 10 entries as one request. The claim is kept (a read would do for the
+  duplicates alone, one write less per page) because a cancel races it: exactly one of them wins.
 
 A topic's first page (the root) publishes nothing: it starts one chain of pages per subscriber
 shard, so a broadcast fans out along SUBSCRIBER_SHARDS chains at once.
@@ -24,7 +27,7 @@ first page is never claimed (the cancel and the claim write the same item), so n
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +48,8 @@ from herald.models.domain import (
     now,
 )
 from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, SkippedDelivery
+
+PUBLISH_BATCH_ENTRIES = 10  # SNS PublishBatch's most entries per call
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,18 @@ class FanoutResult:
         return self.outcome.deferred if self.outcome else []
 
 
+@dataclass
+class PagePlan:
+    """A page claimed and planned, not yet recorded: its jobs published or still to publish."""
+
+    notification: Notification
+    jobs: list[DeliveryJob]
+    outcome: PageOutcome
+    owner: str  # the claim's owner, whose record of the page counts
+    clock: Callable[[], datetime]  # the rules' clock, which times the deferred deliveries' holds
+    published: bool = False
+
+
 def fan_out(
     notification: Notification,
     registry: DeviceRegistry,
@@ -99,6 +116,25 @@ def fan_out(
     `rules` are the recipients' preferences and quiet hours; `holds` takes the deliveries they defer (the
     schedule queue); `history` gets one entry per recipient of the page. Each is called once per page.
     """
+    step = begin_page(notification, registry, subscribers, status, continuations, owner, deadline, limits, rules)
+    if isinstance(step, FanoutResult):
+        return step
+    return finish_page(step, topic, status, continuations, holds, history)
+
+
+def begin_page(
+    notification: Notification,
+    registry: DeviceRegistry,
+    subscribers: Subscribers,
+    status: StatusStore,
+    continuations: Intake,
+    owner: str,
+    deadline: datetime,
+    limits: PageLimits,
+    rules: DeliveryRules | None = None,
+) -> FanoutResult | PagePlan:
+    """The page claimed and planned; or, for a page cancelled, done, claimed by another invocation, or a
+    topic's root (which publishes nothing), its result. The claim is what a cancel races: exactly one wins."""
     notification_id, page = notification.notification_id, notification.page_key
     claim = status.claim_page(notification_id, page, owner, deadline)
     if claim.cancelled:
@@ -118,17 +154,50 @@ def fan_out(
         return FanoutResult(outcome=outcome)
     rules = rules or DeliveryRules()
     jobs, outcome = plan_page(notification, registry, subscribers, limits, rules)
-    if jobs:
+    return PagePlan(notification, jobs, outcome, owner, rules.clock)
+
+
+def publish_together(plans: Iterable[PagePlan], topic: Publisher) -> None:
+    """Publishes the jobs of the small pages of one batch in shared PublishBatch calls (SNS bills a batch of up
+    to 10 entries as one request, whoever they are for). Pages of a full call or more publish alone, so a
+    batch's memory stays one page's. If the shared publish fails, every page it held publishes alone in
+    `finish_page`: a refused entry fails only its own notification's record, and a job published twice is
+    sent once, by its delivery's claim."""
+    small = [plan for plan in plans if 0 < len(plan.jobs) < PUBLISH_BATCH_ENTRIES and not plan.published]
+    if len(small) < 2:
+        return
+    try:
+        topic.publish([job for plan in small for job in plan.jobs])
+    except Exception:
+        return
+    for plan in small:
+        plan.published = True
+
+
+def finish_page(
+    plan: PagePlan,
+    topic: Publisher,
+    status: StatusStore,
+    continuations: Intake,
+    holds: Holds | None = None,
+    history: History | None = None,
+) -> FanoutResult:
+    """Publishes the plan's jobs if that is still to do, holds its deferred deliveries, writes its history,
+    records the page done, then queues its successor."""
+    notification, jobs, outcome = plan.notification, plan.jobs, plan.outcome
+    notification_id, page = notification.notification_id, notification.page_key
+    if jobs and not plan.published:
         topic.publish(jobs)
+        plan.published = True
     if outcome.deferred:
         if holds is None:
             raise RuntimeError("deliveries to defer but no schedule queue to hold them")
-        hold_deliveries(outcome.deferred, holds, at=rules.clock())
+        hold_deliveries(outcome.deferred, holds, at=plan.clock())
     if history is not None:  # before the page's record: a page retried after a crash writes the same items again
         entries = history_entries(notification, jobs, outcome.skipped, outcome.deferred)
         if entries:
             history.record(entries)
-    if not status.record_page(notification, page, owner, outcome):
+    if not status.record_page(notification, page, plan.owner, outcome):
         return FanoutResult(jobs=jobs, outcome=outcome, claim_lost=True)
     if outcome.next is not None:
         continuations.send(notification.at(outcome.next))
