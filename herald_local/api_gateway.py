@@ -9,11 +9,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from herald_local.functions import LocalFunction
+from herald_local.loopback import LoopbackServer
 from herald_local.template import RouteSpec
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's limit
@@ -77,22 +78,17 @@ class ApiGateway:
         class Handler(_ProxyHandler):
             api = gateway
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api-gateway", daemon=True)
+        self._server = LoopbackServer(port, Handler, name="api-gateway")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str

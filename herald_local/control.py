@@ -19,15 +19,15 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
 from herald_local.faults import FaultInjector, FaultPlan
+from herald_local.loopback import LoopbackServer
 from herald_local.metrics import EmfCollector
 from herald_local.stack_file import CONTROL_TOKEN_HEADER
 
@@ -53,22 +53,17 @@ class ControlEndpoint:
         class Handler(_ControlHandler):
             control = endpoint
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="herald-control", daemon=True)
+        self._server = LoopbackServer(port, Handler, name="herald-control")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def handle(self, method: str, target: str, token: str | None, body: bytes) -> Answer:
         if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):

@@ -32,6 +32,7 @@ from herald_local.emulator import (
 )
 from herald_local.endpoints import SERVICES
 from herald_local.state import StateFolder
+from tests.e2e.test_atomic_writes import race
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 CALLERS = 10
@@ -86,37 +87,6 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
         yield started
     finally:
         started.stop()
-
-
-def race(callers: list[Any], table: str, key: str) -> int:
-    """Every caller tries the same `attribute_not_exists` UpdateItem at the same moment; returns how many won."""
-    start = threading.Barrier(len(callers))
-    winners: list[int] = []
-    failures: list[BaseException] = []
-
-    def attempt(index: int, dynamodb: Any) -> None:
-        start.wait()
-        try:
-            dynamodb.update_item(
-                TableName=table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET claimed_by = :me",
-                ConditionExpression="attribute_not_exists(pk)",
-                ExpressionAttributeValues={":me": {"S": str(index)}},
-            )
-            winners.append(index)
-        except dynamodb.exceptions.ConditionalCheckFailedException:
-            pass
-        except BaseException as error:  # anything else would hide a lost race: make it fail the test
-            failures.append(error)
-
-    threads = [threading.Thread(target=attempt, args=(i, c)) for i, c in enumerate(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not failures, failures
-    return len(winners)
 
 
 def dynamodb_at(endpoint: str) -> Any:
