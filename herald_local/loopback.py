@@ -15,14 +15,23 @@ class LoopbackServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property
-    def url(self) -> str:
+    def server_address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        return f"http://{host}:{port}"
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._server.shutdown()
-        self._server.server_close()
+        self.server_close()
         self._thread.join(timeout=5)
+
+    def server_close(self) -> None:
+        """Frees the port: all `stop` does for a server never started."""
+        self._server.server_close()
