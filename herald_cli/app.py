@@ -62,6 +62,7 @@ class Selection(StrEnum):
     intake_normal = "intake-normal"
     intake_low = "intake-low"
     schedule = "schedule"
+    feedback = "feedback"
 
 
 class ChannelChoice(StrEnum):
@@ -165,7 +166,8 @@ def redrive(
         typer.Option(
             help=(
                 "Which dead-letter queue: a priority's delivery DLQ, intake-<priority> (that lane's fan-out DLQ),"
-                " intake (the three fan-out DLQs), schedule (held notifications and deliveries), or all seven."
+                " intake (the three fan-out DLQs), schedule (held notifications and deliveries), feedback (SES"
+                " bounces and complaints), or all eight."
             )
         ),
     ] = Selection.all,

@@ -5,7 +5,8 @@
 - the redrive: locally DlqRedriveFunction run in this process (as `herald invoke` runs it);
   deployed, `lambda:Invoke` of output `DlqRedriveFunctionName`;
 - the dead-letter queues (the redrive's progress): the redrive function's environment; outputs
-  `{High,Normal,Low}DeadLetterQueueUrl`, `{High,Normal,Low}IntakeDeadLetterQueueUrl` and `ScheduleDeadLetterQueueUrl`;
+  `{High,Normal,Low}DeadLetterQueueUrl`, `{High,Normal,Low}IntakeDeadLetterQueueUrl`, `ScheduleDeadLetterQueueUrl`
+  and `FeedbackDeadLetterQueueUrl`;
 - metrics: the EMF the local stack collected; CloudWatch `GetMetricData`, namespace `Herald`;
 - faults: the local stack's control endpoint; none on a deployed stack.
 """
@@ -27,12 +28,13 @@ from herald_local.stack_file import CONTROL_TOKEN_HEADER, StackFile
 
 PRIORITIES = ("high", "normal", "low")
 # Where each dead-letter queue's URL is, by the name DlqRedriveFunction gives it: the redrive function's
-# variable, the template's output. A priority's delivery DLQ, "intake-<priority>", its fan-out DLQ, and the
-# schedule function's (held notifications and deliveries).
+# variable, the template's output. A priority's delivery DLQ, "intake-<priority>", its fan-out DLQ, the
+# schedule function's (held notifications and deliveries) and the feedback function's (SES bounces and complaints).
 DEAD_LETTER_QUEUES = {
     **{p: (f"{p.upper()}_DLQ_URL", f"{p.capitalize()}DeadLetterQueueUrl") for p in PRIORITIES},
     **{f"intake-{p}": (f"{p.upper()}_INTAKE_DLQ_URL", f"{p.capitalize()}IntakeDeadLetterQueueUrl") for p in PRIORITIES},
     "schedule": ("SCHEDULE_DLQ_URL", "ScheduleDeadLetterQueueUrl"),
+    "feedback": ("FEEDBACK_DLQ_URL", "FeedbackDeadLetterQueueUrl"),
 }
 
 

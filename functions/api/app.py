@@ -29,7 +29,7 @@ from herald.adapters.holds import ScheduleQueue
 from herald.adapters.idempotency import DynamoIdempotencyStore
 from herald.adapters.inbox import DynamoInbox, InvalidCursor, UnknownItem
 from herald.adapters.profiles import DynamoProfileStore
-from herald.adapters.queues import IntakeLanes, intake_depths, queue_depths, schedule_depth
+from herald.adapters.queues import IntakeLanes, feedback_depth, intake_depths, queue_depths, schedule_depth
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.status_views import DynamoStatusReader
 from herald.adapters.templates import DynamoRenderedContent, DynamoTemplateStore
@@ -483,7 +483,8 @@ def list_inbox(
     "/queues",
     summary="Messages waiting, in flight and dead-lettered, per queue",
     description=(
-        "Per priority queue, for each priority's intake queue and for the schedule queue: ApproximateNumberOfMessages"
+        "Per priority queue, for each priority's intake queue, for the schedule queue and for the feedback queue:"
+        " ApproximateNumberOfMessages"
         " (`visible`),"
         " ApproximateNumberOfMessagesNotVisible (`in_flight`), the DLQ's total (`dead_lettered`), and the"
         " age of the oldest dead letter among up to 10 peeked (SQS has no such attribute; CloudWatch's"
@@ -498,6 +499,7 @@ def get_queues() -> QueuesView:
         intake=intake,
         **{priority.value: depth for priority, depth in queue_depths(d.sqs, d.settings).items()},
         schedule=schedule_depth(d.sqs, d.settings),
+        feedback=feedback_depth(d.sqs, d.settings),
     )
 
 

@@ -28,12 +28,14 @@ class RedriveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    priority: Priority | Literal["intake", "intake-high", "intake-normal", "intake-low", "schedule", "all"] = Field(
+    priority: (
+        Priority | Literal["intake", "intake-high", "intake-normal", "intake-low", "schedule", "feedback", "all"]
+    ) = Field(
         default="all",
         description=(
             'A priority\'s delivery DLQ, "intake-<priority>" (that priority\'s fan-out DLQ), "intake" (the three'
-            ' fan-out DLQs), "schedule" (the schedule function\'s DLQ: held notifications and deliveries), or "all"'
-            " of them."
+            ' fan-out DLQs), "schedule" (the schedule function\'s DLQ: held notifications and deliveries),'
+            ' "feedback" (the feedback function\'s DLQ: SES bounces and complaints), or "all" of them.'
         ),
     )
     limit: int | None = Field(

@@ -57,7 +57,7 @@ class IntakeUrls(Settings):
 
 class QueueUrls(IntakeUrls):
     """Each priority's lane: its intake queue, its delivery queue, and their dead-letter queues; and the
-    schedule queue's (empty where the deployment has none)."""
+    schedule queue's and the feedback queue's (SES bounces and complaints), empty where the deployment has none."""
 
     high_intake_dlq_url: str
     normal_intake_dlq_url: str
@@ -70,6 +70,8 @@ class QueueUrls(IntakeUrls):
     low_dlq_url: str
     schedule_queue_url: str = ""
     schedule_dlq_url: str = ""
+    feedback_queue_url: str = ""
+    feedback_dlq_url: str = ""
 
     def intake_dlq_url(self, priority: Priority) -> str:
         return str(getattr(self, f"{priority.value}_intake_dlq_url"))
@@ -138,14 +140,17 @@ class DlqRedriveSettings(QueueUrls):
 
     def routes(self, selection: str) -> list[DeadLetterRoute]:
         """`selection` is a priority (its delivery queue's DLQ), "intake-<priority>" (that priority's
-        fan-out DLQ), "intake" (the three fan-out DLQs), "schedule" (the schedule function's DLQ), or "all"
-        of them (seven; six where the deployment has no schedule queue)."""
+        fan-out DLQ), "intake" (the three fan-out DLQs), "schedule" (the schedule function's DLQ), "feedback"
+        (the feedback function's: SES bounces and complaints), or "all" of them (eight; fewer where the
+        deployment has no schedule or feedback queue)."""
         routes = [DeadLetterRoute(p.value, self.dlq_url(p), self.queue_url(p)) for p in Priority]
         routes += [
             DeadLetterRoute(f"intake-{p.value}", self.intake_dlq_url(p), self.intake_queue_url(p)) for p in Priority
         ]
         if self.schedule_dlq_url and self.schedule_queue_url:
             routes.append(DeadLetterRoute("schedule", self.schedule_dlq_url, self.schedule_queue_url))
+        if self.feedback_dlq_url and self.feedback_queue_url:
+            routes.append(DeadLetterRoute("feedback", self.feedback_dlq_url, self.feedback_queue_url))
         if selection == "all":
             return routes
         if selection == "intake":

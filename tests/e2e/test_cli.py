@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 import requests
 
+from herald.adapters.dead_letters import DeadLetterQueue
+from herald_cli.targets import LocalTarget
 from tests.e2e.running_stack import HERALD, RunningStack, clean_environment, running_stack
 from tests.events import EVENTS_DIR, FUNCTION_OF, event_names, load_event
+from tests.unit.test_feedback import bounce
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.own_stack]
 # High priority retries after at most a second: a delivery failing every time is dead-lettered in seconds.
@@ -211,6 +214,41 @@ def test_a_delivery_dead_lettered_under_faults_is_redriven_and_ends_sent(stack: 
     # and the stack said when faults went on and off, and printed no traceback (moto's redrive probe included)
     assert "faults ON" in stack.printed and "faults OFF" in stack.printed
     assert "Traceback" not in stack.printed and "Error on request" not in stack.printed
+
+
+def test_a_bounce_parked_in_the_feedback_dlq_is_listed_redriven_and_retires_the_device(stack: RunningStack):
+    # Given linus's email device, and SES's bounce of his address parked in the feedback DLQ with its reason, as the
+    # feedback function parks what it failed on five times
+    assert api(stack, "PUT", "/users/linus/devices/mail", {"channel": "email", "address": "linus@example.com"}).ok
+    target = LocalTarget(stack.file)
+    DeadLetterQueue(target.sqs(), target.dead_letter_queues()["feedback"], "feedback").send(
+        json.dumps(bounce("linus@example.com")), {}, reason="DynamoDB throttled", receive_count=5
+    )
+
+    # When the operator lists the queues and looks at the feedback DLQ (a dry run)
+    view = stack.herald_json("queues")
+    shown = stack.herald("queues").stdout
+    dry = stack.herald_json("redrive", "--dry-run", "--priority", "feedback")
+
+    # Then the queues say a dead letter waits behind the feedback queue, and the dry run says why
+    assert view["feedback"]["dead_lettered"] == 1, view
+    assert "feedback" in shown, shown
+    assert (dry["queues"]["feedback"]["waiting"], dry["queues"]["feedback"]["reasons"]) == (1, ["DynamoDB throttled"])
+
+    # When it is redriven
+    redrive = stack.herald("redrive", "--priority", "feedback")
+
+    # Then it moved back into the feedback queue, the feedback function took it, and the device is inactive
+    assert "1 waiting, 1 moved" in redrive.stdout, redrive.stdout
+    deadline = time.monotonic() + 60
+    while True:
+        [mail] = api(stack, "GET", "/users/linus/devices").json()["devices"]
+        if not mail["active"]:
+            break
+        assert time.monotonic() < deadline, mail
+        time.sleep(0.5)
+    assert str(mail["inactive_reason"]).startswith("SES reported a hard bounce"), mail
+    assert stack.herald_json("queues")["feedback"]["dead_lettered"] == 0
 
 
 def test_the_control_endpoint_is_not_reachable_through_the_api(stack: RunningStack):

@@ -173,7 +173,7 @@ def test_inbox_queues_providers_and_logout_answer_as_readme_says(walked):
     _, calls, _ = walked
     assert calls_to(calls, "GET", "/users/ada/inbox")[0].status == 200
     queues = calls_to(calls, "GET", "/queues")[0]
-    assert queues.status == 200 and set(queues.json()) == {"intake", "high", "normal", "low", "schedule"}
+    assert queues.status == 200 and set(queues.json()) == {"intake", "high", "normal", "low", "schedule", "feedback"}
     data = calls_to(calls, "GET", "/moto-api/data.json")[0]
     assert data.status == 200 and {"ses", "sns"} <= set(data.json())
     [logout] = calls_to(calls, "DELETE", "/users/ada/devices/web")

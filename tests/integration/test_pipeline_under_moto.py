@@ -256,7 +256,8 @@ def test_dlq_redrive_moves_dead_letters_back_to_their_queue(deployed: Deployed) 
 
 def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deployed) -> None:
     # Given one visible and one in-flight message on high, a dead letter on low, two on the low intake DLQ:
-    # one Herald parked an hour ago (with its attribute), one the redrive policy moved (no attribute)
+    # one Herald parked an hour ago (with its attribute), one the redrive policy moved (no attribute); and a
+    # bounce event the feedback function parked two hours ago
     sqs = client("sqs")
     for body in ("1", "2"):
         sqs.send_message(QueueUrl=deployed.stack.ref("HighQueue"), MessageBody=body)
@@ -270,6 +271,12 @@ def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deploy
     )
     sqs.send_message(QueueUrl=deployed.stack.ref("LowIntakeDeadLetterQueue"), MessageBody="moved by the policy")
     sqs.send_message(QueueUrl=deployed.stack.ref("HighIntakeQueue"), MessageBody="a notification")
+    two_hours_ago = (now() - timedelta(hours=2)).isoformat()
+    sqs.send_message(
+        QueueUrl=deployed.stack.ref("FeedbackDeadLetterQueue"),
+        MessageBody="a bounce",
+        MessageAttributes={DEAD_LETTERED_AT_ATTRIBUTE: {"DataType": "String", "StringValue": two_hours_ago}},
+    )
 
     # When GET /queues is called, twice
     first = json.loads(call_api(deployed, "GET", "/queues")["body"])
@@ -279,6 +286,8 @@ def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deploy
     intake_age = first["intake"]["low"].pop("oldest_dead_letter_age_seconds")
     assert 3600 <= intake_age <= 3630
     low_age = first["low"].pop("oldest_dead_letter_age_seconds")
+    feedback_age = first["feedback"].pop("oldest_dead_letter_age_seconds")
+    assert 7200 <= feedback_age <= 7230
     assert 0 <= low_age <= 30  # sent moments ago: a second or two on a loaded machine
     nothing = {
         "visible": 0,
@@ -298,6 +307,8 @@ def test_queue_depths_count_visible_in_flight_and_dead_lettered(deployed: Deploy
         "low": {"visible": 0, "in_flight": 0, "delayed": None, "dead_lettered": 1},
         # the schedule queue also counts what waits out its delay (nothing held here)
         "schedule": nothing | {"delayed": 0},
+        # the feedback queue (SES bounces and complaints) and its DLQ
+        "feedback": {"visible": 0, "in_flight": 0, "delayed": None, "dead_lettered": 1},
     }
     # ...and peeking left the dead letters where they were, visible
     assert second["intake"]["low"]["oldest_dead_letter_age_seconds"] >= 3600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dlq_redrive.app
@@ -9,6 +10,9 @@ from herald.adapters.clients import client
 from herald.adapters.dead_letters import REASON_ATTRIBUTE, DeadLetterQueue
 from tests.fakes import FakeContext
 from tests.integration.conftest import Deployed
+from tests.integration.test_feedback_under_moto import devices_of, run_feedback
+from tests.integration.test_pipeline_under_moto import register
+from tests.unit.test_feedback import bounce
 
 QUEUES = {
     "high": "High",
@@ -17,6 +21,8 @@ QUEUES = {
     "intake-high": "HighIntake",
     "intake-normal": "NormalIntake",
     "intake-low": "LowIntake",
+    "schedule": "Schedule",
+    "feedback": "Feedback",
 }
 
 
@@ -35,7 +41,7 @@ def redrive(deployed: Deployed, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_redriving_all_moves_each_dlq_back_into_its_own_queue_with_its_attributes(deployed: Deployed) -> None:
-    # Given one dead letter in each of Herald's six DLQs
+    # Given one dead letter in each of Herald's eight DLQs
     for queue in QUEUES:
         dead_letter(deployed, queue, f"job for {queue}", reason=f"{queue} provider down")
 
@@ -43,7 +49,7 @@ def test_redriving_all_moves_each_dlq_back_into_its_own_queue_with_its_attribute
     result = redrive(deployed, {"priority": "all"})
 
     # Then each went back to its own queue, by receive, send, delete (moto has no move task), and says why
-    assert result["total_moved"] == 6
+    assert result["total_moved"] == 8
     for queue, prefix in QUEUES.items():
         outcome = result["queues"][queue]
         assert (outcome["path"], outcome["waiting"], outcome["moved"]) == ("receive_send_delete", 1, 1), queue
@@ -92,3 +98,29 @@ def test_an_empty_dlq_reports_nothing_to_move(deployed: Deployed) -> None:
     result = redrive(deployed, {"priority": "low"})
     assert (result["total_waiting"], result["total_moved"]) == (0, 0)
     assert list(result["queues"]) == ["low"]
+
+
+def test_a_bounce_the_feedback_function_could_not_process_is_redriven_and_then_retires_the_device(
+    deployed: Deployed,
+) -> None:
+    # Given ada's email device, and SES's bounce of her address parked in the feedback DLQ (the function failed on
+    # it five times: DynamoDB throttled, say), the way the feedback consumer parks it
+    register(deployed, "ada", "mail", {"channel": "email", "address": "ada@example.com"})
+    body = json.dumps(bounce("ada@example.com"))
+    DeadLetterQueue(client("sqs"), deployed.stack.ref("FeedbackDeadLetterQueue"), "feedback").send(
+        body, {}, reason="ProvisionedThroughputExceededException", receive_count=5
+    )
+    assert devices_of(deployed, "ada")["mail"]["active"] is True
+
+    # When the operator looks (a dry run), then redrives "feedback", and the feedback function reads its queue
+    dry = redrive(deployed, {"priority": "feedback", "dry_run": True})
+    moved = redrive(deployed, {"priority": "feedback"})
+    assert run_feedback(deployed) == {"batchItemFailures": []}
+
+    # Then the dry run said why it waited, the redrive moved it back into the feedback queue (its source), and
+    # the device is now inactive, for the bounce
+    assert dry["queues"]["feedback"]["reasons"] == ["ProvisionedThroughputExceededException"]
+    assert list(moved["queues"]) == ["feedback"] and moved["total_moved"] == 1
+    assert deployed.receive_all("FeedbackDeadLetterQueue") == []
+    mail = devices_of(deployed, "ada")["mail"]
+    assert mail["active"] is False and str(mail["inactive_reason"]).startswith("SES reported a hard bounce")

@@ -58,7 +58,7 @@ def test_redrive_offers_what_the_function_accepts_and_watches_the_queues_it_move
         routes = settings.routes(choice.value)
         assert dead_letter_queues_of(choice.value) == [route.name for route in routes], choice
         assert [f"url:{DEAD_LETTER_QUEUES[route.name][0]}" for route in routes] == [r.dlq_url for r in routes]
-    assert len(dead_letter_queues_of("all")) == 7
+    assert len(dead_letter_queues_of("all")) == 8
 
 
 @pytest.fixture
@@ -99,8 +99,9 @@ def test_it_reads_the_outputs_and_the_api_keys_value(deployed):
     assert target.output("ApiUrl") == deployed["ApiUrl"]
     queues = target.dead_letter_queues()
     assert queues["intake-high"] == deployed["HighIntakeDeadLetterQueueUrl"]
-    assert queues["low"] == deployed["LowDeadLetterQueueUrl"] and len(queues) == 7
+    assert queues["low"] == deployed["LowDeadLetterQueueUrl"] and len(queues) == 8
     assert queues["schedule"] == deployed["ScheduleDeadLetterQueueUrl"]
+    assert queues["feedback"] == deployed["FeedbackDeadLetterQueueUrl"]
     assert target.api_key == "the-key-value-0123456789"
     assert target.description == "stack herald-test in us-east-1"
 

@@ -373,6 +373,86 @@ def test_the_schedule_dlq_drains_into_the_schedule_queue_and_counts_in_all():
     assert [r.name for r in settings.routes("all")][-1] == "schedule" and len(settings.routes("all")) == 7
 
 
+def test_the_feedback_dlq_drains_into_the_feedback_queue_and_counts_in_all():
+    # Given a deployment with the schedule and feedback queues (SES bounces and complaints) and their DLQs
+    settings = SETTINGS.model_copy(
+        update={
+            "schedule_queue_url": f"{PREFIX}herald-schedule",
+            "schedule_dlq_url": f"{PREFIX}herald-schedule-dlq",
+            "feedback_queue_url": f"{PREFIX}herald-feedback",
+            "feedback_dlq_url": f"{PREFIX}herald-feedback-dlq",
+        }
+    )
+
+    # When the console asks for "feedback", and for "all"
+    request = dlq_redrive.app.RedriveRequest.model_validate({"priority": "feedback"})
+    [route] = settings.routes(request.priority)
+
+    # Then the feedback DLQ goes back into the feedback queue (its source), and "all" holds it as the eighth
+    assert (route.dlq_url.rsplit("/", 1)[1], route.destination_url.rsplit("/", 1)[1]) == (
+        "herald-feedback-dlq",
+        "herald-feedback",
+    )
+    assert [r.name for r in settings.routes("all")][-2:] == ["schedule", "feedback"]
+    assert len(settings.routes("all")) == 8
+    # And a deployment without a feedback queue has no such route, rather than one to nowhere
+    assert SETTINGS.routes("feedback") == []
+
+
+def test_the_console_moves_a_feedback_dead_letter_back_with_its_body_and_attributes(sqs):
+    client, stubber = sqs
+    # Given a bounce event parked in the feedback DLQ with its reason
+    settings = SETTINGS.model_copy(
+        update={"feedback_queue_url": f"{PREFIX}herald-feedback", "feedback_dlq_url": f"{PREFIX}herald-feedback-dlq"}
+    )
+    stubber.add_response(
+        "get_queue_attributes",
+        {"Attributes": {"QueueArn": f"{ARN}herald-feedback-dlq", "ApproximateNumberOfMessages": "1"}},
+        {
+            "QueueUrl": f"{PREFIX}herald-feedback-dlq",
+            "AttributeNames": ["QueueArn", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        },
+    )
+    stubber.add_response(
+        "receive_message",
+        {"Messages": [message(1)]},
+        {
+            "QueueUrl": f"{PREFIX}herald-feedback-dlq",
+            "MaxNumberOfMessages": 1,
+            "MessageAttributeNames": ["All"],
+            "VisibilityTimeout": 60,
+            "WaitTimeSeconds": 1,
+        },
+    )
+    stubber.add_response(
+        "send_message_batch",
+        {"Successful": [{"Id": "0", "MessageId": "n1", "MD5OfMessageBody": "x"}], "Failed": []},
+        {
+            "QueueUrl": f"{PREFIX}herald-feedback",
+            "Entries": [
+                {
+                    "Id": "0",
+                    "MessageBody": "body 1",
+                    "MessageAttributes": {"herald-reason": {"DataType": "String", "StringValue": "reason 1"}},
+                }
+            ],
+        },
+    )
+    stubber.add_response(
+        "delete_message_batch",
+        {"Successful": [{"Id": "0"}], "Failed": []},
+        {"QueueUrl": f"{PREFIX}herald-feedback-dlq", "Entries": [{"Id": "0", "ReceiptHandle": "r1"}]},
+    )
+
+    # When the console redrives "feedback", one message
+    dependencies = dlq_redrive.app.Dependencies(settings, Redrive(client))
+    result = dlq_redrive.app.lambda_handler({"priority": "feedback", "limit": 1}, FakeContext(), dependencies)
+
+    # Then only the feedback DLQ was read, and its message went back into the feedback queue
+    assert list(result["queues"]) == ["feedback"]
+    assert (result["queues"]["feedback"]["moved"], result["total_moved"]) == (1, 1)
+
+
 @pytest.mark.parametrize(
     ("event", "field"),
     [

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from herald.settings import DlqRedriveSettings
 from herald_local.provision import evaluate_conditions
 from herald_local.template import HeraldTemplate, Resolver
 
@@ -272,12 +273,13 @@ def test_the_api_function_may_read_queue_depths_and_peek_at_dead_letters_only(te
         "NormalDeadLetterQueue",
         "LowDeadLetterQueue",
         "ScheduleDeadLetterQueue",
+        "FeedbackDeadLetterQueue",
     ]
     receive = [
         s for s in statements_on(template, "ApiFunctionRole", "DeadLetterQueue") if "sqs:ReceiveMessage" in s["Action"]
     ]
 
-    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the seven DLQs alone,
+    # Then ReceiveMessage (a peek, for the age of the oldest dead letter) is allowed on the eight DLQs alone,
     # and never with DeleteMessage
     [statement] = receive
     assert sorted(r["Fn::GetAtt"][0] for r in statement["Resource"]) == sorted(dlqs)
@@ -443,3 +445,31 @@ def test_only_the_normal_and_low_intake_lanes_wait_for_a_fuller_fan_out_batch(te
     assert windows["high"] == 0
     assert 0 < windows["normal"] <= 1
     assert 0 < windows["low"] <= 1
+
+
+def test_the_redrive_drains_every_dlq_of_the_template_into_the_queue_it_takes_dead_letters_from(
+    template: HeraldTemplate,
+) -> None:
+    # Given each queue's redrive policy: which DLQ takes its dead letters
+    source_of = {
+        props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]: name
+        for name, resource in template.resources.items()
+        if resource["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in (props := resource.get("Properties", {}))
+    }
+    # When the redrive function's routes are read from its environment (each URL as the queue it names)
+    environment = template.functions["DlqRedriveFunction"].environment
+    settings = DlqRedriveSettings.from_environment(
+        {name: value["Ref"] for name, value in environment.items() if isinstance(value, dict) and "Ref" in value}
+    )
+    routes = {route.dlq_url: route.destination_url for route in settings.routes("all")}
+
+    # Then "all" covers every DLQ (the feedback function's too), each back into its own source queue
+    assert routes == source_of
+    assert "FeedbackDeadLetterQueue" in routes and routes["FeedbackDeadLetterQueue"] == "FeedbackQueue"
+    # And the role may drain each DLQ and refill each source queue, and no other queue
+    [drain] = [
+        s for s in statements_on(template, "DlqRedriveFunctionRole", "Queue") if s["Sid"] == "DrainDeadLetterQueues"
+    ]
+    [refill] = [s for s in statements_on(template, "DlqRedriveFunctionRole", "Queue") if s["Sid"] == "RefillQueues"]
+    assert sorted(r["Fn::GetAtt"][0] for r in drain["Resource"]) == sorted(source_of)
+    assert sorted(r["Fn::GetAtt"][0] for r in refill["Resource"]) == sorted(source_of.values())

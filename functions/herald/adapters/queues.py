@@ -105,6 +105,13 @@ def schedule_depth(sqs: Any, urls: QueueUrls) -> QueueDepth | None:
     return queue_depth(sqs, urls.schedule_queue_url, urls.schedule_dlq_url, delayed=True)
 
 
+def feedback_depth(sqs: Any, urls: QueueUrls) -> QueueDepth | None:
+    """The feedback queue's (SES bounces and complaints, for the feedback function); None without one."""
+    if not urls.feedback_queue_url or not urls.feedback_dlq_url:
+        return None
+    return queue_depth(sqs, urls.feedback_queue_url, urls.feedback_dlq_url)
+
+
 def queue_depth(sqs: Any, queue_url: str, dlq_url: str, delayed: bool = False) -> QueueDepth:
     queue = _attributes(sqs, queue_url, delayed)
     dlq = _attributes(sqs, dlq_url)

@@ -287,6 +287,13 @@ class QueuesView(BaseModel):
             " their time (null where the deployment has none)."
         ),
     )
+    feedback: QueueDepth | None = Field(
+        default=None,
+        description=(
+            "The feedback queue: SES bounce and complaint events on their way to the feedback function, which marks"
+            " those addresses' devices inactive (null where the deployment has none)."
+        ),
+    )
 
 
 class ErrorField(BaseModel):
