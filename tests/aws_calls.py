@@ -13,7 +13,13 @@ How a call is found:
   class of the code that implements the Protocol and that the handler's code builds (names);
 - a DynamoDB call made in a method of a class (a store) hits the table that class was built with: the
   handler's construction `DynamoInbox(dynamodb, settings.inbox_table)` names it through the settings
-  field, whose environment variable (`INBOX_TABLE`) the template sets to the table.
+  field, whose environment variable (`INBOX_TABLE`) the template sets to the table;
+- a DynamoDB call made in a module-level function hits the table its caller passes: the function's
+  parameter that reaches `TableName` (as a keyword, or in a dict literal later spread into the call)
+  is followed to each of its call sites the handler reaches, where the argument is a store's own
+  attribute (`self._table`: the tables that store was built with), a settings field
+  (`settings.history_table`), or a parameter of a function in turn followed to its callers. Anything
+  else (a literal, a computed name) leaves the table unknown, and the IAM tests refuse it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from botocore import xform_name
 from mypy import build
 from mypy.modulefinder import BuildSource
 from mypy.nodes import (
+    ARG_POS,
+    FUNC_NO_INFO,
     CallExpr,
     ClassDef,
     Decorator,
@@ -86,6 +94,22 @@ class AwsCall:
         return iam_action(self.service, self.operation)
 
 
+# What a call site passes for a parameter: ("store", class) for `self.<attribute>` in a method of that
+# class; ("variable", "HISTORY_TABLE") for a settings field `<...>.history_table`; ("parameter", function,
+# name) for a parameter of the calling function; ("unknown", "path:line") for anything else.
+Passed = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call of one of the code's module-level functions, and what it passes for each parameter."""
+
+    caller: str  # full name of the function making the call
+    callee: str  # full name of the function called
+    arguments: dict[str, Passed]
+    where: str  # path:line
+
+
 @dataclass
 class HandlerCalls:
     """What one handler module's code can do: its AWS calls and the tables its stores were built with."""
@@ -93,6 +117,10 @@ class HandlerCalls:
     module: str
     calls: set[AwsCall] = field(default_factory=set)
     tables: dict[str, set[str]] = field(default_factory=dict)  # store class -> environment variables
+    # A module-level function whose parameter reaches TableName -> the environment variables its reached
+    # callers pass it, and what they pass that the scan cannot tell (a literal, say).
+    passed: dict[str, set[str]] = field(default_factory=dict)
+    unresolved: dict[str, list[str]] = field(default_factory=dict)
 
     def dynamodb_actions(self) -> dict[str, set[str]]:
         """Environment variable naming a table -> the IAM actions the code performs on that table.
@@ -103,11 +131,19 @@ class HandlerCalls:
         for call in self.calls:
             if call.service != "dynamodb":
                 continue
-            variables = self.tables.get(call.store or "", set())
+            if call.store is None and call.where in self.passed:
+                if self.unresolved.get(call.where):
+                    raise ValueError(
+                        f"{call.path}:{call.line}: {call.operation}'s table comes from a parameter of {call.where}"
+                        f" whose argument the scan cannot tell at {', '.join(self.unresolved[call.where])}"
+                    )
+                variables = self.passed[call.where]
+            else:
+                variables = self.tables.get(call.store or "", set())
             if not variables:
                 raise ValueError(
                     f"{call.path}:{call.line}: {call.operation} is not made by a class built with a "
-                    "settings.<name>_table argument, so its table is unknown"
+                    "settings.<name>_table argument, nor by a function passed one, so its table is unknown"
                 )
             for variable in variables:
                 actions[variable].add(call.action)
@@ -162,6 +198,9 @@ class _Reader:
         self.current = [f"{self.module}.<module>"]
         self.classes: list[TypeInfo] = []
         self.function_depth = 0
+        self.functions: list[FuncDef] = []  # the outermost function being read, if any
+        self.table_parameters: dict[str, set[str]] = defaultdict(set)  # module function -> its TableName params
+        self.call_sites: list[CallSite] = []
         self.references: dict[str, set[str]] = defaultdict(set)
         self.calls: list[AwsCall] = []
         self.constructions: list[tuple[str, TypeInfo, set[str]]] = []  # where, class, env variables
@@ -190,6 +229,10 @@ class _Reader:
                     self.references[self.current[-1]].add(f"attribute:{info.fullname}:{node.name}")
             if isinstance(node, CallExpr):
                 self._call(node)
+            if isinstance(node, DictExpr):
+                for key, value in node.items:
+                    if isinstance(key, StrExpr) and key.value == "TableName":
+                        self._table_name(value)
             self._children(node)
 
     def _children(self, node: Node) -> None:
@@ -204,11 +247,46 @@ class _Reader:
         outermost = self.function_depth == 0
         if outermost:
             self.current.append(node.fullname)
+            self.functions.append(node)
         self.function_depth += 1
         self._children(node)
         self.function_depth -= 1
         if outermost:
             self.current.pop()
+            self.functions.pop()
+
+    def _parameter(self, expression: Expression) -> str | None:
+        """The name of the outermost function's parameter that `expression` is, if it is one."""
+        if not self.functions or not isinstance(expression, NameExpr):
+            return None
+        variables = {argument.variable for argument in self.functions[-1].arguments}
+        return expression.name if expression.node in variables else None
+
+    def _table_name(self, value: Expression) -> None:
+        """A `TableName` given `value`: in a module-level function, a parameter names the table its callers pass."""
+        parameter = self._parameter(value)
+        if parameter is not None and not self.classes:
+            self.table_parameters[self.current[-1]].add(parameter)
+
+    def _passed(self, argument: Expression, line: int) -> Passed:
+        own = isinstance(argument, MemberExpr) and isinstance(argument.expr, NameExpr) and argument.expr.name == "self"
+        if own and self.store is not None:
+            return ("store", self.store)
+        parameter = self._parameter(argument)
+        if parameter is not None:
+            return ("parameter", self.current[-1], parameter)
+        if isinstance(argument, MemberExpr | NameExpr) and argument.name.upper().endswith("_TABLE"):
+            return ("variable", argument.name.upper())
+        return ("unknown", f"{self.path}:{line}")
+
+    def _call_site(self, o: CallExpr, function: FuncDef) -> None:
+        names = [argument.variable.name for argument in function.arguments]
+        arguments: dict[str, Passed] = {}
+        for index, (kind, name, argument) in enumerate(zip(o.arg_kinds, o.arg_names, o.args, strict=True)):
+            parameter = name if name is not None else names[index] if kind == ARG_POS and index < len(names) else None
+            if parameter is not None:
+                arguments[parameter] = self._passed(argument, o.line)
+        self.call_sites.append(CallSite(self.current[-1], function.fullname, arguments, f"{self.path}:{o.line}"))
 
     @property
     def store(self) -> str | None:
@@ -227,6 +305,13 @@ class _Reader:
                 self.calls.append(AwsCall(service, named, self.current[-1], self.store, self.path, o.line))
         elif isinstance(callee, MemberExpr) and self._receiver_types(callee.expr):
             self.method_calls.add((self.path, o.line))
+        for name, argument in zip(o.arg_names, o.args, strict=True):
+            if name == "TableName":
+                self._table_name(argument)
+        if isinstance(callee, RefExpr):
+            function = callee.node.func if isinstance(callee.node, Decorator) else callee.node
+            if isinstance(function, FuncDef) and function.info is FUNC_NO_INFO:  # a module-level function
+                self._call_site(o, function)
         if isinstance(callee, RefExpr) and isinstance(callee.node, TypeInfo):
             names = {arg.name.upper() for arg in o.args if isinstance(arg, MemberExpr | NameExpr)}
             self.constructions.append((self.current[-1], callee.node, {n for n in names if n.endswith("_TABLE")}))
@@ -301,6 +386,8 @@ class CodeCalls:
     classes: dict[str, TypeInfo]
     imports: dict[str, set[str]]  # module -> the project's modules it imports
     method_calls: set[tuple[str, int]]  # (path, line) of calls on a receiver of the code's own types
+    table_parameters: dict[str, set[str]] = field(default_factory=dict)  # module function -> TableName params
+    call_sites: list[CallSite] = field(default_factory=list)  # calls of module-level functions
 
     def unaccounted(self, root: Path = FUNCTIONS) -> list[tuple[str, int, str]]:
         """Calls that look like a boto3 operation in the text yet are neither a client call the scan
@@ -339,7 +426,43 @@ class CodeCalls:
                 for base in info.mro:
                     if base.fullname in self.classes:
                         result.tables.setdefault(base.fullname, set()).update(variables)
+        for function, parameters in self.table_parameters.items():
+            if function in reached:
+                unresolved: list[str] = []
+                result.passed[function] = set()
+                for parameter in sorted(parameters):
+                    result.passed[function] |= self._passed_to(function, parameter, reached, result.tables, unresolved)
+                result.unresolved[function] = unresolved
         return result
+
+    def _passed_to(
+        self,
+        function: str,
+        parameter: str,
+        reached: set[str],
+        tables: dict[str, set[str]],
+        unresolved: list[str],
+        following: frozenset[tuple[str, str]] = frozenset(),
+    ) -> set[str]:
+        """The environment variables of the tables the reached callers of `function` pass as `parameter`; what
+        they pass that names no table goes to `unresolved`, as its call site."""
+        variables: set[str] = set()
+        following = following | {(function, parameter)}
+        sites = [site for site in self.call_sites if site.callee == function and site.caller in reached]
+        for site in sites:
+            passed = site.arguments.get(parameter, ("unknown", site.where))
+            kind = passed[0]
+            if kind == "store" and tables.get(passed[1]):
+                variables |= tables[passed[1]]
+            elif kind == "variable":
+                variables.add(passed[1])
+            elif kind == "parameter" and (passed[1], passed[2]) not in following:
+                variables |= self._passed_to(passed[1], passed[2], reached, tables, unresolved, following)
+            elif kind != "parameter":  # a parameter already being followed (recursion) adds nothing new
+                unresolved.append(site.where)
+        if not sites:
+            unresolved.append(f"no call of {function} the handler reaches (handed over as a value?)")
+        return variables
 
     def _imported_by(self, module: str) -> set[str]:
         seen: set[str] = set()
@@ -413,6 +536,8 @@ def read_code(root: Path = FUNCTIONS) -> CodeCalls:
     classes: dict[str, TypeInfo] = {}
     imports: dict[str, set[str]] = {}
     method_calls: set[tuple[str, int]] = set()
+    table_parameters: dict[str, set[str]] = {}
+    call_sites: list[CallSite] = []
     for module in project:
         state = result.graph[module]
         assert state.tree is not None, module
@@ -425,7 +550,11 @@ def read_code(root: Path = FUNCTIONS) -> CodeCalls:
         classes.update({info.fullname: info for info in reader.class_infos})
         imports[module] = {m for m in state.dependencies if m in project}
         method_calls |= reader.method_calls
-    return CodeCalls(dict(references), calls, constructions, classes, imports, method_calls)
+        table_parameters.update(reader.table_parameters)
+        call_sites += reader.call_sites
+    return CodeCalls(
+        dict(references), calls, constructions, classes, imports, method_calls, table_parameters, call_sites
+    )
 
 
 def call_sites_in_text(root: Path = FUNCTIONS) -> set[tuple[str, int, str]]:

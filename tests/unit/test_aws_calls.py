@@ -187,3 +187,104 @@ def test_a_protocol_call_reaches_only_the_implementations_the_handler_builds(sho
 
     # Then Orders.add reaches DynamoOrders.add alone: the archive's calls are no one's, and no table is unknown
     assert checkout.dynamodb_actions() == {"ORDERS_TABLE": {"dynamodb:PutItem"}}
+
+
+PAGES = """
+    from typing import Any
+
+
+    def newest_first(dynamodb: Any, table: str, user: str) -> list[Any]:
+        query: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "u = :u", "ScanIndexForward": False}
+        return list(dynamodb.query(**query)["Items"])
+
+
+    def count(dynamodb: Any, table: str) -> int:
+        return int(dynamodb.scan(TableName=table, Select="COUNT")["Count"])
+
+
+    def tally(dynamodb: Any, orders_table: str) -> int:
+        return count(dynamodb, orders_table)
+"""
+REVIEWS = """
+    from typing import Any
+
+    from shop.pages import newest_first
+
+
+    class DynamoReviews:
+        def __init__(self, dynamodb: Any, table: str):
+            self._dynamodb = dynamodb
+            self._table = table
+
+        def page(self, user: str) -> list[Any]:
+            return newest_first(self._dynamodb, self._table, user)
+"""
+REVIEWING = """
+    from typing import Any
+
+    from shop.pages import count, tally
+    from shop.reviews import DynamoReviews
+    from shop.settings import Settings
+
+
+    def handler(event: dict[str, Any], dynamodb: Any) -> int:
+        settings = Settings()
+        reviews = DynamoReviews(dynamodb, settings.reviews_table)
+        archived = count(dynamodb, settings.archive_table)
+        return len(reviews.page(event["user"])) + archived + tally(dynamodb, orders_table=settings.orders_table)
+"""
+
+
+def test_a_module_function_hits_the_tables_its_reached_callers_pass_it(shop: Path) -> None:
+    # Given a paged query and a count written once as module functions, each taking its table as an argument:
+    # the query called by a store method with the store's own table, the count by the handler with a settings
+    # field, and through a function that passes its own parameter on (by keyword)
+    write(
+        shop,
+        {
+            "shop/settings.py": textwrap.dedent(SETTINGS) + '    reviews_table: str = ""\n',
+            "shop/pages.py": PAGES,
+            "shop/reviews.py": REVIEWS,
+            "reviewing/__init__.py": "",
+            "reviewing/app.py": REVIEWING,
+        },
+    )
+    code = read_code(shop)
+
+    # When each handler's calls are read
+    reviewing, checkout = code.handler("reviewing.app"), code.handler("checkout.app")
+
+    # Then the query hits the table the store was built with, the count each table passed to it, followed through
+    assert reviewing.dynamodb_actions() == {
+        "REVIEWS_TABLE": {"dynamodb:Query"},
+        "ARCHIVE_TABLE": {"dynamodb:Scan"},
+        "ORDERS_TABLE": {"dynamodb:Scan"},
+    }
+    # And a handler that reaches none of those functions gets none of their calls
+    assert checkout.dynamodb_actions() == {"ORDERS_TABLE": {"dynamodb:PutItem"}}
+    assert code.unaccounted(shop) == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "why"),
+    [
+        ('"orders-2026"', "cannot tell at reviewing/app.py:"),  # a literal names no table of the template
+        ("event['table']", "cannot tell at reviewing/app.py:"),  # nor does a value computed at run time
+    ],
+)
+def test_a_table_argument_the_scan_cannot_tell_is_refused(shop: Path, argument: str, why: str) -> None:
+    # Given the count called with a table the template cannot have named
+    handler = """
+        from typing import Any
+
+        from shop.pages import count
+
+
+        def handler(event: dict[str, Any], dynamodb: Any) -> int:
+            return count(dynamodb, ARGUMENT)
+    """.replace("ARGUMENT", argument)
+    write(shop, {"shop/pages.py": PAGES, "reviewing/__init__.py": "", "reviewing/app.py": handler})
+
+    # When its calls are read, Then its DynamoDB actions are refused, naming the call site
+    with pytest.raises(ValueError, match=why):
+        read_code(shop).handler("reviewing.app").dynamodb_actions()
