@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from herald.adapters.batches import chunks
-from herald.adapters.pages import decode_cursor, encode_cursor
+from herald.adapters.pages import newest_first
 from herald.models.inbox import HistoryEntry, HistoryPage
 
 BATCH_WRITE_MAX = 25
@@ -47,16 +47,6 @@ class DynamoHistory:
                 raise RuntimeError(f"DynamoDB left {len(pending[self._table])} history writes unprocessed")
 
     def page(self, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "user_id = :u",
-            "ExpressionAttributeValues": {":u": {"S": user_id}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            query["ExclusiveStartKey"] = decode_cursor(cursor, user_id)
-        response = self._dynamodb.query(**query)
-        entries = [HistoryEntry.model_validate_json(item["entry"]["S"]) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return HistoryPage(notifications=entries, next_cursor=encode_cursor(last) if last else None)
+        items, next_cursor = newest_first(self._dynamodb, self._table, user_id, limit, cursor)
+        entries = [HistoryEntry.model_validate_json(item["entry"]["S"]) for item in items]
+        return HistoryPage(notifications=entries, next_cursor=next_cursor)

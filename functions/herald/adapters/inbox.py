@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herald.adapters.pages import InvalidCursor, decode_cursor, encode_cursor
+from herald.adapters.pages import InvalidCursor, newest_first
 from herald.models.domain import DeliveryJob, now
 from herald.models.inbox import InboxItem, InboxPage, MarkedRead
 
@@ -73,19 +73,8 @@ class DynamoInbox:
                 raise
 
     def page(self, user_id: str, limit: int, cursor: str | None) -> InboxPage:
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "user_id = :u",
-            "ExpressionAttributeValues": {":u": {"S": user_id}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor:
-            query["ExclusiveStartKey"] = decode_cursor(cursor, user_id)
-        response = self._dynamodb.query(**query)
-        items = [_item(stored) for stored in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return InboxPage(items=items, next_cursor=encode_cursor(last) if last else None)
+        stored, next_cursor = newest_first(self._dynamodb, self._table, user_id, limit, cursor)
+        return InboxPage(items=[_item(item) for item in stored], next_cursor=next_cursor)
 
     def set_read(self, user_id: str, item_id: str, read: bool) -> InboxItem | None:
         sort_key = sort_key_of(item_id)
