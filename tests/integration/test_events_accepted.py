@@ -142,7 +142,7 @@ def test_the_handler_of_each_sample_event_accepts_it(deployed: Deployed, name: s
     elif function == "DlqRedriveFunction":
         event = load_event(name)
         assert result["dry_run"] is event.get("dry_run", False)
-        every = ["high", "normal", "low", "intake-high", "intake-normal", "intake-low", "schedule"]
+        every = ["high", "normal", "low", "intake-high", "intake-normal", "intake-low", "schedule", "feedback"]
         expected = every if event.get("priority", "all") == "all" else [event["priority"]]
         assert list(result["queues"]) == expected
     else:
