@@ -31,6 +31,12 @@ DELIVERIES_DEFERRED = "DeliveriesDeferred"  # Count; channel, priority: held at 
 ACCEPTED_TO_SENT_LATENCY = "AcceptedToSentLatency"  # Milliseconds; priority
 FANOUT_SIZE = "FanoutSize"  # Count, one sample per fan-out page recorded: the deliveries it published; priority
 DEVICES_DEACTIVATED = "DevicesDeactivated"  # Count; channel, reason: SES feedback (bounce, complaint)
+# The schedule function's: what the schedule queue held, released, sent on for another hop or gave up on.
+NOTIFICATIONS_RELEASED = "NotificationsReleased"  # Count; priority: scheduled notifications, now due, to intake
+DELIVERIES_RELEASED = "DeliveriesReleased"  # Count; channel, priority: deferred deliveries, now due, to the topic
+HOLD_HOPS = "HoldHops"  # Count; kind: held messages not due yet, sent on with the next delay (at most 15 min)
+RELEASE_LATENESS = "ReleaseLateness"  # Milliseconds; kind: from a held message's release time to its release
+HOLDS_DEAD_LETTERED = "HoldsDeadLettered"  # Count; kind: held messages sent to the schedule DLQ
 # Each metric's own dimensions (Powertools adds `service`): tests/unit/test_operations.py holds the
 # dashboard to exactly these, and tests/unit/test_metrics.py every document the functions print.
 METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -43,6 +49,11 @@ METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
     ACCEPTED_TO_SENT_LATENCY: ("priority",),
     FANOUT_SIZE: ("priority",),
     DEVICES_DEACTIVATED: ("channel", "reason"),
+    NOTIFICATIONS_RELEASED: ("priority",),
+    DELIVERIES_RELEASED: ("channel", "priority"),
+    HOLD_HOPS: ("kind",),
+    RELEASE_LATENESS: ("kind",),
+    HOLDS_DEAD_LETTERED: ("kind",),
 }
 
 # EMF takes at most 100 values per metric in one document; Powertools prints a full set on its own,

@@ -4,24 +4,38 @@ queue, deliveries to the topic), else holds them on."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.adapters.clients import client
-from herald.adapters.consumer import Consumer, Done, QueueRecord, Verdict
+from herald.adapters.consumer import Consumer, DeadLetter, Done, QueueRecord, Verdict
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.holds import ScheduleQueue
 from herald.adapters.queues import DeliveryTopic, IntakeLanes
 from herald.logic.failures import failure_from
 from herald.logic.holds import release_or_hold
 from herald.logic.ports import Holds, Intake, Publisher
-from herald.models.domain import Priority
+from herald.models.domain import Priority, now
 from herald.models.holds import HeldMessage, HeldNotification
-from herald.observability import inject_lambda_context, logger
+from herald.observability import (
+    DELIVERIES_RELEASED,
+    HOLD_HOPS,
+    HOLDS_DEAD_LETTERED,
+    NOTIFICATIONS_RELEASED,
+    RELEASE_LATENESS,
+    EmfOutput,
+    InvocationMetrics,
+    inject_lambda_context,
+    logger,
+    to_stdout,
+)
 from herald.settings import ScheduleSettings
 
 
@@ -33,6 +47,8 @@ class Dependencies:
     topic: Publisher
     sqs: Any
     dead_letters: DeadLetterQueue
+    metrics_output: EmfOutput = to_stdout  # where this function's EMF goes (the local stack collects it)
+    clock: Callable[[], datetime] = now
 
     @classmethod
     def from_settings(cls, settings: ScheduleSettings) -> Dependencies:
@@ -62,14 +78,34 @@ def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
 ) -> dict[str, Any]:
     d = dependencies or default_dependencies()
+    metrics = InvocationMetrics(d.metrics_output)
 
     def handle(record: QueueRecord, message: HeldMessage) -> Verdict:
-        released = release_or_hold(message, d.holds, d.intake, d.topic)
+        at = d.clock()
         held = message.held
-        if released:
-            what = held.notification.notification_id if isinstance(held, HeldNotification) else f"{len(held.jobs)} jobs"
-            logger.info("released", kind=held.kind, what=what, release_at=held.release_at.isoformat())
+        if not release_or_hold(message, d.holds, d.intake, d.topic, at=at):
+            metrics.count(HOLD_HOPS, kind=held.kind)
+            return Done()
+        # How long after its time it went: a rising figure is a schedule queue falling behind, long before
+        # its oldest message reaches the alarm's 30 minutes.
+        late = max((at - held.release_at).total_seconds() * 1000, 0.0)
+        metrics.sample(RELEASE_LATENESS, MetricUnit.Milliseconds, late, kind=held.kind)
+        if isinstance(held, HeldNotification):
+            metrics.count(NOTIFICATIONS_RELEASED, priority=held.notification.priority.value)
+            what = held.notification.notification_id
+        else:
+            for (channel, priority), released in Counter(
+                (j.channel.value, j.priority.value) for j in held.jobs
+            ).items():
+                metrics.count(DELIVERIES_RELEASED, released, channel=channel, priority=priority)
+            what = f"{len(held.jobs)} jobs"
+        logger.info("released", kind=held.kind, what=what, release_at=held.release_at.isoformat())
         return Done()
+
+    def observe(record: QueueRecord, message: HeldMessage, verdict: Verdict) -> None:
+        # What waits in the schedule DLQ is not sent until an operator redrives it.
+        if isinstance(verdict, DeadLetter):
+            metrics.count(HOLDS_DEAD_LETTERED, kind=message.held.kind)
 
     consumer = Consumer(
         parse=HeldMessage.model_validate_json,
@@ -79,5 +115,7 @@ def lambda_handler(
         queue_url=d.settings.queue_url,
         max_receive_count=d.settings.max_receive_count,
         classify=failure_from,
+        observe=observe,
     )
-    return consumer.process(event).response()
+    with metrics:
+        return consumer.process(event).response()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,29 @@ def test_a_bounce_parked_in_the_feedback_dlq_is_listed_redriven_and_retires_the_
         time.sleep(0.5)
     assert str(mail["inactive_reason"]).startswith("SES reported a hard bounce"), mail
     assert stack.herald_json("queues")["feedback"]["dead_lettered"] == 0
+
+
+def test_a_scheduled_send_released_on_time_shows_in_the_schedule_functions_metrics(stack: RunningStack):
+    # Given margaret's in-app device, and the metrics read so far
+    assert api(stack, "PUT", "/users/margaret/devices/web", {"channel": "in_app"}).ok
+    since = str(stack.herald_json("metrics")["last"] or 0)
+
+    # When a notification is scheduled two to three seconds ahead, and goes out
+    send_at = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    body = {"recipients": ["margaret"], "title": "t", "body": "b", "priority": "low", "send_at": send_at.isoformat()}
+    sent = api(stack, "POST", "/notifications", body)
+    assert sent.status_code == 202, sent.text
+    record = stack.herald_json("status", sent.json()["notification_id"], "--wait", "--timeout", "60")
+    assert record["status"] == "delivered", record
+
+    # Then the schedule function's metrics read back: one low notification released, and how late, in ms
+    metrics = stack.herald_json("metrics", "--since", since)["metrics"]
+    found = {(m["name"], json.dumps(m["dimensions"], sort_keys=True)): m for m in metrics}
+    low = json.dumps({"priority": "low", "service": "herald"}, sort_keys=True)
+    notification = json.dumps({"kind": "notification", "service": "herald"}, sort_keys=True)
+    assert found[("NotificationsReleased", low)]["sum"] == 1, sorted(found)
+    lateness = found[("ReleaseLateness", notification)]
+    assert lateness["samples"] == 1 and 0 <= lateness["maximum"] < 60_000, lateness
 
 
 def test_the_control_endpoint_is_not_reachable_through_the_api(stack: RunningStack):

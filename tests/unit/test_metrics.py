@@ -1,4 +1,4 @@
-"""Herald's CloudWatch metrics: the EMF documents the deliver and fan-out functions print.
+"""Herald's CloudWatch metrics: the EMF documents the deliver, fan-out, feedback and schedule functions print.
 
 Read as Powertools' docs test metrics: capture stdout, parse each EMF line.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,18 +17,21 @@ from aws_lambda_powertools.metrics import MetricUnit
 import deliver.app
 import fanout.app
 import feedback.app
+import schedule.app
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.logic.preferences import DeliveryRules
-from herald.models.domain import Channel, Notification, PagePosition
+from herald.models.domain import Channel, Notification, PagePosition, Priority
 from herald.models.failures import DeliveryFailed
+from herald.models.holds import HeldDeliveries, HeldMessage, HeldNotification
 from herald.models.preferences import Preferences, QuietHours
 from herald.observability import METRIC_DIMENSIONS, InvocationMetrics
-from herald.settings import FeedbackSettings
+from herald.settings import FeedbackSettings, ScheduleSettings
 from tests.events import load_event
 from tests.fakes import (
     FakeContext,
     FakeDeviceRegistry,
     FakeHolds,
+    FakeIntakeQueue,
     FakeProfileStore,
     FakePublisher,
     FakeSender,
@@ -459,3 +462,92 @@ def test_preference_skips_count_as_skipped_and_quiet_hours_as_deferred(capsys, l
     deferred = metric(documents, "DeliveriesDeferred", channel="in_app", priority="normal")
     assert deferred[0]["DeliveriesDeferred"] == [1.0]
     assert metric(documents, "FanoutSize", priority="normal")[0]["FanoutSize"] == [0.0]
+
+
+SCHEDULE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-ScheduleQueue-1A2B"
+SCHEDULE_DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-ScheduleDeadLetterQueue-1A2B"
+NOON = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def schedule_dependencies(topic: FakePublisher, sqs: FakeSqs) -> schedule.app.Dependencies:
+    """The schedule function on fakes, its clock at noon."""
+    settings = ScheduleSettings(
+        queue_url=SCHEDULE_URL,
+        dlq_url=SCHEDULE_DLQ_URL,
+        topic_arn="arn:aws:sns:us-east-1:123456789012:herald-notifications",
+        **{f"{p.value}_intake_queue_url": f"{SCHEDULE_URL}-{p.value}-intake" for p in Priority},
+    )
+    dead_letters = DeadLetterQueue(sqs, SCHEDULE_DLQ_URL, "schedule")
+    return schedule.app.Dependencies(
+        settings, FakeHolds(), FakeIntakeQueue(), topic, sqs, dead_letters, clock=lambda: NOON
+    )
+
+
+def held_records(*held: HeldMessage, receive_count: int = 1) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{n}",
+                "receiptHandle": f"r-{n}",
+                "body": message.model_dump_json(),
+                "attributes": {"ApproximateReceiveCount": str(receive_count)},
+            }
+            for n, message in enumerate(held)
+        ]
+    }
+
+
+def test_the_schedule_function_counts_what_it_released_what_hopped_on_and_how_late(capsys, lambda_context, job):
+    # Given, at noon: a high notification due 90 s ago, a low one due in an hour, and three deliveries held through
+    # quiet hours that ended 2 s ago (two in-app, one email, of a normal notification)
+    due = Notification(
+        notification_id="n-due", recipients=["ada"], title="t", body="b", priority=Priority.HIGH, accepted_at=NOON
+    )
+    later = due.model_copy(update={"notification_id": "n-later", "priority": Priority.LOW})
+    email = job.model_copy(update={"channel": Channel.EMAIL, "device_id": "mail"})
+    jobs = [job, job.model_copy(update={"device_id": "tab"}), email]
+    held = [
+        HeldMessage(held=HeldNotification(release_at=NOON - timedelta(seconds=90), notification=due)),
+        HeldMessage(held=HeldNotification(release_at=NOON + timedelta(hours=1), notification=later)),
+        HeldMessage(held=HeldDeliveries(release_at=NOON - timedelta(seconds=2), jobs=jobs)),
+    ]
+    dependencies = schedule_dependencies(FakePublisher(), FakeSqs())
+
+    # When the schedule function handles them
+    result = schedule.app.lambda_handler(held_records(*held), lambda_context, dependencies)
+
+    # Then one notification and three deliveries were released, by priority and channel, and one held on for a hop
+    assert result == {"batchItemFailures": []}
+    documents = emf_documents(capsys.readouterr().out)
+    [notifications] = metric(documents, "NotificationsReleased", priority="high")
+    assert notifications["NotificationsReleased"] == [1.0]
+    assert metric(documents, "NotificationsReleased", priority="low") == []
+    [in_app] = metric(documents, "DeliveriesReleased", channel="in_app", priority=job.priority.value)
+    [mail] = metric(documents, "DeliveriesReleased", channel="email", priority=job.priority.value)
+    assert (in_app["DeliveriesReleased"], mail["DeliveriesReleased"]) == ([2.0], [1.0])
+    [hops] = metric(documents, "HoldHops", kind="notification")
+    assert hops["HoldHops"] == [1.0] and metric(documents, "HoldHops", kind="deliveries") == []
+    # And each release says how long after its time it went, in milliseconds
+    [late_notification] = metric(documents, "ReleaseLateness", kind="notification")
+    [late_deliveries] = metric(documents, "ReleaseLateness", kind="deliveries")
+    assert (late_notification["ReleaseLateness"], late_deliveries["ReleaseLateness"]) == ([90000.0], [2000.0])
+    assert unit_of(late_notification, "ReleaseLateness") == "Milliseconds"
+    assert metric(documents, "HoldsDeadLettered", kind="deliveries") == []
+
+
+def test_a_release_that_fails_its_last_try_counts_a_dead_letter_and_no_release(capsys, lambda_context, job):
+    # Given deliveries now due whose publish SNS refuses, on their last allowed receive
+    held = HeldMessage(held=HeldDeliveries(release_at=NOON, jobs=[job]))
+    sqs = FakeSqs()
+    dependencies = schedule_dependencies(FakePublisher(failing=[job.notification_id]), sqs)
+
+    # When the schedule function handles them
+    schedule.app.lambda_handler(held_records(held, receive_count=5), lambda_context, dependencies)
+
+    # Then the message went to the schedule DLQ with its reason, counted as such, and nothing counts as released
+    assert len(sqs.reasons()) == 1
+    documents = emf_documents(capsys.readouterr().out)
+    [dead] = metric(documents, "HoldsDeadLettered", kind="deliveries")
+    assert dead["HoldsDeadLettered"] == [1.0]
+    assert metric(documents, "DeliveriesReleased", channel="in_app", priority=job.priority.value) == []
+    assert metric(documents, "ReleaseLateness", kind="deliveries") == []

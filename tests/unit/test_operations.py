@@ -28,6 +28,11 @@ HERALD_METRICS = {
     "AcceptedToSentLatency": {"priority", "service"},
     "FanoutSize": {"priority", "service"},
     "DevicesDeactivated": {"channel", "reason", "service"},
+    "NotificationsReleased": {"priority", "service"},
+    "DeliveriesReleased": {"channel", "priority", "service"},
+    "HoldHops": {"kind", "service"},
+    "ReleaseLateness": {"kind", "service"},
+    "HoldsDeadLettered": {"kind", "service"},
 }
 
 
