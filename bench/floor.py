@@ -12,10 +12,10 @@ deliveries, and costs
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
   fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch (n / 10 when
-            n < 10: the small pages of a fan-out batch publish together, over full intake batches), 2 status
-            UpdateItem (the fan-out page's claim, which a cancel races; then "done", which also records the planned
-            deliveries, so no delivery needs an item of its own before it is claimed; a planned list
-            over 1 KB goes to a PutItem of its own, one more call not counted in the floor), ceil(R / 100)
+            n < 10: the small pages of a fan-out batch publish together, over full intake batches), 1 status
+            UpdateItem (the fan-out page's one record, before it publishes, which a cancel races; it also
+            records the planned deliveries, so no delivery needs an item of its own before it is claimed; a
+            planned list over 1 KB goes to a PutItem of its own, one more call not counted in the floor), ceil(R / 100)
             preferences BatchGetItem and ceil(R / 25) history BatchWriteItem (docs/preferences.md,
             docs/inbox.md)
   deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
@@ -41,7 +41,7 @@ API_INTAKE_SEND = "api: intake SendMessage"
 API_STATUS_ACCEPTED = "api: status PutItem (accepted)"
 FANOUT_DEVICE_QUERY = "fanout: devices Query"
 FANOUT_PUBLISH = "fanout: SNS PublishBatch"
-FANOUT_STATUS = "fanout: status writes (page claim, page done)"
+FANOUT_STATUS = "fanout: status write (the page's one record)"
 FANOUT_PREFERENCES = "fanout: preferences BatchGetItem"
 FANOUT_HISTORY = "fanout: history BatchWriteItem"
 PREFERENCES_PER_READ = 100  # BatchGetItem's keys
@@ -129,7 +129,7 @@ class Design:
 
 
 CURRENT = Design(
-    "a claim and an outcome per delivery, a read and a write per fan-out page, shared publishes (as built, 2026-11-30)",
+    "a claim and an outcome per delivery, one write per fan-out page, shared publishes (as built, 2026-11-30)",
     (
         Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
@@ -143,7 +143,7 @@ CURRENT = Design(
         Line(
             FANOUT_STATUS,
             ("herald fanout dynamodb UpdateItem StatusTable", "herald fanout dynamodb PutItem StatusTable"),
-            per_notification=2,
+            per_notification=1,
         ),
         Line(
             FANOUT_PREFERENCES,

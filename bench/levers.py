@@ -89,7 +89,8 @@ def grouped_status_writes(recording: Recording) -> Recording:
 
 def one_accept_write(recording: Recording) -> Recording:
     """The fan-out's claim and its "fanned out" record become one conditional write: one summary write
-    fewer per notification (the accepted record and the fan-out's one write remain)."""
+    fewer per notification (the accepted record and the fan-out's one write remain). Built (lever 2): prices
+    a recording of the design before it."""
 
     def rewrite(invocation: Invocation) -> Invocation:
         if invocation.handler != "fanout":
@@ -268,15 +269,15 @@ BUILT = (
         "a failed shared publish makes each page publish alone (a job published twice is sent once)",
         packed_publishes,
     ),
+    Lever(
+        "one fan-out write (claim and 'fanned out' in one, before publishing)",
+        "a copy of a page's message that finds it recorded publishes it again (each delivery's claim sends once);"
+        " a cancel is a conditional write on the same item, so exactly one of the two wins",
+        one_accept_write,
+    ),
 )
 
 LEVERS = (
-    Lever(
-        "one fan-out write (claim and 'fanned out' in one)",
-        "two copies of a page's message both publish (each delivery's claim sends once); a cancel answered 200"
-        " could meet a page already publishing, so the cancel needs a guard of its own (built, then set back)",
-        one_accept_write,
-    ),
     Lever(
         "grouped status writes (a claim, an outcome per notification per batch)",
         "a batch's deliveries of one notification succeed or retry as a group's record says; status items change shape",

@@ -39,8 +39,8 @@ from herald.models.status import (
     DeliveryPage,
     DeliveryRecord,
     NotificationRecord,
-    PageClaim,
     PageOutcome,
+    PageWrite,
     SkippedDelivery,
     Transition,
     overall_state,
@@ -191,8 +191,6 @@ class Held:
 @dataclass
 class FakePage:
     notification: Notification
-    owner: str | None = None
-    until: datetime | None = None
     done_at: datetime | None = None
     outcome: PageOutcome | None = None
     continued: bool = False
@@ -243,34 +241,21 @@ class FakeStatusStore:
             return Cancellation.UNKNOWN
         if notification_id in self.cancelled:
             return Cancellation.ALREADY_CANCELLED
-        if any(nid == notification_id for nid, _ in self.pages):  # a fan-out claimed a page, an expired claim too
+        if any(nid == notification_id for nid, _ in self.pages):  # a fan-out recorded a page
             return Cancellation.TOO_LATE
         self.cancelled[notification_id] = now()
         return Cancellation.CANCELLED
 
-    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
-        self.journal.append(f"status.claim_page {page}")
-        if notification_id in self.cancelled:
-            return PageClaim(granted=False, done=True, cancelled=True)
-        held = self.pages.get((notification_id, page))
-        if held is not None and held.done_at is not None:
-            pending = held.outcome is not None and held.outcome.next is not None and not held.continued
-            continuation = held.outcome.next if pending and held.outcome else None
-            return PageClaim(granted=False, done=True, continuation=continuation)
-        if held is not None and held.until is not None and held.until >= now():
-            return PageClaim(granted=False, busy_until=held.until)
-        taken_over = held is not None and held.until is not None
-        notification = held.notification if held else self.accepted.get(notification_id)
-        self.pages[(notification_id, page)] = FakePage(notification or _unknown(notification_id), owner, until)
-        return PageClaim(granted=True, taken_over=taken_over)
-
-    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
+    def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> PageWrite:
         self.journal.append(f"status.record_page {page}")
-        held = self.pages.get((notification.notification_id, page))
-        if held is None or held.owner != owner:
-            return False
-        self.pages[(notification.notification_id, page)] = FakePage(notification, done_at=now(), outcome=outcome)
-        return True
+        notification_id = notification.notification_id
+        if notification_id in self.cancelled:  # the cancel marks the first page; no later page exists then
+            return PageWrite(written=False, cancelled=True)
+        held = self.pages.get((notification_id, page))
+        if held is not None and held.done_at is not None and held.outcome is not None:
+            return PageWrite(written=False, next=held.outcome.next, continued=held.continued)
+        self.pages[(notification_id, page)] = FakePage(notification, done_at=now(), outcome=outcome)
+        return PageWrite(written=True)
 
     def record_continued(self, notification_id: str, page: str) -> None:
         self.journal.append(f"status.record_continued {page}")
@@ -490,11 +475,6 @@ class FakeStatusStore:
         rest = record.deliveries[start : start + limit]
         more = start + limit < len(record.deliveries)
         return DeliveryPage(deliveries=rest, next_cursor=str(start + limit) if more else None)
-
-
-def _unknown(notification_id: str) -> Notification:
-    """A page claimed before anything says what its notification is (a test that claims pages by hand)."""
-    return Notification(notification_id=notification_id, recipients=[], title="-", body="-", accepted_at=now())
 
 
 class FakePublisher:

@@ -587,7 +587,7 @@ def delete_template(template_id: TemplateIdPath) -> Response[str]:
         404,
         409,
         content=False,
-        notes={409: "Too late: it has been fanned out, or fan-out is working on it."},
+        notes={409: "Too late: fan-out has recorded it, and its deliveries are published or being published."},
     ),
 )
 def cancel_notification(notification_id: NotificationId) -> Response[str]:

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.adapters.clients import client
-from herald.adapters.consumer import Consumer, Done, QueueRecord, Retry, Verdict
+from herald.adapters.consumer import Consumer, Done, QueueRecord, Verdict
 from herald.adapters.dead_letters import DeadLetterQueue
 from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.history import DynamoHistory
@@ -116,14 +116,9 @@ def lambda_handler(
     d = dependencies or default_dependencies()
     metrics = InvocationMetrics(d.metrics_output)
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
-    started = now()
-    deadline = started + remaining
-    last_start = started + remaining * START_PAGES_WITHIN
+    last_start = now() + remaining * START_PAGES_WITHIN
 
-    def owner(record: QueueRecord) -> str:
-        return f"{context.aws_request_id}/{record.message_id}"
-
-    # Each record's page claimed and planned before any is published, so the small pages of the batch share their
+    # Each record's page planned and recorded before any is published, so the small pages of the batch share their
     # PublishBatch calls. A record whose planning raised is planned again, alone, when it is handled.
     plans: dict[str, FanoutResult | PagePlan] = {}
 
@@ -140,8 +135,6 @@ def lambda_handler(
                     d.subscribers,
                     d.status,
                     d.continuations,
-                    owner(record),
-                    deadline,
                     d.limits,
                     d.rules,
                 )
@@ -152,7 +145,7 @@ def lambda_handler(
     def handle(record: QueueRecord, notification: Notification) -> Verdict:
         step = plans.pop(record.message_id, None)
         if isinstance(step, PagePlan):
-            # Claimed and planned already: publishing (if the shared publish did not) and recording are left.
+            # Planned and recorded already: publishing (if the shared publish did not) and what follows are left.
             result = finish_page(step, d.topic, d.status, d.continuations, d.holds, d.history)
         elif now() > last_start:
             # Left for a fresh invocation, as a new message: reported failed, the record would count a
@@ -167,8 +160,6 @@ def lambda_handler(
                 d.topic,
                 d.status,
                 d.continuations,
-                owner(record),
-                deadline,
                 d.limits,
                 rules=d.rules,
                 holds=d.holds,
@@ -176,12 +167,10 @@ def lambda_handler(
             )
         else:
             result = step
-        if result.busy_for:
-            return Retry("another invocation is fanning this page out", delay=result.busy_for)
         outcome = result.outcome
-        if outcome is not None and not outcome.chains and not result.claim_lost:
-            # One sample per page recorded (a topic's root page publishes nothing; a page whose claim
-            # was lost is recorded, and counted, by the invocation that took it over).
+        if outcome is not None and not outcome.chains and not result.repeated:
+            # One sample per page recorded (a topic's root page publishes nothing; a page published again by
+            # a copy of its message was counted by the copy that recorded it).
             priority = notification.priority.value
             metrics.sample(FANOUT_SIZE, MetricUnit.Count, len(result.jobs), priority=priority)
             # Inactive devices and those the recipients' preferences (or a template) leave out: both skipped.
@@ -201,9 +190,8 @@ def lambda_handler(
             skipped=len(result.skipped),
             deferred=len(result.deferred),
             continued=bool(outcome and outcome.next),
-            duplicate=result.already_done and not result.cancelled,
+            repeated=result.repeated,
             cancelled=result.cancelled,
-            claim_lost=result.claim_lost,
         )
         return Done()
 

@@ -98,7 +98,7 @@ class JournaledSender:
 
 @pytest.fixture(scope="module")
 def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate]]:
-    """A stack whose low lane can be held: its fan-out at its page claims, its deliver function at its claims."""
+    """A stack whose low lane can be held: its fan-out at its page records, its deliver function at its claims."""
     journal, low_fanout, low_deliver = Journal(), Gate(), Gate()
 
     def hook(function: str, dependencies: Any) -> Any:
@@ -106,7 +106,7 @@ def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate]]:
             dependencies = dataclasses.replace(dependencies, topic=JournaledTopic(dependencies.topic, journal))
         if function == "FanoutLowFunction":
             dependencies = dataclasses.replace(
-                dependencies, status=GatedStatus(dependencies.status, low_fanout, "claim_page")
+                dependencies, status=GatedStatus(dependencies.status, low_fanout, "record_page")
             )
         if function.startswith("Deliver"):
             senders = {

@@ -11,10 +11,10 @@ from herald.adapters.profiles import DynamoProfileStore
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.status_views import DynamoStatusReader
 from herald.adapters.templates import DynamoRenderedContent
-from herald.models.domain import Channel, DeliveryJob, Notification, Priority, now
+from herald.models.domain import Channel, DeliveryJob, Notification, PageCursor, PagePosition, Priority, now
 from herald.models.inbox import HistoryEntry
 from herald.models.preferences import Preferences
-from herald.models.status import Cancellation, DeliveryPage
+from herald.models.status import Cancellation, DeliveryPage, PageOutcome
 from herald.models.templates import Rendering
 from tests.integration.conftest import Deployed
 
@@ -51,43 +51,66 @@ def test_preferences_of_many_users_come_back_in_batches_of_a_hundred(deployed: D
     assert found["user-3"] == Preferences(locale="fr", channels={Channel.SMS: False})
 
 
-def test_a_cancel_and_a_fan_out_claim_exclude_each_other(deployed: Deployed) -> None:
+def test_a_cancel_and_a_fan_out_record_exclude_each_other(deployed: Deployed) -> None:
     # Given two accepted notifications to recipients, and one to a topic
     dynamodb, table = client("dynamodb"), environment(deployed)["STATUS_TABLE"]
     status = DynamoStatusStore(dynamodb, table, 30)
     at = now()
-    for notification_id in ("first", "second"):
-        status.record_accepted(
-            Notification(notification_id=notification_id, recipients=["ada"], title="t", body="b", accepted_at=at)
+    accepted = {
+        notification_id: Notification(
+            notification_id=notification_id, recipients=["ada"], title="t", body="b", accepted_at=at
         )
-    status.record_accepted(Notification(notification_id="news", topic="news", title="t", body="b", accepted_at=at))
-    later = at + timedelta(minutes=1)
+        for notification_id in ("first", "second")
+    }
+    accepted["news"] = Notification(notification_id="news", topic="news", title="t", body="b", accepted_at=at)
+    for notification in accepted.values():
+        status.record_accepted(notification)
 
-    # When the first is cancelled before fan-out claims its first page, and the second claimed before its cancel
+    # When the first is cancelled before fan-out records its first page, and the second recorded before its cancel
     assert status.cancel("first") is Cancellation.CANCELLED
-    claim_first = status.claim_page("first", "00.000000", "fanout", later)
-    claim_second = status.claim_page("second", "00.000000", "fanout", later)
+    write_first = status.record_page(accepted["first"], "00.000000", PageOutcome(planned=["ada#web#in_app"]))
+    write_second = status.record_page(accepted["second"], "00.000000", PageOutcome(planned=["ada#web#in_app"]))
     cancel_second = status.cancel("second")
 
-    # Then the first's claim finds it cancelled, the second's cancel is too late; repeats and unknowns say so
-    assert (claim_first.granted, claim_first.done, claim_first.cancelled) == (False, True, True)
-    assert claim_second.granted and cancel_second is Cancellation.TOO_LATE
+    # Then the first's record finds it cancelled (its fan-out publishes nothing), the second's cancel is too late
+    assert (write_first.written, write_first.cancelled) == (False, True)
+    assert write_second.written and cancel_second is Cancellation.TOO_LATE
     assert status.cancel("first") is Cancellation.ALREADY_CANCELLED
     assert status.cancel("never-sent") is Cancellation.UNKNOWN
-    # And a topic's cancel marks its root page, which its fan-out claims first
+    # And a second record of a recorded page is refused, saying where the record ends and whether that is queued
+    again = status.record_page(accepted["second"], "00.000000", PageOutcome())
+    assert (again.written, again.cancelled, again.next, again.continued) == (False, False, None, False)
+    # And a topic's cancel marks its root page, which its fan-out records first
     assert status.cancel("news") is Cancellation.CANCELLED
-    assert status.claim_page("news", "root", "fanout", later).cancelled
-    # And a fan-out that claimed and died (its claim expired) may have published: too late as well
-    status.record_accepted(
-        Notification(notification_id="third", recipients=["ada"], title="t", body="b", accepted_at=at)
-    )
-    assert status.claim_page("third", "00.000000", "crashed", at - timedelta(seconds=1)).granted
-    assert status.cancel("third") is Cancellation.TOO_LATE
+    assert status.record_page(accepted["news"], "root", PageOutcome(chains=16, paged=True)).cancelled
     reader = DynamoStatusReader(dynamodb, table)
     for notification_id in ("first", "news"):
         record = reader.get(notification_id)
         assert record is not None and record.status.value == "cancelled" and record.cancelled_at is not None
         assert reader.deliveries(notification_id, 10, None) == DeliveryPage(deliveries=[])
+    record = reader.get("second")
+    assert record is not None and record.status.value == "in_progress" and record.delivery_count == 1
+
+
+def test_a_page_recorded_with_a_successor_tells_a_second_copy_where_it_ends_and_whether_that_is_queued(
+    deployed: Deployed,
+) -> None:
+    # Given the first page of a notification recorded with its next page starting at bob
+    status = DynamoStatusStore(client("dynamodb"), environment(deployed)["STATUS_TABLE"], 30)
+    notification = Notification(
+        notification_id="wide", recipients=["ada", "bob"], title="t", body="b", accepted_at=now()
+    )
+    following = PagePosition(index=1, cursor=PageCursor(user="bob"))
+    assert status.record_page(notification, "00.000000", PageOutcome(next=following, paged=True)).written
+
+    # When a copy of its message records it again, before and after the next page is queued
+    before = status.record_page(notification, "00.000000", PageOutcome())
+    status.record_continued("wide", "00.000000")
+    after = status.record_page(notification, "00.000000", PageOutcome())
+
+    # Then both are refused with the recorded boundary, and only the second finds the next page queued
+    assert (before.written, before.next, before.continued) == (False, following, False)
+    assert (after.written, after.next, after.continued) == (False, following, True)
 
 
 def test_read_state_survives_a_repeated_delivery_and_the_unread_count_follows_it(deployed: Deployed) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import api.app
 from herald.logic.fanout import PageLimits, fan_out
-from herald.models.domain import Channel, Priority, now
+from herald.models.domain import Channel, Priority
 from tests.events import load_event
 from tests.fakes import FakeDeviceRegistry, FakeIntakeQueue, FakePublisher, make_device
 
@@ -128,8 +128,6 @@ def test_the_deliveries_of_a_notification_are_listed_a_page_at_a_time(api_depend
         FakePublisher(),
         store,
         FakeIntakeQueue(),
-        "o",
-        now(),
         PageLimits(),
     )
     path = "/notifications/{notification_id}/deliveries"

@@ -36,20 +36,20 @@ def test_one_device_costs_the_fixed_calls_plus_one_delivery():
     # Given one recipient with one device, batches of 10 on both queues
     floor = floor_per_notification(Shape(1, 1), NORMAL)
 
-    # Then: api 2, fan-out 5.1 (query, page claim, page done, preferences read, history write, and a tenth
+    # Then: api 2, fan-out 4.1 (query, the page's one record, preferences read, history write, and a tenth
     # of a publish shared with the intake batch's nine others), deliver 1 provider + 2 status writes, and
     # four tenths of mapping calls
     assert floor[API_INTAKE_SEND] == 1
     assert floor[API_STATUS_ACCEPTED] == 1
     assert floor[FANOUT_DEVICE_QUERY] == 1
     assert floor[FANOUT_PUBLISH] == pytest.approx(0.1)
-    assert floor[FANOUT_STATUS] == 2
+    assert floor[FANOUT_STATUS] == 1
     assert (floor[FANOUT_PREFERENCES], floor[FANOUT_HISTORY]) == (1, 1)
     assert floor[DELIVER_PROVIDER] == 1
     assert floor[DELIVER_STATUS] == 2
     assert floor[INTAKE_RECEIVE] == pytest.approx(0.1)
     assert floor[PRIORITY_DELETE] == pytest.approx(0.1)
-    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(10.5)
+    assert floor_total(Shape(1, 1), NORMAL) == pytest.approx(9.5)
 
 
 def test_a_page_of_a_full_publish_or_more_publishes_alone_and_a_smaller_one_shares():
@@ -60,17 +60,17 @@ def test_a_page_of_a_full_publish_or_more_publishes_alone_and_a_smaller_one_shar
     assert publishes == {3: pytest.approx(0.3), 9: pytest.approx(0.9), 10: 1, 11: 2}
 
 
-def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_twice():
+def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_once():
     # Given one recipient with 100 devices
     floor = floor_per_notification(Shape(1, 100), NORMAL)
 
-    # Then 10 PublishBatch, 2 fan-out status writes whatever the count, 100 provider calls, 200 status writes
-    assert floor[FANOUT_STATUS] == 2
+    # Then 10 PublishBatch, 1 fan-out status write whatever the count, 100 provider calls, 200 status writes
+    assert floor[FANOUT_STATUS] == 1
     assert floor[FANOUT_PUBLISH] == 10
     assert floor[DELIVER_PROVIDER] == 100
     assert floor[DELIVER_STATUS] == 200
     assert floor[PRIORITY_RECEIVE] == pytest.approx(10)
-    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 2 + 2 + 300 + 0.2 + 20)
+    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 1 + 2 + 300 + 0.2 + 20)
 
 
 def test_many_recipients_cost_one_device_query_each():
@@ -80,7 +80,7 @@ def test_many_recipients_cost_one_device_query_each():
     # Then a query per recipient, and the deliveries batch as if they were one user's; preferences are
     # read 100 users a call, history written 25 a call
     assert floor[FANOUT_DEVICE_QUERY] == 1000
-    assert floor[FANOUT_STATUS] == 2
+    assert floor[FANOUT_STATUS] == 1
     assert floor[FANOUT_PUBLISH] == 100
     assert (floor[FANOUT_PREFERENCES], floor[FANOUT_HISTORY]) == (10, 40)
 

@@ -1,4 +1,5 @@
-"""Fan-out: one delivery per matching device, a page at a time, each page claimed, published, recorded, continued."""
+"""Fan-out: one delivery per matching device, a page at a time, each page recorded, published, continued; and the
+cancel that races a page's record."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from herald.adapters.batches import BatchEntryFailed
 from herald.adapters.topics import shard_of
+from herald.logic.delivery import RetryPolicy, deliver
 from herald.logic.fanout import PageLimits, fan_out, plan_page
 from herald.models.domain import (
     ROOT_PAGE,
@@ -23,17 +25,18 @@ from herald.models.domain import (
     Platform,
     now,
 )
+from herald.models.status import Cancellation
 from tests.fakes import (
     FakeDeviceRegistry,
     FakeIntakeQueue,
     FakePublisher,
+    FakeSender,
     FakeStatusStore,
     FakeSubscribers,
     make_device,
 )
 
 PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/herald/1"
-OWNER = "request-1/message-1"
 
 
 def deadline(seconds: int = 60) -> datetime:
@@ -66,25 +69,27 @@ class Run:
         self.status = FakeStatusStore(journal=self.journal)
         self.intake = FakeIntakeQueue(journal=self.journal)
 
-    def __call__(self, notification: Notification, owner: str = OWNER, limits: PageLimits | None = None, **kw):
+    def __call__(self, notification: Notification, limits: PageLimits | None = None):
         return fan_out(
-            notification,
-            self.registry,
-            self.subscribers,
-            self.topic,
-            self.status,
-            self.intake,
-            owner,
-            kw.get("until", deadline()),
-            limits or PageLimits(),
+            notification, self.registry, self.subscribers, self.topic, self.status, self.intake, limits or PageLimits()
         )
+
+    def deliver_published(self) -> Counter[str]:
+        """Hands every job published so far to the delivery logic, as the priority queues would (each claims its
+        delivery first); returns how many times each delivery reached its provider."""
+        sender = FakeSender()
+        senders = {channel: sender for channel in Channel}
+        policy = RetryPolicy(max_attempts=5, base=1, cap=1)
+        for index, job in enumerate(self.topic.published):
+            deliver(job, 1, f"deliver/{index}", deadline(), senders, self.status, self.registry, policy)  # type: ignore[arg-type]
+        return Counter(job.delivery_id for job in sender.sent)
 
     def drain(self, first: Notification, limits: PageLimits) -> int:
         """Fans `first` out, then every continuation it queues, as the intake queue would; returns pages run."""
         pending, pages = [first], 0
         while pending:
             sent_before = len(self.intake.sent)
-            self(pending.pop(0), owner=f"request-{pages}/message", limits=limits)
+            self(pending.pop(0), limits=limits)
             pages += 1
             pending += self.intake.sent[sent_before:]
         return pages
@@ -147,7 +152,7 @@ def test_recipients_without_devices_are_recorded(notification, registry):
     assert fanned_out.without_devices == ["user-7", "user-8"]
 
 
-def test_a_page_is_claimed_published_then_recorded_with_its_planned_deliveries(notification, registry):
+def test_a_page_is_recorded_with_its_planned_deliveries_in_one_write_then_published(notification, registry):
     # Given an accepted notification
     run = Run(registry)
     run.status.record_accepted(notification)
@@ -155,14 +160,9 @@ def test_a_page_is_claimed_published_then_recorded_with_its_planned_deliveries(n
     # When the notification is fanned out
     run(notification)
 
-    # Then one write after publishing records the page done, and each published delivery reads queued until claimed
+    # Then one write before publishing records the page fanned out, and each delivery reads queued until claimed
     page = PagePosition().key
-    assert run.journal == [
-        "status.record_accepted",
-        f"status.claim_page {page}",
-        "topic.publish",
-        f"status.record_page {page}",
-    ]
+    assert run.journal == ["status.record_accepted", f"status.record_page {page}", "topic.publish"]
     record = run.status.get(notification.notification_id)
     assert record is not None and record.status.value == "in_progress"
     assert sorted((d.user_id, d.device_id, d.status.value) for d in record.deliveries) == sorted(
@@ -170,17 +170,26 @@ def test_a_page_is_claimed_published_then_recorded_with_its_planned_deliveries(n
     )
 
 
-def test_a_failed_publish_propagates_and_leaves_the_page_not_done(notification, registry):
-    # Given a topic that refuses this notification's jobs
+def test_a_failed_publish_propagates_and_its_retry_publishes_every_delivery_which_is_sent_once(notification, registry):
+    # Given a topic that refuses this notification's jobs, once
     run = Run(registry, failing=[notification.notification_id])
 
     # When the notification is fanned out
     with pytest.raises(BatchEntryFailed) as raised:
         run(notification)
 
-    # Then the failure reaches the caller, so the intake message is retried, and nothing marks it done
+    # Then the failure reaches the caller, so the intake message is retried; the page was recorded before
     assert len(raised.value.failed) == 3
-    assert notification.notification_id not in run.status.fanned_out
+    assert run.topic.published == []
+    assert run.status.fanned_out[notification.notification_id].delivery_count == 3
+
+    # When the message comes back and SNS takes it this time
+    run.topic.failing.clear()
+    again = run(notification)
+
+    # Then the retry finds its page recorded and publishes it: each delivery reaches its provider once
+    assert again.repeated and len(again.jobs) == 3
+    assert run.deliver_published() == {"user-42#laptop-mail": 1, "user-42#web-inbox": 1, "user-43#iphone": 1}
 
 
 def test_no_devices_at_all_publishes_nothing_and_still_marks_fanned_out(notification, registry):
@@ -191,54 +200,82 @@ def test_no_devices_at_all_publishes_nothing_and_still_marks_fanned_out(notifica
     result = run(for_users(notification, "user-7", "user-8"))
 
     # Then nothing is queued or published, and the status can say "no devices"
-    assert run.journal == ["status.claim_page 00.000000", "status.record_page 00.000000"]
+    assert run.journal == ["status.record_page 00.000000"]
     assert result.jobs == []
     assert run.status.fanned_out[notification.notification_id].without_devices == ["user-7", "user-8"]
     assert run.status.get(notification.notification_id).status.value == "no_devices"
 
 
-def test_a_duplicate_intake_message_of_a_fanned_out_notification_publishes_nothing(notification, registry):
-    # Given a notification already fanned out once
+def test_a_duplicate_intake_message_publishes_again_and_each_delivery_is_sent_once(notification, registry):
+    # Given a notification fanned out once, one of whose deliveries was sent already
     run = Run(registry)
     run(notification)
+    first = run.topic.published[0]
+    run.status.claim_delivery(first, "deliver/early", deadline())
+    run.status.record_outcome(first, "deliver/early", DeliveryState.SENT, provider_message_id="provider-0")
 
     # When SQS delivers its intake message again
-    again = run(notification, owner="request-2/message-1")
+    again = run(notification)
 
-    # Then it is recognised as done and no job is published twice
-    assert again.already_done
-    assert len(run.topic.published) == 3
+    # Then the copy finds the page recorded and publishes it again (it cannot tell a duplicate from the retry of
+    # a fan-out that stopped before publishing); the deliveries' claims let one copy of each reach its provider
+    assert again.repeated and len(run.topic.published) == 6
+    assert run.journal.count("status.record_page 00.000000") == 2
+    assert first.delivery_id == "user-42#laptop-mail"
+    assert run.deliver_published() == {"user-42#web-inbox": 1, "user-43#iphone": 1}
+    assert run.status.delivery(notification.notification_id, first.delivery_id).status is DeliveryState.SENT
 
 
-def test_a_fan_out_in_progress_elsewhere_asks_to_come_back_when_its_claim_expires(notification, registry):
-    # Given another invocation holding the notification's first page for 30 more seconds
+def test_a_cancel_first_leaves_the_fan_out_nothing_to_publish(notification, registry):
+    # Given an accepted notification, cancelled before its fan-out
     run = Run(registry)
-    run.status.claim_page(notification.notification_id, notification.page_key, "request-1/message-1", deadline(30))
+    run.status.record_accepted(notification)
+    cancel = run.status.cancel(notification.notification_id)
 
-    # When a duplicate intake message arrives
-    result = run(notification, owner="request-2/message-1")
+    # When its intake message is fanned out
+    result = run(notification)
 
-    # Then nothing is published and the message should return after the claim expires
-    assert run.topic.published == []
-    assert 30 <= result.busy_for <= 31
+    # Then the page's record is refused: nothing is published, held or continued, and the status reads cancelled
+    assert cancel is Cancellation.CANCELLED
+    assert result.cancelled and result.jobs == []
+    assert run.topic.published == [] and run.intake.sent == []
+    assert run.status.get(notification.notification_id).status.value == "cancelled"
 
 
-def test_a_fan_out_taking_over_a_crashed_one_keeps_progress_and_publishes_again(notification, registry):
-    # Given a fan-out that crashed after publishing, whose deliveries made progress since
+def test_a_fan_out_first_makes_the_cancel_too_late(notification, registry):
+    # Given an accepted notification whose first page fan-out recorded, and which crashed before publishing
+    run = Run(registry, failing=[notification.notification_id])
+    run.status.record_accepted(notification)
+    with pytest.raises(BatchEntryFailed):
+        run(notification)
+
+    # When it is cancelled
+    cancel = run.status.cancel(notification.notification_id)
+
+    # Then it is too late (409): the record came first, so the returning message publishes every delivery
+    assert cancel is Cancellation.TOO_LATE
+    run.topic.failing.clear()
+    run(notification)
+    assert sorted(run.deliver_published().values()) == [1, 1, 1]
+
+
+def test_a_fan_out_that_stopped_between_its_record_and_its_publish_is_published_by_the_retry(notification, registry):
+    # Given a fan-out that recorded its page and died before publishing, one of whose deliveries was sent since
+    # (an earlier copy of its message published it, say)
     run = Run(registry)
-    run.status.claim_page(notification.notification_id, notification.page_key, "crashed/message-1", deadline(-1))
-    crashed, _ = plan_page(notification, registry, run.subscribers, PageLimits())
-    first = crashed[0]
+    jobs, outcome = plan_page(notification, registry, run.subscribers, PageLimits())
+    assert run.status.record_page(notification, notification.page_key, outcome).written
+    first = jobs[0]
     run.status.claim_delivery(first, "deliver/1", deadline())
     run.status.record_outcome(first, "deliver/1", DeliveryState.SENT, provider_message_id="provider-1")
 
-    # When the intake message returns and another invocation takes over
-    result = run(notification, owner="request-2/message-1")
+    # When the intake message returns
+    result = run(notification)
 
-    # Then every job is published again (each delivery's claim stops a second send), the sent one stays sent
-    assert len(result.jobs) == 3
+    # Then every job is published (nothing recorded is left unpublished), the sent one is not sent again
+    assert result.repeated and len(result.jobs) == 3
+    assert run.deliver_published() == {"user-42#web-inbox": 1, "user-43#iphone": 1}
     assert run.status.delivery(notification.notification_id, first.delivery_id).status is DeliveryState.SENT
-    assert notification.notification_id in run.status.fanned_out
 
 
 def test_inactive_push_devices_are_skipped_and_named(notification, registry):
@@ -302,32 +339,31 @@ def test_a_user_with_more_devices_than_a_page_is_split_between_pages(notificatio
     assert run.status.fanned_out[notification.notification_id].without_devices == []
 
 
-def test_a_retried_page_that_finished_publishes_nothing_and_queues_its_successor_only_if_that_was_lost(notification):
-    # Given a page that finished, but whose invocation stopped before queueing the next page
+def test_a_retried_page_publishes_again_and_queues_its_successor_only_if_that_was_lost(notification):
+    # Given a page that finished publishing, but whose invocation stopped before queueing the next page
     registry = crowd(15)
     run = Run(registry)
     wide = for_users(notification, *(f"user-{u:04d}" for u in range(15)))
     limits = PageLimits(deliveries=10, users=100, lookups=4)
     jobs, outcome = plan_page(wide, registry, run.subscribers, limits)
-    run.status.claim_page(wide.notification_id, wide.page_key, "crashed/message", deadline())
+    run.status.record_page(wide, wide.page_key, outcome)
     run.topic.publish(jobs)
-    run.status.record_page(wide, wide.page_key, "crashed/message", outcome)
-    published = len(run.topic.published)
 
     # When its message comes back
-    again = run(wide, owner="request-2/message", limits=limits)
+    again = run(wide, limits=limits)
 
-    # Then nothing is published again, and the next page is queued (and marked queued)
-    assert again.already_done
-    assert len(run.topic.published) == published
+    # Then its 10 jobs are published again (their claims send each once), and the next page is queued (and marked)
+    assert again.repeated and len(run.topic.published) == 20
     [continuation] = run.intake.sent
     assert continuation.page is not None and continuation.page.index == 1
 
     # When the same message comes back once more
-    run(wide, owner="request-3/message", limits=limits)
+    run(wide, limits=limits)
 
-    # Then nothing happens: the successor is not queued twice, so a duplicate cannot run down the chain
-    assert len(run.intake.sent) == 1 and len(run.topic.published) == published
+    # Then the successor is not queued twice, so a duplicate cannot run down the chain; each delivery is sent once
+    assert len(run.intake.sent) == 1
+    delivered = run.deliver_published()
+    assert len(delivered) == 10 and set(delivered.values()) == {1}
 
 
 def test_a_page_that_crashed_mid_publish_resumes_from_its_own_cursor_without_touching_finished_pages(notification):
@@ -338,15 +374,15 @@ def test_a_page_that_crashed_mid_publish_resumes_from_its_own_cursor_without_tou
     limits = PageLimits(deliveries=10, users=100, lookups=4)
     run(wide, limits=limits)
     [second] = run.intake.sent
-    jobs, _ = plan_page(second, registry, run.subscribers, limits)
-    run.status.claim_page(wide.notification_id, second.page_key, "crashed/message", deadline(-1))
+    jobs, outcome = plan_page(second, registry, run.subscribers, limits)
+    run.status.record_page(second, second.page_key, outcome)
     run.topic.publish(jobs[:4])  # then the process died
 
-    # When the second page's message comes back after the claim expired, and its successor runs
+    # When the second page's message comes back, and its successor runs
     run.intake.sent = []
-    run(second, owner="request-2/message", limits=limits)
+    run(second, limits=limits)
     [third] = run.intake.sent
-    run(third, owner="request-3/message", limits=limits)
+    run(third, limits=limits)
 
     # Then the first page's deliveries were published once, the second's partly twice (their claims stop a
     # second send), the third's once; and the notification reads fanned out with its 30 planned deliveries
@@ -356,6 +392,30 @@ def test_a_page_that_crashed_mid_publish_resumes_from_its_own_cursor_without_tou
         by_page.setdefault(page, set()).add(times)
     assert by_page == {"00.000000": {1}, "00.000001": {1, 2}, "00.000002": {1}}
     assert run.status.fanned_out[wide.notification_id].delivery_count == 30
+    delivered = run.deliver_published()
+    assert len(delivered) == 30 and set(delivered.values()) == {1}
+
+
+def test_a_retried_page_keeps_the_boundary_its_record_set_when_the_audience_changed_since(notification):
+    # Given a 2-page fan-out of 15 users with one device each, pages of 10, whose first page recorded (next page
+    # from user-0010) and crashed before publishing; then user-0003 registers a second device
+    registry = crowd(15)
+    run = Run(registry)
+    wide = for_users(notification, *(f"user-{u:04d}" for u in range(15)))
+    limits = PageLimits(deliveries=10, users=100, lookups=4)
+    _, outcome = plan_page(wide, registry, run.subscribers, limits)
+    run.status.record_page(wide, wide.page_key, outcome)
+    registry.put(make_device("user-0003", "device-99", Channel.IN_APP))
+
+    # When the first page's message comes back, and the page it queues runs
+    run.drain(wide, limits)
+
+    # Then the retry published up to the recorded boundary (11 jobs, though a page now holds 10): no user falls
+    # between the pages, and every device of the 15 users is delivered exactly once
+    assert outcome.next is not None and outcome.next.cursor.user == "user-0010"
+    assert Counter(job.page for job in run.topic.published) == {"00.000000": 11, "00.000001": 5}
+    delivered = run.deliver_published()
+    assert len(delivered) == 16 and set(delivered.values()) == {1}
 
 
 def test_device_lookups_run_concurrently_and_no_more_at_once_than_the_limit(notification):
@@ -404,6 +464,25 @@ def test_a_topic_notification_starts_one_chain_per_subscriber_shard(notification
     assert [n.page.model_dump() for n in run.intake.sent if n.page] == [
         {"chain": shard, "index": 0, "cursor": None} for shard in range(SUBSCRIBER_SHARDS)
     ]
+
+
+def test_a_topic_root_whose_message_comes_back_starts_its_chains_once_and_a_cancelled_one_none(notification):
+    # Given a topic notification whose root page ran once, and another one cancelled before its fan-out
+    run = Run(FakeDeviceRegistry(), FakeSubscribers({"news": ["user-0001"]}))
+    broadcast = notification.model_copy(update={"recipients": None, "topic": "news"})
+    cancelled = broadcast.model_copy(update={"notification_id": "cancelled-broadcast"})
+    run.status.record_accepted(cancelled)
+    assert run.status.cancel(cancelled.notification_id) is Cancellation.CANCELLED
+    run(broadcast)
+
+    # When the first root's message comes back, and the cancelled one's root runs
+    again = run(broadcast)
+    refused = run(cancelled)
+
+    # Then the chains are not started twice (the root recorded them queued), and the cancelled one starts none
+    assert again.repeated and len(run.intake.sent) == SUBSCRIBER_SHARDS
+    assert refused.cancelled and {n.notification_id for n in run.intake.sent} == {broadcast.notification_id}
+    assert run.topic.published == []
 
 
 def test_a_broadcast_reaches_every_subscribers_devices_once(notification):

@@ -9,6 +9,7 @@ from typing import Any
 import api.app
 from herald.models.domain import now
 from herald.models.holds import HeldNotification
+from herald.models.status import PageOutcome
 from tests.events import load_event
 
 TEMPLATE = {
@@ -115,17 +116,19 @@ def test_a_scheduled_notification_is_held_not_queued_and_can_be_cancelled_until_
         api_dependencies, lambda_context, "GET", "/notifications/{notification_id}", notification_id=notification_id
     )
     assert record["status"] == "cancelled" and record["cancelled_at"]
-    # And fan-out's claim of its first page finds it cancelled: nothing will be sent
-    claim = api_dependencies.status.claim_page(notification_id, "00.000000", "fanout", now() + timedelta(minutes=1))
-    assert claim.done and claim.cancelled
+    # And fan-out's record of its first page, made before it publishes anything, finds it cancelled
+    accepted = api_dependencies.status.accepted[notification_id]
+    write = api_dependencies.status.record_page(accepted, "00.000000", PageOutcome())
+    assert not write.written and write.cancelled
 
 
 def test_a_notification_fanned_out_cannot_be_cancelled_and_an_unknown_one_is_404(api_dependencies, lambda_context):
-    # Given a notification whose first page fan-out has claimed
+    # Given a notification whose first page fan-out has recorded (it publishes only after that)
     status, body = call(
         api_dependencies, lambda_context, "POST", "/notifications", {"recipients": ["ada"], "title": "t", "body": "b"}
     )
-    api_dependencies.status.claim_page(body["notification_id"], "00.000000", "fanout", now() + timedelta(minutes=1))
+    accepted = api_dependencies.status.accepted[body["notification_id"]]
+    assert api_dependencies.status.record_page(accepted, "00.000000", PageOutcome()).written
 
     # When it is cancelled, Then it is too late; an unknown id is not found
     status, answer = call(

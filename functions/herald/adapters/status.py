@@ -3,12 +3,13 @@
 Items of a notification (partition key `notification_id`), by sort key:
 
 - `notification`: the accepted request (the API's one write).
-- `page#<page>`: one per fan-out page (`root` for a topic's first page, else `<chain>.<index>`):
-  its claim, then in one write when it is done what it published (the planned deliveries inline
-  when they are few, else in `planned#<page>#<n>` items written just before; those it skipped or
-  deferred listed with them, and counted), the recipients it found without devices, and where the
-  next page starts; then `continued_at` once that is queued. A cancel writes `cancelled_at` on the
-  notification's first page, only if no fan-out ever claimed it: that claim then never happens.
+- `page#<page>`: one per fan-out page (`root` for a topic's first page, else `<chain>.<index>`),
+  created by one conditional write before the page publishes anything: what it will publish (the
+  planned deliveries inline when they are few, else in `planned#<page>#<n>` items written just
+  before; those it skipped or deferred listed with them, and counted), the recipients it found
+  without devices, and where the next page starts; then `continued_at` once that is queued. A cancel
+  writes `cancelled_at` on the notification's first page, only if no fan-out recorded it, and the
+  fan-out's record requires no `cancelled_at`: exactly one of the two is written.
 - `delivery#<user>#<device>`: one per delivery, written by its claim and its outcome only.
 - `tally#<page>#<invocation>`: for a notification of more than one page, what one deliver
   invocation changed in that page's delivery statuses (herald.logic.tallies).
@@ -28,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from herald.adapters.status_choices import cancellation_refused, scheduling_attributes
 from herald.models.domain import ROOT_PAGE, DeliveryJob, DeliveryState, Notification, PagePosition, now
-from herald.models.status import Cancellation, Claim, PageClaim, PageOutcome, Transition
+from herald.models.status import Cancellation, Claim, PageOutcome, PageWrite, Transition
 
 SUMMARY_SK = "notification"
 PAGE_PREFIX = "page#"
@@ -63,9 +64,9 @@ class DynamoStatusStore:
         self._dynamodb.put_item(TableName=self._table, Item=item)
 
     def cancel(self, notification_id: str) -> Cancellation:
-        """Cancelled unless fan-out ever claimed its first page: the cancel marks that page's item, whose
-        claim requires no cancel, so exactly one of the two wins. A claim that expired (its fan-out crashed)
-        still refuses: that fan-out may have published some deliveries before it died."""
+        """Cancelled unless fan-out recorded its first page: the cancel marks that page's item, whose record
+        requires no cancel and comes before anything of the notification is published, so exactly one of the
+        two wins, and a cancel that wins leaves nothing to send."""
         summary = self._dynamodb.get_item(
             TableName=self._table, Key=_key(notification_id, SUMMARY_SK), ConsistentRead=True
         ).get("Item")
@@ -78,10 +79,7 @@ class DynamoStatusStore:
                 Key=_key(notification_id, PAGE_PREFIX + first),
                 # The summary's expiry, counted from a schedule's send_at: the mark lasts as long as the request.
                 UpdateExpression="SET cancelled_at = :t, expires_at = :e",
-                ConditionExpression=(
-                    "attribute_not_exists(cancelled_at) AND attribute_not_exists(fanout_until)"
-                    " AND attribute_not_exists(done_at)"
-                ),
+                ConditionExpression="attribute_not_exists(cancelled_at) AND attribute_not_exists(done_at)",
                 ExpressionAttributeValues={
                     ":t": {"S": now().isoformat()},
                     ":e": summary.get("expires_at") or {"N": str(self.expires_at())},
@@ -104,48 +102,16 @@ class DynamoStatusStore:
 
     # --- fan-out pages ---------------------------------------------------------------------------
 
-    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim:
-        """One invocation per page at a time: a duplicate intake message waits, or finds the page done (or
-        its notification cancelled)."""
-        try:
-            response = self._dynamodb.update_item(
-                TableName=self._table,
-                Key=_key(notification_id, PAGE_PREFIX + page),
-                UpdateExpression="SET fanout_owner = :o, fanout_until = :until, expires_at = :e",
-                ConditionExpression=(
-                    "attribute_not_exists(done_at) AND attribute_not_exists(cancelled_at)"
-                    " AND (attribute_not_exists(fanout_until) OR fanout_until < :now)"
-                ),
-                ExpressionAttributeValues={
-                    ":o": {"S": owner},
-                    ":until": {"N": str(_millis(until))},
-                    ":now": {"N": str(_millis(now()))},
-                    ":e": {"N": str(self.expires_at())},
-                },
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            old = error.response.get("Item") or {}
-            if "cancelled_at" in old:
-                return PageClaim(granted=False, done=True, cancelled=True)
-            if "done_at" in old:
-                pending = "next" in old and "continued_at" not in old
-                return PageClaim(granted=False, done=True, continuation=_position(old) if pending else None)
-            return PageClaim(granted=False, busy_until=_until(old, "fanout_until"))
-        return PageClaim(granted=True, taken_over="fanout_until" in (response.get("Attributes") or {}))
-
-    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
-        """One write says the page is done and what it published; a long planned list goes first to items
-        of its own, so whoever sees `done_at` sees all of it. False if the claim was taken over."""
+    def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> PageWrite:
+        """The page's one write, before it publishes: fanned out (`done_at`) with what it will publish, unless
+        a cancel or an earlier copy of its message wrote the item first. A long planned list goes first to
+        items of its own, so whoever sees `done_at` sees all of it."""
         notification_id = notification.notification_id
         entries = outcome.entries()
         planned = ",".join(entries)
         values: dict[str, Any] = {
             ":t": {"S": now().isoformat()},
-            ":o": {"S": owner},
+            ":e": {"N": str(self.expires_at())},
             ":n": {"N": str(outcome.delivery_count)},
             ":w": {"S": ",".join(outcome.without_devices)},
             ":wn": {"N": str(outcome.without_devices_count)},
@@ -156,6 +122,7 @@ class DynamoStatusStore:
         }
         sets = [
             "done_at = :t",
+            "expires_at = :e",
             "planned_count = :n",
             "without_devices = :w",
             "without_count = :wn",
@@ -205,16 +172,25 @@ class DynamoStatusStore:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=_key(notification_id, PAGE_PREFIX + page),
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE fanout_owner, fanout_until",
-                ConditionExpression="fanout_owner = :o",
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_not_exists(done_at) AND attribute_not_exists(cancelled_at)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            # The item that refused the write: it exists (it has `done_at` or `cancelled_at`), so DynamoDB returns it.
+            old = error.response.get("Item") or {}
+            if not old:
+                raise
+            if "cancelled_at" in old:
+                return PageWrite(written=False, cancelled=True)
+            return PageWrite(
+                written=False, next=_position(old) if "next" in old else None, continued="continued_at" in old
+            )
+        return PageWrite(written=True)
 
     def record_continued(self, notification_id: str, page: str) -> None:
         self._dynamodb.update_item(

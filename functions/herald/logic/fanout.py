@@ -1,27 +1,27 @@
 """Fan-out: one delivery per active device of every recipient or topic subscriber, a page at a time.
 
 A page reads a bounded part of the audience (at most `PageLimits.users` users and
-`PageLimits.deliveries` deliveries), looks their devices up concurrently, publishes one job per
-device to the priority topic, records itself done with the cursor where the next page starts, and
-queues that page. So no invocation grows with the audience, and a retry resumes where it stopped:
+`PageLimits.deliveries` deliveries), looks their devices up concurrently, records itself fanned out
+with what it will publish and the cursor where the next page starts, publishes one job per device to
+the priority topic, and queues that page. So no invocation grows with the audience, and a retry
+resumes where it stopped:
 
-- each page is claimed (one conditional write): a duplicate message finds it busy or done;
-- a page records itself done only once everything it planned is published, and its successor is
-  queued only after that (then marked queued): a retried page that finished publishes nothing
-  again, it only queues its successor if that may not have happened;
-- a page that crashed mid-publish is planned again from its own cursor and published again: the
-  deliveries' own claims stop a second send;
+- a page's one status write comes before anything of it is published, conditional on no cancel and
+  no earlier record of the page. A cancel is a conditional write on the same item (the first page's)
+  that requires no record: exactly one of them wins, and a cancel that wins leaves nothing published;
+- a copy of the page's message that finds the page recorded (an SQS duplicate, or the retry of an
+  invocation that stopped between the write and its publish) publishes the page again, up to where
+  the record says the next page starts: a job published twice is sent once, by its delivery's claim,
+  and nothing recorded is left unpublished. It queues the next page only if that is not queued yet;
 - the small pages of one batch (under 10 jobs each) share their PublishBatch calls (`publish_together`):
-  SNS bills a batch of up to 10 entries as one request. The claim is kept (a read would do for the
-  duplicates alone, one write less per page) because a cancel races it: exactly one of them wins.
+  SNS bills a batch of up to 10 entries as one request.
 
 A topic's first page (the root) publishes nothing: it starts one chain of pages per subscriber
 shard, so a broadcast fans out along SUBSCRIBER_SHARDS chains at once.
 
 Each page applies its recipients' choices (herald.logic.preferences) with one batched read of their
 preferences: a delivery they opted out of is skipped, one in their quiet hours is held in the schedule
-queue until they end (deferred), both recorded in the page's one status write. A cancelled notification's
-first page is never claimed (the cancel and the claim write the same item), so nothing of it is sent.
+queue until they end (deferred), both recorded in the page's one status write.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from herald.models.domain import (
     PagePosition,
     now,
 )
-from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, SkippedDelivery
+from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, PageWrite, SkippedDelivery
 
 PUBLISH_BATCH_ENTRIES = 10  # SNS PublishBatch's most entries per call
 
@@ -63,10 +63,8 @@ class PageLimits:
 class FanoutResult:
     jobs: list[DeliveryJob] = field(default_factory=list)
     outcome: PageOutcome | None = None
-    already_done: bool = False  # a duplicate intake message: another invocation fanned this page out (or cancelled)
-    busy_for: int = 0  # another invocation is fanning this page out: come back after this many seconds
-    claim_lost: bool = False  # this invocation outlived its claim and another took the page over
-    cancelled: bool = False  # cancelled before its fan-out started: nothing of it is sent
+    repeated: bool = False  # an earlier copy of this page's message recorded it: this one published it again
+    cancelled: bool = False  # cancelled before its fan-out recorded it: nothing of it is sent
 
     @property
     def without_devices(self) -> list[str]:
@@ -87,14 +85,15 @@ class FanoutResult:
 
 @dataclass
 class PagePlan:
-    """A page claimed and planned, not yet recorded: its jobs published or still to publish."""
+    """A page planned and recorded fanned out: its jobs published or still to publish."""
 
     notification: Notification
     jobs: list[DeliveryJob]
     outcome: PageOutcome
-    owner: str  # the claim's owner, whose record of the page counts
     clock: Callable[[], datetime]  # the rules' clock, which times the deferred deliveries' holds
     published: bool = False
+    repeated: bool = False  # an earlier copy of the page's message recorded it
+    continued: bool = False  # the next page is queued already
 
 
 def fan_out(
@@ -104,8 +103,6 @@ def fan_out(
     topic: Publisher,
     status: StatusStore,
     continuations: Intake,
-    owner: str,
-    deadline: datetime,
     limits: PageLimits = PageLimits(),
     rules: DeliveryRules | None = None,
     holds: Holds | None = None,
@@ -116,7 +113,7 @@ def fan_out(
     `rules` are the recipients' preferences and quiet hours; `holds` takes the deliveries they defer (the
     schedule queue); `history` gets one entry per recipient of the page. Each is called once per page.
     """
-    step = begin_page(notification, registry, subscribers, status, continuations, owner, deadline, limits, rules)
+    step = begin_page(notification, registry, subscribers, status, continuations, limits, rules)
     if isinstance(step, FanoutResult):
         return step
     return finish_page(step, topic, status, continuations, holds, history)
@@ -128,33 +125,33 @@ def begin_page(
     subscribers: Subscribers,
     status: StatusStore,
     continuations: Intake,
-    owner: str,
-    deadline: datetime,
     limits: PageLimits,
     rules: DeliveryRules | None = None,
 ) -> FanoutResult | PagePlan:
-    """The page claimed and planned; or, for a page cancelled, done, claimed by another invocation, or a
-    topic's root (which publishes nothing), its result. The claim is what a cancel races: exactly one wins."""
+    """The page planned and recorded fanned out, its jobs still to publish; or, for a page cancelled or a
+    topic's root (which publishes nothing), its result. The record is what a cancel races: exactly one wins."""
     notification_id, page = notification.notification_id, notification.page_key
-    claim = status.claim_page(notification_id, page, owner, deadline)
-    if claim.cancelled:
-        return FanoutResult(already_done=True, cancelled=True)
-    if claim.done:
-        if claim.continuation is not None:
-            # The page finished but its invocation may have stopped before queueing the next one.
-            continuations.send(notification.at(claim.continuation))
-            status.record_continued(notification_id, page)
-        return FanoutResult(already_done=True)
-    if not claim.granted:
-        return FanoutResult(busy_for=claim.busy_for())
     if page == ROOT_PAGE:
-        continuations.send_all([notification.at(PagePosition(chain=shard)) for shard in range(SUBSCRIBER_SHARDS)])
         outcome = PageOutcome(chains=SUBSCRIBER_SHARDS, paged=True)
-        status.record_page(notification, page, owner, outcome)
-        return FanoutResult(outcome=outcome)
+        write = status.record_page(notification, page, outcome)
+        if write.cancelled:
+            return FanoutResult(cancelled=True)
+        if not write.continued:
+            continuations.send_all([notification.at(PagePosition(chain=shard)) for shard in range(SUBSCRIBER_SHARDS)])
+            status.record_continued(notification_id, page)
+        return FanoutResult(outcome=outcome, repeated=not write.written)
     rules = rules or DeliveryRules()
     jobs, outcome = plan_page(notification, registry, subscribers, limits, rules)
-    return PagePlan(notification, jobs, outcome, owner, rules.clock)
+    write = status.record_page(notification, page, outcome)
+    if write.cancelled:
+        return FanoutResult(cancelled=True)
+    if write.written:
+        return PagePlan(notification, jobs, outcome, rules.clock)
+    # An earlier copy recorded this page and may have stopped before publishing it: publish it again, up to
+    # where that record says the next page starts (the audience may have moved since, the boundary may not).
+    if write.next != outcome.next:
+        jobs, outcome = plan_page(notification, registry, subscribers, limits, rules, recorded=write)
+    return PagePlan(notification, jobs, outcome, rules.clock, repeated=True, continued=write.continued)
 
 
 def publish_together(plans: Iterable[PagePlan], topic: Publisher) -> None:
@@ -183,7 +180,8 @@ def finish_page(
     history: History | None = None,
 ) -> FanoutResult:
     """Publishes the plan's jobs if that is still to do, holds its deferred deliveries, writes its history,
-    records the page done, then queues its successor."""
+    then queues its successor unless that is queued already. Each step is safe to repeat: a page's message
+    that comes back after a crash does them all again."""
     notification, jobs, outcome = plan.notification, plan.jobs, plan.outcome
     notification_id, page = notification.notification_id, notification.page_key
     if jobs and not plan.published:
@@ -193,16 +191,14 @@ def finish_page(
         if holds is None:
             raise RuntimeError("deliveries to defer but no schedule queue to hold them")
         hold_deliveries(outcome.deferred, holds, at=plan.clock())
-    if history is not None:  # before the page's record: a page retried after a crash writes the same items again
+    if history is not None:  # a page whose message comes back writes the same items again
         entries = history_entries(notification, jobs, outcome.skipped, outcome.deferred)
         if entries:
             history.record(entries)
-    if not status.record_page(notification, page, plan.owner, outcome):
-        return FanoutResult(jobs=jobs, outcome=outcome, claim_lost=True)
-    if outcome.next is not None:
+    if outcome.next is not None and not plan.continued:
         continuations.send(notification.at(outcome.next))
         status.record_continued(notification_id, page)
-    return FanoutResult(jobs=jobs, outcome=outcome)
+    return FanoutResult(jobs=jobs, outcome=outcome, repeated=plan.repeated)
 
 
 def plan_page(
@@ -211,20 +207,25 @@ def plan_page(
     subscribers: Subscribers,
     limits: PageLimits,
     rules: DeliveryRules | None = None,
+    recorded: PageWrite | None = None,
 ) -> tuple[list[DeliveryJob], PageOutcome]:
     """The jobs to publish of one page, from its cursor on, and what the page will record (its skipped
-    and deferred deliveries included)."""
+    and deferred deliveries included). With `recorded` (an earlier record of this page), the page ends
+    where that record says the next page starts, whatever the limits say now: the pages stay contiguous."""
     position = notification.page or PagePosition()
     cursor = position.cursor
     users = audience(notification, position.chain, cursor.user if cursor else None, subscribers, limits.users + 1)
     following = users[limits.users] if len(users) > limits.users else None
-    users = users[: limits.users]
+    end = recorded.next.cursor if recorded is not None and recorded.next is not None else None
+    users = _up_to(users, end) if recorded is not None and end is not None else users[: limits.users]
     wanted = set(notification.channels) if notification.channels else None
     planned: list[Device] = []
     outcome = PageOutcome()
     with DeviceLookups(registry, limits) as lookups:
-        _plan(users, cursor, position, wanted, limits, lookups, planned, outcome)
-    if outcome.next is None and following is not None:
+        _plan(users, cursor, position, wanted, limits, lookups, planned, outcome, end, bounded=recorded is not None)
+    if recorded is not None:
+        outcome.next = recorded.next
+    elif outcome.next is None and following is not None:
         outcome.next = _next(position, PageCursor(user=following))
     outcome.paged = notification.topic is not None or position.index > 0 or outcome.next is not None
     page = position.key if outcome.paged else None
@@ -271,7 +272,11 @@ def _plan(
     lookups: DeviceLookups,
     planned: list[Device],
     outcome: PageOutcome,
+    end: PageCursor | None = None,
+    bounded: bool = False,
 ) -> None:
+    """Plans `users`' devices until the page is full; or, `bounded` by an earlier record of the page, all of
+    them, the last user's only up to `end.after_device`."""
     offset, seen_devices = 0, 0
     while offset < len(users) and outcome.next is None:
         # Look up only about as many users as the page can still take: those it cannot take would be
@@ -282,8 +287,12 @@ def _plan(
         first_after = cursor.after_device if cursor and offset == 0 else None
         for user, (devices, more) in zip(window, lookups.fetch(window, first_after), strict=True):
             resumed = first_after is not None and offset == 0
+            if bounded:
+                if end is not None and end.after_device is not None and user == end.user:
+                    devices = [device for device in devices if device.device_id <= end.after_device]
+                more = False
             take = [d for d in devices if d.active and (wanted is None or d.channel in wanted)]
-            if planned and len(planned) + len(take) > limits.deliveries:
+            if not bounded and planned and len(planned) + len(take) > limits.deliveries:
                 outcome.next = _next(position, PageCursor(user=user, after_device=first_after if resumed else None))
                 break
             planned.extend(take)
@@ -300,6 +309,15 @@ def _plan(
             if more:
                 outcome.next = _next(position, PageCursor(user=user, after_device=devices[-1].device_id))
                 break
+
+
+def _up_to(users: list[str], end: PageCursor) -> list[str]:
+    """The users of a page recorded to end at `end`, in the audience as it is read now: up to `end.user`,
+    and it too when the next page starts in the middle of its devices."""
+    if end.user in users:
+        return users[: users.index(end.user) + (1 if end.after_device is not None else 0)]
+    # A topic's shard is read in user order; its subscriber `end.user` has left since.
+    return [user for user in users if user < end.user]
 
 
 def audience(

@@ -4,7 +4,7 @@ SQS delays a message at most 15 minutes, so a hold is a chain of hops: each rece
 message that is not due yet sends it again with the next delay (at most 900 s, at least the time
 left) and deletes the old one. Every hop is a new message, so its receive count starts at 1 and a
 long wait never nears the redrive policy's maxReceiveCount. When it is due, a notification goes
-to its priority's intake queue (fan-out then claims its first page, or finds it cancelled) and
+to its priority's intake queue (fan-out then records its first page, or finds it cancelled) and
 deliveries go to the priority topic. Cost per held message: ceil(wait / 900 s) + 1 send, receive and delete.
 """
 

@@ -11,7 +11,7 @@ from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import HistoryEntry, HistoryPage, InboxItem, InboxPage, MarkedRead
 from herald.models.preferences import Preferences
-from herald.models.status import Cancellation, Claim, DeliveryPage, NotificationRecord, PageClaim, PageOutcome
+from herald.models.status import Cancellation, Claim, DeliveryPage, NotificationRecord, PageOutcome, PageWrite
 from herald.models.templates import Rendering, TemplateDocument, TemplateView
 from herald.models.topics import SubscriberPage, Subscription
 
@@ -67,9 +67,10 @@ class StatusStore(Protocol):
     """What fan-out and delivery write about a notification."""
 
     def record_accepted(self, notification: Notification) -> None: ...
-    def claim_page(self, notification_id: str, page: str, owner: str, until: datetime) -> PageClaim: ...
-    def record_page(self, notification: Notification, page: str, owner: str, outcome: PageOutcome) -> bool:
-        """Marks the page done with what it published; False if another invocation took the claim over."""
+    def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> PageWrite:
+        """Records the page fanned out with what it will publish, in one write conditional on no cancel and no
+        earlier record of the page: a cancel and the fan-out exclude each other (the cancel's write requires
+        no record)."""
         ...
 
     def record_continued(self, notification_id: str, page: str) -> None: ...
@@ -105,8 +106,8 @@ class StatusStore(Protocol):
         recovered: Mapping[str, Mapping[str, int]],
     ) -> None: ...
     def cancel(self, notification_id: str) -> Cancellation:
-        """Cancels it unless fan-out ever claimed its first page: one conditional write on that page's item,
-        whose claim also checks for a cancel, so exactly one of the two wins."""
+        """Cancels it unless fan-out recorded its first page: one conditional write on that page's item, whose
+        record (made before anything is published) also checks for a cancel, so exactly one of the two wins."""
         ...
 
 

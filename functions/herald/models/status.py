@@ -138,22 +138,19 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class PageClaim:
-    """The answer to "may this invocation fan out this page now?".
+class PageWrite:
+    """The answer to a fan-out page's one write, made before anything of the page is published.
 
-    Refused with `done` when the page is finished (or, with `cancelled`, its notification was cancelled
-    before any fan-out); `continuation` is then the next page if the finished one may not have queued it
-    yet (its invocation stopped between the two)."""
+    `written`: this copy of the page's message recorded the page fanned out, and publishes it. Refused with
+    `cancelled` when a cancel marked the page first: nothing of the notification is sent. Refused otherwise
+    when an earlier copy recorded the page (it may have stopped before publishing): this copy publishes the
+    page again up to `next`, where that record says the next page starts; `continued` when that next page
+    is queued already."""
 
-    granted: bool
-    done: bool = False
-    taken_over: bool = False
-    busy_until: datetime | None = None
-    continuation: PagePosition | None = None
+    written: bool
     cancelled: bool = False
-
-    def busy_for(self) -> int:
-        return _seconds_until(self.busy_until)
+    next: PagePosition | None = None
+    continued: bool = False
 
 
 @dataclass
