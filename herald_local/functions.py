@@ -224,10 +224,11 @@ def take_clients_from(module: ModuleType, clients: ClientSource) -> None:
     herald.adapters.clients; the names are the container's own copy's, so only this container sees the
     change. Nothing under `functions/` knows of it.
     """
-    if hasattr(module, "client"):
-        module.client = clients
-    if hasattr(module, "provider_client"):
-        module.provider_client = lambda service: clients(service, one_attempt=True)
+    names = vars(module)
+    if "client" in names:
+        names["client"] = clients
+    if "provider_client" in names:
+        names["provider_client"] = lambda service: clients(service, one_attempt=True)
 
 
 def own_request_state(module: ModuleType) -> None:
