@@ -188,10 +188,14 @@ class LanePrecedence:
 class GivingWay:
     """A boto3 client whose operations first give way to a more urgent lane; everything else is the client's own.
 
-    Only the client's methods give way (its operations are methods; `exceptions` and `meta` are not).
-    The calls still go through the shared client (its connection pool, its event hooks: what a benchmark
-    counts), in whichever thread makes them, so a handler's own thread pools are held back too. A paginator's
-    or waiter's calls do not give way (no lane function pages through a list while a flood is on).
+    The wait is taken when an operation is looked up (`client.put_item` in `client.put_item(...)`), and the
+    shared client's own bound method is handed back: the call then goes through the shared client (its
+    connection pool, its event hooks) with no frame of this module on the stack, so a benchmark that tells
+    whose call it is by the handler frames it finds (bench/calls.py) sees the handler's. A method looked up
+    once and called many times gives way once; Herald's adapters look each call up as they make it. Only
+    the client's methods give way (`exceptions` and `meta` are not methods), in whichever thread looks them
+    up, so a handler's own thread pools are held back too. A paginator's or waiter's calls do not give way
+    (no lane function pages through a list while a flood is on).
     """
 
     _UNGATED = frozenset({"can_paginate", "get_paginator", "get_waiter", "close", "generate_presigned_url"})
@@ -202,11 +206,6 @@ class GivingWay:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
-        if name.startswith("_") or name in self._UNGATED or not inspect.ismethod(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
+        if not name.startswith("_") and name not in self._UNGATED and inspect.ismethod(attribute):
             self._give_way()
-            return attribute(*args, **kwargs)
-
-        return call
+        return attribute

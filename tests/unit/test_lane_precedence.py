@@ -224,14 +224,15 @@ def test_a_lane_client_gives_way_before_each_call_from_any_thread() -> None:
 
     # When a handler's own thread pool makes calls through it
     with ThreadPoolExecutor(max_workers=2) as pool:
-        calls = [pool.submit(lane_client.put_item, TableName=f"t{n}") for n in range(2)]
+        calls = [pool.submit(lambda n=n: lane_client.put_item(TableName=f"t{n}")) for n in range(2)]
         # Then no call reaches the shared client while the high batch is in flight
         time.sleep(0.2)
         assert shared.calls == [] and not any(call.done() for call in calls)
         precedence.end(HIGH)
         [call.result(timeout=10) for call in calls]
     assert sorted(shared.calls) == ["t0", "t1"] and precedence.yields(LOW).count == 2
-    # And what is not a call passes through untouched
+    # And the call is the shared client's own method; what is not an operation passes through untouched
+    assert lane_client.put_item == shared.put_item
     assert lane_client.meta == "the client's meta"
     failed = lane_client.exceptions.ConditionalCheckFailedException
     assert failed is FakeClient.exceptions.ConditionalCheckFailedException
