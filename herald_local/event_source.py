@@ -98,7 +98,7 @@ class QueuePoller:
             self._precedence.begin(self.rank)
             if self._faults is not None:
                 self._duplicate(batch, self._faults)
-            self._pool.submit(self._invoke, batch)
+            self._pool.submit(self._invoke_in_flight, batch)
 
     def _duplicate(self, batch: list[dict[str, Any]], faults: FaultInjector) -> None:
         for message in batch:
@@ -136,7 +136,15 @@ class QueuePoller:
                 self._stop.wait(min(WINDOW_SLEEP_MAX, max(deadline - time.monotonic(), 0)))
         return batch
 
+    def _invoke_in_flight(self, messages: list[dict[str, Any]]) -> None:
+        """The batch, counted in flight for its lane since its receive (`_run`), until it is done."""
+        try:
+            self._invoke(messages)
+        finally:
+            self._precedence.end(self.rank)
+
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        """Invokes the function with the batch, deletes what succeeded, and releases the batch's slot."""
         try:
             self._precedence.give_way(self.rank)
             try:
@@ -155,7 +163,6 @@ class QueuePoller:
         except Exception as error:
             self._on_error(f"{self.spec.name}: {error!r}")
         finally:
-            self._precedence.end(self.rank)
             self._slots.release()
 
     def _delete(self, entries: list[dict[str, str]]) -> dict[str, Any]:

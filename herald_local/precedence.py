@@ -179,8 +179,10 @@ class LanePrecedence:
         """A `client(service, one_attempt=False)` for one lane's functions: the process's shared client
         (`clients`, herald.adapters.clients.client), each of its calls first giving way to higher lanes."""
 
-        def lane_client(service: str, one_attempt: bool = False) -> Any:
-            return GivingWay(clients(service, one_attempt=one_attempt), lambda: self.give_way(rank))
+        def lane_client(*args: Any, **kwargs: Any) -> Any:
+            # The arguments as given: a cached factory keys `client("sqs")` and `client("sqs", one_attempt=False)`
+            # apart, and the same client is what a benchmark's hooks were put on
+            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank))
 
         return lane_client
 

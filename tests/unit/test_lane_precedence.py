@@ -238,6 +238,22 @@ def test_a_lane_client_gives_way_before_each_call_from_any_thread() -> None:
     assert failed is FakeClient.exceptions.ConditionalCheckFailedException
 
 
+def test_a_lane_client_calls_the_very_client_the_process_shares() -> None:
+    from herald.adapters.clients import client, provider_client
+
+    # Given the lane clients of the low lane over the process's shared clients
+    lane_client = LanePrecedence().clients_for(LOW, client)
+    module = ModuleType("handler")
+    vars(module).update(client=client, provider_client=provider_client)
+    take_clients_from(module, lane_client)
+
+    # When a handler module asks for its clients, as deliver's does
+    # Then their operations are the shared clients' own (what a benchmark's hooks are on), one attempt for providers
+    assert module.client("dynamodb").put_item == client("dynamodb").put_item  # type: ignore[attr-defined]
+    assert module.provider_client("sns").publish == provider_client("sns").publish  # type: ignore[attr-defined]
+    assert module.provider_client("sns").publish != client("sns").publish  # type: ignore[attr-defined]
+
+
 def test_a_container_module_builds_its_dependencies_with_the_clients_it_is_given() -> None:
     # Given a handler module that imported client and provider_client
     module = ModuleType("handler")
@@ -370,3 +386,18 @@ def test_a_low_poller_receives_nothing_while_a_high_batch_is_in_flight(stopping:
     assert sqs.receives == 0
     precedence.end(HIGH)
     eventually(lambda: sqs.receives > 0)
+
+
+def test_a_batch_invoked_by_hand_leaves_the_lanes_counts_as_they_were() -> None:
+    # Given a high queue's poller, not started: a benchmark drives its mapping one batch at a time (bench/lockstep.py)
+    precedence = LanePrecedence(wait_cap=LONG)
+    function = ObservingFunction(precedence)
+    high = poller(precedence, "HighQueue", function, OneBatchQueue())
+
+    # When a batch is invoked the way that benchmark does it
+    high._slots.acquire()
+    high._invoke([{"MessageId": "m1", "ReceiptHandle": "r1", "Body": "{}", "Attributes": {}}])
+
+    # Then no lane counts a batch in flight afterwards, so nothing lower is held back by it
+    assert precedence.in_flight == (0, 0, 0)
+    assert precedence.give_way(LOW) == 0.0
