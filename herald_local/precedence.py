@@ -3,14 +3,15 @@
 On AWS each lane's mapping and function get machines of their own; here every lane's handlers share one
 interpreter (and, embedded, the emulator) on two cores, so a flood on the low lane slows a high-priority
 notification's fan-out and delivery even though it never waits behind a low message in any queue. This
-gives back what AWS gives for free, cooperatively: a lower lane's poller waits before it starts a batch,
-and its functions' AWS clients wait before each call, while a higher lane has a batch in flight (from the
-moment the batch is received until its invocation has ended and its messages are deleted).
+gives back what AWS gives for free, cooperatively. A lane is busy while it has a batch in flight (from
+its receive until its messages are deleted) or a message was just sent to one of its queues (`expect`).
+While a more urgent lane is busy, a lower lane's poller waits before each receive, before it starts a
+batch and before it deletes one, and the lower lane's functions wait before each AWS call (their
+containers get lane clients: `clients_for`, `GivingWay`).
 
 Each wait is capped (`WAIT_CAP_SECONDS`), so a lower lane is slowed, never starved: under a steady stream
-of high-priority work a low batch still makes one AWS call per cap per thread. The API's requests and the
-pollers' own receives and deletes are never held.
-"""
+of high-priority work each of its threads still makes one AWS call per cap. The API's requests and the
+most urgent lane never wait."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from typing import Any
 
 # The longest one wait lasts. A high-priority batch takes tens of milliseconds here, so a wait usually ends
 # when it does; the cap only matters when high-priority work never stops. A low deliver batch (50 records,
-# 2 at once, a handful of calls each) is then slowed by at most about 25 s: within the deliver function's
-# 30 s timeout in all but the worst case, and far within the queue's 180 s visibility timeout (6x), so no
-# message comes back while its batch still runs.
+# 2 at once, four or five calls each: about 125 calls one after another) is then slowed by about 30 s at
+# most: far within the low queue's 180 s visibility timeout, so no message comes back while its batch
+# still runs (it may run past the function's 30 s timeout, which the local stack does not enforce).
 WAIT_CAP_SECONDS = 0.25
 
 # How long a message sent to a lane's queue holds lower lanes back before its batch is received (`expect`):
