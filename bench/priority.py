@@ -1,9 +1,10 @@
 """Priority under a flood: a high-priority notification's latency alone, then right behind a flood of
 low-priority notifications, hop by hop, on the local stack (in-app devices).
 
-`python -m bench.priority [--scale tiny|full] [--backend ...]`. Budgets, on the embedded stack by default:
-high-priority p99 accepted-to-sent under the flood at most 1.5x its idle p99, and the high notification's
-median wait at each queue it passes (intake, then its priority queue; sent to handled) at most 1.2x idle.
+`python -m bench.priority [--scale tiny|full] [--backend ...] [--no-precedence]`. Budgets, on the
+embedded stack by default: high-priority p99 accepted-to-sent under the flood at most 1.5x its idle p99,
+and the high notification's median wait at each queue it passes (intake, then its priority queue; sent to
+handled) at most 1.2x idle.
 
 The flood is what a new user tries first: 200 users with an in-app device each; 300 low-priority
 notifications to 10 of them each (3,000 deliveries), posted from 4 threads; then 30 high-priority
@@ -17,10 +18,14 @@ event source mappings make them, and each SQS record's SentTimestamp):
   fan-out     that invocation's start to the delivery's SentTimestamp on the high queue (lookup, publish, SNS)
   queue       the high queue: sent to the start of the deliver invocation that handles it
   deliver     that invocation's start to the delivery's `sent_at`
+
+The local stack's lane precedence (herald_local/precedence.py: lower lanes give way to a higher lane's batch
+in flight) is on, as in `make run`; `--no-precedence` switches it off, to measure what it does.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
@@ -253,8 +258,9 @@ def measure_run(bench: BenchStack, hops: HopClock, name: str, user: str, plan: P
     return run
 
 
-def measure(plan: Plan, backend: Backend) -> tuple[list[Run], str, float]:
+def measure(plan: Plan, backend: Backend, precedence: bool = True) -> tuple[list[Run], str, float, dict[str, Any]]:
     with running_stack(backend=backend) as bench:
+        bench.stack.precedence.enabled = precedence
         hops = HopClock(bench)
         user, users = seed(bench, plan)
         for _ in range(3):  # first invocations build what a container keeps: not what is measured
@@ -270,7 +276,8 @@ def measure(plan: Plan, backend: Backend) -> tuple[list[Run], str, float]:
         posting = time.perf_counter() - started
         progress(f"flood posted in {posting:.1f} s; {plan.highs} highs behind it")
         flood = measure_run(bench, hops, "flood", user, plan)
-        return [idle, flood], bench.emulator, posting
+        yields = {lane: vars(bench.stack.precedence.yields(rank)) for lane, rank in (("normal", 1), ("low", 2))}
+        return [idle, flood], bench.emulator, posting, yields
 
 
 def hops_table(runs: list[Run]) -> Table:
@@ -311,11 +318,11 @@ def ratio(flood: float, idle: float) -> float:
     return flood / idle if idle > 0 else float("inf")
 
 
-def run(scale: Scale, backend: Backend | None = None) -> Report:
+def run(scale: Scale, backend: Backend | None = None, precedence: bool = True) -> Report:
     plan = PLANS[scale]
     backend = backend or Backend.EMBEDDED
     report = Report("priority", scale)
-    runs, emulator, posting = measure(plan, backend)
+    runs, emulator, posting, yields = measure(plan, backend, precedence)
     idle, flood = runs
     report.emulator = emulator
     report.tables += [hops_table(runs), flood_table(runs)]
@@ -341,9 +348,12 @@ def run(scale: Scale, backend: Backend | None = None) -> Report:
         "queue_wait_ratio_flood_to_idle": {hop: round(r, 3) for hop, r in queue_ratios.items()},
         "hop_p99_ratio_flood_to_idle": {hop: round(ratio(flood.p(99, hop), idle.p(99, hop)), 3) for hop in HOPS},
         "flood_posting_seconds": round(posting, 1),
+        "lane_precedence": precedence,
+        "gave_way": {lane: {k: round(v, 2) for k, v in y.items()} for lane, y in yields.items()},
     }
     report.headline = [
-        f"{backend.value} ({emulator}): high-priority accepted-to-sent idle p50 {idle.p(50):.3f} s, p99 "
+        f"{backend.value} ({emulator}, lane precedence {'on' if precedence else 'off'}): high-priority "
+        f"accepted-to-sent idle p50 {idle.p(50):.3f} s, p99 "
         f"{idle.p(99):.3f} s (n={len(idle.samples)}); behind {plan.flood_notifications} low notifications x "
         f"{plan.flood_recipients} recipients ({plan.flood_deliveries} deliveries) p50 {flood.p(50):.3f} s, p99 "
         f"{flood.p(99):.3f} s: p99 {total_ratio:.2f}x idle",
@@ -354,6 +364,8 @@ def run(scale: Scale, backend: Backend | None = None) -> Report:
         f"{flood.low_intake_at_start} and the low queue {flood.low_queue_at_start} when the highs began",
         "p99 per hop, flood vs idle: "
         + ", ".join(f"{hop} {ratio(flood.p(99, hop), idle.p(99, hop)):.2f}x" for hop in HOPS),
+        f"the low lane gave way to a higher one {yields['low']['count']} times "
+        f"({yields['low']['seconds']:.1f} s in all, {yields['low']['capped']} at the cap)",
     ]
     report.notes += [
         "Each high notification is sent after the previous one is `sent` (polled every 50 ms over HTTP), so a run "
@@ -368,5 +380,15 @@ def run(scale: Scale, backend: Backend | None = None) -> Report:
     return report
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    backend_option(parser)
+    parser.add_argument(
+        "--no-precedence",
+        dest="precedence",
+        action="store_false",
+        help="switch the local stack's lane precedence off (lower lanes no longer give way to higher ones)",
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main("priority", lambda a: run(a.scale, a.backend), __doc__ or "", backend_option))
+    sys.exit(main("priority", lambda a: run(a.scale, a.backend, a.precedence), __doc__ or "", options))

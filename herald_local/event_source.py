@@ -11,6 +11,7 @@ from typing import Any
 from herald.adapters.batches import send_in_batches
 from herald_local.faults import FaultInjector, duplicate_message
 from herald_local.functions import LocalFunction
+from herald_local.precedence import LanePrecedence
 from herald_local.template import EventSourceSpec
 
 # An empty queue is long-polled, as Lambda's mapping does (it waits up to 20 s): the emulator holds the
@@ -31,6 +32,11 @@ class QueuePoller:
 
     With a fault injector, a fraction of received messages is sent again to the queue (same body,
     same attributes) before the batch is invoked: SQS's at-least-once delivery, made frequent.
+
+    With a lane precedence (herald_local/precedence.py) and a rank, a batch of this lane counts as in
+    flight from its receive to the deletion of its messages, and a lower lane gives way to it (a capped
+    wait) before each receive, before it starts a batch and before it deletes one. The most urgent lane
+    never waits.
     """
 
     def __init__(
@@ -43,6 +49,8 @@ class QueuePoller:
         concurrency: int,
         on_error: Any = None,
         faults: FaultInjector | None = None,
+        precedence: LanePrecedence | None = None,
+        rank: int | None = None,
     ):
         self._sqs = sqs
         self.spec = spec
@@ -55,6 +63,12 @@ class QueuePoller:
         self._thread = threading.Thread(target=self._run, name=f"poll-{spec.name}", daemon=True)
         self._on_error = on_error or (lambda message: None)
         self._faults = faults
+        self._precedence = precedence or LanePrecedence(enabled=False)
+        self.rank = rank
+
+    @property
+    def queue_url(self) -> str:
+        return self._url
 
     def start(self) -> None:
         self._thread.start()
@@ -81,9 +95,10 @@ class QueuePoller:
             if not batch:
                 self._slots.release()
                 continue
+            self._precedence.begin(self.rank)
             if self._faults is not None:
                 self._duplicate(batch, self._faults)
-            self._pool.submit(self._invoke, batch)
+            self._pool.submit(self._invoke_in_flight, batch)
 
     def _duplicate(self, batch: list[dict[str, Any]], faults: FaultInjector) -> None:
         for message in batch:
@@ -97,6 +112,7 @@ class QueuePoller:
             faults.duplicated(self._url)
 
     def _receive(self, count: int, wait: int = 0) -> list[dict[str, Any]]:
+        self._precedence.give_way(self.rank)  # a receive costs the emulator a scan of the queue
         response = self._sqs.receive_message(
             QueueUrl=self._url,
             MaxNumberOfMessages=min(count, 10),
@@ -120,8 +136,17 @@ class QueuePoller:
                 self._stop.wait(min(WINDOW_SLEEP_MAX, max(deadline - time.monotonic(), 0)))
         return batch
 
-    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+    def _invoke_in_flight(self, messages: list[dict[str, Any]]) -> None:
+        """The batch, counted in flight for its lane since its receive (`_run`), until it is done."""
         try:
+            self._invoke(messages)
+        finally:
+            self._precedence.end(self.rank)
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        """Invokes the function with the batch, deletes what succeeded, and releases the batch's slot."""
+        try:
+            self._precedence.give_way(self.rank)
             try:
                 result = self._function.invoke(self._event(messages))
             except Exception as error:
@@ -133,12 +158,17 @@ class QueuePoller:
             done = [m for m in messages if m["MessageId"] not in failed]
             send_in_batches(
                 [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-                lambda chunk: self._sqs.delete_message_batch(QueueUrl=self._url, Entries=chunk),
+                self._delete,
             )
         except Exception as error:
             self._on_error(f"{self.spec.name}: {error!r}")
         finally:
             self._slots.release()
+
+    def _delete(self, entries: list[dict[str, str]]) -> dict[str, Any]:
+        self._precedence.give_way(self.rank)
+        answer: dict[str, Any] = self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+        return answer
 
     def _failed_ids(self, result: Any, messages: list[dict[str, Any]]) -> set[str]:
         if not self.spec.report_batch_item_failures or not isinstance(result, dict):

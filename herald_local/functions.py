@@ -19,6 +19,9 @@ from herald_local.template import FunctionSpec
 
 # Lets a test or the fault injector wrap a function's dependencies (its providers, say).
 DependencyHook = Callable[[str, Any], Any]
+# Where a container's module gets its boto3 clients: `client(service, one_attempt=False)`, as
+# herald.adapters.clients.client (a lane's functions get theirs through herald_local/precedence.py).
+ClientSource = Callable[..., Any]
 
 # Containers per function, at most: Lambda's concurrency, scaled to one laptop. A request past it
 # waits for a container to come free, as a burst past reserved concurrency would be throttled.
@@ -89,6 +92,7 @@ class LocalFunction:
         environment: dict[str, str],
         hook: DependencyHook | None = None,
         max_containers: int = MAX_CONTAINERS,
+        clients: ClientSource | None = None,
     ):
         if max_containers < 1:
             raise ValueError("a function needs at least one container")
@@ -104,6 +108,7 @@ class LocalFunction:
         self.environment = environment
         self.max_containers = max_containers
         self._hook = hook
+        self._clients = clients
         self._containers: list[Container] = []
         self._idle: list[Container] = []
         self._starting = 0
@@ -198,6 +203,8 @@ class LocalFunction:
         assert self._module_spec.loader is not None
         self._module_spec.loader.exec_module(module)
         own_request_state(module)
+        if self._clients is not None:
+            take_clients_from(module, self._clients)
         dependencies = module.dependencies_from(self.environment)
         if self._hook:
             dependencies = self._hook(self.name, dependencies)
@@ -208,6 +215,20 @@ class LocalFunction:
             if self._first is None:
                 self._first = container
         return container
+
+
+def take_clients_from(module: ModuleType, clients: ClientSource) -> None:
+    """Points a container's module at `clients` for the boto3 clients its dependencies are built with.
+
+    A handler module builds its dependencies with the `client` and `provider_client` it imported from
+    herald.adapters.clients; the names are the container's own copy's, so only this container sees the
+    change. Nothing under `functions/` knows of it.
+    """
+    names = vars(module)
+    if "client" in names:
+        names["client"] = clients
+    if "provider_client" in names:
+        names["provider_client"] = lambda service: clients(service, one_attempt=True)
 
 
 def own_request_state(module: ModuleType) -> None:

@@ -30,6 +30,7 @@ from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import MAX_CONTAINERS, DependencyHook, LocalFunction
 from herald_local.mailbox_simulator import MailboxSimulator, event_destinations
 from herald_local.metrics import EmfCollector
+from herald_local.precedence import LanePrecedence, function_ranks, lane_rank
 from herald_local.provision import Stack, provision
 from herald_local.state import Restored, StateFolder
 from herald_local.template import HeraldTemplate
@@ -66,6 +67,9 @@ class StackOptions:
     atomic_dynamodb: bool = True
     control_port: int | None = None  # the control endpoint (herald_local/control.py) on this port; None: none
     stack_file: Path | None = None  # where to say how to reach this stack while it runs (herald_local/stack_file.py)
+    # Lower priority lanes give way to higher ones for the CPU and the emulator (herald_local/precedence.py), as
+    # separate machines would on AWS. Off only to measure what it does (`stack.precedence.enabled` switches it).
+    lane_precedence: bool = True
 
 
 def emulator_parameters(template: HeraldTemplate, overrides: dict[str, str], client: Any) -> dict[str, str]:
@@ -165,10 +169,12 @@ class LocalStack:
         self.metrics = EmfCollector()  # the functions' EMF, as CloudWatch Logs would take it
         self.control: ControlEndpoint | None = None
         self.mailboxes: MailboxSimulator | None = None  # SES's mailbox simulator and event publishing
+        self.precedence = LanePrecedence(enabled=self.options.lane_precedence)
         self._moto: Emulator | None = None
         self._state: StateFolder | None = None
         self.restored: Restored | None = None  # the snapshot this stack started from, if any
         self._started_pollers: list[QueuePoller] = []
+        self._ranks: dict[str, int] = {}  # each lane function's rank (herald_local/precedence.py)
         self._serving = False
         self._saved_environment: dict[str, str | None] = {}
 
@@ -273,8 +279,14 @@ class LocalStack:
                 concurrency,
                 on_error=log.warning,
                 faults=self.faults,
+                precedence=self.precedence,
+                rank=lane_rank(source.queue),
             )
             self.pollers.append(poller)
+        # A message sent to a lane's queue (the API's, a fan-out's continuation) holds lower lanes back at once
+        self.precedence.announce_sends(
+            client("sqs"), {poller.queue_url: poller.rank for poller in self.pollers if poller.rank is not None}
+        )
         api = template.apis[0]
         saved_key = self._state.api_key() if self._state else None
         self.api_key = (
@@ -340,10 +352,17 @@ class LocalStack:
                 self._set_environment(key, value)
         self._set_environment("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
         self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
+        from herald.adapters.clients import client
+
+        self._ranks = function_ranks((source.function, source.queue) for source in template.event_sources)
         for name, spec in template.functions.items():
             resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
+            rank = self._ranks.get(name)
+            # A lower lane's functions call AWS through clients that give way to the higher lanes first (while
+            # the precedence is on: it can be switched at any time)
+            clients = self.precedence.clients_for(rank, client) if rank else None
             self.functions[name] = LocalFunction(
-                resolved, environments[name], self._hook, max_containers=self.options.max_containers
+                resolved, environments[name], self._hook, max_containers=self.options.max_containers, clients=clients
             )
 
     @property

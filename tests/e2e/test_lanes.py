@@ -46,9 +46,11 @@ class Journal:
 class Gate:
     """Holds a lane's function at its first status call until opened (bounded, so a failing test never hangs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, opened: bool = False) -> None:
         self.opened = threading.Event()
         self.reached = threading.Event()
+        if opened:
+            self.opened.set()
 
     def wait(self) -> None:
         self.reached.set()
@@ -97,9 +99,10 @@ class JournaledSender:
 
 
 @pytest.fixture(scope="module")
-def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate]]:
-    """A stack whose low lane can be held: its fan-out at its page records, its deliver function at its claims."""
-    journal, low_fanout, low_deliver = Journal(), Gate(), Gate()
+def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate, Gate]]:
+    """A stack whose low lane can be held: its fan-out at its page records, its deliver function at its claims;
+    and whose high fan-out can be held at its page records (open until a test closes it)."""
+    journal, low_fanout, low_deliver, high_fanout = Journal(), Gate(), Gate(), Gate(opened=True)
 
     def hook(function: str, dependencies: Any) -> Any:
         if function.startswith("Fanout"):
@@ -107,6 +110,10 @@ def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate]]:
         if function == "FanoutLowFunction":
             dependencies = dataclasses.replace(
                 dependencies, status=GatedStatus(dependencies.status, low_fanout, "record_page")
+            )
+        if function == "FanoutHighFunction":
+            dependencies = dataclasses.replace(
+                dependencies, status=GatedStatus(dependencies.status, high_fanout, "record_page")
             )
         if function.startswith("Deliver"):
             senders = {
@@ -130,14 +137,15 @@ def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate]]:
     )
     with LocalStack(options) as stack:
         try:
-            yield Herald(stack, ScriptedEmailOutage()), journal, low_fanout, low_deliver
+            yield Herald(stack, ScriptedEmailOutage()), journal, low_fanout, low_deliver, high_fanout
         finally:
             low_fanout.opened.set()
             low_deliver.opened.set()
+            high_fanout.opened.set()
 
 
 def test_a_high_notification_is_handled_before_a_queued_low_flood_at_every_hop(lanes) -> None:
-    herald, journal, low_fanout, low_deliver = lanes
+    herald, journal, low_fanout, low_deliver, _ = lanes
     user = f"reset-{uuid.uuid4().hex[:6]}"
     herald.put_device(user, "phone", {"channel": "in_app"})
     readers = [f"reader-{uuid.uuid4().hex[:6]}" for _ in range(5)]
@@ -172,6 +180,42 @@ def test_a_high_notification_is_handled_before_a_queued_low_flood_at_every_hop(l
     # And in the order of handling, each high notification's fan-out and delivery came before the flood's
     assert journal.index("fanout", first, "00.000000") < min(journal.positions("fanout", flood))
     assert journal.index("deliver", first) < min(journal.positions("deliver", flood))
+
+
+def test_a_low_lane_gives_way_to_a_high_fan_out_in_flight(lanes) -> None:
+    herald, journal, low_fanout, low_deliver, high_fanout = lanes
+    precedence = herald.stack.precedence
+    low_fanout.opened.set()  # this test holds only the high lane
+    low_deliver.opened.set()
+    user = f"code-{uuid.uuid4().hex[:6]}"
+    reader = f"reader-{uuid.uuid4().hex[:6]}"
+    herald.put_device(user, "phone", {"channel": "in_app"})
+    herald.put_device(reader, "web", {"channel": "in_app"})
+    # (a cap longer than the test, so the order shown is the precedence's and not the cap's)
+    precedence.wait_cap, cap = 60.0, precedence.wait_cap
+    try:
+        # Given a high-priority notification whose fan-out is held in flight, at its page record
+        high_fanout.opened.clear()
+        high_fanout.reached.clear()
+        high = herald.send({"recipients": [user], "title": "Code", "body": "1234", "priority": "high"})
+        assert high_fanout.reached.wait(timeout=30)
+        gave_way = precedence.yields(2).count
+
+        # When a low-priority notification is sent
+        low = herald.send({"recipients": [reader], "title": "News", "body": "b", "priority": "low"})
+
+        # Then the low lane's work gives way, and is not fanned out while the high fan-out is in flight
+        eventually(lambda: precedence.waiting[2], lambda n: n >= 1, timeout=30)
+        assert journal.positions("fanout", {low}) == []
+        # And once the high fan-out ends, both are delivered, the high one fanned out first
+        high_fanout.opened.set()
+        herald.wait_for_status(low, lambda s: s["status"] == "delivered", timeout=60)
+        herald.wait_for_status(high, lambda s: s["status"] == "delivered", timeout=60)
+        assert journal.index("fanout", high, "00.000000") < journal.index("fanout", low, "00.000000")
+        assert precedence.yields(2).count > gave_way
+    finally:
+        precedence.wait_cap = cap
+        high_fanout.opened.set()
 
 
 class CrashOnce:

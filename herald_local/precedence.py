@@ -1,0 +1,214 @@
+"""CPU precedence for the higher priority lanes: a lower lane's work waits while a higher lane's batch is in flight.
+
+On AWS each lane's mapping and function get machines of their own; here every lane's handlers share one
+interpreter (and, embedded, the emulator) on two cores, so a flood on the low lane slows a high-priority
+notification's fan-out and delivery even though it never waits behind a low message in any queue. This
+gives back what AWS gives for free, cooperatively. A lane is busy while it has a batch in flight (from
+its receive until its messages are deleted) or a message was just sent to one of its queues (`expect`).
+While a more urgent lane is busy, a lower lane's poller waits before each receive, before it starts a
+batch and before it deletes one, and the lower lane's functions wait before each AWS call (their
+containers get lane clients: `clients_for`, `GivingWay`).
+
+Each wait is capped (`WAIT_CAP_SECONDS`), so a lower lane is slowed, never starved: under a steady stream
+of high-priority work each of its threads still makes one AWS call per cap. The API's requests and the
+most urgent lane never wait."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+# The longest one wait lasts. A high-priority batch takes tens of milliseconds here, so a wait usually ends
+# when it does; the cap only matters when high-priority work never stops. A low deliver batch (50 records,
+# 2 at once, four or five calls each: about 125 calls one after another) is then slowed by about 30 s at
+# most: far within the low queue's 180 s visibility timeout, so no message comes back while its batch
+# still runs (it may run past the function's 30 s timeout, which the local stack does not enforce).
+WAIT_CAP_SECONDS = 0.25
+
+# How long a message sent to a lane's queue holds lower lanes back before its batch is received (`expect`):
+# the lane's poller, long-polling, usually receives it within tens of milliseconds.
+EXPECT_SECONDS = 0.25
+
+# A lane's rank from its queue's logical id in template.yaml: lower is more urgent. Queues of no lane (the
+# feedback and schedule queues) have no rank: their work neither waits nor holds anyone up.
+LANE_RANKS = {"High": 0, "Normal": 1, "Low": 2}
+LANES = len(LANE_RANKS)
+
+
+def lane_rank(queue: str) -> int | None:
+    """The rank of the lane a queue belongs to (HighIntakeQueue and HighQueue: 0), or None."""
+    for prefix, rank in LANE_RANKS.items():
+        if queue.startswith(prefix):
+            return rank
+    return None
+
+
+def function_ranks(sources: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Each function's rank, from its (function, queue) event sources: the most urgent lane it serves."""
+    ranks: dict[str, int] = {}
+    for function, queue in sources:
+        rank = lane_rank(queue)
+        if rank is not None:
+            ranks[function] = min(rank, ranks.get(function, rank))
+    return ranks
+
+
+@dataclass
+class Yields:
+    """How often a lane's work waited for a higher lane, and for how long in all."""
+
+    count: int = 0
+    seconds: float = 0.0
+    capped: int = 0  # waits that ended at the cap, the higher lane still busy
+
+
+class LanePrecedence:
+    """Which lanes have a batch in flight, shared by every poller of one stack; lower lanes wait on higher ones."""
+
+    def __init__(
+        self, enabled: bool = True, wait_cap: float = WAIT_CAP_SECONDS, clock: Callable[[], float] = time.monotonic
+    ):
+        self.enabled = enabled
+        self.wait_cap = wait_cap
+        self._clock = clock
+        self._in_flight = [0] * LANES
+        self._waiting = [0] * LANES
+        self._expected_until = [0.0] * LANES  # a lane's message was sent: its batch is about to begin
+        self._changed = threading.Condition()
+        self._yields = [Yields() for _ in range(LANES)]
+
+    def begin(self, rank: int | None) -> None:
+        """A batch of the lane was received: lower lanes wait until it ends."""
+        if rank is None:
+            return
+        with self._changed:
+            self._in_flight[rank] += 1
+            self._expected_until[rank] = 0.0
+
+    def expect(self, rank: int | None) -> None:
+        """A message was sent to the lane's queue: lower lanes wait as if its batch were in flight already, until
+        the lane's poller receives a batch or `EXPECT_SECONDS` pass, whichever is first."""
+        if rank is None:
+            return
+        with self._changed:
+            self._expected_until[rank] = self._clock() + EXPECT_SECONDS
+
+    def end(self, rank: int | None) -> None:
+        if rank is None:
+            return
+        with self._changed:
+            self._in_flight[rank] -= 1
+            self._changed.notify_all()
+
+    @property
+    def in_flight(self) -> tuple[int, ...]:
+        """Batches in flight per rank, most urgent first."""
+        with self._changed:
+            return tuple(self._in_flight)
+
+    @property
+    def waiting(self) -> tuple[int, ...]:
+        """Threads giving way right now, per rank."""
+        with self._changed:
+            return tuple(self._waiting)
+
+    @contextmanager
+    def running(self, rank: int | None) -> Iterator[None]:
+        """The block counts as a batch of the lane in flight."""
+        self.begin(rank)
+        try:
+            yield
+        finally:
+            self.end(rank)
+
+    def _higher_busy(self, rank: int) -> bool:
+        return any(self._in_flight[:rank]) or self._higher_expected(rank) > 0
+
+    def _higher_expected(self, rank: int) -> float:
+        """Seconds until the last expectation of a lane more urgent than `rank` lapses (0: none)."""
+        return max(max(self._expected_until[:rank], default=0.0) - self._clock(), 0.0)
+
+    def give_way(self, rank: int | None) -> float:
+        """Waits while a lane more urgent than `rank` has a batch in flight, at most `wait_cap`; the seconds waited."""
+        if rank is None or rank == 0 or not self.enabled:
+            return 0.0
+        with self._changed:
+            if not self._higher_busy(rank):
+                return 0.0
+            started = self._clock()
+            deadline = started + self.wait_cap
+            self._waiting[rank] += 1
+            try:
+                while self._higher_busy(rank):
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        break
+                    # an expectation lapses without a notification: wake up for it
+                    expected = self._higher_expected(rank)
+                    self._changed.wait(min(remaining, expected) if expected > 0 else remaining)
+            finally:
+                self._waiting[rank] -= 1
+            waited = self._clock() - started
+            yields = self._yields[rank]
+            yields.count += 1
+            yields.seconds += waited
+            yields.capped += self._higher_busy(rank)
+            return waited
+
+    def yields(self, rank: int) -> Yields:
+        """What the lane's work has waited so far (a copy)."""
+        with self._changed:
+            return Yields(**vars(self._yields[rank]))
+
+    def announce_sends(self, sqs: Any, ranks: Mapping[str, int]) -> None:
+        """Makes every message sent through `sqs` (a boto3 client) to a lane's queue, `ranks` by queue URL, an
+        expectation of the lane's next batch (`expect`): the API's send of a high-priority notification to its
+        intake queue holds the lower lanes back from then on, not only once the fan-out has received it."""
+
+        def sending(params: dict[str, Any], **_: Any) -> None:
+            self.expect(ranks.get(params.get("QueueUrl", "")))
+
+        for operation in ("SendMessage", "SendMessageBatch"):
+            sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", sending)
+
+    def clients_for(self, rank: int, clients: Callable[..., Any]) -> Callable[..., Any]:
+        """A `client(service, one_attempt=False)` for one lane's functions: the process's shared client
+        (`clients`, herald.adapters.clients.client), each of its calls first giving way to higher lanes."""
+
+        def lane_client(*args: Any, **kwargs: Any) -> Any:
+            # The arguments as given: a cached factory keys `client("sqs")` and `client("sqs", one_attempt=False)`
+            # apart, and the same client is what a benchmark's hooks were put on
+            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank))
+
+        return lane_client
+
+
+class GivingWay:
+    """A boto3 client whose operations first give way to a more urgent lane; everything else is the client's own.
+
+    The wait is taken when an operation is looked up (`client.put_item` in `client.put_item(...)`), and the
+    shared client's own bound method is handed back: the call then goes through the shared client (its
+    connection pool, its event hooks) with no frame of this module on the stack, so a benchmark that tells
+    whose call it is by the handler frames it finds (bench/calls.py) sees the handler's. A method looked up
+    once and called many times gives way once; Herald's adapters look each call up as they make it. Only
+    the client's methods give way (`exceptions` and `meta` are not methods), in whichever thread looks them
+    up, so a handler's own thread pools are held back too. A paginator's or waiter's calls do not give way
+    (no lane function pages through a list while a flood is on).
+    """
+
+    _UNGATED = frozenset({"can_paginate", "get_paginator", "get_waiter", "close", "generate_presigned_url"})
+
+    def __init__(self, client: Any, give_way: Callable[[], float]):
+        self._client = client
+        self._give_way = give_way
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not name.startswith("_") and name not in self._UNGATED and inspect.ismethod(attribute):
+            self._give_way()
+        return attribute
