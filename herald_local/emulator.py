@@ -520,7 +520,7 @@ def constant_time_clock() -> bool:
 def lighten_moto() -> list[str]:
     """Cuts work moto 5.2 repeats on every request without changing any answer; returns what it applied.
 
-    Measured with py-spy on the emulator process under load (docs/emulators.md): these were pure
+    Measured with py-spy on the emulator process under load (docs/performance.md): these were pure
     waste. Like the clock, it patches moto for the whole process: the emulator's own process applies it.
     - Every request looks its host up among moto's modules by listing moto's package directory and
       testing each entry with isdir. The listing is the same every time: it is kept.
