@@ -32,12 +32,14 @@ Where it runs (`Placement`):
 from __future__ import annotations
 
 import argparse
+import copy
 import errno
 import functools
 import io
 import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -46,6 +48,7 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
@@ -396,6 +399,12 @@ def keep_alive_handler() -> type:
             super().setup()
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # werkzeug formats every request's line (its path decoded, a timestamp) before its logger drops
+            # it: quiet_emulator sets that logger to ERROR. Formatted only when it would be written.
+            if logging.getLogger("werkzeug").isEnabledFor(logging.INFO):
+                super().log_request(code, size)
+
     return KeepAliveHandler
 
 
@@ -511,7 +520,7 @@ def constant_time_clock() -> bool:
 def lighten_moto() -> list[str]:
     """Cuts work moto 5.2 repeats on every request without changing any answer; returns what it applied.
 
-    Measured with py-spy on the emulator process under load (docs/emulators.md): these were pure
+    Measured with py-spy on the emulator process under load (docs/performance.md): these were pure
     waste. Like the clock, it patches moto for the whole process: the emulator's own process applies it.
     - Every request looks its host up among moto's modules by listing moto's package directory and
       testing each entry with isdir. The listing is the same every time: it is kept.
@@ -520,6 +529,26 @@ def lighten_moto() -> list[str]:
     - Every UpdateItem parses its UpdateExpression twice from scratch. The parse depends on the
       string alone, and moto deep-copies the tree before it validates or applies it: parses are kept
       (the last 256 expressions).
+    - Every UpdateItem then deep-copies that parsed tree (copy.deepcopy, about 0.2 ms for a claim's
+      expression) so that its validation can fill the copy with this request's values. A kept tree
+      never changes (only copies are validated), so it is pickled once when parsed and each copy is
+      unpickled from those bytes: the same tree, several times faster.
+    - Each of the ten passes that validate an UpdateItem's tree asks, for every node, whether the node
+      is a tree node and whether the pass processes it: two isinstance checks through ABCMeta against
+      a tuple the pass rebuilds from a new dict each time. Both answers depend on the node's class and
+      the pass's class alone (moto's passes name their node classes in a literal dict; nothing is
+      registered on an ABC), so they are kept per pair of classes; the walk is otherwise moto's own.
+    - Three of those passes check the expression's shape alone (at most one SET, REMOVE and ADD
+      clause; no path set twice; no key attribute updated): they read the tree, the attribute names
+      and the table's key attributes, change nothing, and raise on a fault. moto runs the first two
+      on every clause of the tree, each listing the tree's clauses again (quadratic: half of an
+      UpdateItem's validation). Once they have passed for a kept tree with the same names and key
+      attributes, they pass again and are skipped; a fault is never remembered, so a faulty request
+      raises what it raised. The passes that read the item and the values always run.
+    - Every conditional write lexes its ConditionExpression from scratch, character by character with
+      a dozen regular expressions compiled each time. The tokens depend on the string alone and are
+      immutable (namedtuples): they are kept per string (the last 256), and each parse gets its own
+      queue of them, as it consumes the queue.
     - Every SQS ReceiveMessage reads each candidate message's retention period through
       GetQueueAttributes, which computes every attribute of the queue, message counts included (a
       scan of the whole queue, per message). It reads the queue's retention period itself instead.
@@ -527,7 +556,8 @@ def lighten_moto() -> list[str]:
     import moto.backends
     import moto.core.responses
     import moto.sqs.models
-    from moto.dynamodb.parsing import expressions
+    from moto.dynamodb import comparisons
+    from moto.dynamodb.parsing import ast_nodes, expressions, validators
 
     applied = []
     if not hasattr(moto.backends.list_of_moto_modules, "cache_info"):
@@ -540,8 +570,24 @@ def lighten_moto() -> list[str]:
     parser: Any = expressions.UpdateExpressionParser  # type: ignore[attr-defined]  # not in moto's __all__
     make = parser.__dict__["make"]
     if isinstance(make, classmethod) and not hasattr(make.__func__, "cache_info"):
-        parser.make = classmethod(functools.lru_cache(maxsize=256)(make.__func__))  # type: ignore[arg-type]
+        parser.make = classmethod(functools.lru_cache(maxsize=256)(_pickled_when_parsed(make.__func__)))
         applied.append("update expressions parsed once")
+    if validators.deepcopy is copy.deepcopy:  # the name moto's validators copy a tree with
+        validators.deepcopy = _copy_of_tree
+        applied.append("parsed trees copied from their pickle")
+    condition_parser: Any = comparisons.ConditionExpressionParser
+    if not getattr(condition_parser._lex_condition_expression, "lightened", False):
+        condition_parser._lex_condition_expression = _lexed_from_kept_tokens(condition_parser)
+        applied.append("condition expressions lexed once")
+    update_validator: Any = validators.UpdateExpressionValidator
+    if not getattr(update_validator.validate, "lightened", False):
+        update_validator.__init__ = _init_update_validator(update_validator.__init__)
+        update_validator.validate = _validate_update
+        applied.append("an expression's shape checked once")
+    traverser: Any = ast_nodes.DepthFirstTraverser
+    if not getattr(traverser.traverse_node_recursively, "lightened", False):
+        traverser.traverse_node_recursively = _traverse_node_recursively
+        applied.append("tree passes know which nodes they process")
     backend = moto.sqs.models.SQSBackend
     if not getattr(backend.is_message_valid_based_on_retention_period, "lightened", False):
         backend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign,assignment]
@@ -557,6 +603,134 @@ def _retained(backend: Any, queue_name: str, message: Any) -> bool:
 
 
 _retained.lightened = True  # type: ignore[attr-defined]
+
+# Each parsed UpdateExpression tree kept by the parser's cache, pickled once: a tree leaves these bytes when
+# the cache lets it go (weak keys; moto's nodes compare and hash by identity).
+_PICKLED_TREES: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+_PICKLED_LOCK = threading.Lock()
+
+
+def _pickled_when_parsed(parse: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    def parsed(parser: Any, expression: str) -> Any:
+        tree = parse(parser, expression)
+        with _PICKLED_LOCK:
+            _PICKLED_TREES[tree] = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
+        return tree
+
+    return parsed
+
+
+def _copy_of_tree(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """copy.deepcopy, from the pickle of a kept parse when `value` is one: pickle rebuilds the same
+    objects with the same attributes (the parent links included), as deepcopy does, in C."""
+    pickled = _PICKLED_TREES.get(value) if memo is None and _is_tree_node(value) else None
+    if pickled is not None:
+        return pickle.loads(pickled)
+    return copy.deepcopy(value, memo)
+
+
+def _lexed_from_kept_tokens(parser_class: Any) -> Callable[[Any], deque[Any]]:
+    """moto's ConditionExpressionParser._lex_condition_expression, from the tokens kept for its string."""
+    lex = parser_class._lex_condition_expression
+
+    @functools.lru_cache(maxsize=256)
+    def tokens(expression: str) -> tuple[Any, ...]:
+        return tuple(lex(parser_class(expression, None, None)))  # lexing reads the expression alone
+
+    def lexed(parser: Any) -> deque[Any]:
+        return deque(tokens(parser.condition_expression))
+
+    lexed.lightened = True  # type: ignore[attr-defined]
+    return lexed
+
+
+# A kept parse -> the (attribute names, table key attributes) its shape passed moto's shape checks with
+_SHAPES_PASSED: weakref.WeakKeyDictionary[Any, set[tuple[frozenset[tuple[str, str]], tuple[str, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _init_update_validator(init: Callable[..., None]) -> Callable[..., None]:
+    """moto's own __init__, then the kept parse the validator's tree was copied from, if it is one."""
+
+    def initialised(validator: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
+        init(validator, expression, *args, **kwargs)
+        with _PICKLED_LOCK:
+            kept = expression in _PICKLED_TREES if _is_tree_node(expression) else False
+        validator.kept_tree = expression if kept else None
+
+    return initialised
+
+
+def _validate_update(validator: Any) -> Any:
+    """moto's Validator.validate for an UpdateExpression: its passes in its order, except the shape
+    checks a kept parse already passed with the same names and key attributes (lighten_moto)."""
+    from moto.dynamodb.parsing.validators import (
+        ActionCountValidator,
+        OverlappingPathsValidator,
+        UpdateHashRangeKeyValidator,
+    )
+
+    shape_checks = (ActionCountValidator, OverlappingPathsValidator, UpdateHashRangeKeyValidator)
+    kept = validator.kept_tree
+    shape = (
+        frozenset((validator.expression_attribute_names or {}).items()),
+        tuple(validator.table.table_key_attrs),
+    )
+    with _PICKLED_LOCK:
+        passed = kept is not None and shape in _SHAPES_PASSED.get(kept, ())
+    node = validator.node_to_validate
+    for processor in validator.processors:
+        if passed and isinstance(processor, shape_checks):
+            continue
+        node = processor.traverse(node)
+    if kept is not None and not passed:  # every pass ran without a fault, the shape checks among them
+        with _PICKLED_LOCK:
+            _SHAPES_PASSED.setdefault(kept, set()).add(shape)
+    return node
+
+
+_validate_update.lightened = True  # type: ignore[attr-defined]
+
+_NODE_CLASSES: dict[type, bool] = {}  # a class -> whether its instances are moto's tree nodes
+
+
+def _is_tree_node(value: Any) -> bool:
+    kind = type(value)
+    is_node = _NODE_CLASSES.get(kind)
+    if is_node is None:
+        from moto.dynamodb.parsing.ast_nodes import Node  # once per class: an import per call costs a lookup
+
+        is_node = _NODE_CLASSES[kind] = isinstance(value, Node)
+    return is_node
+
+
+_PROCESSED: dict[tuple[type, type], bool] = {}  # (a pass's class, a node's class) -> whether it processes it
+
+
+def _traverse_node_recursively(traverser: Any, node: Any, child_id: int = -1) -> Any:
+    """moto's DepthFirstTraverser.traverse_node_recursively, step for step, with its two isinstance
+    answers kept per class (lighten_moto's docstring: they depend on the classes alone)."""
+    kind = type(node)
+    if _is_tree_node(node):
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                traverser.pre_processing_of_child(node, i)
+                traverser.traverse_node_recursively(child_node, i)
+        pair = (type(traverser), kind)
+        processed = _PROCESSED.get(pair)
+        if processed is None:
+            processed = _PROCESSED[pair] = isinstance(node, traverser.nodes_to_be_processed())
+        if processed:
+            node = traverser.process(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+    return node
+
+
+_traverse_node_recursively.lightened = True  # type: ignore[attr-defined]
 
 
 def _milliseconds_now(dt: datetime | None = None) -> float:
