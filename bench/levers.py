@@ -268,6 +268,12 @@ BUILT = (
         "a failed shared publish makes each page publish alone (a job published twice is sent once)",
         packed_publishes,
     ),
+    Lever(
+        "grouped status writes (a claim, an outcome per recipient per batch)",
+        "status items per recipient; a crash between a group's provider calls and its outcome write leaves the"
+        " whole group 'outcome unknown'",
+        grouped_status_writes,
+    ),
 )
 
 LEVERS = (
@@ -276,11 +282,6 @@ LEVERS = (
         "two copies of a page's message both publish (each delivery's claim sends once); a cancel answered 200"
         " could meet a page already publishing, so the cancel needs a guard of its own (built, then set back)",
         one_accept_write,
-    ),
-    Lever(
-        "grouped status writes (a claim, an outcome per notification per batch)",
-        "a batch's deliveries of one notification succeed or retry as a group's record says; status items change shape",
-        grouped_status_writes,
     ),
     Lever(
         f"Lambda memory {SMALLEST_MEMORY_MB} MB",
