@@ -421,27 +421,6 @@ class DynamoStatusStore:
             }
         self._dynamodb.put_item(TableName=self._table, Item=item)
 
-    def _conditional_update(
-        self, key: dict[str, Any], update: str, condition: str, values: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """The item before the update and whether the update happened."""
-        try:
-            response = self._dynamodb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            return error.response.get("Item") or {}, False
-        return response.get("Attributes") or {}, True
-
 
 def request_of(notification: Notification, recipients: bool = True) -> str:
     """What the status shows of the request: its priority, audience and channels."""
@@ -562,13 +541,6 @@ def entry_of(item: Mapping[str, Any]) -> DeliveryEntry | None:
 
 def tally_key(page: str, invocation: str) -> str:
     return f"{TALLY_PREFIX}{page}#{invocation}"
-
-
-def _state(value: str | None) -> DeliveryState | None:
-    try:
-        return DeliveryState(value) if value else None
-    except ValueError:
-        return None
 
 
 def _position(old: dict[str, Any]) -> PagePosition:
