@@ -93,10 +93,10 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-def recipient_of(job: DeliveryJob) -> tuple[str, str | None, str, str]:
-    """The deliveries a batch claims and records together: one notification's to one recipient on one channel
-    (a channel is a lane of send slots); every one of them lives in that recipient's status item."""
-    return (job.notification_id, job.page, job.user_id, job.channel.value)
+def recipient_of(job: DeliveryJob) -> tuple[str, str | None, str]:
+    """The deliveries a batch claims and records together: one notification's to one recipient, whatever their
+    channels (the unit takes a send slot of each one's channel); all of them live in that recipient's item."""
+    return (job.notification_id, job.page, job.user_id)
 
 
 def all_at_once(calls: list[Callable[[], T]]) -> list[T]:

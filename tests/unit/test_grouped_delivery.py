@@ -343,3 +343,34 @@ def test_a_group_whose_handling_raised_settles_each_of_its_records():
 
     # Then both records come back
     assert sorted(outcome.failed) == ["m-1", "m-2"]
+
+
+def test_a_group_of_several_channels_is_one_unit_cut_only_where_a_lane_would_overflow():
+    # Given one recipient's four records on two lanes: sms (limit 1) and push (limit 4), in the order s, p, s, p
+    lanes = {"1": "sms", "2": "push", "3": "sms", "4": "push"}
+    units: list[list[str]] = []
+
+    def handle_group(unit: list[tuple[QueueRecord, str]]) -> list[Verdict]:
+        units.append([item for _, item in unit])
+        return [Done() for _ in unit]
+
+    consumer = Consumer(
+        parse=str,
+        handle=lambda r, item: Done(),
+        dead_letters=None,  # type: ignore[arg-type]
+        sqs=FakeSqs(),
+        queue_url="q",
+        max_receive_count=5,
+        classify=failure_from,
+        parallel=10,
+        lane_of=lambda item: lanes[item],
+        lane_limits={"sms": 1, "push": 4},
+        group_of=lambda item: "ada",
+        handle_group=handle_group,
+    )
+
+    # When it processes the batch
+    consumer.process({"Records": [{"messageId": f"m-{n}", "body": str(n)} for n in range(1, 5)]})
+
+    # Then the group is cut where a second sms would join: two units of an sms and a push each
+    assert sorted(units) == [["1", "2"], ["3", "4"]]

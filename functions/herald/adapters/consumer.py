@@ -11,7 +11,7 @@
 - Records are handled concurrently when `parallel` > 1, at most `lane_limits[lane]` at once per
   lane (a channel, say), each in a copy of the invocation's context (its log keys). With
   `handle_group`, records that share a `group_of` key are handled together, as one unit holding
-  a slot per record (of `parallel` and of its lane), cut at the lane's limit. A crash (a
+  a slot per record (of `parallel` and of the record's lane), cut at those limits. A crash (a
   BaseException, as when the runtime dies) propagates: the whole invocation fails and every
   record comes back, as on Lambda.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -161,8 +162,7 @@ class Consumer(Generic[T]):
         slots = _Slots(self.parallel, self.lane_limits)
 
         def run(unit: list[tuple[QueueRecord, T]]) -> list[tuple[QueueRecord, Verdict]]:
-            lane = self.lane_of(unit[0][1]) if self.lane_of else None
-            with slots.taken(lane, len(unit)):
+            with slots.taken(self._lanes_of(unit)):
                 return self._handle_unit(unit)
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(units))) as pool:
@@ -170,17 +170,29 @@ class Consumer(Generic[T]):
             return [pair for future in futures for pair in future.result()]
 
     def _units(self, work: list[tuple[QueueRecord, T]]) -> list[list[tuple[QueueRecord, T]]]:
-        """The batch's records by group, in order of first appearance, each cut at its lane's limit."""
+        """The batch's records by group, in order of first appearance; a group is cut where a unit would hold
+        more records than `parallel`, or than a lane's limit of that lane's records."""
         groups: dict[Hashable, list[tuple[QueueRecord, T]]] = {}
         for index, (record, item) in enumerate(work):
             key = self.group_of(item) if self.group_of is not None else index
             groups.setdefault(key, []).append((record, item))
-        units = []
+        units: list[list[tuple[QueueRecord, T]]] = []
         for group in groups.values():
-            lane = self.lane_of(group[0][1]) if self.lane_of else None
-            size = max(min(self.parallel, self.lane_limits.get(lane, self.parallel) if lane else self.parallel), 1)
-            units += [group[start : start + size] for start in range(0, len(group), size)]
+            unit: list[tuple[QueueRecord, T]] = []
+            for pair in group:
+                lanes = self._lanes_of([*unit, pair])
+                if unit and (
+                    len(unit) >= self.parallel or any(n > self.lane_limits.get(lane, n) for lane, n in lanes.items())
+                ):
+                    units.append(unit)
+                    unit = []
+                unit.append(pair)
+            units.append(unit)
         return units
+
+    def _lanes_of(self, unit: list[tuple[QueueRecord, T]]) -> Counter[str]:
+        """How many of a unit's records each lane holds."""
+        return Counter(self.lane_of(item) for _, item in unit) if self.lane_of else Counter()
 
     def _handle_unit(self, unit: list[tuple[QueueRecord, T]]) -> list[tuple[QueueRecord, Verdict]]:
         assert self.handle_group is not None
@@ -257,19 +269,24 @@ class _Slots:
         self._changed = threading.Condition()
 
     @contextmanager
-    def taken(self, lane: str | None, count: int) -> Iterator[None]:
+    def taken(self, lanes: Counter[str]) -> Iterator[None]:
+        """As many slots as the unit has records, of each lane as many as it has records of that lane."""
+        count = max(sum(lanes.values()), 1)
+        limited = {lane: n for lane, n in lanes.items() if lane in self._lanes}
         with self._changed:
-            self._changed.wait_for(lambda: self._free >= count and self._lanes.get(lane or "", count) >= count)
+            self._changed.wait_for(
+                lambda: self._free >= count and all(self._lanes[lane] >= n for lane, n in limited.items())
+            )
             self._free -= count
-            if lane in self._lanes:
-                self._lanes[lane] -= count
+            for lane, n in limited.items():
+                self._lanes[lane] -= n
         try:
             yield
         finally:
             with self._changed:
                 self._free += count
-                if lane in self._lanes:
-                    self._lanes[lane] += count
+                for lane, n in limited.items():
+                    self._lanes[lane] += n
                 self._changed.notify_all()
 
 
