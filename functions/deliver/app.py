@@ -96,7 +96,7 @@ def default_dependencies() -> Dependencies:
 def recipient_of(job: DeliveryJob) -> tuple[str, str | None, str, str]:
     """The deliveries a batch claims and records together: one notification's to one recipient on one channel.
     All of a recipient's live in one status item, so grouping across channels would save more writes; it also
-    widens what a crash leaves "outcome unknown" (every group mate), which the chaos run showed tripling."""
+    widens what a crash leaves "outcome unknown" to every group mate (docs/reliability.md)."""
     return (job.notification_id, job.page, job.user_id, job.channel.value)
 
 
