@@ -100,11 +100,25 @@ def origin_of(frame: FrameType | None) -> tuple[str, str]:
     Herald's calls are those made inside a handler (a functions/<name>/app.py frame on the stack).
     Herald's code called from elsewhere (the benchmark registering devices or reading a status)
     belongs to its caller: the first frame of this repository outside functions/ decides. In a
-    pool's worker thread that nothing of this repository decides, the submitter's origin does.
+    pool's worker thread that nothing of this repository decides, the submitter's origin does; so it
+    does when Herald's own code is innermost there (a deliver function's provider calls, made from its
+    pool through the local stack's provider wrappers, whose frames would otherwise decide).
     """
     found = _origin_on_stack(frame)
     inherited: tuple[str, str] | None = getattr(_submitted, "origin", None)
-    return inherited if found == (Origin.OTHER, "") and inherited is not None else found
+    if inherited is None or (found[0] == Origin.HERALD and found[1]):
+        return found
+    return inherited if found == (Origin.OTHER, "") or _innermost(frame) == Origin.HERALD else found
+
+
+def _innermost(frame: FrameType | None) -> str | None:
+    """The kind of the innermost frame of this repository's code on the stack."""
+    while frame is not None:
+        kind = _kind(frame.f_code.co_filename)
+        if kind is not None:
+            return kind
+        frame = frame.f_back
+    return None
 
 
 def _origin_on_stack(frame: FrameType | None) -> tuple[str, str]:

@@ -275,14 +275,15 @@ BUILT = (
         " a cancel is a conditional write on the same item, so exactly one of the two wins",
         one_accept_write,
     ),
+    Lever(
+        "grouped status writes (a claim, an outcome per recipient per batch)",
+        "status items per recipient; a crash between a group's provider calls and its outcome write leaves the"
+        " whole group 'outcome unknown'",
+        grouped_status_writes,
+    ),
 )
 
 LEVERS = (
-    Lever(
-        "grouped status writes (a claim, an outcome per notification per batch)",
-        "a batch's deliveries of one notification succeed or retry as a group's record says; status items change shape",
-        grouped_status_writes,
-    ),
     Lever(
         f"Lambda memory {SMALLEST_MEMORY_MB} MB",
         "CPU-bound work 2x slower (API answers later); less headroom: check Max Memory Used per function",

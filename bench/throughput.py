@@ -205,7 +205,8 @@ def scanned_outcomes(bench: BenchStack, notification_ids: list[str]) -> tuple[li
     import boto3
     from botocore.config import Config
 
-    from herald.adapters.status import DELIVERY_PREFIX, SUMMARY_SK
+    from herald.adapters.status import RECIPIENT_PREFIX, SUMMARY_SK
+    from herald.adapters.status_views import recipient_records
 
     # A client of its own: pages of a large table take moto longer than Herald's clients wait
     dynamodb = boto3.session.Session().client("dynamodb", config=Config(read_timeout=300, retries={"max_attempts": 5}))
@@ -223,9 +224,9 @@ def scanned_outcomes(bench: BenchStack, notification_ids: list[str]) -> tuple[li
                 continue
             if sk == SUMMARY_SK:
                 accepted[notification_id] = datetime.fromisoformat(item["accepted_at"]["S"])
-            elif sk.startswith(DELIVERY_PREFIX) and "status" in item:
-                sent_at = datetime.fromisoformat(item["sent_at"]["S"]) if "sent_at" in item else None
-                deliveries.setdefault(notification_id, []).append((item["status"]["S"], sent_at))
+            elif sk.startswith(RECIPIENT_PREFIX):  # a recipient's deliveries, one entry per device
+                for record in recipient_records(item):
+                    deliveries.setdefault(notification_id, []).append((record.status.value, record.sent_at))
     if set(accepted) != wanted:
         raise BenchError(f"{len(wanted - set(accepted))} accepted notifications have no status")
     outcomes = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -35,10 +35,12 @@ from herald.models.status import (
     LISTED_NAMES,
     Cancellation,
     Claim,
+    ClaimRequest,
     DeferredDelivery,
     DeliveryPage,
     DeliveryRecord,
     NotificationRecord,
+    OutcomeRecord,
     PageOutcome,
     PageWrite,
     SkippedDelivery,
@@ -228,6 +230,10 @@ class FakeStatusStore:
         self.markers: dict[tuple[str, str], Marker] = {}
         self.tallies: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.cancelled: dict[str, datetime] = {}
+        # One entry per status write of deliveries: ("claim" or "record", notification, user), as the
+        # DynamoDB store writes one recipient's item once per call.
+        self.delivery_writes: list[tuple[str, str, str]] = []
+        self._versions = 0
 
     # --- writes -------------------------------------------------------------------------------------
 
@@ -261,6 +267,33 @@ class FakeStatusStore:
         self.journal.append(f"status.record_continued {page}")
         self.pages[(notification_id, page)].continued = True
 
+    def claim_deliveries(self, requests: list[ClaimRequest], until: datetime, fresh: bool = True) -> list[Claim]:
+        self.journal.append("status.claim_deliveries")
+        claims = []
+        seen: set[tuple[str, str]] = set()
+        for request in requests:
+            job = request.job
+            if (job.notification_id, job.delivery_id) in seen:  # a second copy in one group: the first holds it
+                claims.append(Claim(granted=False, busy_until=until, previous=DeliveryState.SENDING))
+                continue
+            seen.add((job.notification_id, job.delivery_id))
+            self._versions += 1
+            claim = self._claim(job, f"v{self._versions}", until, request.parked_at, request.invocation)
+            claims.append(replace(claim, version=self._versions) if claim.granted else claim)
+        if any(claim.granted for claim in claims):
+            self.delivery_writes += sorted({("claim", r.job.notification_id, r.job.user_id) for r in requests})
+        return claims
+
+    def record_outcomes(self, outcomes: list[OutcomeRecord]) -> list[bool]:
+        self.journal.append("status.record_outcomes")
+        self.delivery_writes += sorted({("record", o.job.notification_id, o.job.user_id) for o in outcomes})
+        return [
+            self._record(
+                o.job, f"v{o.version}", o.state, o.error, provider_message_id=o.provider_message_id, redriven=o.redriven
+            )
+            for o in outcomes
+        ]
+
     def claim_delivery(
         self,
         job: DeliveryJob,
@@ -269,7 +302,13 @@ class FakeStatusStore:
         parked_at: datetime | None = None,
         invocation: str | None = None,
     ) -> Claim:
+        """One delivery's claim as `claim_deliveries` makes it (tests set the scene with it)."""
         self.journal.append("status.claim_delivery")
+        return self._claim(job, owner, until, parked_at, invocation)
+
+    def _claim(
+        self, job: DeliveryJob, owner: str, until: datetime, parked_at: datetime | None, invocation: str | None
+    ) -> Claim:
         key = (job.notification_id, job.delivery_id)
         records = self.records.setdefault(job.notification_id, {})
         previous = records.get(job.delivery_id)
@@ -324,6 +363,17 @@ class FakeStatusStore:
         redriven: bool = False,
     ) -> bool:
         self.journal.append("status.record_outcome")
+        return self._record(job, owner, state, error, provider_message_id, redriven)
+
+    def _record(
+        self,
+        job: DeliveryJob,
+        owner: str,
+        state: DeliveryState,
+        error: str | None,
+        provider_message_id: str | None = None,
+        redriven: bool = False,
+    ) -> bool:
         key = (job.notification_id, job.delivery_id)
         held = self.claims.get(key)
         if held is None or held.owner != owner:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,7 +22,7 @@ from herald.adapters.devices import DynamoDeviceRegistry
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.status import DynamoStatusStore
 from herald.adapters.templates import DynamoRenderedContent
-from herald.logic.delivery import UNPARKED_COPY, Outcome, RetryPolicy, deliver
+from herald.logic.delivery import UNPARKED_COPY, Outcome, Received, Result, RetryPolicy, deliver_together
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
 from herald.logic.tallies import TallySheet
@@ -38,6 +40,8 @@ from herald.observability import (
     to_stdout,
 )
 from herald.settings import DeliverSettings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,23 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
+def recipient_of(job: DeliveryJob) -> tuple[str, str | None, str, str]:
+    """The deliveries a batch claims and records together: one notification's to one recipient on one channel.
+    All of a recipient's live in one status item, so grouping across channels would save more writes; it also
+    widens what a crash leaves "outcome unknown" to every group mate (docs/reliability.md)."""
+    return (job.notification_id, job.page, job.user_id, job.channel.value)
+
+
+def all_at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """A group's provider calls side by side (its unit holds a send slot for each), each in a copy of the
+    invocation's context; a crash in one propagates once all have returned, as Lambda's would stop them all."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+        return [future.result() for future in futures]
+
+
 @inject_lambda_context
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, dependencies: Dependencies | None = None
@@ -100,22 +121,26 @@ def lambda_handler(
     deadline = now() + timedelta(milliseconds=context.get_remaining_time_in_millis())
     tally = TallySheet(context.aws_request_id)
 
-    def handle(record: QueueRecord, job: DeliveryJob) -> Verdict:
-        owner = f"{context.aws_request_id}/{record.message_id}"
-        result = deliver(
-            job,
-            record.receive_count,
-            owner,
+    def handle_group(unit: list[tuple[QueueRecord, DeliveryJob]]) -> list[Verdict]:
+        # A recipient's deliveries in this batch: claimed in one status write, sent at once, recorded in one.
+        received = [
+            Received(job, record.receive_count, parked_at(record.message_attributes), record.message_id)
+            for record, job in unit
+        ]
+        results = deliver_together(
+            received,
             deadline,
             d.senders,
             d.status,
             d.devices,
             d.policy,
-            parked_at=parked_at(record.message_attributes),
             tally=tally,
-            record_id=record.message_id,
             content=d.content,
+            run_all=all_at_once,
         )
+        return [verdict(record, job, result) for (record, job), result in zip(unit, results, strict=True)]
+
+    def verdict(record: QueueRecord, job: DeliveryJob, result: Result) -> Verdict:
         where: dict[str, object] = {
             "notification_id": job.notification_id,
             "device_id": job.device_id,
@@ -147,7 +172,9 @@ def lambda_handler(
 
     consumer = Consumer(
         parse=DeliveryJob.model_validate_json,
-        handle=handle,
+        handle=lambda record, job: handle_group([(record, job)])[0],
+        group_of=recipient_of,
+        handle_group=handle_group,
         dead_letters=d.dead_letters,
         sqs=d.sqs,
         queue_url=settings.queue_url,

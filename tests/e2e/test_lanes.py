@@ -123,7 +123,7 @@ def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate, Gate]]:
             dependencies = dataclasses.replace(dependencies, senders=senders)
         if function == "DeliverLowFunction":
             dependencies = dataclasses.replace(
-                dependencies, status=GatedStatus(dependencies.status, low_deliver, "claim_delivery")
+                dependencies, status=GatedStatus(dependencies.status, low_deliver, "claim_deliveries")
             )
         return dependencies
 

@@ -75,12 +75,14 @@ def delivery_status(deployed: Deployed, job: DeliveryJob) -> dict[str, str]:
         client("dynamodb")
         .get_item(
             TableName=deployed.environment(FUNCTION)["STATUS_TABLE"],
-            Key={"notification_id": {"S": job.notification_id}, "sk": {"S": f"delivery#{job.delivery_id}"}},
+            Key={"notification_id": {"S": job.notification_id}, "sk": {"S": f"recipient#{job.user_id}"}},
             ConsistentRead=True,
         )
         .get("Item", {})
     )
-    return {name: next(iter(value.values())) for name, value in item.items()}
+    # The recipient's item holds one map per device; this device's, by the names the status store writes.
+    entry = item.get(f"d#{job.device_id}", {}).get("M", {})
+    return {"status": entry["s"]["S"]} if "s" in entry else {}
 
 
 def test_duplicated_messages_are_each_consumed_once_more(deployed: Deployed, run_poller) -> None:

@@ -242,7 +242,7 @@ def test_a_delivery_item_caught_half_written_reads_as_queued_not_as_an_error(dep
     run_fanout(deployed)
     client("dynamodb").put_item(
         TableName=deployed.stack.ref("StatusTable"),
-        Item={"notification_id": {"S": notification_id}, "sk": {"S": "delivery#ada#web"}},
+        Item={"notification_id": {"S": notification_id}, "sk": {"S": "recipient#ada"}},
     )
 
     # When the status is read, Then it answers, the delivery still queued
@@ -253,11 +253,11 @@ def test_a_delivery_item_caught_half_written_reads_as_queued_not_as_an_error(dep
 def test_a_job_whose_dynamodb_write_fails_validation_goes_to_its_dlq_on_its_first_receive_with_the_reason(
     deployed: Deployed,
 ) -> None:
-    # Given a delivery job whose status item key DynamoDB refuses: a sort key over 1,024 bytes
+    # Given a delivery job whose status item key DynamoDB refuses: a sort key ("recipient#<user>") over 1,024 bytes
     job = DeliveryJob(
         notification_id="n-long-key",
-        user_id="u" * 600,
-        device_id="d" * 600,
+        user_id="u" * 1100,
+        device_id="d" * 10,
         channel=Channel.IN_APP,
         title="t",
         body="b",

@@ -242,10 +242,8 @@ def test_a_crash_fails_the_whole_invocation_as_when_the_runtime_dies(lambda_cont
 class StatusStoreRefusingTheKey(FakeStatusStore):
     """DynamoDB's answer to a write whose sort key is over 1,024 bytes: a ValidationException."""
 
-    def claim_delivery(
-        self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None, invocation: Any = None
-    ) -> Any:
-        self.journal.append("status.claim_delivery")
+    def claim_deliveries(self, requests: Any, until: Any, fresh: bool = True) -> Any:
+        self.journal.append("status.claim_deliveries")
         raise ClientError(
             {
                 "Error": {
@@ -280,9 +278,7 @@ def test_a_job_whose_dynamodb_write_fails_validation_is_dead_lettered_on_its_fir
 def test_a_transient_aws_error_outside_the_provider_call_is_still_retried(lambda_context):
     # Given the sample job, and a status table that is throttling
     class ThrottledStatusStore(FakeStatusStore):
-        def claim_delivery(
-            self, job: DeliveryJob, owner: str, until: Any, parked_at: Any = None, invocation: Any = None
-        ) -> Any:
+        def claim_deliveries(self, requests: Any, until: Any, fresh: bool = True) -> Any:
             error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
             raise ClientError({"Error": error}, "UpdateItem")
 

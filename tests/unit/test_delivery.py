@@ -25,7 +25,6 @@ from tests.fakes import Attempt, FakeDeviceRegistry, FakeSender, FakeStatusStore
 
 MAX_ATTEMPTS = 5
 BASE, CAP = 2, 60
-OWNER = "request-1/message-1"
 PUSH_ARN = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/herald/7"
 # Draws the top of the jitter range, so a test reads the ceiling exactly.
 LONGEST = RetryPolicy(max_attempts=MAX_ATTEMPTS, base=BASE, cap=CAP, draw=lambda: 0.999999)
@@ -45,11 +44,10 @@ def deliver_with(
     status: FakeStatusStore,
     attempt: int,
     devices: FakeDeviceRegistry | None = None,
-    owner: str = OWNER,
     parked_at: datetime | None = None,
 ) -> Result:
     registry = devices if devices is not None else FakeDeviceRegistry()
-    return deliver(job, attempt, owner, deadline(), {job.channel: sender}, status, registry, LONGEST, parked_at)
+    return deliver(job, attempt, deadline(), {job.channel: sender}, status, registry, LONGEST, parked_at)
 
 
 # ---------------------------------------------------------------- the backoff table
@@ -110,7 +108,7 @@ def test_success_claims_then_records_sent_with_the_provider_message_id(job):
 
     # Then it was claimed, sent once and recorded sent with the provider's id
     assert result.outcome is Outcome.SENT
-    assert journal == ["status.claim_delivery", "status.record_outcome"]
+    assert journal == ["status.claim_deliveries", "status.record_outcomes"]
     assert sender.sent == [job]
     assert status.attempts == [Attempt(job.delivery_id, DeliveryState.SENT, None, "provider-1")]
     record = status.delivery(job.notification_id, job.delivery_id)
@@ -202,7 +200,7 @@ def test_a_duplicate_of_a_sent_delivery_is_not_sent_again(job):
     deliver_with(job, sender, status, attempt=1)
 
     # When SQS hands the same job over again (a duplicate, or a fan-out retried after a partial publish)
-    again = deliver_with(job, sender, status, attempt=1, owner="request-2/message-2")
+    again = deliver_with(job, sender, status, attempt=1)
 
     # Then it is done without a second provider call
     assert again.outcome is Outcome.ALREADY_DONE
@@ -215,9 +213,7 @@ def test_a_duplicate_while_another_attempt_holds_the_claim_waits_for_the_claim_t
     status.claim_delivery(job, "request-1/message-1", deadline(20))
 
     # When a duplicate of the job arrives
-    result = deliver(
-        job, 1, "request-2/message-2", deadline(), {job.channel: sender}, status, FakeDeviceRegistry(), LONGEST
-    )
+    result = deliver(job, 1, deadline(), {job.channel: sender}, status, FakeDeviceRegistry(), LONGEST)
 
     # Then the provider is not called and the duplicate comes back once the claim could have expired
     assert result.outcome is Outcome.RETRY
@@ -233,7 +229,7 @@ def test_after_a_crash_after_send_a_non_idempotent_channel_is_not_sent_again(job
     status.claim_delivery(crashed, "request-1/message-1", deadline(-1))
 
     # When the message returns after the claim expired
-    result = deliver_with(crashed, sender, status, attempt=2, owner="request-2/message-1")
+    result = deliver_with(crashed, sender, status, attempt=2)
 
     # Then the provider is not called a second time: the delivery ends failed, saying the outcome is unknown
     assert sender.tried == []
@@ -247,7 +243,7 @@ def test_after_a_crash_an_in_app_delivery_is_written_again_because_the_inbox_wri
     status.claim_delivery(job, "request-1/message-1", deadline(-1))
 
     # When the message returns after the claim expired
-    result = deliver_with(job, sender, status, attempt=2, owner="request-2/message-1")
+    result = deliver_with(job, sender, status, attempt=2)
 
     # Then the inbox item is written (again: same key, one item) and the delivery is sent
     assert result.outcome is Outcome.SENT
@@ -276,7 +272,7 @@ def test_a_redriven_delivery_is_tried_again_and_its_status_says_it_was_redriven(
     deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, attempt=MAX_ATTEMPTS)
 
     # When the operator redrives it and it arrives as a new message, still carrying the mark of its parking
-    result = deliver_with(job, FakeSender(), status, attempt=1, owner="request-9/message-9", parked_at=now())
+    result = deliver_with(job, FakeSender(), status, attempt=1, parked_at=now())
 
     # Then it is sent, and the record counts one redrive and both attempts
     assert result.outcome is Outcome.SENT
@@ -293,7 +289,7 @@ def test_a_redriven_delivery_gets_a_fresh_round_of_attempts(job):
 
     # When its first four attempts of the new round fail, and then the fifth
     parked = now()
-    results = [deliver_with(job, failing, status, attempt=n, owner=f"r/{n}", parked_at=parked) for n in range(1, 6)]
+    results = [deliver_with(job, failing, status, attempt=n, parked_at=parked) for n in range(1, 6)]
 
     # Then it backs off 2, 4, 8, 16 s and only the fifth is dead-lettered again
     assert [(r.outcome, r.retry_in) for r in results[:4]] == [(Outcome.RETRY, d) for d in (2, 4, 8, 16)]
@@ -307,7 +303,7 @@ def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_no_redrive_is_counte
     sender = FakeSender()
 
     # When a second SQS copy of the original job arrives: it was never parked, so it carries no mark
-    result = deliver_with(job, sender, status, attempt=1, owner="request-7/stray-copy")
+    result = deliver_with(job, sender, status, attempt=1)
 
     # Then it is not sent but parked beside the first, for the operator; the status still says dead-lettered
     assert (result.outcome, result.reason) == (Outcome.DEAD_LETTER, UNPARKED_COPY)
@@ -322,15 +318,15 @@ def test_a_parked_copy_from_an_earlier_round_does_not_revive_a_later_dead_letter
     failing = FakeSender(error=DeliveryFailed("inbox throttled"))
     deliver_with(job, failing, status, attempt=MAX_ATTEMPTS)
     first_parking = status.dead_lettered_at[(job.notification_id, job.delivery_id)]
-    deliver_with(job, failing, status, attempt=MAX_ATTEMPTS, owner="r/2", parked_at=first_parking)
+    deliver_with(job, failing, status, attempt=MAX_ATTEMPTS, parked_at=first_parking)
     sender = FakeSender()
 
     # When a copy marked with the first parking (a duplicate of the first redrive) arrives
-    result = deliver_with(job, sender, status, attempt=1, owner="r/3", parked_at=first_parking)
+    result = deliver_with(job, sender, status, attempt=1, parked_at=first_parking)
 
     # Then it is refused too; only the message parked the second time can revive the delivery
     assert result.outcome is Outcome.ALREADY_DONE and sender.tried == []
-    assert deliver_with(job, sender, status, attempt=1, owner="r/4", parked_at=now()).outcome is Outcome.SENT
+    assert deliver_with(job, sender, status, attempt=1, parked_at=now()).outcome is Outcome.SENT
 
 
 def test_a_message_that_kept_its_old_receive_count_backs_off_from_the_start_of_its_round(job):
@@ -340,7 +336,7 @@ def test_a_message_that_kept_its_old_receive_count_backs_off_from_the_start_of_i
     deliver_with(job, failing, status, attempt=1)
 
     # When the message returns counting 3 receives (one was a duplicate that never reached an attempt)
-    result = deliver_with(job, failing, status, attempt=3, owner="r/3")
+    result = deliver_with(job, failing, status, attempt=3)
 
     # Then it waits as a second attempt does
     assert (result.outcome, result.retry_in) == (Outcome.RETRY, 4)

@@ -209,7 +209,7 @@ def test_an_sms_to_an_opted_out_number_is_not_sent_and_its_device_goes_inactive(
     policy = RetryPolicy(max_attempts=5, base=2, cap=60)
 
     # When an SMS delivery to it runs
-    result = deliver(sms_job(number), 1, "o", now(), {Channel.SMS: SmsSender(sns)}, status, registry, policy)
+    result = deliver(sms_job(number), 1, now(), {Channel.SMS: SmsSender(sns)}, status, registry, policy)
 
     # Then nothing is published, the delivery failed for good saying why, and the device is inactive
     assert sns.published == []

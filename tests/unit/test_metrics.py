@@ -151,7 +151,7 @@ def test_the_last_failed_attempt_counts_a_dead_letter_not_a_retry(capsys, lambda
 
 
 class BrokenStatusStore(FakeStatusStore):
-    def claim_delivery(self, *args: Any, **kwargs: Any) -> Any:
+    def claim_deliveries(self, *args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("DynamoDB unreachable")
 
 

@@ -29,11 +29,9 @@ def paged(job: DeliveryJob) -> DeliveryJob:
 
 def run(job, status, tally, sender=None, attempt=1, until=None, record="message-1", parked_at=None):
     senders = {job.channel: sender or FakeSender()}
-    owner = f"{tally.invocation if tally else 'request'}/{record}"
     return deliver(
         job,
         attempt,
-        owner,
         until or deadline(),
         senders,
         status,

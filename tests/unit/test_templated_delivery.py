@@ -45,7 +45,7 @@ def test_the_sender_gets_the_rendered_part_of_the_jobs_locale():
 
     # When it is delivered
     result = deliver(
-        email_job("n-1", "mail", "de"), 1, "o", now() + timedelta(seconds=30), {Channel.EMAIL: sender},
+        email_job("n-1", "mail", "de"), 1, now() + timedelta(seconds=30), {Channel.EMAIL: sender},
         status, FakeDeviceRegistry(), POLICY, content=content,
     )  # fmt: skip
 
@@ -61,7 +61,7 @@ def test_a_rendering_that_is_gone_fails_the_delivery_for_good_without_calling_th
 
     # When it is delivered
     result = deliver(
-        email_job("n-2", "mail", "en"), 1, "o", now() + timedelta(seconds=30), {Channel.EMAIL: sender},
+        email_job("n-2", "mail", "en"), 1, now() + timedelta(seconds=30), {Channel.EMAIL: sender},
         status, FakeDeviceRegistry(), POLICY, content=FakeRenderedContent(),
     )  # fmt: skip
 

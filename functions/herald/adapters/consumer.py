@@ -9,7 +9,9 @@
   with its reason; anything else comes back until the last allowed receive, then goes there too.
 - A record whose handling says "dead-letter" goes to the DLQ with its reason and is done.
 - Records are handled concurrently when `parallel` > 1, at most `lane_limits[lane]` at once per
-  lane (a channel, say), each in a copy of the invocation's context (its log keys). A crash (a
+  lane (a channel, say), each in a copy of the invocation's context (its log keys). With
+  `handle_group`, records that share a `group_of` key are handled together, as one unit holding
+  a slot per record (of `parallel` and of the record's lane), cut at those limits. A crash (a
   BaseException, as when the runtime dies) propagates: the whole invocation fails and every
   record comes back, as on Lambda.
 """
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -103,6 +107,10 @@ class Consumer(Generic[T]):
     # Given every parsed record before any is handled: work the batch's records share (one publish for
     # several notifications). What it leaves undone, `handle` does for each record alone.
     prepare: Callable[[list[tuple[QueueRecord, T]]], None] | None = None
+    # Records sharing a key are handled by `handle_group` together, one verdict per record in order (a deliver
+    # batch's deliveries to one recipient: one status write claims them all). Without it, `handle` each alone.
+    group_of: Callable[[T], Hashable] | None = None
+    handle_group: Callable[[list[tuple[QueueRecord, T]]], list[Verdict]] | None = None
 
     def process(self, event: Mapping[str, Any]) -> BatchOutcome:
         records = [QueueRecord.from_event_record(record) for record in event.get("Records", [])]
@@ -116,7 +124,7 @@ class Consumer(Generic[T]):
                 self._dead_letter(record, f"invalid message: {_invalid_because(error)}", outcome)
         if self.prepare is not None:
             self.prepare(work)
-        verdicts = self._handle_all(work)
+        verdicts = self._handle_units(work) if self.handle_group is not None else self._handle_all(work)
         delays: list[tuple[QueueRecord, int]] = []
         for record, verdict in verdicts:
             if isinstance(verdict, Retry):
@@ -147,6 +155,57 @@ class Consumer(Generic[T]):
             ]
             return [(record, future.result()) for record, future in futures]
 
+    def _handle_units(self, work: list[tuple[QueueRecord, T]]) -> list[tuple[QueueRecord, Verdict]]:
+        units = self._units(work)
+        if self.parallel <= 1 or len(units) <= 1:
+            return [pair for unit in units for pair in self._handle_unit(unit)]
+        slots = _Slots(self.parallel, self.lane_limits)
+
+        def run(unit: list[tuple[QueueRecord, T]]) -> list[tuple[QueueRecord, Verdict]]:
+            with slots.taken(self._lanes_of(unit)):
+                return self._handle_unit(unit)
+
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(units))) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, run, unit) for unit in units]
+            return [pair for future in futures for pair in future.result()]
+
+    def _units(self, work: list[tuple[QueueRecord, T]]) -> list[list[tuple[QueueRecord, T]]]:
+        """The batch's records by group, in order of first appearance; a group is cut where a unit would hold
+        more records than `parallel`, or than a lane's limit of that lane's records."""
+        groups: dict[Hashable, list[tuple[QueueRecord, T]]] = {}
+        for index, (record, item) in enumerate(work):
+            key = self.group_of(item) if self.group_of is not None else index
+            groups.setdefault(key, []).append((record, item))
+        units: list[list[tuple[QueueRecord, T]]] = []
+        for group in groups.values():
+            unit: list[tuple[QueueRecord, T]] = []
+            for pair in group:
+                lanes = self._lanes_of([*unit, pair])
+                if unit and (
+                    len(unit) >= self.parallel or any(n > self.lane_limits.get(lane, n) for lane, n in lanes.items())
+                ):
+                    units.append(unit)
+                    unit = []
+                unit.append(pair)
+            units.append(unit)
+        return units
+
+    def _lanes_of(self, unit: list[tuple[QueueRecord, T]]) -> Counter[str]:
+        """How many of a unit's records each lane holds."""
+        return Counter(self.lane_of(item) for _, item in unit) if self.lane_of else Counter()
+
+    def _handle_unit(self, unit: list[tuple[QueueRecord, T]]) -> list[tuple[QueueRecord, Verdict]]:
+        assert self.handle_group is not None
+        try:
+            verdicts = self.handle_group(unit)
+        except Exception as error:
+            verdicts = [self._failed(record, error) for record, _ in unit]
+        pairs = [(record, verdict) for (record, _), verdict in zip(unit, verdicts, strict=True)]
+        if self.observe is not None:
+            for (record, item), verdict in zip(unit, verdicts, strict=True):
+                self.observe(record, item, verdict)
+        return pairs
+
     def _handle_one(self, record: QueueRecord, item: T) -> Verdict:
         verdict = self._verdict(record, item)
         if self.observe is not None:
@@ -157,17 +216,21 @@ class Consumer(Generic[T]):
         try:
             return self.handle(record, item)
         except Exception as error:
-            failure = self.classify(error)
-            reason = f"{type(error).__name__}: {_first_line(error)}"
-            if failure.permanent:
-                # No retry can fix it: waiting out the receives would only delay the dead letter.
-                logger.warning("record failed permanently", message_id=record.message_id, reason=reason)
-                return DeadLetter(f"failed permanently on receive {record.receive_count}: {reason}")
-            if record.receive_count >= self.max_receive_count:
-                # The queue would move it on the next receive, without a reason: say why instead.
-                return DeadLetter(f"failed on receive {record.receive_count}: {reason}")
-            logger.exception("record failed; the queue will bring it back", message_id=record.message_id)
-            return Retry(reason)
+            return self._failed(record, error)
+
+    def _failed(self, record: QueueRecord, error: Exception) -> Verdict:
+        """The verdict on a record whose handling raised."""
+        failure = self.classify(error)
+        reason = f"{type(error).__name__}: {_first_line(error)}"
+        if failure.permanent:
+            # No retry can fix it: waiting out the receives would only delay the dead letter.
+            logger.warning("record failed permanently", message_id=record.message_id, reason=reason)
+            return DeadLetter(f"failed permanently on receive {record.receive_count}: {reason}")
+        if record.receive_count >= self.max_receive_count:
+            # The queue would move it on the next receive, without a reason: say why instead.
+            return DeadLetter(f"failed on receive {record.receive_count}: {reason}")
+        logger.exception("record failed; the queue will bring it back", message_id=record.message_id)
+        return Retry(reason)
 
     def _dead_letter(self, record: QueueRecord, reason: str, outcome: BatchOutcome) -> None:
         try:
@@ -195,6 +258,36 @@ class Consumer(Generic[T]):
         except Exception:  # BatchEntryFailed included
             # The messages still come back, after the queue's visibility timeout instead.
             logger.exception("could not set the backoff of some messages")
+
+
+class _Slots:
+    """Send slots of a batch: `parallel` in all and each lane's limit, taken several at a time by a unit."""
+
+    def __init__(self, parallel: int, lane_limits: Mapping[str, int]):
+        self._free = parallel
+        self._lanes = dict(lane_limits)
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def taken(self, lanes: Counter[str]) -> Iterator[None]:
+        """As many slots as the unit has records, of each lane as many as it has records of that lane."""
+        count = max(sum(lanes.values()), 1)
+        limited = {lane: n for lane, n in lanes.items() if lane in self._lanes}
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._free >= count and all(self._lanes[lane] >= n for lane, n in limited.items())
+            )
+            self._free -= count
+            for lane, n in limited.items():
+                self._lanes[lane] -= n
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += count
+                for lane, n in limited.items():
+                    self._lanes[lane] += n
+                self._changed.notify_all()
 
 
 def _first_line(error: BaseException) -> str:

@@ -10,7 +10,9 @@ Items of a notification (partition key `notification_id`), by sort key:
   without devices, and where the next page starts; then `continued_at` once that is queued. A cancel
   writes `cancelled_at` on the notification's first page, only if no fan-out recorded it, and the
   fan-out's record requires no `cancelled_at`: exactly one of the two is written.
-- `delivery#<user>#<device>`: one per delivery, written by its claim and its outcome only.
+- `recipient#<user>`: a recipient's deliveries of the notification, one map per device (`d#<device>`),
+  written by deliver invocations only: one write claims the deliveries a batch holds for the recipient,
+  one records their outcomes (docs/reliability.md, "Grouped status writes").
 - `tally#<page>#<invocation>`: for a notification of more than one page, what one deliver
   invocation changed in that page's delivery statuses (herald.logic.tallies).
 
@@ -21,26 +23,38 @@ A broadcast's deliveries and tallies live in one partition per chain of pages, `
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from herald.adapters.status_choices import cancellation_refused, scheduling_attributes
-from herald.models.domain import ROOT_PAGE, DeliveryJob, DeliveryState, Notification, PagePosition, now
-from herald.models.status import Cancellation, Claim, PageOutcome, PageWrite, Transition
+from herald.models.domain import ROOT_PAGE, Channel, DeliveryJob, DeliveryState, Notification, PagePosition, now
+from herald.models.status import (
+    Cancellation,
+    Claim,
+    ClaimRequest,
+    DeliveryEntry,
+    OutcomeRecord,
+    PageOutcome,
+    PageWrite,
+    claim_entry,
+)
+
+T = TypeVar("T")
 
 SUMMARY_SK = "notification"
 PAGE_PREFIX = "page#"
-DELIVERY_PREFIX = "delivery#"
+RECIPIENT_PREFIX = "recipient#"
+DEVICE_PREFIX = "d#"  # a recipient item's attribute per device: "d#<device>"
+CLAIM_ROUNDS = 4  # reads of a recipient item a claim tries before it calls its deliveries busy
 PLANNED_PREFIX = "planned#"
 TALLY_PREFIX = "tally#"
 PLANNED_CHUNK_BYTES = 300_000  # of an item's 400 KB
 # Planned deliveries up to this size live in the page item itself (one write for a small notification);
 # more go to their own items, so that reading the pages of a broadcast stays cheap.
 INLINE_PLANNED_BYTES = 1000
-NO_STATUS = "-"  # tally_from of a delivery claimed for the first time
 
 
 class DynamoStatusStore:
@@ -202,125 +216,153 @@ class DynamoStatusStore:
 
     # --- deliveries --------------------------------------------------------------------------------
 
-    def claim_delivery(
-        self,
-        job: DeliveryJob,
-        owner: str,
-        until: datetime,
-        parked_at: datetime | None = None,
-        invocation: str | None = None,
-    ) -> Claim:
-        """The one write before a provider call: claims the delivery and counts the attempt.
+    def claim_deliveries(self, requests: list[ClaimRequest], until: datetime, fresh: bool = True) -> list[Claim]:
+        """The one write per recipient before the provider calls: claims its deliveries among `requests` and
+        counts their attempts (herald.models.status.claim_entry decides each device; the write is granted only
+        if no device changed since it was read). `fresh`: the deliveries are likely new (a first receive), so
+        the first write assumes so and reads nothing; otherwise the item is read first. A refused claim
+        (sent, failed, dead-lettered for a stray copy, or held by a live claim) never reaches a provider."""
+        claims: list[Claim | None] = [None] * len(requests)
+        for key, indexed in _by_item(requests, lambda request: request.job):
+            for index, claim in zip(
+                indexed, self._claim_item(key, [requests[i] for i in indexed], until, fresh), strict=True
+            ):
+                claims[index] = claim
+        return [claim for claim in claims if claim is not None]
 
-        Granted when the delivery is new, queued, retrying, or held by a claim that expired (its
-        invocation died); and when it is dead-lettered, only to a message Herald parked (see
-        `_revival`). Refused when it is sent or failed, or another invocation holds a live claim:
-        an SQS duplicate never reaches the provider.
-        With `invocation`, the claim also marks the delivery with it (herald.logic.tallies).
-        """
-        at = now()
-        revival, revival_values = _revival(parked_at)
-        update = (
-            "SET #status = :sending, claim_owner = :o, claimed_until = :until, user_id = :u, device_id = :d,"
-            " channel = :c, updated_at = :t, expires_at = :e, queued_at = if_not_exists(queued_at, :q)"
-        )
-        values: dict[str, Any] = {
-            ":sending": {"S": DeliveryState.SENDING.value},
-            ":o": {"S": owner},
-            ":until": {"N": str(_millis(until))},
-            ":u": {"S": job.user_id},
-            ":d": {"S": job.device_id},
-            ":c": {"S": job.channel.value},
-            ":t": {"S": at.isoformat()},
-            ":q": {"S": (job.queued_at or job.accepted_at).isoformat()},
-            ":e": {"N": str(self.expires_at())},
-            ":one": {"N": "1"},
-            **claimable_values(at),
-            **revival_values,
-        }
-        if invocation is not None:
-            update += ", tally_by = :inv, tally_until = :until, tally_from = if_not_exists(#status, :none)"
-            values.update({":inv": {"S": invocation}, ":none": {"S": NO_STATUS}})
-        old, granted = self._conditional_update(
-            key=_key(partition_of(job.notification_id, job.page), DELIVERY_PREFIX + job.delivery_id),
-            update=update + " ADD attempts :one, round_attempts :one",
-            condition=CLAIMABLE + revival,
-            values=values,
-        )
-        previous = _state(old.get("status", {}).get("S"))
-        unsettled = _unsettled(old, invocation, at) if invocation is not None else None
-        if not granted:
-            # Refused while sent, failed or dead-lettered: finished, as far as this message goes.
-            if previous in FINISHED_FOR_A_COPY:
-                return Claim(
-                    granted=False,
-                    done=True,
-                    dead_lettered=previous is DeliveryState.DEAD_LETTERED,
-                    previous=previous,
-                    unsettled=unsettled,
+    def _claim_item(
+        self, key: dict[str, Any], requests: list[ClaimRequest], until: datetime, fresh: bool
+    ) -> list[Claim]:
+        item: dict[str, Any] | None = None if fresh else self._item(key)
+        for _ in range(CLAIM_ROUNDS):
+            at = now()
+            entries = _entries(item or {})
+            claims: list[Claim] = []
+            writes: dict[str, DeliveryEntry] = {}
+            for request in requests:
+                device = request.job.device_id
+                if device in writes:  # a second copy of a delivery in the same group: the first holds it
+                    claims.append(Claim(granted=False, busy_until=until, previous=DeliveryState.SENDING))
+                    continue
+                claim, claimed = claim_entry(entries.get(device), request, at, until)
+                claims.append(claim)
+                if claimed is not None:
+                    writes[device] = claimed
+            if not writes:
+                return claims
+            names: dict[str, str] = {}
+            values: dict[str, Any] = {
+                ":u": {"S": requests[0].job.user_id},
+                ":e": {"N": str(self.expires_at())},
+            }
+            sets = ["user_id = :u", "expires_at = :e"]
+            conditions = []
+            for index, (device, claimed) in enumerate(writes.items()):
+                names[f"#d{index}"] = DEVICE_PREFIX + device
+                values[f":d{index}"] = {"M": _entry_item(claimed)}
+                sets.append(f"#d{index} = :d{index}")
+                old = entries.get(device)
+                if old is None:
+                    conditions.append(f"attribute_not_exists(#d{index})")
+                else:
+                    conditions.append(f"#d{index}.k = :k{index}")
+                    values[f":k{index}"] = {"N": str(old.version)}
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="SET " + ", ".join(sets),
+                    ConditionExpression=" AND ".join(conditions),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-            return Claim(granted=False, busy_until=_until(old, "claimed_until"), previous=previous, unsettled=unsettled)
-        return Claim(
-            granted=True,
-            attempt=int(old.get("round_attempts", {}).get("N", "0")) + 1,
-            taken_over="claimed_until" in old,
-            redriven=previous is DeliveryState.DEAD_LETTERED,
-            previous=previous,
-            unsettled=unsettled,
-        )
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                # Another copy got there first, or the deliveries were not new: decide again from the item.
+                item = error.response.get("Item") or self._item(key)
+                continue
+            return claims
+        # Lost the race every round (several copies at once): busy, so the messages come back shortly.
+        return [Claim(granted=False, busy_until=now() + timedelta(seconds=1)) for _ in requests]
 
-    def record_outcome(
-        self,
-        job: DeliveryJob,
-        owner: str,
-        state: DeliveryState,
-        error: str | None = None,
-        provider_message_id: str | None = None,
-        redriven: bool = False,
-    ) -> bool:
-        """Records how the claimed attempt ended and releases the claim. False if the claim was
-        lost (it expired and another invocation took it over): that one's outcome stands."""
-        at = now().isoformat()
-        sets = ["#status = :s", "updated_at = :t"]
-        removes = ["claim_owner", "claimed_until"]
-        values: dict[str, Any] = {":s": {"S": state.value}, ":t": {"S": at}, ":o": {"S": owner}}
-        adds = []
-        if error is not None:
-            sets.append("last_error = :err")
-            values[":err"] = {"S": error[:1000]}
-        if state is DeliveryState.SENT:
-            sets.append("sent_at = :t")
-            removes.append("last_error")  # what failed before does not describe a delivery that was sent
-            if provider_message_id:
-                sets.append("provider_message_id = :m")
-                values[":m"] = {"S": provider_message_id}
-        if state is DeliveryState.DEAD_LETTERED:
-            sets.append("round_attempts = :zero")  # a redrive starts a fresh round of attempts
-            values[":zero"] = {"N": "0"}
-            # Before the message is parked: its herald-dead-lettered-at is never earlier than this.
-            sets.append("dead_lettered_at = :dead_at")
-            values[":dead_at"] = {"N": str(_millis(now()))}
-        if redriven:
-            sets.append("redriven_at = :t")
-            adds.append("redrives :one")
-            values[":one"] = {"N": "1"}
-        expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
-        if adds:
-            expression += " ADD " + ", ".join(adds)
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=_key(partition_of(job.notification_id, job.page), DELIVERY_PREFIX + job.delivery_id),
-                UpdateExpression=expression,
-                ConditionExpression="claim_owner = :o",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as failure:
-            if _code(failure) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+    def record_outcomes(self, outcomes: list[OutcomeRecord]) -> list[bool]:
+        """Records how each claimed attempt ended, one write per recipient, releasing the claims. False for a
+        delivery whose claim was lost (it expired and another invocation took it over): that one's outcome stands."""
+        recorded: list[bool] = [False] * len(outcomes)
+        for key, indexed in _by_item(outcomes, lambda outcome: outcome.job):
+            mine = [outcomes[i] for i in indexed]
+            for index, done in zip(indexed, self._record_item(key, mine), strict=True):
+                recorded[index] = done
+        return recorded
+
+    def _record_item(self, key: dict[str, Any], outcomes: list[OutcomeRecord]) -> list[bool]:
+        pending = {outcome.job.device_id: outcome for outcome in outcomes}
+        while pending:
+            at = now()
+            names: dict[str, str] = {}
+            values: dict[str, Any] = {":t": {"N": str(_millis(at))}}
+            sets: list[str] = []
+            removes: list[str] = []
+            conditions: list[str] = []
+            for index, (device, outcome) in enumerate(pending.items()):
+                d = f"#d{index}"
+                names[d] = DEVICE_PREFIX + device
+                values[f":k{index}"] = {"N": str(outcome.version)}
+                values[f":v{index}"] = {"N": str(outcome.version + 1)}
+                values[f":s{index}"] = {"S": outcome.state.value}
+                conditions.append(f"{d}.k = :k{index}")
+                sets += [f"{d}.s = :s{index}", f"{d}.t = :t", f"{d}.k = :v{index}"]
+                removes.append(f"{d}.u")
+                if outcome.error is not None:
+                    sets.append(f"{d}.e = :e{index}")
+                    values[f":e{index}"] = {"S": outcome.error[:1000]}
+                if outcome.state is DeliveryState.SENT:
+                    if outcome.error is None:
+                        removes.append(f"{d}.e")  # what failed before does not describe a delivery that was sent
+                    if outcome.provider_message_id:
+                        sets.append(f"{d}.m = :m{index}")
+                        values[f":m{index}"] = {"S": outcome.provider_message_id}
+                if outcome.state is DeliveryState.DEAD_LETTERED:
+                    # A redrive starts a fresh round; the mark is written before the message is parked, so
+                    # its herald-dead-lettered-at is never earlier than this.
+                    sets += [f"{d}.r = :zero", f"{d}.x = :t"]
+                    values[":zero"] = {"N": "0"}
+                if outcome.redriven:
+                    sets += [f"{d}.w = :t", f"{d}.v = if_not_exists({d}.v, :zero) + :one"]
+                    values[":zero"] = {"N": "0"}
+                    values[":one"] = {"N": "1"}
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
+                    ConditionExpression=" AND ".join(conditions),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                entries = _entries(error.response.get("Item") or self._item(key))
+                kept = {
+                    device: outcome
+                    for device, outcome in pending.items()
+                    if device in entries and entries[device].version == outcome.version
+                }
+                if len(kept) == len(pending):
+                    raise  # nothing lost, yet refused: not a race this write can resolve
+                pending = kept
+                continue
+            return [outcome.job.device_id in pending for outcome in outcomes]
+        return [False] * len(outcomes)
+
+    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
+        response = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        item: dict[str, Any] = response.get("Item") or {}
+        return item
 
     # --- tallies -----------------------------------------------------------------------------------
 
@@ -355,60 +397,6 @@ class DynamoStatusStore:
             }
         self._dynamodb.put_item(TableName=self._table, Item=item)
 
-    def _conditional_update(
-        self, key: dict[str, Any], update: str, condition: str, values: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """The item before the update and whether the update happened."""
-        try:
-            response = self._dynamodb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            return error.response.get("Item") or {}, False
-        return response.get("Attributes") or {}, True
-
-
-# When a delivery may be claimed: one condition, kept here, that every claim uses, followed by
-# _revival's clause for a dead-lettered delivery.
-CLAIMABLE = (
-    "attribute_not_exists(#status) OR #status IN (:queued, :retrying) OR (#status = :sending AND claimed_until < :now)"
-)
-
-
-def claimable_values(at: datetime) -> dict[str, Any]:
-    return {
-        ":queued": {"S": DeliveryState.QUEUED.value},
-        ":retrying": {"S": DeliveryState.RETRYING.value},
-        ":now": {"N": str(_millis(at))},
-    }
-
-
-# What a claim refused by its condition finds: done, for the message asking (see _revival for dead letters).
-FINISHED_FOR_A_COPY = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED)
-
-
-def _revival(parked_at: datetime | None) -> tuple[str, dict[str, Any]]:
-    """The claim's clause for a dead-lettered delivery: only an operator's redrive revives it.
-
-    A message Herald parked in a DLQ carries `herald-dead-lettered-at`, and a redrive (receive,
-    send, delete, or SQS's move task) keeps it; a stray SQS copy of the original job does not, so
-    it finds the delivery done and never sends it nor counts a redrive. A parked copy older than
-    the delivery's last dead-lettering (a copy of an earlier round) is refused the same way.
-    """
-    if parked_at is None:
-        return "", {}
-    clause = " OR (#status = :dead AND (attribute_not_exists(dead_lettered_at) OR dead_lettered_at <= :parked))"
-    return clause, {":dead": {"S": DeliveryState.DEAD_LETTERED.value}, ":parked": {"N": str(_millis(parked_at))}}
-
 
 def request_of(notification: Notification, recipients: bool = True) -> str:
     """What the status shows of the request: its priority, audience and channels."""
@@ -437,29 +425,98 @@ def partition_of(notification_id: str, page: str | None) -> str:
     return f"{notification_id}#{chain}" if chain is not None and chain != "00" else notification_id
 
 
+def recipient_key(job: DeliveryJob) -> dict[str, Any]:
+    """The status item of a notification's deliveries to one recipient: every copy of a delivery finds it."""
+    return _key(partition_of(job.notification_id, job.page), RECIPIENT_PREFIX + job.user_id)
+
+
+def _by_item(items: Sequence[T], job_of: Callable[[T], DeliveryJob]) -> list[tuple[dict[str, Any], list[int]]]:
+    """The recipient status items `items` touch, each with the indexes of its items, in order."""
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for index, item in enumerate(items):
+        job = job_of(item)
+        grouped.setdefault((partition_of(job.notification_id, job.page), job.user_id), []).append(index)
+    return [(_key(partition, RECIPIENT_PREFIX + user), indexes) for (partition, user), indexes in grouped.items()]
+
+
+def _entries(item: dict[str, Any]) -> dict[str, DeliveryEntry]:
+    """Each device's entry of a recipient item, by device id (an entry that does not read is left out)."""
+    entries = {}
+    for name, value in item.items():
+        if name.startswith(DEVICE_PREFIX) and "M" in value:
+            entry = entry_of(value["M"])
+            if entry is not None:
+                entries[name[len(DEVICE_PREFIX) :]] = entry
+    return entries
+
+
+# A device's entry in DynamoDB: short names, since a recipient's item holds one per device and a write costs
+# one unit per KB of the larger of the item before and after it.
+_ENTRY_NAMES = {
+    "status": "s",
+    "channel": "c",
+    "attempts": "n",
+    "round_attempts": "r",
+    "version": "k",
+    "claimed_until": "u",
+    "queued_at": "q",
+    "updated_at": "t",
+    "provider_message_id": "m",
+    "last_error": "e",
+    "dead_lettered_at": "x",
+    "redrives": "v",
+    "redriven_at": "w",
+    "tally_by": "tb",
+    "tally_until": "tu",
+    "tally_from": "tf",
+}
+_NUMBERS = {
+    "attempts",
+    "round_attempts",
+    "version",
+    "claimed_until",
+    "queued_at",
+    "updated_at",
+    "dead_lettered_at",
+    "redrives",
+    "redriven_at",
+    "tally_until",
+}
+
+
+def _entry_item(entry: DeliveryEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for field, short in _ENTRY_NAMES.items():
+        value = getattr(entry, field)
+        if value is None or (field == "redrives" and value == 0):
+            continue
+        item[short] = {"N": str(value)} if field in _NUMBERS else {"S": str(value)}
+    return item
+
+
+def entry_of(item: Mapping[str, Any]) -> DeliveryEntry | None:
+    """A device's entry from its DynamoDB map (typed values), None if it does not read."""
+    fields: dict[str, Any] = {}
+    try:
+        for field, short in _ENTRY_NAMES.items():
+            value = item.get(short)
+            if value is None:
+                continue
+            if field in _NUMBERS:
+                fields[field] = int(value["N"])
+            elif field == "status":
+                fields[field] = DeliveryState(value["S"])
+            elif field == "channel":
+                fields[field] = Channel(value["S"])
+            else:
+                fields[field] = value["S"]
+    except (KeyError, ValueError, TypeError):
+        return None
+    return DeliveryEntry(**fields)
+
+
 def tally_key(page: str, invocation: str) -> str:
     return f"{TALLY_PREFIX}{page}#{invocation}"
-
-
-def _unsettled(old: dict[str, Any], invocation: str, at: datetime) -> Transition | None:
-    """The last tallied change another invocation made, once that invocation is surely over."""
-    by = old.get("tally_by", {}).get("S")
-    until = old.get("tally_until", {}).get("N")
-    if not by or by == invocation or until is None or int(until) >= _millis(at):
-        return None
-    return Transition(
-        by=by,
-        until=_from_millis(int(until)),
-        from_state=_state(old.get("tally_from", {}).get("S")),
-        to_state=_state(old.get("status", {}).get("S")),
-    )
-
-
-def _state(value: str | None) -> DeliveryState | None:
-    try:
-        return DeliveryState(value) if value else None
-    except ValueError:
-        return None
 
 
 def _position(old: dict[str, Any]) -> PagePosition:

@@ -25,11 +25,13 @@ from pydantic import ValidationError
 
 from herald.adapters.inbox import InvalidCursor
 from herald.adapters.status import (
-    DELIVERY_PREFIX,
+    DEVICE_PREFIX,
     PAGE_PREFIX,
     PLANNED_PREFIX,
+    RECIPIENT_PREFIX,
     SUMMARY_SK,
     TALLY_PREFIX,
+    entry_of,
     partition_of,
 )
 from herald.models.domain import ROOT_PAGE, Channel, DeliveryState, now
@@ -38,9 +40,11 @@ from herald.models.status import (
     LISTED_NAMES,
     SKIPPED_MARK,
     TALLIED_STATES,
+    DeliveryEntry,
     DeliveryPage,
     DeliveryRecord,
     NotificationRecord,
+    from_millis,
     overall_state,
 )
 
@@ -171,10 +175,9 @@ class DynamoStatusReader:
     def _records(self, notification_id: str, pages: dict[str, dict[str, Any]]) -> list[DeliveryRecord]:
         """Every delivery of a notification of one page: its items, then the planned ones not claimed yet."""
         claimed: dict[str, DeliveryRecord] = {}
-        for item in self._query(notification_id, "begins_with(sk, :a)", DELIVERY_PREFIX):
-            record = _record(item)
-            if record is not None:
-                claimed[f"{record.user_id}#{record.device_id}"] = record
+        for item in self._query(notification_id, "begins_with(sk, :a)", RECIPIENT_PREFIX, plain=False):
+            for held in recipient_records(item):
+                claimed[f"{held.user_id}#{held.device_id}"] = held
         records = []
         for key, page in sorted(pages.items()):
             if key == ROOT_PAGE or "done_at" not in page:
@@ -196,20 +199,20 @@ class DynamoStatusReader:
         return tally_counts(tallies, planned, held)
 
     def _with_status(self, found: list[tuple[str, datetime | None, str]]) -> list[DeliveryRecord]:
-        where = list(dict.fromkeys((partition, _delivery_id(entry)) for entry, _, partition in found))
+        # One item per recipient holds all of its deliveries of the notification.
+        where = list(dict.fromkeys((partition, entry.split("#", 1)[0]) for entry, _, partition in found))
         items: dict[str, DeliveryRecord] = {}
         for start in range(0, len(where), BATCH_GET_KEYS):
             keys = [
-                {"notification_id": {"S": partition}, "sk": {"S": DELIVERY_PREFIX + delivery_id}}
-                for partition, delivery_id in where[start : start + BATCH_GET_KEYS]
+                {"notification_id": {"S": partition}, "sk": {"S": RECIPIENT_PREFIX + user_id}}
+                for partition, user_id in where[start : start + BATCH_GET_KEYS]
             ]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 response = self._dynamodb.batch_get_item(RequestItems=request)
                 for raw in response.get("Responses", {}).get(self._table, []):
-                    record = _record(_plain_item(raw))
-                    if record is not None:
-                        items[f"{record.user_id}#{record.device_id}"] = record
+                    for held in recipient_records(raw):
+                        items[f"{held.user_id}#{held.device_id}"] = held
                 request = response.get("UnprocessedKeys") or {}
         records = []
         for entry, done_at, _ in found:
@@ -232,7 +235,9 @@ class DynamoStatusReader:
         for item in self._query(notification_id, "sk BETWEEN :a AND :b", PAGE_PREFIX + start, PAGE_PREFIX + "\uffff"):
             yield item["sk"][len(PAGE_PREFIX) :], item
 
-    def _query(self, notification_id: str, condition: str, *values: str) -> Iterator[dict[str, Any]]:
+    def _query(
+        self, notification_id: str, condition: str, *values: str, plain: bool = True
+    ) -> Iterator[dict[str, Any]]:
         names = [":a", ":b"][: len(values)]
         paginator = self._dynamodb.get_paginator("query")
         for page in paginator.paginate(
@@ -245,7 +250,7 @@ class DynamoStatusReader:
             ConsistentRead=True,
         ):
             for item in page.get("Items", []):
-                yield _plain_item(item)
+                yield _plain_item(item) if plain else item
 
 
 def tally_counts(tallies: Iterable[dict[str, Any]], planned: int, held: dict[str, int] | None = None) -> dict[str, int]:
@@ -283,15 +288,43 @@ def _plain(value: dict[str, Any]) -> Any:
     return None
 
 
-def _record(item: dict[str, Any]) -> DeliveryRecord | None:
-    # An item without a status is one moto shows half-written (it applies an update's actions one by
-    # one; DynamoDB writes are atomic): the planned list still stands for that delivery.
-    if "status" not in item:
+def recipient_records(item: dict[str, Any]) -> list[DeliveryRecord]:
+    """The deliveries a recipient's status item holds (DynamoDB's typed values), one record per device. A
+    device entry that does not read (or has no status) is left out: the planned list still stands for it."""
+    user_id = item.get("user_id", {}).get("S")
+    if not user_id:
+        return []
+    records = []
+    for name, value in item.items():
+        if not name.startswith(DEVICE_PREFIX) or "M" not in value:
+            continue
+        entry = entry_of(value["M"])
+        if entry is not None:
+            record = delivery_record(user_id, name[len(DEVICE_PREFIX) :], entry)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def delivery_record(user_id: str, device_id: str, entry: DeliveryEntry) -> DeliveryRecord | None:
+    """What the API shows of one device's delivery entry."""
+    if entry.status is None or entry.channel is None:
         return None
-    try:
-        return DeliveryRecord.model_validate(item)
-    except ValidationError:
-        return None
+    updated = from_millis(entry.updated_at) if entry.updated_at is not None else None
+    return DeliveryRecord(
+        user_id=user_id,
+        device_id=device_id,
+        channel=entry.channel,
+        status=entry.status,
+        attempts=entry.attempts,
+        last_error=entry.last_error,
+        provider_message_id=entry.provider_message_id,
+        redrives=entry.redrives,
+        queued_at=from_millis(entry.queued_at) if entry.queued_at is not None else None,
+        updated_at=updated,
+        sent_at=updated if entry.status is DeliveryState.SENT else None,  # nothing changes a sent delivery after
+        redriven_at=from_millis(entry.redriven_at) if entry.redriven_at is not None else None,
+    )
 
 
 def _queued(entry: str, at: Any) -> DeliveryRecord | None:

@@ -1,4 +1,4 @@
-"""Delivery: one job to one device through its channel, claimed first, with the outcome recorded."""
+"""Delivery: a recipient's jobs through their channels, claimed together first, their outcomes recorded together."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
@@ -14,6 +15,7 @@ from herald.logic.tallies import TallySheet
 from herald.logic.templates import resolved
 from herald.models.domain import Channel, DeliveryJob, DeliveryState
 from herald.models.failures import DeliveryFailed
+from herald.models.status import ClaimRequest, OutcomeRecord
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
 # Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery
@@ -73,10 +75,34 @@ class Result:
     retry_in: int = 0
 
 
+@dataclass(frozen=True)
+class Received:
+    """One delivery job as a deliver invocation received it: `attempt` is its message's receive count,
+    `parked_at` the herald-dead-lettered-at it carries, `record_id` its SQS message id."""
+
+    job: DeliveryJob
+    attempt: int = 1
+    parked_at: datetime | None = None
+    record_id: str = ""
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How a claimed attempt ended: what the status records, and what the message's caller does."""
+
+    state: DeliveryState
+    result: Result
+    error: str | None = None
+    provider_message_id: str | None = None
+
+
+def one_after_another(calls: list[Callable[[], _Ended]]) -> list[_Ended]:
+    return [call() for call in calls]
+
+
 def deliver(
     job: DeliveryJob,
     attempt: int,
-    owner: str,
     deadline: datetime,
     senders: Senders,
     status: StatusStore,
@@ -87,18 +113,35 @@ def deliver(
     record_id: str = "",
     content: RenderedContent | None = None,
 ) -> Result:
-    """Claims the delivery, calls its provider once, records the outcome.
+    """One delivery alone: `deliver_together` with a group of one."""
+    received = [Received(job, attempt, parked_at, record_id)]
+    return deliver_together(received, deadline, senders, status, devices, policy, tally, content)[0]
 
-    `attempt` is the message's receive count. The attempt is the last when either that count or
+
+def deliver_together(
+    received: list[Received],
+    deadline: datetime,
+    senders: Senders,
+    status: StatusStore,
+    devices: DeviceRegistry,
+    policy: RetryPolicy,
+    tally: TallySheet | None = None,
+    content: RenderedContent | None = None,
+    run_all: Callable[[list[Callable[[], _Ended]]], list[_Ended]] = one_after_another,
+) -> list[Result]:
+    """Claims the deliveries (one write per recipient), calls each granted one's provider once (all at once
+    through `run_all`), records the outcomes (one write per recipient). One result per job, in order.
+
+    `attempt` is a message's receive count. The attempt is the last when either that count or
     the claim's own count (attempts since the delivery was queued or last redriven) reaches the
     maximum: the queue's redrive policy would move the message on its next receive anyway, and
     the status must say so first. The backoff grows with the smaller of the two, so a message
     the SQS message-move task brought back still counting its old receives does not wait as if
-    it had failed them all. `owner` names this invocation's claim, which
-    holds until `deadline` (the invocation's timeout). The caller acts on the result: delete
-    the message, change its visibility to `retry_in`, or send it to the DLQ with `reason`.
+    it had failed them all. A claim holds until `deadline` (the invocation's timeout). The caller
+    acts on each result: delete the message, change its visibility to `retry_in`, or send it to
+    the DLQ with `reason`.
 
-    `parked_at` is when Herald parked this message in a DLQ, if it carries that mark: only such a
+    `parked_at` is when Herald parked a message in a DLQ, if it carries that mark: only such a
     message (an operator's redrive) may revive a dead-lettered delivery. A copy without the mark is
     parked itself, unsent and uncounted; a marked copy from an earlier round finds it done.
 
@@ -108,60 +151,107 @@ def deliver(
 
     A templated job gets its locale's rendering from `content` first (herald.logic.templates); one whose
     rendering is gone fails for good, without a provider call.
+
+    A crash (a BaseException) while the providers are called leaves every claim of the group to expire:
+    its deliveries come back, and are not sent again but for in-app (docs/reliability.md).
     """
-    # A templated job's content is read before the claim: a failed read then leaves nothing half-done.
-    try:
-        job, unsendable = resolved(job, content), None
-    except DeliveryFailed as missing:
-        unsendable = missing.reason
-    counted = tally is not None and tally.counts_for(job)
-    claim = status.claim_delivery(
-        job, owner, deadline, parked_at, invocation=tally.invocation if tally and counted else None
+    jobs: list[DeliveryJob] = []
+    unsendable: list[str | None] = []
+    for one in received:
+        # A templated job's content is read before the claim: a failed read then leaves nothing half-done.
+        try:
+            jobs.append(resolved(one.job, content))
+            unsendable.append(None)
+        except DeliveryFailed as missing:
+            jobs.append(one.job)
+            unsendable.append(missing.reason)
+    counted = [tally is not None and tally.counts_for(job) for job in jobs]
+    invocation = tally.invocation if tally is not None else None
+    requests = [
+        ClaimRequest(job, one.parked_at, invocation if count else None)
+        for job, one, count in zip(jobs, received, counted, strict=True)
+    ]
+    fresh = all(one.attempt <= 1 and one.parked_at is None for one in received)
+    claims = status.claim_deliveries(requests, deadline, fresh=fresh)
+    results: list[Result | None] = [None] * len(received)
+    ended: dict[int, _Ended] = {}
+    sends: list[tuple[int, Callable[[], _Ended]]] = []
+    for index, (one, job, claim) in enumerate(zip(received, jobs, claims, strict=True)):
+        if tally is not None and counted[index] and claim.unsettled is not None:
+            assert job.page is not None
+            if not status.tally_exists(job.notification_id, job.page, claim.unsettled.by):
+                tally.recover(job, claim.unsettled, one.record_id)
+        if claim.done and claim.dead_lettered and one.parked_at is None:
+            # A copy Herald never parked: a stray SQS duplicate, or the job itself, moved to the DLQ by the
+            # queue's redrive policy after its parking failed. It may not revive the delivery; parked (with
+            # the mark), it is there for the operator's redrive, so no copy of a dead letter is ever lost.
+            results[index] = Result(Outcome.DEAD_LETTER, UNPARKED_COPY)
+            continue
+        if claim.done:
+            results[index] = Result(Outcome.ALREADY_DONE)
+            continue
+        if not claim.granted:
+            results[index] = Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
+            continue
+        last = max(one.attempt, claim.attempt) >= policy.max_attempts
+        attempt = min(one.attempt, claim.attempt) if claim.attempt else one.attempt
+        if tally is not None and counted[index]:
+            tally.count(job, claim.previous, None, one.record_id)  # the claim took it out of its previous status
+        reason = unsendable[index]
+        if reason is not None:
+            ended[index] = _Ended(DeliveryState.FAILED, Result(Outcome.FAILED, reason), error=reason)
+        elif claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
+            ended[index] = _Ended(DeliveryState.FAILED, Result(Outcome.FAILED, OUTCOME_UNKNOWN), error=OUTCOME_UNKNOWN)
+        else:
+            sends.append((index, partial(_send, job, senders, devices, policy, last, attempt)))
+    for (index, _), outcome in zip(sends, run_all([send for _, send in sends]), strict=True):
+        ended[index] = outcome
+    order = sorted(ended)
+    recorded = (
+        status.record_outcomes(
+            [
+                OutcomeRecord(
+                    jobs[index],
+                    claims[index].version,
+                    ended[index].state,
+                    error=ended[index].error,
+                    provider_message_id=ended[index].provider_message_id,
+                    redriven=claims[index].redriven,
+                )
+                for index in order
+            ]
+        )
+        if order
+        else []
     )
-    if tally is not None and counted and claim.unsettled is not None:
-        assert job.page is not None
-        if not status.tally_exists(job.notification_id, job.page, claim.unsettled.by):
-            tally.recover(job, claim.unsettled, record_id)
-    if claim.done and claim.dead_lettered and parked_at is None:
-        # A copy Herald never parked: a stray SQS duplicate, or the job itself, moved to the DLQ by the
-        # queue's redrive policy after its parking failed. It may not revive the delivery; parked (with
-        # the mark), it is there for the operator's redrive, so no copy of a dead letter is ever lost.
-        return Result(Outcome.DEAD_LETTER, UNPARKED_COPY)
-    if claim.done:
-        return Result(Outcome.ALREADY_DONE)
-    if not claim.granted:
-        return Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
-    last = max(attempt, claim.attempt) >= policy.max_attempts
-    attempt = min(attempt, claim.attempt) if claim.attempt else attempt
-    if tally is not None and counted:
-        tally.count(job, claim.previous, None, record_id)  # the claim took it out of its previous status
-    record = _Recorder(job, owner, status, claim.redriven, tally if counted else None, record_id)
-    if unsendable is not None:
-        record(DeliveryState.FAILED, error=unsendable)
-        return Result(Outcome.FAILED, unsendable)
-    if claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
-        record(DeliveryState.FAILED, error=OUTCOME_UNKNOWN)
-        return Result(Outcome.FAILED, OUTCOME_UNKNOWN)
+    for index, done in zip(order, recorded, strict=True):
+        if tally is not None and counted[index] and done:  # a lost claim's outcome is the new holder's to count
+            tally.count(jobs[index], None, ended[index].state, received[index].record_id)
+        results[index] = ended[index].result
+    return [result for result in results if result is not None]
+
+
+def _send(
+    job: DeliveryJob, senders: Senders, devices: DeviceRegistry, policy: RetryPolicy, last: bool, attempt: int
+) -> _Ended:
+    """Calls the provider once; a crash (BaseException) propagates and leaves the claim to expire."""
     try:
         message_id = senders[job.channel].send(job)
-    except Exception as error:  # a crash (BaseException) leaves the claim to expire
+    except Exception as error:
         failure = failure_from(error)
         if failure.device_gone:
             _mark_gone(devices, job, failure.reason)
         if failure.permanent:
-            record(DeliveryState.FAILED, error=failure.reason)
-            return Result(Outcome.FAILED, failure.reason)
+            return _Ended(DeliveryState.FAILED, Result(Outcome.FAILED, failure.reason), error=failure.reason)
         if failure.ambiguous and job.channel not in IDEMPOTENT_CHANNELS:
             reason = f"{OUTCOME_UNKNOWN_AFTER_CALL} ({failure.reason})"
-            record(DeliveryState.FAILED, error=reason)
-            return Result(Outcome.FAILED, reason)
+            return _Ended(DeliveryState.FAILED, Result(Outcome.FAILED, reason), error=reason)
         if last:
-            record(DeliveryState.DEAD_LETTERED, error=failure.reason)
-            return Result(Outcome.DEAD_LETTER, f"last attempt failed: {failure.reason}")
-        record(DeliveryState.RETRYING, error=failure.reason)
-        return Result(Outcome.RETRY, failure.reason, retry_in=policy.delay(attempt))
-    record(DeliveryState.SENT, provider_message_id=message_id)
-    return Result(Outcome.SENT)
+            dead = Result(Outcome.DEAD_LETTER, f"last attempt failed: {failure.reason}")
+            return _Ended(DeliveryState.DEAD_LETTERED, dead, error=failure.reason)
+        retry = Result(Outcome.RETRY, failure.reason, retry_in=policy.delay(attempt))
+        return _Ended(DeliveryState.RETRYING, retry, error=failure.reason)
+    return _Ended(DeliveryState.SENT, Result(Outcome.SENT), provider_message_id=message_id)
 
 
 def _mark_gone(devices: DeviceRegistry, job: DeliveryJob, reason: str) -> None:
@@ -170,20 +260,3 @@ def _mark_gone(devices: DeviceRegistry, job: DeliveryJob, reason: str) -> None:
         devices.mark_inactive(job.user_id, job.device_id, reason, endpoint_arn=job.endpoint_arn)
     elif job.channel is not Channel.PUSH and job.address:
         devices.mark_inactive(job.user_id, job.device_id, reason, address=job.address)
-
-
-@dataclass(frozen=True)
-class _Recorder:
-    job: DeliveryJob
-    owner: str
-    status: StatusStore
-    redriven: bool
-    tally: TallySheet | None
-    record_id: str
-
-    def __call__(self, state: DeliveryState, error: str | None = None, provider_message_id: str | None = None) -> None:
-        recorded = self.status.record_outcome(
-            self.job, self.owner, state, error=error, provider_message_id=provider_message_id, redriven=self.redriven
-        )
-        if self.tally is not None and recorded:  # a lost claim's outcome is the new holder's to count
-            self.tally.count(self.job, None, state, self.record_id)

@@ -6,12 +6,21 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from herald.models.domain import Channel, DeliveryJob, DeliveryState, Device, DeviceKey, Notification, Platform
+from herald.models.domain import Channel, DeliveryJob, Device, DeviceKey, Notification, Platform
 from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
 from herald.models.inbox import HistoryEntry, HistoryPage, InboxItem, InboxPage, MarkedRead
 from herald.models.preferences import Preferences
-from herald.models.status import Cancellation, Claim, DeliveryPage, NotificationRecord, PageOutcome, PageWrite
+from herald.models.status import (
+    Cancellation,
+    Claim,
+    ClaimRequest,
+    DeliveryPage,
+    NotificationRecord,
+    OutcomeRecord,
+    PageOutcome,
+    PageWrite,
+)
 from herald.models.templates import Rendering, TemplateDocument, TemplateView
 from herald.models.topics import SubscriberPage, Subscription
 
@@ -74,28 +83,17 @@ class StatusStore(Protocol):
         ...
 
     def record_continued(self, notification_id: str, page: str) -> None: ...
-    def claim_delivery(
-        self,
-        job: DeliveryJob,
-        owner: str,
-        until: datetime,
-        parked_at: datetime | None = None,
-        invocation: str | None = None,
-    ) -> Claim:
-        """The one write before a provider call. `parked_at`: the herald-dead-lettered-at the message
-        carries; only such a message revives a dead letter. With `invocation`, a change of a tallied
-        status is marked with it, so that a tally lost with a crashed invocation can be made up later."""
+    def claim_deliveries(self, requests: list[ClaimRequest], until: datetime, fresh: bool = True) -> list[Claim]:
+        """The one write per recipient before the provider calls: a claim for each request, in order, held
+        until `until`. Only a request carrying the `parked_at` of Herald's DLQ mark revives a dead letter;
+        one with an `invocation` marks a tallied change, so a tally lost with a crash can be made up later.
+        `fresh`: the deliveries are likely new (a first receive)."""
         ...
 
-    def record_outcome(
-        self,
-        job: DeliveryJob,
-        owner: str,
-        state: DeliveryState,
-        error: str | None = None,
-        provider_message_id: str | None = None,
-        redriven: bool = False,
-    ) -> bool: ...
+    def record_outcomes(self, outcomes: list[OutcomeRecord]) -> list[bool]:
+        """The one write per recipient after them: each outcome, recorded only if its claim still holds."""
+        ...
+
     def tally_exists(self, notification_id: str, page: str, invocation: str) -> bool: ...
     def record_tally(
         self,

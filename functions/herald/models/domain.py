@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-# Ids travel in URL paths and DynamoDB sort keys ("delivery#<user>#<device>"): no '#', '/' or spaces.
+# Ids travel in URL paths and DynamoDB keys ("recipient#<user>", "d#<device>"): no '#', '/' or spaces.
 ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,128}$"
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -131,10 +131,141 @@ class Claim:
     busy_until: datetime | None = None
     previous: DeliveryState | None = None
     unsettled: Transition | None = None
+    version: int = 0  # when granted: the version of the delivery's entry this claim wrote; its outcome requires it
 
     def busy_for(self) -> int:
         """Whole seconds until the holder's claim expires (at least 1)."""
         return _seconds_until(self.busy_until)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One delivery a deliver invocation asks to claim: `parked_at` is the herald-dead-lettered-at its message
+    carries (only such a message revives a dead letter); with `invocation`, the claim marks a tallied change."""
+
+    job: DeliveryJob
+    parked_at: datetime | None = None
+    invocation: str | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """How a claimed attempt ended, recorded only if the delivery's entry is still at the claim's `version`."""
+
+    job: DeliveryJob
+    version: int
+    state: DeliveryState
+    error: str | None = None
+    provider_message_id: str | None = None
+    redriven: bool = False
+
+
+NO_STATUS = "-"  # tally_from of a delivery claimed for the first time
+
+
+@dataclass(frozen=True)
+class DeliveryEntry:
+    """One device's delivery of a notification, as its recipient's status item keeps it (one small map per
+    device, so that one write claims or records several of a recipient's deliveries). Times in epoch ms."""
+
+    status: DeliveryState | None = None
+    channel: Channel | None = None
+    attempts: int = 0
+    round_attempts: int = 0
+    version: int = 0
+    claimed_until: int | None = None
+    queued_at: int | None = None
+    updated_at: int | None = None
+    provider_message_id: str | None = None
+    last_error: str | None = None
+    dead_lettered_at: int | None = None
+    redrives: int = 0
+    redriven_at: int | None = None
+    tally_by: str | None = None
+    tally_until: int | None = None
+    tally_from: str | None = None
+
+    def claimable(self, at: int, parked_at: int | None) -> bool:
+        """New, queued, retrying, or held by a claim that expired; dead-lettered only for a message Herald
+        parked no earlier than the dead-lettering (an operator's redrive)."""
+        if self.status in (None, DeliveryState.QUEUED, DeliveryState.RETRYING):
+            return True
+        if self.status is DeliveryState.SENDING:
+            return self.claimed_until is None or self.claimed_until < at
+        if self.status is DeliveryState.DEAD_LETTERED and parked_at is not None:
+            return self.dead_lettered_at is None or self.dead_lettered_at <= parked_at
+        return False
+
+    def unsettled(self, invocation: str, at: int) -> Transition | None:
+        """The last tallied change another invocation made, once that invocation is surely over."""
+        if not self.tally_by or self.tally_by == invocation or self.tally_until is None or self.tally_until >= at:
+            return None
+        from_state = None if self.tally_from in (None, NO_STATUS) else DeliveryState(self.tally_from)
+        return Transition(self.tally_by, from_millis(self.tally_until), from_state, self.status)
+
+
+# What a claim refused finds: done, for the message asking (a dead letter waits for an operator's redrive).
+FINISHED_FOR_A_COPY = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEAD_LETTERED)
+
+
+def claim_entry(
+    old: DeliveryEntry | None, request: ClaimRequest, at: datetime, until: datetime
+) -> tuple[Claim, DeliveryEntry | None]:
+    """The answer to a claim of one delivery whose entry is `old` (None: never claimed), and the entry the
+    claim writes if granted: status sending until `until`, the attempt counted, the version moved on."""
+    entry = old or DeliveryEntry()
+    now_ms, until_ms = millis(at), millis(until)
+    parked = millis(request.parked_at) if request.parked_at is not None else None
+    previous = entry.status
+    unsettled = entry.unsettled(request.invocation, now_ms) if request.invocation is not None else None
+    if not entry.claimable(now_ms, parked):
+        if previous in FINISHED_FOR_A_COPY:
+            return Claim(
+                granted=False,
+                done=True,
+                dead_lettered=previous is DeliveryState.DEAD_LETTERED,
+                previous=previous,
+                unsettled=unsettled,
+            ), None
+        busy = from_millis(entry.claimed_until) if entry.claimed_until is not None else None
+        return Claim(granted=False, busy_until=busy, previous=previous, unsettled=unsettled), None
+    job = request.job
+    claimed = replace(
+        entry,
+        status=DeliveryState.SENDING,
+        channel=job.channel,
+        attempts=entry.attempts + 1,
+        round_attempts=entry.round_attempts + 1,
+        version=entry.version + 1,
+        claimed_until=until_ms,
+        queued_at=entry.queued_at if entry.queued_at is not None else millis(job.queued_at or job.accepted_at),
+        updated_at=now_ms,
+    )
+    if request.invocation is not None:
+        claimed = replace(
+            claimed,
+            tally_by=request.invocation,
+            tally_until=until_ms,
+            tally_from=previous.value if previous is not None else NO_STATUS,
+        )
+    claim = Claim(
+        granted=True,
+        attempt=entry.round_attempts + 1,
+        taken_over=entry.status is DeliveryState.SENDING,
+        redriven=previous is DeliveryState.DEAD_LETTERED,
+        previous=previous,
+        unsettled=unsettled,
+        version=claimed.version,
+    )
+    return claim, claimed
+
+
+def millis(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def from_millis(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 @dataclass(frozen=True)
