@@ -80,8 +80,8 @@ class Run:
         sender = FakeSender()
         senders = {channel: sender for channel in Channel}
         policy = RetryPolicy(max_attempts=5, base=1, cap=1)
-        for index, job in enumerate(self.topic.published):
-            deliver(job, 1, f"deliver/{index}", deadline(), senders, self.status, self.registry, policy)  # type: ignore[arg-type]
+        for job in self.topic.published:
+            deliver(job, 1, deadline(), senders, self.status, self.registry, policy)  # type: ignore[arg-type]
         return Counter(job.delivery_id for job in sender.sent)
 
     def drain(self, first: Notification, limits: PageLimits) -> int:
