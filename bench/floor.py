@@ -18,13 +18,16 @@ deliveries, and costs
             planned list over 1 KB goes to a PutItem of its own, one more call not counted in the floor), ceil(R / 100)
             preferences BatchGetItem and ceil(R / 25) history BatchWriteItem (docs/preferences.md,
             docs/inbox.md)
-  deliver   per delivery: 1 provider call, 2 status UpdateItem (the claim, then the outcome)
+  deliver   per delivery: 1 provider call; 2 status UpdateItem (the claim, then the outcome) per group,
+            a group being one recipient's deliveries within one deliver batch (grouped status writes):
+            at the least ceil(D / batch) per recipient, and ceil(batch / D) per full batch, since a
+            batch that D does not divide cuts a recipient's deliveries in two (`recipient_groups`)
   mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
             each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
             the priority queue: n)
 
-The status store's two writes per delivery are the reliability design's (claim before the provider
-call, outcome after): one conditional write serves as both the claim and the attempt count.
+The status store's two writes per group are the reliability design's (claim before the provider
+calls, outcome after): one conditional write serves as both the claim and the attempt count.
 """
 
 from __future__ import annotations
@@ -98,6 +101,9 @@ class Line:
     # intake batch (a fan-out batch's small pages publish together): n / per_deliveries_of, over full batches.
     shared_when_small: bool = False
     per_message_of: str = ""  # INTAKE or PRIORITY: one call per hand-out of that queue's messages
+    # Calls per group of a recipient's deliveries that one deliver batch holds (recipient_groups: the fewest
+    # there can be): grouped status writes, one claim and one outcome each.
+    per_recipient_batch: float = 0.0
 
     def floor(self, shape: Shape, batching: Batching) -> float:
         n = shape.deliveries
@@ -108,6 +114,8 @@ class Line:
             calls += math.ceil(n / self.per_deliveries_of)
         if self.per_recipients_of:
             calls += math.ceil(shape.recipients / self.per_recipients_of)
+        if self.per_recipient_batch:
+            calls += self.per_recipient_batch * recipient_groups(shape, batching.priority)
         if self.per_message_of == INTAKE:
             calls += 1 / min(batching.intake, SQS_MESSAGES_PER_CALL)
         elif self.per_message_of == PRIORITY:
@@ -116,6 +124,17 @@ class Line:
 
     def covers(self, call: str) -> bool:
         return any(fnmatchcase(call, pattern) for pattern in self.calls)
+
+
+def recipient_groups(shape: Shape, batch: int) -> float:
+    """The fewest groups (one recipient's deliveries within one deliver batch) a notification's deliveries
+    make, over full batches of `batch`: a recipient's D deliveries need ceil(D / batch) batches, and a full
+    batch holds whole groups of D only when D divides it, so it holds at least ceil(batch / D) groups
+    (10 deliveries of 3-device recipients: 3 + 3 + 3 + 1, four groups)."""
+    batch = max(batch, 1)
+    by_recipient = shape.recipients * math.ceil(shape.devices / batch)
+    by_batch = shape.deliveries * math.ceil(batch / shape.devices) / batch
+    return max(by_recipient, by_batch)
 
 
 @dataclass(frozen=True)
@@ -129,7 +148,7 @@ class Design:
 
 
 CURRENT = Design(
-    "a claim and an outcome per delivery, one write per fan-out page, shared publishes (as built, 2026-11-30)",
+    "a claim and an outcome per recipient per batch, one write per page, shared publishes (as built, 2026-11-30)",
     (
         Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
@@ -161,7 +180,7 @@ CURRENT = Design(
         Line(
             DELIVER_STATUS,
             ("herald deliver dynamodb UpdateItem StatusTable", "herald deliver dynamodb PutItem StatusTable"),
-            per_delivery=2,
+            per_recipient_batch=2,
         ),
         Line(INTAKE_RECEIVE, ("poller - sqs ReceiveMessage *IntakeQueue",), per_message_of=INTAKE),
         Line(INTAKE_DELETE, ("poller - sqs DeleteMessageBatch *IntakeQueue",), per_message_of=INTAKE),

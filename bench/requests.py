@@ -223,7 +223,8 @@ def run(scale: Scale, backend: Backend = Backend.EMBEDDED) -> Report:
         f"Empty receives (idle polling, batching windows) are reported apart: on AWS the mapping long-polls "
         f"each queue at a fixed cost per hour, not per notification. Floor lines: {INTAKE_RECEIVE!r} and "
         f"{PRIORITY_RECEIVE!r} assume full batches.",
-        "The floor counts 2 status writes per delivery (claim, then outcome): the reliability design's. The "
+        "The floor counts 2 status writes (claim, then outcome) per group of a recipient's deliveries in one "
+        "deliver batch, the fewest full batches allow (bench/floor.py recipient_groups): the reliability design's. The "
         "mapping's calls are measured as the local poller made them (timing decides how many messages share a "
         "receive); the floor amortises them over full batches.",
     ]

@@ -64,13 +64,23 @@ def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_on
     # Given one recipient with 100 devices
     floor = floor_per_notification(Shape(1, 100), NORMAL)
 
-    # Then 10 PublishBatch, 1 fan-out status write whatever the count, 100 provider calls, 200 status writes
+    # Then 10 PublishBatch, 1 fan-out status write whatever the count, 100 provider calls, and 20 status
+    # writes: a claim and an outcome for each deliver batch of 10 the recipient's deliveries fill
     assert floor[FANOUT_STATUS] == 1
     assert floor[FANOUT_PUBLISH] == 10
     assert floor[DELIVER_PROVIDER] == 100
-    assert floor[DELIVER_STATUS] == 200
+    assert floor[DELIVER_STATUS] == 20
     assert floor[PRIORITY_RECEIVE] == pytest.approx(10)
-    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 1 + 2 + 300 + 0.2 + 20)
+    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 1 + 2 + 100 + 20 + 0.2 + 20)
+
+
+def test_grouped_status_writes_cost_two_per_group_of_a_recipients_deliveries_in_one_batch():
+    # Given two recipients with 1, 2, 3, 5, 10 and 11 devices, deliver batches of 10
+    writes = {d: floor_per_notification(Shape(2, d), NORMAL)[DELIVER_STATUS] for d in (1, 2, 3, 5, 10, 11)}
+
+    # Then a divisor of 10 makes one group per recipient (4 writes); 3 devices can fill a batch of 10 only
+    # as 3 + 3 + 3 + 1, so 6 deliveries make at least 2.4 groups (4.8 writes); 11 need two batches each
+    assert writes == {1: 4, 2: 4, 3: pytest.approx(4.8), 5: 4, 10: 4, 11: 8}
 
 
 def test_many_recipients_cost_one_device_query_each():
@@ -125,8 +135,8 @@ def test_each_counted_call_lands_on_its_line(call: tuple[str, str, str, str, str
 
 
 def test_a_new_design_is_its_lines_and_its_floor_follows():
-    # Given a design where a deliver batch writes one claim and one outcome per notification it holds
-    # (written as CURRENT is), and everything else as built
+    # Given a design where a deliver batch writes one claim and one outcome per notification it holds, not
+    # per recipient (written as CURRENT is), and everything else as built
     grouped = Design(
         "grouped status writes",
         tuple(
@@ -135,9 +145,9 @@ def test_a_new_design_is_its_lines_and_its_floor_follows():
         ),
     )
 
-    # Then its floor for 3 devices has 2 deliver status writes where CURRENT has 6, and counted calls
-    # still land on the same lines
-    shape = Shape(1, 3)
+    # Then its floor for 3 recipients of 1 device has 2 deliver status writes where CURRENT (per recipient)
+    # has 6, and counted calls still land on the same lines
+    shape = Shape(3, 1)
     assert floor_per_notification(shape, NORMAL, grouped)[DELIVER_STATUS] == 2
     assert floor_per_notification(shape, NORMAL)[DELIVER_STATUS] == 6
     assert floor_total(shape, NORMAL) - floor_total(shape, NORMAL, grouped) == pytest.approx(4)
