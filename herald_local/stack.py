@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from herald_local import stack_file
 from herald_local.api_gateway import ApiGateway
 from herald_local.control import ControlEndpoint
+from herald_local.credential_scope import scoped_clients
 from herald_local.emulator import (
     Emulator,
     EmulatorSettings,
@@ -171,6 +173,7 @@ class LocalStack:
         self.mailboxes: MailboxSimulator | None = None  # SES's mailbox simulator and event publishing
         self.precedence = LanePrecedence(enabled=self.options.lane_precedence)
         self._moto: Emulator | None = None
+        self._clients: Callable[..., Any] | None = None  # `client(service, one_attempt=False)` for the stack's own use
         self._state: StateFolder | None = None
         self.restored: Restored | None = None  # the snapshot this stack started from, if any
         self._started_pollers: list[QueuePoller] = []
@@ -235,10 +238,12 @@ class LocalStack:
                 self._set_environment(name, endpoint)
         self.endpoints = {service: endpoint_of(service) for service in SERVICES}
         self.endpoint = self.endpoints["sqs"]
-        from herald.adapters.clients import client
+        from herald.adapters import clients
 
-        client.cache_clear()
+        clients.client.cache_clear()
         _pool_for_every_container()
+        # The process's shared clients; those of the moto started here send no signature (it never checks one)
+        client = self._clients = scoped_clients(clients.client, self._moto.endpoint if self._moto else None)
         parameters = {**emulator_parameters(template, self.options.parameters, client), **self.options.parameters}
         region = os.environ["AWS_DEFAULT_REGION"]
         cloudformation = _provisioning_client("cloudformation")
@@ -352,15 +357,15 @@ class LocalStack:
                 self._set_environment(key, value)
         self._set_environment("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
         self._set_environment("POWERTOOLS_LOG_LEVEL", self.options.log_level)
-        from herald.adapters.clients import client
-
+        client = self._clients
+        assert client is not None
         self._ranks = function_ranks((source.function, source.queue) for source in template.event_sources)
         for name, spec in template.functions.items():
             resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
             rank = self._ranks.get(name)
             # A lower lane's functions call AWS through clients that give way to the higher lanes first (while
             # the precedence is on: it can be switched at any time)
-            clients = self.precedence.clients_for(rank, client) if rank else None
+            clients = self.precedence.clients_for(rank, client) if rank else client
             self.functions[name] = LocalFunction(
                 resolved, environments[name], self._hook, max_containers=self.options.max_containers, clients=clients
             )
