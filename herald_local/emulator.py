@@ -170,30 +170,71 @@ class RequestGate:
                 self._condition.notify_all()
 
 
+# The header a request of a lower priority lane carries (herald_local/precedence.py marks it): its lane's rank,
+# 1 normal, 2 low. A request without it (the API, the pollers, the high lane) takes its turn first.
+LANE_HEADER = "x-herald-lane"
+LANE_ENVIRON = "HTTP_X_HERALD_LANE"
+URGENT = 0
+LEAST_URGENT = 2
+
+
+def lane_of(environ: dict[str, Any]) -> int:
+    """The rank a request's LANE_HEADER names, URGENT when it names none (or nothing it knows)."""
+    try:
+        return min(max(int(environ.get(LANE_ENVIRON, URGENT)), URGENT), LEAST_URGENT)
+    except ValueError:
+        return URGENT
+
+
 class TurnLock:
-    """A lock handed to its waiters in the order they came: under contention none waits behind later
-    arrivals (threading.Lock promises no order, and a starved request would time out at the client)."""
+    """A lock handed to its waiters by rank, then in the order they came: a high-priority notification's request
+    takes the next turn ahead of a flood's queued low ones (as on AWS, where a conditional write never queues
+    behind another table's traffic), and within a rank none waits behind later arrivals (threading.Lock promises
+    no order, and a starved request would time out at the client). A lower rank waits only while a more urgent
+    request is waiting, which is brief: the lanes above it give way to it in the stack (precedence.py)."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._held = False
-        self._waiting: deque[threading.Event] = deque()
+        self._waiting: list[deque[threading.Event]] = [deque() for _ in range(LEAST_URGENT + 1)]
+
+    def turn(self, rank: int) -> AbstractContextManager[None]:
+        """The lock, taken at `rank` (0 most urgent)."""
+        return _Turn(self, rank)
 
     def __enter__(self) -> None:
+        self.acquire(URGENT)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self, rank: int) -> None:
         with self._mutex:
             if not self._held:
                 self._held = True
                 return
             turn = threading.Event()
-            self._waiting.append(turn)
+            self._waiting[rank].append(turn)
         turn.wait()  # the holder hands the lock over directly: it stays held
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         with self._mutex:
-            if self._waiting:
-                self._waiting.popleft().set()
-            else:
-                self._held = False
+            for waiting in self._waiting:
+                if waiting:
+                    waiting.popleft().set()
+                    return
+            self._held = False
+
+
+class _Turn:
+    def __init__(self, lock: TurnLock, rank: int):
+        self._lock, self._rank = lock, rank
+
+    def __enter__(self) -> None:
+        self._lock.acquire(self._rank)
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 @dataclass
@@ -260,7 +301,7 @@ class EmulatorApplication:
         dynamodb = target.startswith(DYNAMODB_TARGET)
         with self.gate.passing():
             arrived = time.monotonic()
-            with self._dynamodb if dynamodb else nullcontext():
+            with self._turn(environ) if dynamodb else nullcontext():
                 if dynamodb and self._atomic:
                     self._waited(time.monotonic() - arrived)
                 # The whole body is made here, inside the locks: moto builds it eagerly anyway.
@@ -275,6 +316,10 @@ class EmulatorApplication:
                 with self._changes_lock:
                     self.changes += 1
         return [body]
+
+    def _turn(self, environ: dict[str, Any]) -> AbstractContextManager[Any]:
+        dynamodb = self._dynamodb
+        return dynamodb.turn(lane_of(environ)) if isinstance(dynamodb, TurnLock) else dynamodb
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -772,11 +817,24 @@ class Served:
             self.server.stop()
 
 
+# How long a thread holding the interpreter lock keeps it while another waits (Python's default: 5 ms).
+# The local stack's threads mostly wait on sockets; one woken by a message (a long poll answered, a high-priority
+# batch handed out) otherwise waits up to 5 ms behind a CPU-bound thread of a flood, which is the whole of a
+# queue's idle wait here. 1 ms hands the lock over sooner, at the price of more switches under load.
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
+def hand_over_promptly() -> None:
+    """Shortens this process's interpreter-lock switch interval (SWITCH_INTERVAL_SECONDS), never lengthens it."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
+
+
 def serve(settings: EmulatorSettings) -> Served:
     """The emulator, serving: its kept state restored first, then moto's server started, then its snapshots."""
     from moto.backends import get_backend
 
     quiet_emulator()
+    hand_over_promptly()
     # moto imports a service's backend on its first request: seconds, which would count against the
     # first call's timeout (CloudFormation's, which touches them all). Here they overlap the stack's start.
     for service in SERVICES:

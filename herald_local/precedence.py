@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from herald_local.emulator import LANE_HEADER
+
 # The longest one wait lasts. A high-priority batch takes tens of milliseconds here, so a wait usually ends
 # when it does; the cap only matters when high-priority work never stops. A low deliver batch (50 records,
 # 2 at once, four or five calls each: about 125 calls one after another) is then slowed by about 30 s at
@@ -183,7 +185,7 @@ class LanePrecedence:
         def lane_client(*args: Any, **kwargs: Any) -> Any:
             # The arguments as given: a cached factory keys `client("sqs")` and `client("sqs", one_attempt=False)`
             # apart, and the same client is what a benchmark's hooks were put on
-            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank))
+            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank), rank)
 
         return lane_client
 
@@ -203,12 +205,31 @@ class GivingWay:
 
     _UNGATED = frozenset({"can_paginate", "get_paginator", "get_waiter", "close", "generate_presigned_url"})
 
-    def __init__(self, client: Any, give_way: Callable[[], float]):
+    def __init__(self, client: Any, give_way: Callable[[], float], rank: int = 0):
         self._client = client
         self._give_way = give_way
+        self._rank = rank
+        service = getattr(getattr(getattr(client, "meta", None), "service_model", None), "service_name", None)
+        if rank and service == "dynamodb":
+            client.meta.events.register("before-send.dynamodb", _mark_lane, unique_id=LANE_HEADER)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
         if not name.startswith("_") and name not in self._UNGATED and inspect.ismethod(attribute):
             self._give_way()
+            _lane.rank = self._rank  # the call about to be made is this lane's (_mark_lane)
         return attribute
+
+
+# The lane of the call a thread is making: set when a lane client's operation is looked up, read as its
+# request leaves. A thread serves one function's container at a time, so it holds one lane's work.
+_lane = threading.local()
+
+
+def _mark_lane(request: Any, **_: Any) -> None:
+    """Names a lower lane's DynamoDB request in LANE_HEADER, so the emulator serves a more urgent one first
+    (herald_local.emulator.TurnLock). The shared client is everyone's: a call of no lane carries no mark."""
+    rank = getattr(_lane, "rank", 0)
+    _lane.rank = 0
+    if rank:
+        request.headers[LANE_HEADER] = str(rank)

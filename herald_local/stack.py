@@ -22,6 +22,7 @@ from herald_local.emulator import (
     EmulatorSettings,
     Placement,
     PortInUse,
+    hand_over_promptly,
     port_in_use,
     quiet_emulator,
     start_emulator,
@@ -206,6 +207,7 @@ class LocalStack:
 
     def _start(self) -> None:
         quiet_emulator()
+        hand_over_promptly()
         for name, value in DEFAULT_ENVIRONMENT.items():
             if not os.environ.get(name):
                 self._set_environment(name, value)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from herald_local.emulator import FIGURES_PATH, EmulatorApplication, RequestGate, TurnLock
+from herald_local.emulator import FIGURES_PATH, EmulatorApplication, RequestGate, TurnLock, lane_of
 from herald_local.provision import StackChanged, _check_unchanged, _parameters_used
 from herald_local.state import SNAPSHOT, StateError, StateFolder, pickled
 
@@ -419,6 +419,40 @@ def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
     # and it is free again
     lock.__enter__()
     lock.__exit__()
+
+
+def test_a_more_urgent_lanes_request_takes_the_next_turn_ahead_of_lower_lanes_queued_before_it() -> None:
+    # Given the lock held, and a low, a normal, another low, then a high-lane request queueing one after another
+    lock = TurnLock()
+    served: list[str] = []
+    lock.__enter__()
+    waiters = []
+    for name, rank in (("low-1", 2), ("normal", 1), ("low-2", 2), ("high", 0)):
+
+        def take(name: str = name, rank: int = rank) -> None:
+            with lock.turn(rank):
+                served.append(name)
+
+        waiter = threading.Thread(target=take)
+        waiter.start()
+        waiters.append(waiter)
+        time.sleep(0.05)  # each is waiting before the next comes
+
+    # When the holder lets go
+    lock.__exit__()
+    for waiter in waiters:
+        waiter.join(5)
+
+    # Then the high request goes first, then the normal one, then the lows in the order they came
+    assert served == ["high", "normal", "low-1", "low-2"]
+
+
+def test_a_request_names_its_lane_by_header_and_one_naming_none_or_nonsense_is_urgent() -> None:
+    assert lane_of({"HTTP_X_HERALD_LANE": "2"}) == 2
+    assert lane_of({"HTTP_X_HERALD_LANE": "1"}) == 1
+    assert lane_of({}) == 0
+    assert lane_of({"HTTP_X_HERALD_LANE": "fast"}) == 0
+    assert lane_of({"HTTP_X_HERALD_LANE": "9"}) == 2
 
 
 def test_the_fronts_own_route_answers_its_counters_without_reaching_moto() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from herald_local.emulator import LANE_HEADER
 from herald_local.event_source import QueuePoller
 from herald_local.functions import take_clients_from
 from herald_local.precedence import LanePrecedence, function_ranks, lane_rank
@@ -236,6 +237,41 @@ def test_a_lane_client_gives_way_before_each_call_from_any_thread() -> None:
     assert lane_client.meta == "the client's meta"
     failed = lane_client.exceptions.ConditionalCheckFailedException
     assert failed is FakeClient.exceptions.ConditionalCheckFailedException
+
+
+def test_a_lower_lanes_dynamodb_request_names_its_lane_and_a_high_or_laneless_one_does_not() -> None:
+    import boto3
+
+    # Given one DynamoDB client shared by the high and low lanes' clients and by work of no lane, whose
+    # requests are caught as they leave
+    shared = boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    sent: list[str | None] = []
+
+    class Left(Exception):
+        pass
+
+    def leaving(request: Any, **_: Any) -> Any:
+        sent.append(request.headers.get(LANE_HEADER))
+        raise Left  # nothing listens at the endpoint: the request is stopped as it leaves
+
+    shared.meta.events.register_last("before-send.dynamodb", leaving)
+    precedence = LanePrecedence()
+    low = precedence.clients_for(LOW, lambda *_a, **_k: shared)("dynamodb")
+    high = precedence.clients_for(HIGH, lambda *_a, **_k: shared)("dynamodb")
+
+    # When each makes a call
+    for caller in (low, high, shared, low):
+        with pytest.raises(Left):
+            caller.describe_limits()
+
+    # Then only the low lane's requests carry its rank, which the emulator serves after more urgent ones
+    assert sent == [str(LOW), None, None, str(LOW)]
 
 
 def test_a_lane_client_calls_the_very_client_the_process_shares() -> None:
