@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
 
 from herald.adapters.clients import client
 from herald_local.provision import Stack, provision
@@ -50,9 +52,30 @@ class Deployed:
         return [json.loads(m["Body"]) for m in self.receive_all(queue)]
 
 
+# moto alone is not atomic: two UpdateItems on one item from two threads can interleave, and one is lost
+# (docs/emulators.md, "Atomic conditional writes"). AWS applies each write whole, and the local stack's
+# emulator serves DynamoDB one request at a time for that reason; the in-process moto here does the same,
+# since a deliver batch's groups write a recipient's one status item from threads of their own.
+_DYNAMODB_TURN = threading.Lock()
+
+
+def _dynamodb_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    process_request = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
+        if "dynamodb" not in request.url:
+            return process_request(self, request)
+        with _DYNAMODB_TURN:
+            return process_request(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+
+
 @pytest.fixture
 def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
-    # Given Herald's resources, made from the template, in an in-process moto
+    # Given Herald's resources, made from the template, in an in-process moto that applies each DynamoDB
+    # request whole, as AWS does
+    _dynamodb_one_at_a_time(monkeypatch)
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
