@@ -267,23 +267,11 @@ class DynamoStatusStore:
                 else:
                     conditions.append(f"#d{index}.k = :k{index}")
                     values[f":k{index}"] = {"N": str(old.version)}
-            try:
-                self._dynamodb.update_item(
-                    TableName=self._table,
-                    Key=key,
-                    UpdateExpression="SET " + ", ".join(sets),
-                    ConditionExpression=" AND ".join(conditions),
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":
-                    raise
-                # Another copy got there first, or the deliveries were not new: decide again from the item.
-                item = error.response.get("Item") or self._item(key)
-                continue
-            return claims
+            refused = self._update_unless_changed(key, "SET " + ", ".join(sets), conditions, names, values)
+            if refused is None:
+                return claims
+            # Another copy got there first, or the deliveries were not new: decide again from the item.
+            item = refused.response.get("Item") or self._item(key)
         # Lost the race every round (several copies at once): busy, so the messages come back shortly.
         return [Claim(granted=False, busy_until=now() + timedelta(seconds=1)) for _ in requests]
 
@@ -333,31 +321,41 @@ class DynamoStatusStore:
                     sets += [f"{d}.w = :t", f"{d}.v = if_not_exists({d}.v, :zero) + :one"]
                     values[":zero"] = {"N": "0"}
                     values[":one"] = {"N": "1"}
-            try:
-                self._dynamodb.update_item(
-                    TableName=self._table,
-                    Key=key,
-                    UpdateExpression="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
-                    ConditionExpression=" AND ".join(conditions),
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except ClientError as error:
-                if _code(error) != "ConditionalCheckFailedException":
-                    raise
-                entries = _entries(error.response.get("Item") or self._item(key))
-                kept = {
-                    device: outcome
-                    for device, outcome in pending.items()
-                    if device in entries and entries[device].version == outcome.version
-                }
-                if len(kept) == len(pending):
-                    raise  # nothing lost, yet refused: not a race this write can resolve
-                pending = kept
-                continue
-            return [outcome.job.device_id in pending for outcome in outcomes]
+            update = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
+            refused = self._update_unless_changed(key, update, conditions, names, values)
+            if refused is None:
+                return [outcome.job.device_id in pending for outcome in outcomes]
+            entries = _entries(refused.response.get("Item") or self._item(key))
+            kept = {
+                device: outcome
+                for device, outcome in pending.items()
+                if device in entries and entries[device].version == outcome.version
+            }
+            if len(kept) == len(pending):
+                raise refused  # nothing lost, yet refused: not a race this write can resolve
+            pending = kept
         return [False] * len(outcomes)
+
+    def _update_unless_changed(
+        self, key: dict[str, Any], update: str, conditions: list[str], names: dict[str, str], values: dict[str, Any]
+    ) -> ClientError | None:
+        """A recipient item's conditional UpdateItem (every condition must hold): None once written, else the
+        refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return error
+        return None
 
     def _item(self, key: dict[str, Any]) -> dict[str, Any]:
         response = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
