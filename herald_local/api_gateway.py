@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -68,8 +69,10 @@ class ApiGateway:
         rate_limit: float | None = None,
         burst_limit: int | None = None,
         port: int = 0,
+        arriving: Callable[[str, str, bytes], None] | None = None,
     ):
         self.routes = [Route(spec, compile_path(spec.path), function) for spec, function in routes]
+        self._arriving = arriving  # told of each request let in (method, path, body), before its function runs
         self.api_key = api_key
         self.stage = stage
         self._bucket = TokenBucket(rate_limit, burst_limit or 1) if rate_limit else None
@@ -107,6 +110,8 @@ class ApiGateway:
             return _json(429, {"message": "Too Many Requests"})
         if len(body) > MAX_PAYLOAD:
             return _json(413, {"message": "Request Too Long"})
+        if self._arriving is not None:
+            self._arriving(method, path, body)
         event = self._event(route, method, path, split.query, headers, body, parameters, source_ip)
         try:
             response = route.function.invoke(event)

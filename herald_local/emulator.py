@@ -4,11 +4,16 @@ What it is, wherever it runs:
 - moto's server on 127.0.0.1 only (never moto's default 0.0.0.0: nothing of Herald's listens beyond
   this machine), with moto's backends imported before it answers (a first CloudFormation call would
   otherwise spend its timeout on imports).
-- DynamoDB's requests one at a time, in the order they came. moto's DynamoDB checks a condition,
-  then writes, with nothing held in between: two concurrent `UpdateItem`s with `attribute_not_exists`
-  can both win (measured: 12-16 of 60 rounds of 10 concurrent callers had more than one winner). On
-  AWS a conditional write is atomic, and Herald's claims and idempotency keys rely on it. SQS, SNS,
-  SES and CloudFormation requests stay concurrent.
+- Requests one at a time (`TurnLock`), the most urgent lane's first, then in the order they came.
+  moto's DynamoDB checks a condition, then writes, with nothing held in between: two concurrent
+  `UpdateItem`s with `attribute_not_exists` can both win (measured: 12-16 of 60 rounds of 10
+  concurrent callers had more than one winner). On AWS a conditional write is atomic, and Herald's
+  claims and idempotency keys rely on it. Another service's request takes its turn when it is a lower
+  lane's and a more urgent lane's work is under way: moto's work is all in one interpreter, and a low
+  lane's request running beside a high one would halve its speed; otherwise it goes as it comes (SQS,
+  SNS, SES and CloudFormation side by side, as moto serves them). After a lane's request, a less
+  urgent lane's waits briefly for that lane's next one (LANE_HOLD_SECONDS, capped): a high-priority
+  batch's calls come a few milliseconds apart.
 - A gate every request passes, which a snapshot of the state (herald_local/state.py) closes, so no
   request is half applied in it. So that no request sits in the gate for long, an SQS long poll
   (`WaitTimeSeconds` > 0) is served as a series of short polls, each passing the gate on its own,
@@ -35,7 +40,9 @@ import argparse
 import copy
 import errno
 import functools
+import heapq
 import io
+import itertools
 import json
 import logging
 import os
@@ -61,6 +68,7 @@ from typing import Any, Protocol
 import requests
 
 from herald_local.endpoints import SERVICES
+from herald_local.garbage import MOST_SECONDS, FullCollections
 from herald_local.state import Restored, Snapshotter, StateError, StateFolder
 
 log = logging.getLogger("herald_local")
@@ -170,68 +178,130 @@ class RequestGate:
                 self._condition.notify_all()
 
 
-# The header a request of a lower priority lane carries (herald_local/precedence.py marks it): its lane's rank,
-# 1 normal, 2 low. A request without it (the API, the pollers, the high lane) takes its turn first.
+# The header a lane's request carries (herald_local/precedence.py marks it): its lane's rank, 0 high, 1 normal,
+# 2 low. A request without it (the API, the stack's own calls) is of no lane: served first, holding no one back.
 LANE_HEADER = "x-herald-lane"
 LANE_ENVIRON = "HTTP_X_HERALD_LANE"
 URGENT = 0
 LEAST_URGENT = 2
 
+# After a lane's request is served, less urgent lanes' requests wait this long more for that lane's next one: a
+# high-priority batch's calls come a few milliseconds apart (its handler's work in between), and a low request
+# slipped into each gap would take its turn, then share the interpreter with the high one. Each request waits for
+# such a gap at most HOLD_CAP_SECONDS in all, so a lower lane is slowed, never starved.
+LANE_HOLD_SECONDS = 0.02
+HOLD_CAP_SECONDS = 0.25
 
-def lane_of(environ: dict[str, Any]) -> int:
-    """The rank a request's LANE_HEADER names, URGENT when it names none (or nothing it knows)."""
+
+def lane_of(environ: dict[str, Any]) -> int | None:
+    """The rank a request's LANE_HEADER names (clamped to the lanes there are), None when it names none or nonsense."""
     try:
-        return min(max(int(environ.get(LANE_ENVIRON, URGENT)), URGENT), LEAST_URGENT)
-    except ValueError:
-        return URGENT
+        return min(max(int(environ[LANE_ENVIRON]), URGENT), LEAST_URGENT)
+    except (KeyError, ValueError):
+        return None
 
 
 class TurnLock:
     """A lock handed to its waiters by rank, then in the order they came: a high-priority notification's request
-    takes the next turn ahead of a flood's queued low ones (as on AWS, where a conditional write never queues
-    behind another table's traffic), and within a rank none waits behind later arrivals (threading.Lock promises
-    no order, and a starved request would time out at the client). A lower rank waits only while a more urgent
-    request is waiting, which is brief: the lanes above it give way to it in the stack (precedence.py)."""
+    takes the next turn ahead of a flood's queued low ones (as on AWS, where one table's traffic never queues
+    behind another's), and within a rank none waits behind later arrivals (threading.Lock promises no order, and
+    a starved request would time out at the client). A request of no lane (rank None) is ordered as the most
+    urgent and holds no one back.
 
-    def __init__(self) -> None:
+    Once a lane's request is served, a less urgent lane's request that would be next waits `hold` seconds more
+    for that lane's next request (LANE_HOLD_SECONDS), `cap` seconds at most since it came (HOLD_CAP_SECONDS)."""
+
+    def __init__(
+        self,
+        hold: float = LANE_HOLD_SECONDS,
+        cap: float = HOLD_CAP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hold, self.cap = hold, cap
+        self._clock = clock
         self._mutex = threading.Lock()
         self._held = False
-        self._waiting: list[deque[threading.Event]] = [deque() for _ in range(LEAST_URGENT + 1)]
+        self._holder: int | None = None  # the lane of the request holding the lock
+        # each waiter's [rank, ticket, its wake-up]: a heap, the next turn first; only the first is woken
+        self._queue: list[list[Any]] = []
+        self._tickets = itertools.count()
+        self._lane_until = [0.0] * (LEAST_URGENT + 1)  # each lane's next request is waited for until then
+        self.held_back = 0  # requests that waited for a more urgent lane's next request
 
-    def turn(self, rank: int) -> AbstractContextManager[None]:
-        """The lock, taken at `rank` (0 most urgent)."""
+    def turn(self, rank: int | None) -> AbstractContextManager[bool]:
+        """The lock, taken at `rank` (0 most urgent; None: no lane)."""
         return _Turn(self, rank)
 
     def __enter__(self) -> None:
-        self.acquire(URGENT)
+        self.acquire(None)
 
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def acquire(self, rank: int) -> None:
+    def acquire(self, rank: int | None) -> None:
+        order = URGENT if rank is None else rank
+        wake_up = threading.Event()
+        me: list[Any] = [order, next(self._tickets), wake_up]
         with self._mutex:
-            if not self._held:
-                self._held = True
-                return
-            turn = threading.Event()
-            self._waiting[rank].append(turn)
-        turn.wait()  # the holder hands the lock over directly: it stays held
+            heapq.heappush(self._queue, me)
+            give_up = self._clock() + self.cap
+        counted = False
+        while True:
+            with self._mutex:
+                wait: float | None = None
+                if not self._held and self._queue[0] is me:
+                    wait = self._held_back_for(order, give_up)
+                    if wait <= 0:
+                        heapq.heappop(self._queue)
+                        self._held = True
+                        self._holder = rank
+                        return
+                    if not counted:
+                        self.held_back += 1
+                        counted = True
+                wake_up.clear()  # under the lock: a release after it sets it again
+            wake_up.wait(wait)
+
+    def _held_back_for(self, rank: int, give_up: float) -> float:
+        """How long a request of `rank`, next in line, still waits for a more urgent lane's next request."""
+        if rank == URGENT:
+            return 0.0
+        until = min(max(self._lane_until[:rank]), give_up)
+        return max(until - self._clock(), 0.0)
 
     def release(self) -> None:
         with self._mutex:
-            for waiting in self._waiting:
-                if waiting:
-                    waiting.popleft().set()
-                    return
+            if self._holder is not None:
+                self._lane_until[self._holder] = self._clock() + self.hold
             self._held = False
+            self._holder = None
+            if self._queue:
+                self._queue[0][2].set()  # the next in line (a held-back one looks again, and waits on)
+
+    def more_urgent_busy(self, rank: int) -> bool:
+        """Whether a lane more urgent than `rank` holds the lock, waits for it, or has its next request awaited."""
+        if rank == URGENT:
+            return False
+        with self._mutex:
+            if self._held and self._holder is not None and self._holder < rank:
+                return True
+            if any(waiting[0] < rank for waiting in self._queue):
+                return True
+            return max(self._lane_until[:rank]) > self._clock()
+
+    def quiet_for(self, rank: int = URGENT) -> float:
+        """Seconds since the lane's last request was served (with its hold); 0 while it is still awaited."""
+        with self._mutex:
+            return max(self._clock() - self._lane_until[rank], 0.0)
 
 
 class _Turn:
-    def __init__(self, lock: TurnLock, rank: int):
+    def __init__(self, lock: TurnLock, rank: int | None):
         self._lock, self._rank = lock, rank
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> bool:
         self._lock.acquire(self._rank)
+        return True
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
@@ -239,7 +309,7 @@ class _Turn:
 
 @dataclass
 class LockWaits:
-    """How long DynamoDB requests waited for their turn."""
+    """How long requests waited for their turn."""
 
     requests: int = 0
     seconds: float = 0.0
@@ -247,13 +317,15 @@ class LockWaits:
 
 
 class EmulatorApplication:
-    """WSGI middleware around moto's application: the gate, DynamoDB one request at a time, a count of changes."""
+    """WSGI middleware around moto's application: the gate, one request at a time by lane, a count of changes."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], atomic_dynamodb: bool = True):
         self._app = app
         self.gate = RequestGate()
         self._atomic = atomic_dynamodb
-        self._dynamodb: AbstractContextManager[Any] = TurnLock() if atomic_dynamodb else nullcontext()
+        # One request at a time, by lane (TurnLock): DynamoDB's writes need it to be atomic; the other services'
+        # requests take their turn too, so a lower lane's request never shares the interpreter with a higher one's
+        self._turns: AbstractContextManager[Any] = TurnLock() if atomic_dynamodb else nullcontext()
         self._changes_lock = threading.Lock()
         self.changes = 0  # requests that may have changed the emulator's state, since it started
         self.short_polls = 0  # the short polls long polls were served as, since it started
@@ -298,11 +370,10 @@ class EmulatorApplication:
                 queue._messages_lock.wait_for(lambda held=held: len(queue._messages) != held, min(recheck, left))
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
-        dynamodb = target.startswith(DYNAMODB_TARGET)
         with self.gate.passing():
             arrived = time.monotonic()
-            with self._turn(environ) if dynamodb else nullcontext():
-                if dynamodb and self._atomic:
+            with self._turn(environ, target.startswith(DYNAMODB_TARGET)) as turned:
+                if turned:
                     self._waited(time.monotonic() - arrived)
                 # The whole body is made here, inside the locks: moto builds it eagerly anyway.
                 response = self._app(environ, start_response)
@@ -317,16 +388,32 @@ class EmulatorApplication:
                     self.changes += 1
         return [body]
 
-    def _turn(self, environ: dict[str, Any]) -> AbstractContextManager[Any]:
-        dynamodb = self._dynamodb
-        return dynamodb.turn(lane_of(environ)) if isinstance(dynamodb, TurnLock) else dynamodb
+    def _turn(self, environ: dict[str, Any], dynamodb: bool) -> AbstractContextManager[bool]:
+        """The request's turn (entering it gives True), or nothing (False). Every DynamoDB request takes one; another
+        service's takes one when a lower lane's comes while a more urgent lane's work is under way, so it waits
+        for that work instead of running beside it (a request of no lane, or with no lane above it busy, goes as it
+        comes, as moto serves it)."""
+        turns = self._turns
+        if not isinstance(turns, TurnLock):
+            return nullcontext(False)
+        lane = lane_of(environ)
+        if dynamodb or (lane is not None and turns.more_urgent_busy(lane)):
+            return turns.turn(lane)
+        return nullcontext(False)
+
+    @property
+    def turns(self) -> TurnLock | None:
+        """The lock requests take their turns by (None when requests run side by side: `atomic_dynamodb` off)."""
+        return self._turns if isinstance(self._turns, TurnLock) else None
 
     def figures(self) -> dict[str, Any]:
+        turns = self.turns
         return {
             "atomic_dynamodb": self._atomic,
             "changes": self.changes,
             "short_polls": self.short_polls,
             "lock_waits": asdict(self.waits),
+            "held_back": turns.held_back if turns is not None else 0,
         }
 
     def _figures(self, start_response: Callable[..., Any]) -> list[bytes]:
@@ -334,7 +421,7 @@ class EmulatorApplication:
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
-    def _waited(self, seconds: float) -> None:  # called holding the DynamoDB lock: no other lock needed
+    def _waited(self, seconds: float) -> None:  # called holding the turn: no other lock needed
         self.waits.requests += 1
         self.waits.seconds += seconds
         self.waits.longest = max(self.waits.longest, seconds)
@@ -1026,12 +1113,16 @@ def main(argv: list[str] | None = None) -> int:
     except StateError as error:
         _say({"error": str(error), "state": True})
         return 2
+    # This process holds moto's state: its full garbage collections wait for the high lane to be quiet
+    turns = served.server.application.turns if served.server.application is not None else None
+    collections = FullCollections(turns.quiet_for if turns is not None else lambda: MOST_SECONDS).start()
     port = served.server.address[1]
     _say({"port": port, "restored": asdict(served.restored) if served.restored else None})
     threading.Thread(target=_until_input_ends, args=(stop,), name="parent-pipe", daemon=True).start()
     while not stop.wait(PARENT_CHECK_SECONDS):
         if arguments.parent is not None and os.getppid() != arguments.parent:
             break  # the parent is gone and something else holds the pipe open (a process it forked)
+    collections.stop()
     served.stop()
     return 0
 

@@ -11,11 +11,17 @@ containers get lane clients: `clients_for`, `GivingWay`).
 
 Each wait is capped (`WAIT_CAP_SECONDS`), so a lower lane is slowed, never starved: under a steady stream
 of high-priority work each of its threads still makes one AWS call per cap. The API's requests and the
-most urgent lane never wait."""
+most urgent lane never wait.
+
+A call let through before a higher lane became busy would still run beside its work: every lane's request
+names its lane (`mark_lanes`, LANE_HEADER), and the emulator serves one request at a time, the most urgent
+lane's first, holding a lower lane's back for a few milliseconds after a higher lane's request, for its next
+(herald_local.emulator.TurnLock)."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -50,6 +56,16 @@ def lane_rank(queue: str) -> int | None:
     return None
 
 
+def priority_rank(body: bytes) -> int | None:
+    """The rank of the lane a notification posted to the API (its JSON body) goes to, or None if it names none
+    that is known or is not JSON (the API answers it; the lanes need not wait)."""
+    try:
+        priority = json.loads(body).get("priority", "normal")
+    except (ValueError, AttributeError):
+        return None
+    return LANE_RANKS.get(priority.capitalize()) if isinstance(priority, str) else None
+
+
 def function_ranks(sources: Iterable[tuple[str, str]]) -> dict[str, int]:
     """Each function's rank, from its (function, queue) event sources: the most urgent lane it serves."""
     ranks: dict[str, int] = {}
@@ -81,6 +97,7 @@ class LanePrecedence:
         self._in_flight = [0] * LANES
         self._waiting = [0] * LANES
         self._expected_until = [0.0] * LANES  # a lane's message was sent: its batch is about to begin
+        self._last_ended = [clock()] * LANES  # when a lane last had no batch in flight any more
         self._changed = threading.Condition()
         self._yields = [Yields() for _ in range(LANES)]
 
@@ -105,7 +122,17 @@ class LanePrecedence:
             return
         with self._changed:
             self._in_flight[rank] -= 1
+            if not self._in_flight[rank]:
+                self._last_ended[rank] = self._clock()
             self._changed.notify_all()
+
+    def quiet_for(self, rank: int) -> float:
+        """Seconds the lane has had no batch in flight and no message just sent to its queue (0: it has)."""
+        with self._changed:
+            now = self._clock()
+            if self._in_flight[rank] or self._expected_until[rank] > now:
+                return 0.0
+            return now - max(self._last_ended[rank], self._expected_until[rank])
 
     @property
     def in_flight(self) -> tuple[int, ...]:
@@ -178,6 +205,17 @@ class LanePrecedence:
         for operation in ("SendMessage", "SendMessageBatch"):
             sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", sending)
 
+    def announce_publishes(self, sns: Any) -> None:
+        """Makes every publish a lane's function makes through `sns` (the topic, whose subscriptions route each
+        message to its priority's queue: the lane's own) an expectation of the lane's next batch (`expect`): a
+        high-priority fan-out's deliveries hold the lower lanes back until the high deliver lane receives them."""
+
+        def publishing(**_: Any) -> None:
+            self.expect(getattr(_lane, "rank", None))
+
+        for operation in ("Publish", "PublishBatch"):
+            sns.meta.events.register(f"before-parameter-build.sns.{operation}", publishing)
+
     def clients_for(self, rank: int, clients: Callable[..., Any]) -> Callable[..., Any]:
         """A `client(service, one_attempt=False)` for one lane's functions: the process's shared client
         (`clients`, herald.adapters.clients.client), each of its calls first giving way to higher lanes."""
@@ -185,7 +223,7 @@ class LanePrecedence:
         def lane_client(*args: Any, **kwargs: Any) -> Any:
             # The arguments as given: a cached factory keys `client("sqs")` and `client("sqs", one_attempt=False)`
             # apart, and the same client is what a benchmark's hooks were put on
-            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank), rank)
+            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank), rank, lambda: self.enabled)
 
         return lane_client
 
@@ -200,36 +238,55 @@ class GivingWay:
     once and called many times gives way once; Herald's adapters look each call up as they make it. Only
     the client's methods give way (`exceptions` and `meta` are not methods), in whichever thread looks them
     up, so a handler's own thread pools are held back too. A paginator's or waiter's calls do not give way
-    (no lane function pages through a list while a flood is on).
+    (no lane function pages through a list while a flood is on). Each call, the most urgent lane's too, names
+    its lane in LANE_HEADER while the precedence is on (`mark_lanes`): the emulator serves by it.
     """
 
     _UNGATED = frozenset({"can_paginate", "get_paginator", "get_waiter", "close", "generate_presigned_url"})
 
-    def __init__(self, client: Any, give_way: Callable[[], float], rank: int = 0):
+    def __init__(
+        self, client: Any, give_way: Callable[[], float], rank: int = 0, marking: Callable[[], bool] = lambda: True
+    ):
         self._client = client
         self._give_way = give_way
         self._rank = rank
-        service = getattr(getattr(getattr(client, "meta", None), "service_model", None), "service_name", None)
-        if rank and service == "dynamodb":
-            client.meta.events.register("before-send.dynamodb", _mark_lane, unique_id=LANE_HEADER)
+        self._marking = marking
+        mark_lanes(client)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
         if not name.startswith("_") and name not in self._UNGATED and inspect.ismethod(attribute):
             self._give_way()
-            _lane.rank = self._rank  # the call about to be made is this lane's (_mark_lane)
+            if self._marking():
+                _lane.rank = self._rank  # the call about to be made is this lane's (_mark_lane)
         return attribute
 
 
-# The lane of the call a thread is making: set when a lane client's operation is looked up, read as its
-# request leaves. A thread serves one function's container at a time, so it holds one lane's work.
+# The lane of the call a thread is making: set when a lane client's operation is looked up (or by a lane's
+# poller, `calling_for`), read as its request leaves. A thread serves one function's container at a time, so it
+# holds one lane's work.
 _lane = threading.local()
 
 
+def calling_for(rank: int | None) -> None:
+    """The next AWS call this thread makes, through a client `mark_lanes` was applied to, is lane `rank`'s."""
+    _lane.rank = rank
+
+
+def mark_lanes(client: Any) -> None:
+    """Makes each request of `client` (a boto3 client, shared or not) that a lane makes name that lane in
+    LANE_HEADER as it leaves (`_mark_lane`). Applying it again to the same client changes nothing."""
+    meta = getattr(client, "meta", None)
+    service = getattr(getattr(meta, "service_model", None), "service_name", None)
+    if meta is not None and service is not None:  # a boto3 client (a test's fake has nothing to mark)
+        meta.events.register(f"before-send.{service}", _mark_lane, unique_id=LANE_HEADER)
+
+
 def _mark_lane(request: Any, **_: Any) -> None:
-    """Names a lower lane's DynamoDB request in LANE_HEADER, so the emulator serves a more urgent one first
-    (herald_local.emulator.TurnLock). The shared client is everyone's: a call of no lane carries no mark."""
-    rank = getattr(_lane, "rank", 0)
-    _lane.rank = 0
-    if rank:
+    """Names a lane's request in LANE_HEADER, so the emulator serves a more urgent lane's first and holds the
+    lower lanes' back while one is under way (herald_local.emulator.TurnLock). The shared client is everyone's:
+    a call of no lane (the API's, the stack's own) carries no mark."""
+    rank = getattr(_lane, "rank", None)
+    _lane.rank = None
+    if rank is not None:
         request.headers[LANE_HEADER] = str(rank)

@@ -31,9 +31,10 @@ from herald_local.endpoints import SERVICES, cloudformation_serving, endpoint_of
 from herald_local.event_source import QueuePoller
 from herald_local.faults import FaultInjector, FaultPlan, compose_hooks
 from herald_local.functions import MAX_CONTAINERS, DependencyHook, LocalFunction
+from herald_local.garbage import FullCollections
 from herald_local.mailbox_simulator import MailboxSimulator, event_destinations
 from herald_local.metrics import EmfCollector
-from herald_local.precedence import LanePrecedence, function_ranks, lane_rank
+from herald_local.precedence import LanePrecedence, function_ranks, lane_rank, priority_rank
 from herald_local.provision import Stack, provision
 from herald_local.state import Restored, StateFolder
 from herald_local.template import HeraldTemplate
@@ -181,6 +182,7 @@ class LocalStack:
         self._ranks: dict[str, int] = {}  # each lane function's rank (herald_local/precedence.py)
         self._serving = False
         self._saved_environment: dict[str, str | None] = {}
+        self._collections: FullCollections | None = None
 
     @property
     def api_url(self) -> str:
@@ -208,6 +210,9 @@ class LocalStack:
     def _start(self) -> None:
         quiet_emulator()
         hand_over_promptly()
+        # The full garbage collections of this process (moto's state too, when the emulator is a thread of it)
+        # wait for the high lane to be quiet (herald_local/garbage.py)
+        self._collections = FullCollections(lambda: self.precedence.quiet_for(0)).start()
         for name, value in DEFAULT_ENVIRONMENT.items():
             if not os.environ.get(name):
                 self._set_environment(name, value)
@@ -294,6 +299,7 @@ class LocalStack:
         self.precedence.announce_sends(
             client("sqs"), {poller.queue_url: poller.rank for poller in self.pollers if poller.rank is not None}
         )
+        self.precedence.announce_publishes(client("sns"))  # a fan-out's publish: its lane's deliveries are coming
         api = template.apis[0]
         saved_key = self._state.api_key() if self._state else None
         self.api_key = (
@@ -307,6 +313,7 @@ class LocalStack:
                 rate_limit=api.rate_limit,
                 burst_limit=api.burst_limit,
                 port=self.options.api_port,
+                arriving=self._arriving,
             )
         except OSError as error:
             if port_in_use(error):
@@ -365,9 +372,9 @@ class LocalStack:
         for name, spec in template.functions.items():
             resolved = dataclasses.replace(spec, timeout=int(self.stack.resolver(spec.timeout)))
             rank = self._ranks.get(name)
-            # A lower lane's functions call AWS through clients that give way to the higher lanes first (while
-            # the precedence is on: it can be switched at any time)
-            clients = self.precedence.clients_for(rank, client) if rank else client
+            # A lane's functions call AWS through clients that give way to the higher lanes first and name their
+            # lane to the emulator (while the precedence is on: it can be switched at any time)
+            clients = self.precedence.clients_for(rank, client) if rank is not None else client
             self.functions[name] = LocalFunction(
                 resolved, environments[name], self._hook, max_containers=self.options.max_containers, clients=clients
             )
@@ -404,6 +411,9 @@ class LocalStack:
             if self._state is not None:
                 self._state.close()
                 self._state = None
+        if self._collections is not None:
+            self._collections.stop()
+            self._collections = None
         for name, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -413,6 +423,12 @@ class LocalStack:
         from herald.adapters.clients import client
 
         client.cache_clear()
+
+    def _arriving(self, method: str, path: str, body: bytes) -> None:
+        """A notification posted to the API is its priority lane's work from the moment it arrives: lower lanes
+        give way to it from then on (herald_local/precedence.py), as they would not share its machine on AWS."""
+        if method == "POST" and path == "/notifications":
+            self.precedence.expect(priority_rank(body))
 
     def _set_environment(self, name: str, value: str) -> None:
         self._saved_environment.setdefault(name, os.environ.get(name))

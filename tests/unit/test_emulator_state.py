@@ -34,11 +34,13 @@ class CountingApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         kind = environ.get("HTTP_X_AMZ_TARGET", "").split(".")[0]
         with self.lock:
-            self.now[kind] = self.now.get(kind, 0) + 1
-            self.most[kind] = max(self.most.get(kind, 0), self.now[kind])
+            for counted in (kind, "all"):
+                self.now[counted] = self.now.get(counted, 0) + 1
+                self.most[counted] = max(self.most.get(counted, 0), self.now[counted])
         time.sleep(self.hold)
         with self.lock:
-            self.now[kind] -= 1
+            for counted in (kind, "all"):
+                self.now[counted] -= 1
         start_response("200 OK", [])
         return [self.body]
 
@@ -55,7 +57,7 @@ def serve_at_once(application: EmulatorApplication, environs: list[dict[str, Any
         thread.join(timeout=10)
 
 
-def test_dynamodb_requests_pass_one_at_a_time_while_sqs_requests_overlap() -> None:
+def test_dynamodb_requests_pass_one_at_a_time_while_sqs_requests_of_no_lane_overlap() -> None:
     # Given the emulator's front around an app that counts requests in progress
     app = CountingApp()
     application = EmulatorApplication(app)
@@ -69,6 +71,28 @@ def test_dynamodb_requests_pass_one_at_a_time_while_sqs_requests_overlap() -> No
     # Then DynamoDB saw one at a time; SQS several side by side
     assert app.most["DynamoDB_20120810"] == 1
     assert app.most["AmazonSQS"] > 1
+
+
+def in_lane(environ: dict[str, Any], rank: int) -> dict[str, Any]:
+    return {**environ, "HTTP_X_HERALD_LANE": str(rank)}
+
+
+def test_while_a_high_lanes_work_is_under_way_a_low_lanes_requests_of_any_service_take_turns() -> None:
+    # Given the front just after a high lane's request, its next one awaited for seconds
+    app = CountingApp()
+    application = EmulatorApplication(app)
+    assert application.turns is not None
+    application.turns.hold = 5.0
+    application(in_lane(request("DynamoDB_20120810.UpdateItem"), 0), lambda *_: None)
+
+    # When eight low SQS requests arrive at once
+    serve_at_once(application, [in_lane(request("AmazonSQS.SendMessage"), 2)] * 8)
+
+    # Then they passed one at a time, the first in line held back for the high lane's next request (let go at the
+    # cap, as none came), and all were served
+    assert app.most["AmazonSQS"] == 1
+    assert application.turns.held_back >= 1
+    assert application.waits.requests == 9
 
 
 def test_without_the_lock_dynamodb_requests_overlap_as_moto_serves_them() -> None:
@@ -447,12 +471,87 @@ def test_a_more_urgent_lanes_request_takes_the_next_turn_ahead_of_lower_lanes_qu
     assert served == ["high", "normal", "low-1", "low-2"]
 
 
-def test_a_request_names_its_lane_by_header_and_one_naming_none_or_nonsense_is_urgent() -> None:
+def test_a_request_names_its_lane_by_header_and_one_naming_none_or_nonsense_is_of_no_lane() -> None:
     assert lane_of({"HTTP_X_HERALD_LANE": "2"}) == 2
     assert lane_of({"HTTP_X_HERALD_LANE": "1"}) == 1
-    assert lane_of({}) == 0
-    assert lane_of({"HTTP_X_HERALD_LANE": "fast"}) == 0
+    assert lane_of({"HTTP_X_HERALD_LANE": "0"}) == 0
+    assert lane_of({}) is None
+    assert lane_of({"HTTP_X_HERALD_LANE": "fast"}) is None
     assert lane_of({"HTTP_X_HERALD_LANE": "9"}) == 2
+
+
+def served_in_order(lock: TurnLock, first: int | None, then: list[tuple[str, int | None]]) -> list[str]:
+    """Serves a request of lane `first`, then, while nothing holds the lock, each of `then` arriving 0.1 s apart;
+    the order they were served in."""
+    served: list[str] = []
+    with lock.turn(first):
+        pass
+    waiters = []
+    for name, rank in then:
+
+        def take(name: str = name, rank: int | None = rank) -> None:
+            with lock.turn(rank):
+                served.append(name)
+
+        waiter = threading.Thread(target=take)
+        waiter.start()
+        waiters.append(waiter)
+        time.sleep(0.1)
+    for waiter in waiters:
+        waiter.join(10)
+    return served
+
+
+def test_after_a_high_lane_request_a_low_one_waits_for_the_high_lanes_next() -> None:
+    # Given the lock, free, just after a high-lane request (its lane's next one waited for a second)
+    lock = TurnLock(hold=1.0, cap=5.0)
+
+    # When a low request comes, then a high one 0.1 s later
+    served = served_in_order(lock, 0, [("low", 2), ("high", 0)])
+
+    # Then the high one is served first: the low one was held back for it
+    assert served == ["high", "low"]
+    assert lock.held_back == 1
+
+
+def test_after_a_request_of_no_lane_nothing_is_held_back() -> None:
+    # Given the lock, free, just after a request of no lane (the API's, say)
+    lock = TurnLock(hold=1.0, cap=5.0)
+
+    # When a low request comes, then a high one 0.1 s later
+    served = served_in_order(lock, None, [("low", 2), ("high", 0)])
+
+    # Then the low one was served as it came
+    assert served == ["low", "high"]
+    assert lock.held_back == 0
+
+
+def test_a_held_back_request_is_served_at_the_cap_however_long_the_hold() -> None:
+    # Given the lock just after a high-lane request, its next one waited for a minute, but a cap of 0.2 s
+    lock = TurnLock(hold=60.0, cap=0.2)
+
+    # When a low request comes and no high one follows
+    served = served_in_order(lock, 0, [("low", 2)])
+
+    # Then it is served all the same (the join would have given up long before the minute)
+    assert served == ["low"]
+
+
+def test_the_lanes_quiet_time_counts_from_its_last_request_and_its_hold() -> None:
+    # Given the lock on a clock the test moves, a hold of 0.5 s
+    now = [10.0]
+    lock = TurnLock(hold=0.5, cap=1.0, clock=lambda: now[0])
+
+    # When a high-lane request is served, Then the lane is not quiet during its hold
+    with lock.turn(0):
+        pass
+    assert lock.quiet_for(0) == 0
+
+    # and is quiet from the end of the hold on; a request of no lane changes nothing
+    now[0] += 3
+    with lock.turn(None):
+        pass
+    assert lock.quiet_for(0) == pytest.approx(2.5)
 
 
 def test_the_fronts_own_route_answers_its_counters_without_reaching_moto() -> None:
@@ -471,7 +570,8 @@ def test_the_fronts_own_route_answers_its_counters_without_reaching_moto() -> No
     figures = json.loads(body)
     assert statuses == ["200 OK"]
     assert (figures["atomic_dynamodb"], figures["changes"], figures["lock_waits"]["requests"]) == (True, 1, 1)
-    assert app.most == {"DynamoDB_20120810": 1}
+    assert app.most == {"DynamoDB_20120810": 1, "all": 1}
+    assert figures["held_back"] == 0
 
 
 def test_a_folder_whose_stack_is_gone_is_taken_once_its_emulator_process_lets_go(tmp_path: Path) -> None:

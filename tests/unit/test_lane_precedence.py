@@ -239,13 +239,16 @@ def test_a_lane_client_gives_way_before_each_call_from_any_thread() -> None:
     assert failed is FakeClient.exceptions.ConditionalCheckFailedException
 
 
-def test_a_lower_lanes_dynamodb_request_names_its_lane_and_a_high_or_laneless_one_does_not() -> None:
+class Left(Exception):
+    pass
+
+
+def leaving_requests(service: str) -> tuple[Any, list[str | None]]:
+    """A boto3 client of `service` whose requests are caught as they leave: the lane header each carried."""
     import boto3
 
-    # Given one DynamoDB client shared by the high and low lanes' clients and by work of no lane, whose
-    # requests are caught as they leave
     shared = boto3.client(
-        "dynamodb",
+        service,
         region_name="us-east-1",
         endpoint_url="http://127.0.0.1:9",
         aws_access_key_id="a",
@@ -253,25 +256,81 @@ def test_a_lower_lanes_dynamodb_request_names_its_lane_and_a_high_or_laneless_on
     )
     sent: list[str | None] = []
 
-    class Left(Exception):
-        pass
-
     def leaving(request: Any, **_: Any) -> Any:
         sent.append(request.headers.get(LANE_HEADER))
         raise Left  # nothing listens at the endpoint: the request is stopped as it leaves
 
-    shared.meta.events.register_last("before-send.dynamodb", leaving)
+    shared.meta.events.register_last(f"before-send.{service}", leaving)
+    return shared, sent
+
+
+@pytest.mark.parametrize("service, call", [("dynamodb", "describe_limits"), ("sqs", "list_queues")])
+def test_each_lanes_request_names_its_lane_and_one_of_no_lane_names_none(service: str, call: str) -> None:
+    # Given one client shared by the high and low lanes' clients and by work of no lane
+    shared, sent = leaving_requests(service)
     precedence = LanePrecedence()
-    low = precedence.clients_for(LOW, lambda *_a, **_k: shared)("dynamodb")
-    high = precedence.clients_for(HIGH, lambda *_a, **_k: shared)("dynamodb")
+    low = precedence.clients_for(LOW, lambda *_a, **_k: shared)(service)
+    high = precedence.clients_for(HIGH, lambda *_a, **_k: shared)(service)
 
     # When each makes a call
     for caller in (low, high, shared, low):
         with pytest.raises(Left):
-            caller.describe_limits()
+            getattr(caller, call)()
 
-    # Then only the low lane's requests carry its rank, which the emulator serves after more urgent ones
-    assert sent == [str(LOW), None, None, str(LOW)]
+    # Then each lane's requests carry its rank, which the emulator serves by; the shared client's own carry none
+    assert sent == [str(LOW), str(HIGH), None, str(LOW)]
+
+
+def test_switched_off_no_lane_names_its_requests() -> None:
+    # Given the low lane's client over a shared client, the precedence switched off
+    shared, sent = leaving_requests("dynamodb")
+    precedence = LanePrecedence(enabled=False)
+    low = precedence.clients_for(LOW, lambda *_a, **_k: shared)("dynamodb")
+
+    # When it makes a call
+    with pytest.raises(Left):
+        low.describe_limits()
+
+    # Then its request names no lane: the emulator serves it as it comes
+    assert sent == [None]
+
+
+def test_a_pollers_receives_name_its_lane() -> None:
+    # Given a low lane's poller over an SQS client whose requests are caught as they leave
+    sqs, sent = leaving_requests("sqs")
+    precedence = LanePrecedence()
+    spec = EventSourceSpec("LowQueueSource", "DeliverLowFunction", "LowQueue", 50, 0, True, None)
+    function: Any = ObservingFunction(precedence)
+    poller = QueuePoller(sqs, spec, "http://127.0.0.1:9/q", "arn:q", function, 1, precedence=precedence, rank=LOW)
+
+    # When it receives
+    with pytest.raises(Left):
+        poller._receive(10)
+
+    # Then the request names the low lane
+    assert sent == [str(LOW)]
+
+
+def test_a_lane_is_quiet_for_as_long_as_it_has_had_nothing_in_flight_or_expected() -> None:
+    # Given a precedence on a clock the test moves
+    now = [100.0]
+    precedence = LanePrecedence(clock=lambda: now[0])
+
+    # When a high batch is in flight, Then the lane is not quiet
+    precedence.begin(HIGH)
+    now[0] += 5
+    assert precedence.quiet_for(HIGH) == 0
+
+    # When it ends, Then the lane is quiet from then on
+    precedence.end(HIGH)
+    now[0] += 2
+    assert precedence.quiet_for(HIGH) == 2
+
+    # When a message is sent to its queue, Then it is not quiet until the expectation lapses
+    precedence.expect(HIGH)
+    assert precedence.quiet_for(HIGH) == 0
+    now[0] += 10
+    assert precedence.quiet_for(HIGH) == pytest.approx(10 - 0.25)
 
 
 def test_a_lane_client_calls_the_very_client_the_process_shares() -> None:
