@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
+from moto.server import ThreadedMotoServer
 
 from herald.adapters.clients import client
+from herald_local.emulator import quiet_emulator
 from herald_local.provision import Stack, provision
 from herald_local.stack import emulator_parameters, function_environments
 from herald_local.template import HeraldTemplate
@@ -89,3 +91,16 @@ def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
         )
         yield Deployed(stack, function_environments(template(), stack))
     client.cache_clear()
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    """moto's own threaded server on 127.0.0.1 (not the local stack's emulator, with its front): its endpoint."""
+    quiet_emulator()  # as the local stack starts its emulator
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

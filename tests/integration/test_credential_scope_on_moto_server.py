@@ -3,15 +3,12 @@ in the client's region; a client of another endpoint still signs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from herald_local.credential_scope import UNCHECKED_SIGNATURE, scoped_clients
-from herald_local.emulator import quiet_emulator
 
 # Not moto's default region (us-east-1): an unsigned request without its scope would land there
 REGION = "eu-west-1"
@@ -19,18 +16,6 @@ REGION = "eu-west-1"
 
 class Stopped(Exception):
     """Raised by the capture hook: the request goes no further."""
-
-
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    quiet_emulator()  # as the local stack starts its emulator
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def client_at(endpoint: str) -> Any:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from herald.adapters.redrive import Redrive
 from herald.models.redrive import DeadLetterRoute, RedrivePath
-from herald_local.emulator import quiet_emulator
 
 
 class Records(logging.Handler):
@@ -23,18 +19,6 @@ class Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    quiet_emulator()  # as the local stack starts its emulator
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def sqs_client(endpoint: str, attempts: int) -> Any:
