@@ -41,6 +41,9 @@ class ProviderRecords(Protocol):
     def pushes(self) -> list[SentPush]: ...
 
 
+DATA_TIMEOUT_SECONDS = 300
+
+
 class MotoProviderRecords:
     """moto keeps every 'sent' item; its server shows them at /moto-api/data.json."""
 
@@ -48,7 +51,9 @@ class MotoProviderRecords:
         self._url = f"{endpoint.rstrip('/')}/moto-api/data.json"
 
     def _data(self) -> dict[str, Any]:
-        response = requests.get(self._url, timeout=10)
+        # moto serialises its whole state for this (every table's items, every queue's messages): after a 5,000-
+        # delivery chaos run that took longer than 10 s, and the run ended before its ledger was read
+        response = requests.get(self._url, timeout=DATA_TIMEOUT_SECONDS)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
