@@ -11,7 +11,8 @@ off (the oldest generation's threshold set out of reach; the young generations c
 due by Python's own rule (DUE_AFTER young collections since the last full one, and more objects kept since than
 a quarter of those that lived through it); a due one runs once the most urgent lane has been quiet for
 QUIET_SECONDS, or MOST_SECONDS after the last in any case. As many run as Python would have run, at other
-moments. An idle stack makes no young collections, so it runs none. Stopping puts Python's thresholds back."""
+moments. An idle stack makes no young collections, so it runs none. The last one of a process to stop puts Python's
+thresholds back."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class FullCollections:
         self._looked_at = 0  # young collections counted when `due` last counted the objects kept
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._saved: tuple[int, int, int] | None = None
+        self._started = False
         self.collections = 0
         self.longest = 0.0  # seconds
 
@@ -78,9 +79,13 @@ class FullCollections:
         return True
 
     def start(self) -> FullCollections:
-        self._saved = gc.get_threshold()
-        young, middle, _ = self._saved
-        gc.set_threshold(young, middle, OUT_OF_REACH)
+        with _RUNNING_LOCK:
+            if not _RUNNING:  # the first in the process keeps Python's thresholds, the last puts them back
+                _SAVED[:] = gc.get_threshold()
+                young, middle, _ = _SAVED
+                gc.set_threshold(young, middle, OUT_OF_REACH)
+            _RUNNING.append(self)
+        self._started = True
         self._thread = threading.Thread(target=self._run, name="full-collections", daemon=True)
         self._thread.start()
         return self
@@ -93,6 +98,17 @@ class FullCollections:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._saved is not None:
-            gc.set_threshold(*self._saved)
-            self._saved = None
+        if not self._started:
+            return
+        self._started = False
+        with _RUNNING_LOCK:
+            _RUNNING.remove(self)
+            if not _RUNNING:
+                gc.set_threshold(*_SAVED)
+
+
+# Every FullCollections started in this process and not stopped (two stacks of one test process may overlap),
+# and Python's thresholds as the first found them
+_RUNNING: list[FullCollections] = []
+_RUNNING_LOCK = threading.Lock()
+_SAVED: list[int] = []

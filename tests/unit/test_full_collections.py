@@ -78,3 +78,18 @@ def test_starting_puts_pythons_own_full_collections_out_of_reach_and_stopping_pu
 
     # When stopped, Then Python's own are back
     assert gc.get_threshold() == before
+
+
+def test_two_running_at_once_put_pythons_thresholds_back_only_when_both_have_stopped() -> None:
+    # Given two stacks' collections in one process, started one after the other
+    before = gc.get_threshold()
+    first = FullCollections(lambda: 0.0).start()
+    second = FullCollections(lambda: 0.0).start()
+
+    # When the first stops, Then Python's own full collections stay off for the second
+    first.stop()
+    assert gc.get_threshold()[2] == OUT_OF_REACH
+
+    # When the second stops, Then Python's own are back as they were before either
+    second.stop()
+    assert gc.get_threshold() == before

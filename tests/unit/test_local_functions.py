@@ -103,12 +103,14 @@ def test_past_the_cap_an_invocation_waits_for_a_container() -> None:
 
     # When four requests arrive while the first ones hold their containers
     with ThreadPoolExecutor(max_workers=4) as callers:
-        futures = [callers.submit(function.invoke, echo_event(f"w{n}")) for n in range(4)]
-        eventually(lambda: function.waiting == 2)
+        try:
+            futures = [callers.submit(function.invoke, echo_event(f"w{n}")) for n in range(4)]
+            eventually(lambda: function.waiting == 2, timeout=60)
 
-        # Then two are handled and two wait: no third container is started
-        assert len(function.containers) == 2
-        release.set()
+            # Then two are handled and two wait: no third container is started
+            assert len(function.containers) == 2
+        finally:
+            release.set()  # a failed check above fails the test, rather than leave the callers waiting forever
         answers = [answer(future.result(timeout=10)) for future in futures]
 
     # ...and once released, every request is answered by one of the two
