@@ -182,29 +182,22 @@ class DynamoStatusStore:
         # Every attribute by placeholder: several of these names (request, next) are DynamoDB reserved words.
         names = {f"#{assignment.split(' = ')[0]}": assignment.split(" = ")[0] for assignment in sets}
         sets = [f"#{assignment}" for assignment in sets]
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=_key(notification_id, PAGE_PREFIX + page),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(done_at) AND attribute_not_exists(cancelled_at)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            # The item that refused the write: it exists (it has `done_at` or `cancelled_at`), so DynamoDB returns it.
-            old = error.response.get("Item") or {}
-            if not old:
-                raise
-            if "cancelled_at" in old:
-                return PageWrite(written=False, cancelled=True)
-            return PageWrite(
-                written=False, next=_position(old) if "next" in old else None, continued="continued_at" in old
-            )
-        return PageWrite(written=True)
+        refused = self._update_unless_changed(
+            _key(notification_id, PAGE_PREFIX + page),
+            "SET " + ", ".join(sets),
+            ["attribute_not_exists(done_at)", "attribute_not_exists(cancelled_at)"],
+            names,
+            values,
+        )
+        if refused is None:
+            return PageWrite(written=True)
+        # The item that refused the write: it exists (it has `done_at` or `cancelled_at`), so DynamoDB returns it.
+        old = refused.response.get("Item") or {}
+        if not old:
+            raise refused
+        if "cancelled_at" in old:
+            return PageWrite(written=False, cancelled=True)
+        return PageWrite(written=False, next=_position(old) if "next" in old else None, continued="continued_at" in old)
 
     def record_continued(self, notification_id: str, page: str) -> None:
         self._dynamodb.update_item(
@@ -339,7 +332,7 @@ class DynamoStatusStore:
     def _update_unless_changed(
         self, key: dict[str, Any], update: str, conditions: list[str], names: dict[str, str], values: dict[str, Any]
     ) -> ClientError | None:
-        """A recipient item's conditional UpdateItem (every condition must hold): None once written, else the
+        """A status item's conditional UpdateItem (every condition must hold): None once written, else the
         refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
         try:
             self._dynamodb.update_item(
