@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -423,23 +424,43 @@ def test_a_long_poll_on_an_empty_queue_ends_when_its_wait_is_over() -> None:
     assert application.changes == 0
 
 
-def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
-    # Given the lock held, and five requests queueing for it one after another
-    lock = TurnLock()
-    served: list[int] = []
-    lock.__enter__()
+def served_as_they_come(
+    lock: TurnLock, requests: list[tuple[str, int | None]], apart: float, then: Callable[[], object] = lambda: None
+) -> list[str]:
+    """Each of `requests` (name, lane) asks for the lock `apart` seconds after the one before, in a thread of its
+    own, and `then` runs after the last: the order they were served in, once all were."""
+    served: list[str] = []
     waiters = []
-    for n in range(5):
-        waiter = threading.Thread(target=lambda n=n: (lock.__enter__(), served.append(n), lock.__exit__()))
+    for name, rank in requests:
+
+        def take(name: str = name, rank: int | None = rank) -> None:
+            with lock.turn(rank):
+                served.append(name)
+
+        waiter = threading.Thread(target=take)
         waiter.start()
         waiters.append(waiter)
-        time.sleep(0.05)  # each is waiting before the next comes
+        time.sleep(apart)
+    then()
+    for waiter in waiters:
+        waiter.join(10)
+    return served
+
+
+def served_after_the_holder(lock: TurnLock, requests: list[tuple[str, int | None]]) -> list[str]:
+    """Holds the lock while each of `requests` queues for it 0.05 s after the one before (each is waiting before
+    the next comes), then lets go: the order they were served in."""
+    lock.__enter__()
+    return served_as_they_come(lock, requests, apart=0.05, then=lock.release)
+
+
+def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
+    # Given the lock held, and five requests of no lane queueing for it one after another
+    lock = TurnLock()
 
     # When the holder lets go, Then they get it one at a time, first come first served
-    lock.__exit__()
-    for waiter in waiters:
-        waiter.join(5)
-    assert served == [0, 1, 2, 3, 4]
+    served = served_after_the_holder(lock, [(str(n), None) for n in range(5)])
+    assert served == ["0", "1", "2", "3", "4"]
     # and it is free again
     lock.__enter__()
     lock.__exit__()
@@ -448,24 +469,9 @@ def test_the_dynamodb_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
 def test_a_more_urgent_lanes_request_takes_the_next_turn_ahead_of_lower_lanes_queued_before_it() -> None:
     # Given the lock held, and a low, a normal, another low, then a high-lane request queueing one after another
     lock = TurnLock()
-    served: list[str] = []
-    lock.__enter__()
-    waiters = []
-    for name, rank in (("low-1", 2), ("normal", 1), ("low-2", 2), ("high", 0)):
-
-        def take(name: str = name, rank: int = rank) -> None:
-            with lock.turn(rank):
-                served.append(name)
-
-        waiter = threading.Thread(target=take)
-        waiter.start()
-        waiters.append(waiter)
-        time.sleep(0.05)  # each is waiting before the next comes
 
     # When the holder lets go
-    lock.__exit__()
-    for waiter in waiters:
-        waiter.join(5)
+    served = served_after_the_holder(lock, [("low-1", 2), ("normal", 1), ("low-2", 2), ("high", 0)])
 
     # Then the high request goes first, then the normal one, then the lows in the order they came
     assert served == ["high", "normal", "low-1", "low-2"]
@@ -483,23 +489,9 @@ def test_a_request_names_its_lane_by_header_and_one_naming_none_or_nonsense_is_o
 def served_in_order(lock: TurnLock, first: int | None, then: list[tuple[str, int | None]]) -> list[str]:
     """Serves a request of lane `first`, then, while nothing holds the lock, each of `then` arriving 0.1 s apart;
     the order they were served in."""
-    served: list[str] = []
     with lock.turn(first):
         pass
-    waiters = []
-    for name, rank in then:
-
-        def take(name: str = name, rank: int | None = rank) -> None:
-            with lock.turn(rank):
-                served.append(name)
-
-        waiter = threading.Thread(target=take)
-        waiter.start()
-        waiters.append(waiter)
-        time.sleep(0.1)
-    for waiter in waiters:
-        waiter.join(10)
-    return served
+    return served_as_they_come(lock, then, apart=0.1)
 
 
 def test_after_a_high_lane_request_a_low_one_waits_for_the_high_lanes_next() -> None:

@@ -93,6 +93,29 @@ def expect_task(stubber: Stubber, status: str, moved: int, to_move: int = 3) -> 
     )
 
 
+def expect_sent_back(stubber: Stubber, dlq_url: str, destination_url: str) -> None:
+    """The receive-send-delete path's send of `message(1)` to its destination, then its delete from the DLQ."""
+    stubber.add_response(
+        "send_message_batch",
+        {"Successful": [{"Id": "0", "MessageId": "n1", "MD5OfMessageBody": "x"}], "Failed": []},
+        {
+            "QueueUrl": destination_url,
+            "Entries": [
+                {
+                    "Id": "0",
+                    "MessageBody": "body 1",
+                    "MessageAttributes": {"herald-reason": {"DataType": "String", "StringValue": "reason 1"}},
+                }
+            ],
+        },
+    )
+    stubber.add_response(
+        "delete_message_batch",
+        {"Successful": [{"Id": "0"}], "Failed": []},
+        {"QueueUrl": dlq_url, "Entries": [{"Id": "0", "ReceiptHandle": "r1"}]},
+    )
+
+
 def message(n: int) -> dict[str, Any]:
     return {
         "MessageId": f"m{n}",
@@ -166,25 +189,7 @@ def test_an_endpoint_without_move_tasks_gets_receive_send_delete_and_the_reason_
             "WaitTimeSeconds": 1,
         },
     )
-    stubber.add_response(
-        "send_message_batch",
-        {"Successful": [{"Id": "0", "MessageId": "n1", "MD5OfMessageBody": "x"}], "Failed": []},
-        {
-            "QueueUrl": ROUTE.destination_url,
-            "Entries": [
-                {
-                    "Id": "0",
-                    "MessageBody": "body 1",
-                    "MessageAttributes": {"herald-reason": {"DataType": "String", "StringValue": "reason 1"}},
-                }
-            ],
-        },
-    )
-    stubber.add_response(
-        "delete_message_batch",
-        {"Successful": [{"Id": "0"}], "Failed": []},
-        {"QueueUrl": ROUTE.dlq_url, "Entries": [{"Id": "0", "ReceiptHandle": "r1"}]},
-    )
+    expect_sent_back(stubber, ROUTE.dlq_url, ROUTE.destination_url)
     stubber.add_response("receive_message", {"Messages": []})
 
     # When it is redriven
@@ -424,25 +429,7 @@ def test_the_console_moves_a_feedback_dead_letter_back_with_its_body_and_attribu
             "WaitTimeSeconds": 1,
         },
     )
-    stubber.add_response(
-        "send_message_batch",
-        {"Successful": [{"Id": "0", "MessageId": "n1", "MD5OfMessageBody": "x"}], "Failed": []},
-        {
-            "QueueUrl": f"{PREFIX}herald-feedback",
-            "Entries": [
-                {
-                    "Id": "0",
-                    "MessageBody": "body 1",
-                    "MessageAttributes": {"herald-reason": {"DataType": "String", "StringValue": "reason 1"}},
-                }
-            ],
-        },
-    )
-    stubber.add_response(
-        "delete_message_batch",
-        {"Successful": [{"Id": "0"}], "Failed": []},
-        {"QueueUrl": f"{PREFIX}herald-feedback-dlq", "Entries": [{"Id": "0", "ReceiptHandle": "r1"}]},
-    )
+    expect_sent_back(stubber, f"{PREFIX}herald-feedback-dlq", f"{PREFIX}herald-feedback")
 
     # When the console redrives "feedback", one message
     dependencies = dlq_redrive.app.Dependencies(settings, Redrive(client))
