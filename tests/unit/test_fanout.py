@@ -293,15 +293,23 @@ def test_inactive_push_devices_are_skipped_and_named(notification, registry):
     assert result.without_devices == ["user-43"]
 
 
+PAGES_OF_10 = PageLimits(deliveries=10, users=100, lookups=4)
+
+
+def paged(notification: Notification, users: int, devices: int = 1) -> tuple[FakeDeviceRegistry, Run, Notification]:
+    """A registry of `users` recipients (user-0000 on) with `devices` each, a run over it, and the notification
+    addressed to all of them."""
+    registry = crowd(users, devices=devices)
+    return registry, Run(registry), for_users(notification, *(f"user-{u:04d}" for u in range(users)))
+
+
 # --- pages -----------------------------------------------------------------------------------------------
 
 
 def test_an_audience_larger_than_a_page_is_fanned_out_page_by_page_each_device_once(notification):
     # Given 25 recipients with 2 devices each, and pages of at most 10 deliveries
-    registry = crowd(25, devices=2)
-    run = Run(registry)
-    wide = for_users(notification, *(f"user-{u:04d}" for u in range(25)))
-    limits = PageLimits(deliveries=10, users=100, lookups=4)
+    _, run, wide = paged(notification, 25, devices=2)
+    limits = PAGES_OF_10
 
     # When the first page runs, then each continuation it queues
     pages = run.drain(wide, limits)
@@ -324,7 +332,7 @@ def test_a_user_with_more_devices_than_a_page_is_split_between_pages(notificatio
     registry = crowd(1, devices=23)
     registry.put(make_device("user-9999", "phone", Channel.IN_APP))
     run = Run(registry)
-    limits = PageLimits(deliveries=10, users=100, lookups=4)
+    limits = PAGES_OF_10
 
     # When it is fanned out to the end
     pages = run.drain(for_users(notification, "user-0000", "user-9999"), limits)
@@ -341,10 +349,8 @@ def test_a_user_with_more_devices_than_a_page_is_split_between_pages(notificatio
 
 def test_a_retried_page_publishes_again_and_queues_its_successor_only_if_that_was_lost(notification):
     # Given a page that finished publishing, but whose invocation stopped before queueing the next page
-    registry = crowd(15)
-    run = Run(registry)
-    wide = for_users(notification, *(f"user-{u:04d}" for u in range(15)))
-    limits = PageLimits(deliveries=10, users=100, lookups=4)
+    registry, run, wide = paged(notification, 15)
+    limits = PAGES_OF_10
     jobs, outcome = plan_page(wide, registry, run.subscribers, limits)
     run.status.record_page(wide, wide.page_key, outcome)
     run.topic.publish(jobs)
@@ -368,10 +374,8 @@ def test_a_retried_page_publishes_again_and_queues_its_successor_only_if_that_wa
 
 def test_a_page_that_crashed_mid_publish_resumes_from_its_own_cursor_without_touching_finished_pages(notification):
     # Given a 3-page fan-out whose first page finished and whose second crashed after publishing part of it
-    registry = crowd(30)
-    run = Run(registry)
-    wide = for_users(notification, *(f"user-{u:04d}" for u in range(30)))
-    limits = PageLimits(deliveries=10, users=100, lookups=4)
+    registry, run, wide = paged(notification, 30)
+    limits = PAGES_OF_10
     run(wide, limits=limits)
     [second] = run.intake.sent
     jobs, outcome = plan_page(second, registry, run.subscribers, limits)
@@ -399,10 +403,8 @@ def test_a_page_that_crashed_mid_publish_resumes_from_its_own_cursor_without_tou
 def test_a_retried_page_keeps_the_boundary_its_record_set_when_the_audience_changed_since(notification):
     # Given a 2-page fan-out of 15 users with one device each, pages of 10, whose first page recorded (next page
     # from user-0010) and crashed before publishing; then user-0003 registers a second device
-    registry = crowd(15)
-    run = Run(registry)
-    wide = for_users(notification, *(f"user-{u:04d}" for u in range(15)))
-    limits = PageLimits(deliveries=10, users=100, lookups=4)
+    registry, run, wide = paged(notification, 15)
+    limits = PAGES_OF_10
     _, outcome = plan_page(wide, registry, run.subscribers, limits)
     run.status.record_page(wide, wide.page_key, outcome)
     registry.put(make_device("user-0003", "device-99", Channel.IN_APP))
