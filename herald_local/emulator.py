@@ -322,10 +322,9 @@ class EmulatorApplication:
     def __init__(self, app: Callable[..., Iterable[bytes]], atomic_dynamodb: bool = True):
         self._app = app
         self.gate = RequestGate()
-        self._atomic = atomic_dynamodb
         # One request at a time, by lane (TurnLock): DynamoDB's writes need it to be atomic; the other services'
         # requests take their turn too, so a lower lane's request never shares the interpreter with a higher one's
-        self._turns: AbstractContextManager[Any] = TurnLock() if atomic_dynamodb else nullcontext()
+        self.turns: TurnLock | None = TurnLock() if atomic_dynamodb else None  # None: requests side by side
         self._changes_lock = threading.Lock()
         self.changes = 0  # requests that may have changed the emulator's state, since it started
         self.short_polls = 0  # the short polls long polls were served as, since it started
@@ -393,23 +392,18 @@ class EmulatorApplication:
         service's takes one when a lower lane's comes while a more urgent lane's work is under way, so it waits
         for that work instead of running beside it (a request of no lane, or with no lane above it busy, goes as it
         comes, as moto serves it)."""
-        turns = self._turns
-        if not isinstance(turns, TurnLock):
+        turns = self.turns
+        if turns is None:
             return nullcontext(False)
         lane = lane_of(environ)
         if dynamodb or (lane is not None and turns.more_urgent_busy(lane)):
             return turns.turn(lane)
         return nullcontext(False)
 
-    @property
-    def turns(self) -> TurnLock | None:
-        """The lock requests take their turns by (None when requests run side by side: `atomic_dynamodb` off)."""
-        return self._turns if isinstance(self._turns, TurnLock) else None
-
     def figures(self) -> dict[str, Any]:
         turns = self.turns
         return {
-            "atomic_dynamodb": self._atomic,
+            "atomic_dynamodb": turns is not None,
             "changes": self.changes,
             "short_polls": self.short_polls,
             "lock_waits": asdict(self.waits),

@@ -11,7 +11,7 @@ from typing import Any
 from herald.adapters.batches import send_in_batches
 from herald_local.faults import FaultInjector, duplicate_message
 from herald_local.functions import LocalFunction
-from herald_local.precedence import LanePrecedence, calling_for, mark_lanes
+from herald_local.precedence import LanePrecedence, mark_lanes
 from herald_local.template import EventSourceSpec
 
 # An empty queue is long-polled, as Lambda's mapping does (it waits up to 20 s): the emulator holds the
@@ -65,7 +65,7 @@ class QueuePoller:
         self._faults = faults
         self._precedence = precedence or LanePrecedence(enabled=False)
         self.rank = rank
-        mark_lanes(sqs)  # its receives and deletes name its lane to the emulator (`_lane_call`)
+        mark_lanes(sqs)  # its receives and deletes name its lane to the emulator (LanePrecedence.calling_for)
 
     @property
     def queue_url(self) -> str:
@@ -114,7 +114,7 @@ class QueuePoller:
 
     def _receive(self, count: int, wait: int = 0) -> list[dict[str, Any]]:
         self._precedence.give_way(self.rank)  # a receive costs the emulator a scan of the queue
-        self._lane_call()
+        self._precedence.calling_for(self.rank)
         response = self._sqs.receive_message(
             QueueUrl=self._url,
             MaxNumberOfMessages=min(count, 10),
@@ -169,14 +169,9 @@ class QueuePoller:
 
     def _delete(self, entries: list[dict[str, str]]) -> dict[str, Any]:
         self._precedence.give_way(self.rank)
-        self._lane_call()
+        self._precedence.calling_for(self.rank)
         answer: dict[str, Any] = self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
         return answer
-
-    def _lane_call(self) -> None:
-        """The next call is this lane's (herald_local.precedence.calling_for), while the precedence is on."""
-        if self._precedence.enabled and self.rank is not None:
-            calling_for(self.rank)
 
     def _failed_ids(self, result: Any, messages: list[dict[str, Any]]) -> set[str]:
         if not self.spec.report_batch_item_failures or not isinstance(result, dict):

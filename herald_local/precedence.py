@@ -205,6 +205,12 @@ class LanePrecedence:
         for operation in ("SendMessage", "SendMessageBatch"):
             sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", sending)
 
+    def calling_for(self, rank: int | None) -> None:
+        """The next AWS call this thread makes, through a client `mark_lanes` was applied to, names lane `rank`
+        (while the precedence is on: off, no request names a lane)."""
+        if self.enabled and rank is not None:
+            _lane.rank = rank
+
     def announce_publishes(self, sns: Any) -> None:
         """Makes every publish a lane's function makes through `sns` (the topic, whose subscriptions route each
         message to its priority's queue: the lane's own) an expectation of the lane's next batch (`expect`): a
@@ -223,7 +229,7 @@ class LanePrecedence:
         def lane_client(*args: Any, **kwargs: Any) -> Any:
             # The arguments as given: a cached factory keys `client("sqs")` and `client("sqs", one_attempt=False)`
             # apart, and the same client is what a benchmark's hooks were put on
-            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank), rank, lambda: self.enabled)
+            return GivingWay(clients(*args, **kwargs), lambda: self.give_way(rank), lambda: self.calling_for(rank))
 
         return lane_client
 
@@ -244,33 +250,24 @@ class GivingWay:
 
     _UNGATED = frozenset({"can_paginate", "get_paginator", "get_waiter", "close", "generate_presigned_url"})
 
-    def __init__(
-        self, client: Any, give_way: Callable[[], float], rank: int = 0, marking: Callable[[], bool] = lambda: True
-    ):
+    def __init__(self, client: Any, give_way: Callable[[], float], mark: Callable[[], None] = lambda: None):
         self._client = client
         self._give_way = give_way
-        self._rank = rank
-        self._marking = marking
+        self._mark = mark  # names the lane of the call about to be made (LanePrecedence.calling_for)
         mark_lanes(client)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
         if not name.startswith("_") and name not in self._UNGATED and inspect.ismethod(attribute):
             self._give_way()
-            if self._marking():
-                _lane.rank = self._rank  # the call about to be made is this lane's (_mark_lane)
+            self._mark()
         return attribute
 
 
-# The lane of the call a thread is making: set when a lane client's operation is looked up (or by a lane's
-# poller, `calling_for`), read as its request leaves. A thread serves one function's container at a time, so it
-# holds one lane's work.
+# The lane of the call a thread is making: set when a lane client's operation is looked up, or by a lane's
+# poller (LanePrecedence.calling_for), read as its request leaves. A thread serves one function's container at a
+# time, so it holds one lane's work.
 _lane = threading.local()
-
-
-def calling_for(rank: int | None) -> None:
-    """The next AWS call this thread makes, through a client `mark_lanes` was applied to, is lane `rank`'s."""
-    _lane.rank = rank
 
 
 def mark_lanes(client: Any) -> None:
