@@ -56,7 +56,7 @@ class FullCollections:
     def due(self, young_collections: int) -> bool:
         """Whether a full collection is due by Python's rule, `young_collections` (gc.get_count()[2]) since the last
         full one. The objects are counted (a walk of the oldest generation's list) once per DUE_AFTER of them."""
-        if young_collections < DUE_AFTER or young_collections - self._looked_at < DUE_AFTER:
+        if young_collections - self._looked_at < DUE_AFTER:  # the count restarts at 0 with each collection
             return False
         self._looked_at = young_collections
         kept = len(gc.get_objects(generation=2)) - self._survivors
