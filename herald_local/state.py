@@ -131,7 +131,7 @@ def restore_backends(data: bytes) -> None:
 
 @dataclass(frozen=True)
 class Restored:
-    saved_at: str  # when the snapshot was taken (UTC, ISO 8601)
+    saved_at: str  # when the snapshot was taken (UTC, ISO 8601): the moment the state was read
     size: int  # bytes
 
 
@@ -187,10 +187,7 @@ class StateFolder:
         except FileNotFoundError:
             return None
         header_line, _, data = raw.partition(b"\n")
-        try:
-            header = json.loads(header_line)
-        except ValueError:
-            raise StateError(f"{self.snapshot} is not a saved state: start with --fresh to discard it") from None
+        header = self._header(header_line)
         if header.get("format") != FORMAT or header.get("moto") != version("moto"):
             raise StateError(
                 f"{self.snapshot} was saved by moto {header.get('moto')} (format {header.get('format')}); this is "
@@ -202,9 +199,27 @@ class StateFolder:
             raise StateError(f"{self.snapshot} could not be loaded ({error!r}): start with --fresh") from None
         return Restored(saved_at=header.get("saved_at", "?"), size=len(raw))
 
-    def save(self, data: bytes) -> None:
-        """Writes a snapshot whole or not at all: a crash mid-write leaves the previous one."""
-        header = {"format": FORMAT, "moto": version("moto"), "saved_at": datetime.now(UTC).isoformat()}
+    def taken_at(self) -> datetime | None:
+        """When the kept snapshot was taken (every request answered before then is in it); None if there is none."""
+        try:
+            with self.snapshot.open("rb") as snapshot:
+                header_line = snapshot.readline()
+        except FileNotFoundError:
+            return None
+        return datetime.fromisoformat(self._header(header_line)["saved_at"])
+
+    def _header(self, line: bytes) -> dict[str, Any]:
+        try:
+            header: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise StateError(f"{self.snapshot} is not a saved state: start with --fresh to discard it") from None
+        return header
+
+    def save(self, data: bytes, taken_at: datetime | None = None) -> None:
+        """Writes a snapshot whole or not at all: a crash mid-write leaves the previous one. `taken_at`: when the
+        state in `data` was read (now, if not given); the header's `saved_at`."""
+        taken_at = taken_at or datetime.now(UTC)
+        header = {"format": FORMAT, "moto": version("moto"), "saved_at": taken_at.isoformat()}
         partial = self.folder / f".{SNAPSHOT}.partial"
         with partial.open("wb") as out:
             out.write(json.dumps(header).encode() + b"\n")
@@ -294,9 +309,10 @@ class Snapshotter:
                 if not quiet:
                     return False
                 changes = application.changes
+                taken_at = datetime.now(UTC)  # every request answered before now is in the dump
                 data = dump_backends()
             self.last_seconds = time.perf_counter() - started
-            self._folder.save(data)
+            self._folder.save(data, taken_at)
             self._saved_changes = changes
             self.snapshots += 1
             return True

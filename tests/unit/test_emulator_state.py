@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,23 @@ def test_a_save_replaces_the_snapshot_whole(tmp_path: Path) -> None:
     raw = (tmp_path / "state" / SNAPSHOT).read_bytes()
     assert raw.split(b"\n", 1)[1] == b"second"
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["lock", SNAPSHOT]
+    folder.close()
+
+
+def test_a_snapshot_says_when_its_state_was_read_not_when_it_was_written(tmp_path: Path) -> None:
+    # Given a folder with no snapshot yet
+    folder = StateFolder(tmp_path / "state")
+    folder.open()
+    assert folder.taken_at() is None
+
+    # When a state read a while ago is saved now
+    read = datetime(2026, 11, 30, 20, 0, 0, 123456, tzinfo=UTC)
+    folder.save(pickle.dumps({}), taken_at=read)
+
+    # Then the snapshot says it was taken then, and a restore reports the same moment
+    assert folder.taken_at() == read
+    restored = folder.restore()
+    assert restored is not None and restored.saved_at == read.isoformat()
     folder.close()
 
 
