@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -69,10 +70,11 @@ class ApiGateway:
         rate_limit: float | None = None,
         burst_limit: int | None = None,
         port: int = 0,
-        arriving: Callable[[str, str, bytes], None] | None = None,
+        arriving: Callable[[str, str, bytes], AbstractContextManager[None]] | None = None,
     ):
         self.routes = [Route(spec, compile_path(spec.path), function) for spec, function in routes]
-        self._arriving = arriving  # told of each request let in (method, path, body), before its function runs
+        # told of each request let in (method, path, body); its function runs inside the context it answers
+        self._arriving = arriving
         self.api_key = api_key
         self.stage = stage
         self._bucket = TokenBucket(rate_limit, burst_limit or 1) if rate_limit else None
@@ -110,11 +112,11 @@ class ApiGateway:
             return _json(429, {"message": "Too Many Requests"})
         if len(body) > MAX_PAYLOAD:
             return _json(413, {"message": "Request Too Long"})
-        if self._arriving is not None:
-            self._arriving(method, path, body)
+        arriving = self._arriving(method, path, body) if self._arriving is not None else nullcontext()
         event = self._event(route, method, path, split.query, headers, body, parameters, source_ip)
         try:
-            response = route.function.invoke(event)
+            with arriving:
+                response = route.function.invoke(event)
         except Exception:
             return _json(502, {"message": "Internal server error"})
         return _proxy_response(response)

@@ -8,12 +8,14 @@ What it is, wherever it runs:
   moto's DynamoDB checks a condition, then writes, with nothing held in between: two concurrent
   `UpdateItem`s with `attribute_not_exists` can both win (measured: 12-16 of 60 rounds of 10
   concurrent callers had more than one winner). On AWS a conditional write is atomic, and Herald's
-  claims and idempotency keys rely on it. Another service's request takes its turn when it is a lower
-  lane's and a more urgent lane's work is under way: moto's work is all in one interpreter, and a low
-  lane's request running beside a high one would halve its speed; otherwise it goes as it comes (SQS,
-  SNS, SES and CloudFormation side by side, as moto serves them). After a lane's request, a less
-  urgent lane's waits briefly for that lane's next one (LANE_HOLD_SECONDS, capped): a high-priority
-  batch's calls come a few milliseconds apart.
+  claims and idempotency keys rely on it. Another service's request takes its turn when it is the most
+  urgent lane's, or a lower lane's while a more urgent lane's work is under way: moto's work is all in
+  one interpreter, and a low lane's request running beside a high one would halve its speed; otherwise
+  it goes as it comes (SQS, SNS, SES and CloudFormation side by side, as moto serves them). After a
+  lane's request, a less urgent lane's waits briefly for that lane's next one (LANE_HOLD_SECONDS,
+  capped): a high-priority batch's calls come a few milliseconds apart. A receive that found no
+  message holds no one back; a request of no lane made for a lane's work about to begin (EXPECT_HEADER:
+  the API's, for a high-priority notification) holds the less urgent lanes back as the lane's own would.
 - A gate every request passes, which a snapshot of the state (herald_local/state.py) closes, so no
   request is half applied in it. So that no request sits in the gate for long, an SQS long poll
   (`WaitTimeSeconds` > 0) is served as a series of short polls, each passing the gate on its own,
@@ -182,6 +184,11 @@ class RequestGate:
 # 2 low. A request without it (the API, the stack's own calls) is of no lane: served first, holding no one back.
 LANE_HEADER = "x-herald-lane"
 LANE_ENVIRON = "HTTP_X_HERALD_LANE"
+# The header a request of no lane carries when it is made for a lane's work about to begin (the API's calls for a
+# high-priority notification: herald_local/precedence.py marks them): that lane's rank. Its request is served as
+# one of no lane, and holds the less urgent lanes back as the lane's own would (TurnLock.expect).
+EXPECT_HEADER = "x-herald-expect"
+EXPECT_ENVIRON = "HTTP_X_HERALD_EXPECT"
 URGENT = 0
 LEAST_URGENT = 2
 
@@ -193,10 +200,11 @@ LANE_HOLD_SECONDS = 0.02
 HOLD_CAP_SECONDS = 0.25
 
 
-def lane_of(environ: dict[str, Any]) -> int | None:
-    """The rank a request's LANE_HEADER names (clamped to the lanes there are), None when it names none or nonsense."""
+def lane_of(environ: dict[str, Any], header: str = LANE_ENVIRON) -> int | None:
+    """The rank a request's LANE_HEADER (or another header of ranks) names, clamped to the lanes there are; None
+    when it names none or nonsense."""
     try:
-        return min(max(int(environ[LANE_ENVIRON]), URGENT), LEAST_URGENT)
+        return min(max(int(environ[header]), URGENT), LEAST_URGENT)
     except (KeyError, ValueError):
         return None
 
@@ -228,7 +236,7 @@ class TurnLock:
         self._lane_until = [0.0] * (LEAST_URGENT + 1)  # each lane's next request is waited for until then
         self.held_back = 0  # requests that waited for a more urgent lane's next request
 
-    def turn(self, rank: int | None) -> AbstractContextManager[bool]:
+    def turn(self, rank: int | None) -> _Turn:
         """The lock, taken at `rank` (0 most urgent; None: no lane)."""
         return _Turn(self, rank)
 
@@ -269,9 +277,17 @@ class TurnLock:
         until = min(max(self._lane_until[:rank]), give_up)
         return max(until - self._clock(), 0.0)
 
-    def release(self) -> None:
+    def expect(self, rank: int) -> None:
+        """Lane `rank`'s work is on its way (a request made for it announced it): less urgent lanes' requests are
+        held back for its next request, as after one of its own."""
         with self._mutex:
-            if self._holder is not None:
+            self._lane_until[rank] = max(self._lane_until[rank], self._clock() + self.hold)
+
+    def release(self, found_work: bool = True) -> None:
+        """Hands the lock on. `found_work` False (a receive that found no message): the lane has nothing under way,
+        so less urgent lanes are not held back for its next request."""
+        with self._mutex:
+            if self._holder is not None and found_work:
                 self._lane_until[self._holder] = self._clock() + self.hold
             self._held = False
             self._holder = None
@@ -298,13 +314,18 @@ class TurnLock:
 class _Turn:
     def __init__(self, lock: TurnLock, rank: int | None):
         self._lock, self._rank = lock, rank
+        self._found_work = True
 
-    def __enter__(self) -> bool:
+    def __enter__(self) -> _Turn:
         self._lock.acquire(self._rank)
-        return True
+        return self
+
+    def found_nothing(self) -> None:
+        """The request found nothing to do (an empty receive): its lane holds no one back when the turn ends."""
+        self._found_work = False
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        self._lock.release(self._found_work)
 
 
 @dataclass
@@ -371,8 +392,8 @@ class EmulatorApplication:
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
         with self.gate.passing():
             arrived = time.monotonic()
-            with self._turn(environ, target.startswith(DYNAMODB_TARGET)) as turned:
-                if turned:
+            with self._turn(environ, target.startswith(DYNAMODB_TARGET)) as turn:
+                if turn is not None:
                     self._waited(time.monotonic() - arrived)
                 # The whole body is made here, inside the locks: moto builds it eagerly anyway.
                 response = self._app(environ, start_response)
@@ -382,23 +403,29 @@ class EmulatorApplication:
                     close = getattr(response, "close", None)
                     if close is not None:
                         close()
+                if turn is not None and target == RECEIVE_MESSAGE and b'"ReceiptHandle"' not in body:
+                    turn.found_nothing()
             if _may_change(environ, target, body):
                 with self._changes_lock:
                     self.changes += 1
         return [body]
 
-    def _turn(self, environ: dict[str, Any], dynamodb: bool) -> AbstractContextManager[bool]:
-        """The request's turn (entering it gives True), or nothing (False). Every DynamoDB request takes one; another
-        service's takes one when a lower lane's comes while a more urgent lane's work is under way, so it waits
-        for that work instead of running beside it (a request of no lane, or with no lane above it busy, goes as it
-        comes, as moto serves it)."""
+    def _turn(self, environ: dict[str, Any], dynamodb: bool) -> AbstractContextManager[_Turn | None]:
+        """The request's turn (entering it gives the turn), or nothing (None). Every DynamoDB request takes one, and
+        every request of the most urgent lane: it is served ahead of the lower lanes' queued requests, alone, and
+        holds them back for its lane's next request. Another service's request of a lower lane takes one when it
+        comes while a more urgent lane's work is under way, so it waits for that work instead of running beside it
+        (a request of no lane, or with no lane above it busy, goes as it comes, as moto serves it)."""
         turns = self.turns
         if turns is None:
-            return nullcontext(False)
+            return nullcontext(None)
+        expected = lane_of(environ, EXPECT_ENVIRON)
+        if expected is not None:
+            turns.expect(expected)
         lane = lane_of(environ)
-        if dynamodb or (lane is not None and turns.more_urgent_busy(lane)):
+        if dynamodb or lane == URGENT or (lane is not None and turns.more_urgent_busy(lane)):
             return turns.turn(lane)
-        return nullcontext(False)
+        return nullcontext(None)
 
     def figures(self) -> dict[str, Any]:
         turns = self.turns

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from herald_local.emulator import LANE_HEADER
+from herald_local.emulator import EXPECT_HEADER, LANE_HEADER
 
 # The longest one wait lasts. A high-priority batch takes tens of milliseconds here, so a wait usually ends
 # when it does; the cap only matters when high-priority work never stops. A low deliver batch (50 records,
@@ -205,6 +205,33 @@ class LanePrecedence:
         for operation in ("SendMessage", "SendMessageBatch"):
             sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", sending)
 
+    @contextmanager
+    def arriving(self, rank: int | None) -> Iterator[None]:
+        """Work for lane `rank` (a notification posted to the API) is under way in this thread: lower lanes give way
+        from now on (`expect`), and while the block runs each AWS call this thread makes through a marked client
+        announces the lane to the emulator (EXPECT_HEADER), which holds the lower lanes' requests back for it from
+        the first of them, before the lane's own requests begin."""
+        self.expect(rank)
+        if not self.enabled or rank is None:
+            yield
+            return
+        _lane.expecting = rank
+        try:
+            yield
+        finally:
+            _lane.expecting = None
+
+    def marked(self, clients: Callable[..., Any]) -> Callable[..., Any]:
+        """A `client(service, ...)` for the functions of no lane: the process's shared client (`clients`), its
+        requests marked as they leave (`mark_lanes`), so the API's calls can announce a lane (`arriving`)."""
+
+        def marked_client(*args: Any, **kwargs: Any) -> Any:
+            shared = clients(*args, **kwargs)
+            mark_lanes(shared)
+            return shared
+
+        return marked_client
+
     def calling_for(self, rank: int | None) -> None:
         """The next AWS call this thread makes, through a client `mark_lanes` was applied to, names lane `rank`
         (while the precedence is on: off, no request names a lane)."""
@@ -287,3 +314,7 @@ def _mark_lane(request: Any, **_: Any) -> None:
     _lane.rank = None
     if rank is not None:
         request.headers[LANE_HEADER] = str(rank)
+        return
+    expecting = getattr(_lane, "expecting", None)
+    if expecting is not None:  # a call of no lane, made for that lane's work about to begin
+        request.headers[EXPECT_HEADER] = str(expecting)

@@ -9,6 +9,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,7 +375,7 @@ class LocalStack:
             rank = self._ranks.get(name)
             # A lane's functions call AWS through clients that give way to the higher lanes first and name their
             # lane to the emulator (while the precedence is on: it can be switched at any time)
-            clients = self.precedence.clients_for(rank, client) if rank is not None else client
+            clients = self.precedence.clients_for(rank, client) if rank is not None else self.precedence.marked(client)
             self.functions[name] = LocalFunction(
                 resolved, environments[name], self._hook, max_containers=self.options.max_containers, clients=clients
             )
@@ -424,11 +425,13 @@ class LocalStack:
 
         client.cache_clear()
 
-    def _arriving(self, method: str, path: str, body: bytes) -> None:
+    def _arriving(self, method: str, path: str, body: bytes) -> AbstractContextManager[None]:
         """A notification posted to the API is its priority lane's work from the moment it arrives: lower lanes
-        give way to it from then on (herald_local/precedence.py), as they would not share its machine on AWS."""
+        give way to it from then on, and the emulator holds their requests back from the API's first call on
+        (herald_local/precedence.py), as they would not share its machine on AWS."""
         if method == "POST" and path == "/notifications":
-            self.precedence.expect(priority_rank(body))
+            return self.precedence.arriving(priority_rank(body))
+        return nullcontext()
 
     def _set_environment(self, name: str, value: str) -> None:
         self._saved_environment.setdefault(name, os.environ.get(name))

@@ -97,6 +97,58 @@ def test_while_a_high_lanes_work_is_under_way_a_low_lanes_requests_of_any_servic
     assert application.waits.requests == 9
 
 
+def test_the_most_urgent_lanes_requests_of_any_service_take_turns() -> None:
+    # Given the emulator's front, nothing under way
+    app = CountingApp()
+    application = EmulatorApplication(app)
+
+    # When eight high-lane SQS requests arrive at once
+    serve_at_once(application, [in_lane(request("AmazonSQS.SendMessage"), 0)] * 8)
+
+    # Then they passed one at a time, each in its turn (a lower lane's request would have waited behind them)
+    assert app.most["AmazonSQS"] == 1
+    assert application.waits.requests == 8
+
+
+@pytest.mark.parametrize(
+    ("found", "held_back"),
+    [(b'{"Messages": [{"ReceiptHandle": "r"}]}', 1), (b"{}", 0)],
+    ids=["a message: its lane's work is under way", "nothing: no work under way"],
+)
+def test_a_high_lanes_receive_holds_the_lower_lanes_back_only_when_it_found_a_message(
+    found: bytes, held_back: int
+) -> None:
+    # Given the front, a high lane's next request awaited for a second after each of its requests (capped at 0.3 s)
+    application = EmulatorApplication(CountingApp(hold=0, body=found))
+    assert application.turns is not None
+    application.turns.hold, application.turns.cap = 1.0, 0.3
+
+    # When the high lane's poller receives, then a low lane's DynamoDB request comes
+    application(in_lane(request("AmazonSQS.ReceiveMessage"), 0), lambda *_: None)
+    application(in_lane(request("DynamoDB_20120810.UpdateItem"), 2), lambda *_: None)
+
+    # Then the low request waited for the high lane's next one only if the receive found work for it
+    assert application.turns.held_back == held_back
+
+
+@pytest.mark.parametrize(("announces", "held_back"), [(True, 1), (False, 0)], ids=["announcing", "not announcing"])
+def test_a_request_of_no_lane_announcing_the_high_lane_holds_the_lower_lanes_back(
+    announces: bool, held_back: int
+) -> None:
+    # Given the front, a lane's next request awaited for a second after it is announced (capped at 0.3 s)
+    application = EmulatorApplication(CountingApp(hold=0))
+    assert application.turns is not None
+    application.turns.hold, application.turns.cap = 1.0, 0.3
+
+    # When the API's write for a high-priority notification (no lane) comes, then a low lane's request
+    api_write = request("DynamoDB_20120810.PutItem")
+    application({**api_write, "HTTP_X_HERALD_EXPECT": "0"} if announces else api_write, lambda *_: None)
+    application(in_lane(request("DynamoDB_20120810.UpdateItem"), 2), lambda *_: None)
+
+    # Then the low request waited for the high lane's work only if the API's request announced it
+    assert application.turns.held_back == held_back
+
+
 def test_without_the_lock_dynamodb_requests_overlap_as_moto_serves_them() -> None:
     # Given the front with atomic DynamoDB turned off (how the race was shown)
     app = CountingApp()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from herald_local.emulator import LANE_HEADER
+from herald_local.emulator import EXPECT_HEADER, LANE_HEADER
 from herald_local.event_source import QueuePoller
 from herald_local.functions import take_clients_from
 from herald_local.precedence import LanePrecedence, function_ranks, lane_rank
@@ -243,8 +243,9 @@ class Left(Exception):
     pass
 
 
-def leaving_requests(service: str) -> tuple[Any, list[str | None]]:
-    """A boto3 client of `service` whose requests are caught as they leave: the lane header each carried."""
+def leaving_requests(service: str, header: str = LANE_HEADER) -> tuple[Any, list[str | None]]:
+    """A boto3 client of `service` whose requests are caught as they leave: the lane header (or `header`) each
+    carried."""
     import boto3
 
     shared = boto3.client(
@@ -257,7 +258,7 @@ def leaving_requests(service: str) -> tuple[Any, list[str | None]]:
     sent: list[str | None] = []
 
     def leaving(request: Any, **_: Any) -> Any:
-        sent.append(request.headers.get(LANE_HEADER))
+        sent.append(request.headers.get(header))
         raise Left  # nothing listens at the endpoint: the request is stopped as it leaves
 
     shared.meta.events.register_last(f"before-send.{service}", leaving)
@@ -293,6 +294,40 @@ def test_switched_off_no_lane_names_its_requests() -> None:
 
     # Then its request names no lane: the emulator serves it as it comes
     assert sent == [None]
+
+
+def test_the_apis_calls_for_a_high_notification_announce_its_lane_while_it_is_handled() -> None:
+    # Given the shared client as a function of no lane gets it (the API's), and a low lane's client over it
+    shared, announced = leaving_requests("dynamodb", EXPECT_HEADER)
+    precedence = LanePrecedence()
+    api = precedence.marked(lambda *_a, **_k: shared)("dynamodb")
+    low = precedence.clients_for(LOW, lambda *_a, **_k: shared)("dynamodb")
+
+    # When the API handles a high-priority notification (one call), then a low lane calls, then the API calls again
+    with precedence.arriving(HIGH):
+        with pytest.raises(Left):
+            api.describe_limits()
+        assert precedence.quiet_for(HIGH) == 0  # the lower lanes give way from its arrival on
+    for caller in (low, api):
+        with pytest.raises(Left):
+            caller.describe_limits()
+
+    # Then only the call made while the notification was handled announced the high lane to the emulator
+    assert announced == [str(HIGH), None, None]
+
+
+def test_switched_off_or_for_no_lane_the_apis_calls_announce_nothing() -> None:
+    # Given the API's client, the precedence on and off
+    shared, announced = leaving_requests("dynamodb", EXPECT_HEADER)
+    on, off = LanePrecedence(), LanePrecedence(enabled=False)
+
+    # When it handles a notification of no lane with the precedence on, and a high one with it off
+    for precedence, rank in ((on, None), (off, HIGH)):
+        with precedence.arriving(rank), pytest.raises(Left):
+            precedence.marked(lambda *_a, **_k: shared)("dynamodb").describe_limits()
+
+    # Then no call announced a lane
+    assert announced == [None, None]
 
 
 def test_a_pollers_receives_name_its_lane() -> None:

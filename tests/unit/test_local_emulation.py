@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from herald_local.api_gateway import ApiGateway, TokenBucket, compile_path
@@ -54,6 +56,31 @@ def test_the_gateway_hands_the_function_a_rest_proxy_event() -> None:
     assert event["queryStringParameters"] == {"x": "2"}
     assert event["requestContext"]["stage"] == "dev"
     assert event["body"] == '{"channel":"in_app"}' and event["isBase64Encoded"] is False
+    api._server.server_close()
+
+
+def test_the_function_runs_inside_what_the_gateway_is_told_of_each_arrival() -> None:
+    # Given a gateway told of each request let in, answering a context the function's run is watched from
+    seen: list[str] = []
+
+    @contextmanager
+    def arriving(method: str, path: str, body: bytes) -> Iterator[None]:
+        seen.append(f"arrived {method} {path} {body.decode()}")
+        yield
+        seen.append("left")
+
+    function = RecordingFunction()
+    route = RouteSpec("PUT", "/users/{user_id}/devices/{device_id}", "ApiFunction", api_key_required=True)
+    api = ApiGateway([(route, function)], api_key="k", stage="dev", arriving=arriving)  # type: ignore[list-item]
+    invoke = function.invoke
+    function.invoke = lambda event: (seen.append("invoked"), invoke(event))[1]  # type: ignore[method-assign]
+
+    # When a request with the key arrives, and one without
+    assert api.handle("PUT", "/users/ada/devices/web", [("x-api-key", "k")], b"{}", "127.0.0.1")[0] == 201
+    assert api.handle("PUT", "/users/ada/devices/web", [], b"{}", "127.0.0.1")[0] == 403
+
+    # Then the function ran inside the context of the one let in; the refused one was never told of
+    assert seen == ["arrived PUT /users/ada/devices/web {}", "invoked", "left"]
     api._server.server_close()
 
 
