@@ -18,6 +18,9 @@ event source mappings make them, and each SQS record's SentTimestamp):
   fan-out     that invocation's start to the delivery's SentTimestamp on the high queue (lookup, publish, SNS)
   queue       the high queue: sent to the start of the deliver invocation that handles it
   deliver     that invocation's start to the delivery's `sent_at`
+and, inside intake and queue, the part spent in SQS proper (each record's ApproximateFirstReceiveTimestamp, to the
+millisecond, as moto sets it): `intake-sqs` and `queue-sqs`, sent to received; the rest of the hop is the event
+source mapping's hand-over (the receive's answer, the invocation's start). The budgets are on the whole hops.
 
 The local stack's lane precedence (herald_local/precedence.py: lower lanes give way to a higher lane's batch
 in flight) is on, as in `make run`; `--no-precedence` switches it off, to measure what it does.
@@ -41,7 +44,7 @@ from bench.stack import Backend, BenchStack, backend_option, running_stack
 FLOOD_BUDGET = 1.5  # high p99 under the flood over idle p99
 QUEUE_WAIT_BUDGET = 1.2  # a high notification's median wait at a queue under the flood over idle
 SENT_WITHIN_S = 1.0
-HOPS = ("api", "intake", "fan-out", "queue", "deliver")
+HOPS = ("api", "intake", "fan-out", "queue", "deliver", "intake-sqs", "queue-sqs")
 QUEUES = ("intake", "queue")  # the hops that are a queue's wait
 POLL_EVERY = 0.05
 
@@ -72,7 +75,7 @@ class Handled:
     function: str
     started: float  # epoch seconds
     ended: float
-    records: tuple[tuple[str, float], ...]  # (notification id, SentTimestamp in epoch seconds)
+    records: tuple[tuple[str, float, float], ...]  # (notification id, SentTimestamp, ApproximateFirstReceiveTimestamp)
 
 
 class HopClock:
@@ -94,7 +97,11 @@ class HopClock:
                 return invoke(event)
             finally:
                 records = tuple(
-                    (_notification_of(record.get("body", "")), int(record["attributes"]["SentTimestamp"]) / 1000)
+                    (
+                        _notification_of(record.get("body", "")),
+                        int(record["attributes"]["SentTimestamp"]) / 1000,
+                        int(record["attributes"].get("ApproximateFirstReceiveTimestamp", 0)) / 1000,
+                    )
                     for record in event.get("Records", [])
                 )
                 with self._lock:
@@ -102,15 +109,16 @@ class HopClock:
 
         function.invoke = timed
 
-    def first(self, function: str, notification_id: str) -> tuple[Handled, float] | None:
-        """The first invocation of `function` that held a record of the notification, and that record's send time."""
+    def first(self, function: str, notification_id: str) -> tuple[Handled, float, float] | None:
+        """The first invocation of `function` that held a record of the notification, and that record's send and
+        first receive times."""
         with self._lock:
             for handled in self.handled:
                 if handled.function != function:
                     continue
-                for record_id, sent in handled.records:
+                for record_id, sent, received in handled.records:
                     if record_id == notification_id:
-                        return handled, sent
+                        return handled, sent, received
         return None
 
 
@@ -215,12 +223,14 @@ def high_until_sent(bench: BenchStack, hops: HopClock, user: str) -> Sample:
     sent = _epoch(deliveries[0]["sent_at"])
     fanned = _wait_for(lambda: hops.first("FanoutHighFunction", notification_id), notification_id)
     delivered = _wait_for(lambda: hops.first("DeliverHighFunction", notification_id), notification_id)
-    (fanout, intake_sent), (deliver, queue_sent) = fanned, delivered
+    (fanout, intake_sent, intake_received), (deliver, queue_sent, queue_received) = fanned, delivered
     return Sample(
         notification_id,
         {
             "api": accepted - posted,
             "intake": fanout.started - intake_sent,
+            "intake-sqs": intake_received - intake_sent,
+            "queue-sqs": queue_received - queue_sent,
             "fan-out": queue_sent - fanout.started,
             "queue": deliver.started - queue_sent,
             "deliver": sent - deliver.started,
@@ -230,7 +240,7 @@ def high_until_sent(bench: BenchStack, hops: HopClock, user: str) -> Sample:
     )
 
 
-def _wait_for(find: Any, notification_id: str) -> tuple[Handled, float]:
+def _wait_for(find: Any, notification_id: str) -> tuple[Handled, float, float]:
     # The status says sent just before the invocation returns and is recorded.
     for _ in range(200):
         found = find()
