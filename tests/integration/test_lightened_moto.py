@@ -109,6 +109,56 @@ def scenario() -> list[Any]:
                 {":empty": {"L": []}, ":tag": {"L": [{"S": item}]}, ":t": {"S": "first"}},
             )
         outcomes.append(dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"])
+        outcomes.extend(queue_scenario())
+    return outcomes
+
+
+def queue_scenario() -> list[Any]:
+    """SQS and SNS sends (inside scenario()'s mock): what each queue holds and says of itself afterwards, and each
+    refused send's error. Message ids and times differ by run; bodies, counts and errors may not."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    sqs, sns = boto3.client("sqs", region_name="us-east-1"), boto3.client("sns", region_name="us-east-1")
+    outcomes: list[Any] = []
+
+    def send(**request: Any) -> None:
+        try:
+            sqs.send_message(**request)
+            outcomes.append("sent")
+        except ClientError as error:
+            outcomes.append({"error": error.response["Error"]["Code"], "message": error.response["Error"]["Message"]})
+
+    standard = sqs.create_queue(QueueName="standard")["QueueUrl"]
+    deduplicated = sqs.create_queue(
+        QueueName="deduplicated.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    explicit = sqs.create_queue(QueueName="explicit.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    # A standard queue keeps every copy; a FIFO queue deduplicates by content only when told to
+    for _ in range(2):
+        send(QueueUrl=standard, MessageBody="same")
+        send(QueueUrl=deduplicated, MessageBody="same", MessageGroupId="g")
+    send(QueueUrl=explicit, MessageBody="no deduplication id", MessageGroupId="g")
+    send(QueueUrl=explicit, MessageBody="no group")
+    send(QueueUrl=explicit, MessageBody="with an id", MessageGroupId="g", MessageDeduplicationId="d")
+    send(QueueUrl="https://sqs.us-east-1.amazonaws.com/123456789012/nowhere", MessageBody="lost")
+    # An SNS topic's publishes delivered to a queue, as the fan-out's are
+    arn = sqs.get_queue_attributes(QueueUrl=standard, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = sns.create_topic(Name="deliveries")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    sns.publish_batch(
+        TopicArn=topic, PublishBatchRequestEntries=[{"Id": str(n), "Message": f"published {n}"} for n in range(3)]
+    )
+    for url in (standard, deduplicated, explicit):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        outcomes.append(
+            {
+                "counts": {name: value for name, value in attributes.items() if name.startswith("Approximate")},
+                "deduplication": attributes.get("ContentBasedDeduplication"),
+                "bodies": sorted(message["Body"] for message in received.get("Messages", [])),
+            }
+        )
     return outcomes
 
 
@@ -151,6 +201,7 @@ def test_every_patch_applies_to_the_installed_moto() -> None:
         "an expression's shape checked once",
         "tree passes know which nodes they process",
         "retention read from the queue",
+        "a send reads the queue's deduplication setting alone",
     ]
 
 
@@ -182,6 +233,26 @@ def test_one_expression_text_with_other_values_gives_each_request_its_own_outcom
     # and a condition reads the attribute its placeholder names in that request
     assert releases[0]["item"]["released"] == {"S": "now"}
     assert releases[1]["error"] == "ConditionalCheckFailedException"
+
+
+def test_patched_moto_sends_keep_every_queue_rule() -> None:
+    # Given moto patched, and the sends of the queue scenario (the last outcomes)
+    outcomes = answers(lightened=True)["outcomes"][-11:]
+    sends, (standard, deduplicated, explicit) = outcomes[:8], outcomes[8:]
+
+    # Then the sends a FIFO queue's rules refuse, and the one to no queue, were refused
+    assert [send if send == "sent" else send["error"] for send in sends] == [
+        *["sent"] * 4,
+        "InvalidParameterValue",  # no deduplication id, and none by content
+        "MissingParameter",  # no message group
+        "sent",
+        "AWS.SimpleQueueService.NonExistentQueue",
+    ]
+    # and each queue holds what its rules keep: every copy, one copy by content, the one sent with its id
+    assert standard["bodies"] == ["published 0", "published 1", "published 2", "same", "same"]
+    assert standard["counts"]["ApproximateNumberOfMessages"] == "5"
+    assert (deduplicated["bodies"], deduplicated["deduplication"]) == (["same"], "true")
+    assert (explicit["bodies"], explicit["deduplication"]) == (["with an id"], "false")
 
 
 def test_a_faulty_expression_fails_each_time_it_is_sent() -> None:
