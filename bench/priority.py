@@ -1,10 +1,11 @@
 """Priority under a flood: a high-priority notification's latency alone, then right behind a flood of
 low-priority notifications, hop by hop, on the local stack (in-app devices).
 
-`python -m bench.priority [--scale tiny|full] [--backend ...] [--no-precedence]`. Budgets, on the
-embedded stack by default: high-priority p99 accepted-to-sent under the flood at most 1.5x its idle p99,
-and the high notification's median wait at each queue it passes (intake, then its priority queue; sent to
-handled) at most 1.2x idle.
+`python -m bench.priority [--scale tiny|full] [--backend ...] [--no-precedence]`. Budgets, on the local
+stack as `make run` starts it by default (`--backend stack`: moto in a process of its own, no benchmark's
+patch of moto; `--backend embedded` puts moto in this process, sharing one interpreter with every lane):
+high-priority p99 accepted-to-sent under the flood at most 1.5x its idle p99, and the high notification's
+median wait at each queue it passes (intake, then its priority queue; sent to handled) at most 1.2x idle.
 
 The flood is what a new user tries first: 200 users with an in-app device each; 300 low-priority
 notifications to 10 of them each (3,000 deliveries), posted from 4 threads; then 30 high-priority
@@ -330,7 +331,7 @@ def ratio(flood: float, idle: float) -> float:
 
 def run(scale: Scale, backend: Backend | None = None, precedence: bool = True) -> Report:
     plan = PLANS[scale]
-    backend = backend or Backend.EMBEDDED
+    backend = backend or Backend.STACK
     report = Report("priority", scale)
     runs, emulator, posting, yields = measure(plan, backend, precedence)
     idle, flood = runs
