@@ -105,10 +105,11 @@ def test_past_the_cap_an_invocation_waits_for_a_container() -> None:
     with ThreadPoolExecutor(max_workers=4) as callers:
         try:
             futures = [callers.submit(function.invoke, echo_event(f"w{n}")) for n in range(4)]
-            eventually(lambda: function.waiting == 2, timeout=60)
+            # (two wait as soon as the second container begins to start, before it has started: wait for both)
+            eventually(lambda: (function.waiting, len(function.containers)) == (2, 2), timeout=60)
 
             # Then two are handled and two wait: no third container is started
-            assert len(function.containers) == 2
+            assert (function.waiting, len(function.containers)) == (2, 2)
         finally:
             release.set()  # a failed check above fails the test, rather than leave the callers waiting forever
         answers = [answer(future.result(timeout=10)) for future in futures]
