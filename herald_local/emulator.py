@@ -203,9 +203,12 @@ HOLD_CAP_SECONDS = 0.25
 def lane_of(environ: dict[str, Any], header: str = LANE_ENVIRON) -> int | None:
     """The rank a request's LANE_HEADER (or another header of ranks) names, clamped to the lanes there are; None
     when it names none or nonsense."""
+    named = environ.get(header)  # most requests name none: no exception raised for them
+    if named is None:
+        return None
     try:
-        return min(max(int(environ[header]), URGENT), LEAST_URGENT)
-    except (KeyError, ValueError):
+        return min(max(int(named), URGENT), LEAST_URGENT)
+    except ValueError:
         return None
 
 
@@ -377,7 +380,7 @@ class EmulatorApplication:
             body = self._serve(poll, lambda *response: answered.append(response), RECEIVE_MESSAGE)
             status = str(answered[0][0]) if answered else ""
             left = deadline - time.monotonic()
-            if not status.startswith("200") or b'"ReceiptHandle"' in body[0] or left <= 0:
+            if not status.startswith("200") or _received_messages(body[0]) or left <= 0:
                 start_response(*answered[0])
                 return body
             if queue is None:
@@ -403,7 +406,7 @@ class EmulatorApplication:
                     close = getattr(response, "close", None)
                     if close is not None:
                         close()
-                if turn is not None and target == RECEIVE_MESSAGE and b'"ReceiptHandle"' not in body:
+                if turn is not None and target == RECEIVE_MESSAGE and not _received_messages(body):
                     turn.found_nothing()
             if _may_change(environ, target, body):
                 with self._changes_lock:
@@ -492,11 +495,16 @@ def _queue_of(environ: dict[str, Any], request: bytes) -> Any:
         return None
 
 
+def _received_messages(body: bytes) -> bool:
+    """Whether a ReceiveMessage's answer holds messages (each comes with its receipt handle)."""
+    return b'"ReceiptHandle"' in body
+
+
 def _may_change(environ: dict[str, Any], target: str, body: bytes) -> bool:
     if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS") or target in READ_ONLY_ACTIONS:
         return False
     if target == RECEIVE_MESSAGE:
-        return b'"ReceiptHandle"' in body  # an empty receive changes nothing
+        return _received_messages(body)  # an empty receive changes nothing
     return True
 
 
