@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from bench.calls import Origin
 from bench.figures import percentile
@@ -200,8 +203,9 @@ def run_step(bench: BenchStack, clients: ProcessPoolExecutor, ramp: Ramp, rate: 
 
 
 def scanned_outcomes(bench: BenchStack, notification_ids: list[str]) -> tuple[list[datetime], list[Sent]]:
-    """When these notifications were accepted, and their deliveries, from one scan of the status table.
-    (moto answers a Query by sorting the whole table: one per notification would take minutes here.)"""
+    """When these notifications were accepted, and their deliveries, from one scan of the status table and one
+    of the inbox table (an in-app delivery sent on its first try is recorded by its inbox item alone). moto
+    answers a Query by sorting the whole table: one per notification would take minutes here."""
     import boto3
     from botocore.config import Config
 
@@ -210,31 +214,44 @@ def scanned_outcomes(bench: BenchStack, notification_ids: list[str]) -> tuple[li
 
     # A client of its own: pages of a large table take moto longer than Herald's clients wait
     dynamodb = boto3.session.Session().client("dynamodb", config=Config(read_timeout=300, retries={"max_attempts": 5}))
-    table = bench.function("api.").environment["STATUS_TABLE"]
+    environment = bench.function("api.").environment
     wanted = set(notification_ids)
     accepted: dict[str, datetime] = {}
-    deliveries: dict[str, list[tuple[str, datetime | None]]] = {}
-    pages = dynamodb.get_paginator("scan").paginate(
-        TableName=table, ConsistentRead=True, PaginationConfig={"PageSize": 1000}
-    )
-    for page in pages:
-        for item in page.get("Items", []):
-            notification_id, sk = item["notification_id"]["S"], item["sk"]["S"]
-            if notification_id not in wanted:
-                continue
-            if sk == SUMMARY_SK:
-                accepted[notification_id] = datetime.fromisoformat(item["accepted_at"]["S"])
-            elif sk.startswith(RECIPIENT_PREFIX):  # a recipient's deliveries, one entry per device
-                for record in recipient_records(item):
-                    deliveries.setdefault(notification_id, []).append((record.status.value, record.sent_at))
+    # Per notification, per device: its status and when it was sent
+    deliveries: dict[str, dict[str, tuple[str, datetime | None]]] = {}
+    for item in _scanned(dynamodb, environment["STATUS_TABLE"]):
+        notification_id, sk = item["notification_id"]["S"], item["sk"]["S"]
+        if notification_id not in wanted:
+            continue
+        if sk == SUMMARY_SK:
+            accepted[notification_id] = datetime.fromisoformat(item["accepted_at"]["S"])
+        elif sk.startswith(RECIPIENT_PREFIX):  # a recipient's deliveries, one entry per device
+            for record in recipient_records(item):
+                key = f"{record.user_id}#{record.device_id}"
+                deliveries.setdefault(notification_id, {})[key] = (record.status.value, record.sent_at)
+    for item in _scanned(dynamodb, environment["INBOX_TABLE"]):
+        shown = json.loads(item["item"]["S"])
+        notification_id = shown["notification_id"]
+        if notification_id in wanted and "delivered_at" in item:  # the inbox item is the record: sent
+            sent_at = datetime.fromtimestamp(int(item["delivered_at"]["N"]) / 1000, tz=UTC)
+            key = f"{item['user_id']['S']}#{shown['device_id']}"
+            deliveries.setdefault(notification_id, {})[key] = ("sent", sent_at)
     if set(accepted) != wanted:
         raise BenchError(f"{len(wanted - set(accepted))} accepted notifications have no status")
     outcomes = [
         Sent(notification_id, status, accepted[notification_id], sent_at)
         for notification_id in notification_ids
-        for status, sent_at in deliveries.get(notification_id, [])
+        for status, sent_at in deliveries.get(notification_id, {}).values()
     ]
     return list(accepted.values()), outcomes
+
+
+def _scanned(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=table, ConsistentRead=True, PaginationConfig={"PageSize": 1000}
+    )
+    for page in pages:
+        yield from page.get("Items", [])
 
 
 def raw_ceiling(messages: int) -> dict[str, float]:

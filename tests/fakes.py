@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from herald.adapters.batches import BatchEntryFailed
-from herald.adapters.status_views import fanned_out, planned_records, tally_counts
+from herald.adapters.status_views import fanned_out, inbox_sent, planned_records, tally_counts
 from herald.adapters.topics import shard_of
 from herald.models.domain import (
     ROOT_PAGE,
@@ -27,9 +27,10 @@ from herald.models.domain import (
     Platform,
     now,
 )
+from herald.models.failures import AlreadyDelivered
 from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
-from herald.models.inbox import HistoryEntry, HistoryPage
+from herald.models.inbox import HistoryEntry, HistoryPage, InboxDelivery
 from herald.models.preferences import Preferences
 from herald.models.status import (
     LISTED_NAMES,
@@ -218,8 +219,9 @@ class FakeStatusStore:
     """A StatusStore and StatusReader keeping pages, delivery records, claims and tallies the way the
     DynamoDB adapters do."""
 
-    def __init__(self, journal: list[str] | None = None):
+    def __init__(self, journal: list[str] | None = None, inbox: FakeInboxSender | None = None):
         self.journal = journal if journal is not None else []
+        self.inbox = inbox  # in-app deliveries sent on a first try are recorded there, as DynamoInbox does
         self.accepted: dict[str, Notification] = {}
         self.pages: dict[tuple[str, str], FakePage] = {}
         self.records: dict[str, dict[str, DeliveryRecord]] = {}
@@ -418,7 +420,21 @@ class FakeStatusStore:
         }
 
     def delivery(self, notification_id: str, delivery_id: str) -> DeliveryRecord:
-        return self.records[notification_id][delivery_id]
+        """A delivery's record, read as the API reads it: an in-app one from its inbox item too."""
+        record = self.records.get(notification_id, {}).get(delivery_id)
+        item = self.inbox.items.get((notification_id, delivery_id)) if self.inbox is not None else None
+        if item is None:
+            if record is None:
+                raise KeyError(delivery_id)
+            return record
+        job, at = item
+        return inbox_sent(
+            record
+            or DeliveryRecord(
+                user_id=job.user_id, device_id=job.device_id, channel=job.channel, status=DeliveryState.QUEUED
+            ),
+            at,
+        )
 
     # --- views --------------------------------------------------------------------------------------
 
@@ -478,7 +494,11 @@ class FakeStatusStore:
         else:
             deliveries = self.listing(notification_id, planned)
             claimed = {f"{d.user_id}#{d.device_id}" for d in deliveries}
-            deliveries += [d for did, d in self.records.get(notification_id, {}).items() if did not in claimed]
+            deliveries += [
+                self.delivery(notification_id, did)
+                for did in self.records.get(notification_id, {})
+                if did not in claimed
+            ]
             counts = dict(Counter(delivery.status.value for delivery in deliveries))
         complete = self.is_fanned_out(notification_id)
         scheduled = notification.send_at is not None and notification.send_at > now()
@@ -511,8 +531,10 @@ class FakeStatusStore:
         listed = []
         for entry in planned:
             delivery_id = "#".join(entry.split("#", 2)[:2])
-            if delivery_id in claimed:
-                listed.append(records[delivery_id])
+            if delivery_id in claimed or (
+                self.inbox is not None and (notification_id, delivery_id) in self.inbox.items
+            ):
+                listed.append(self.delivery(notification_id, delivery_id))
             else:
                 listed += planned_records([entry], set(), now())
         return listed
@@ -566,6 +588,32 @@ class FakeSender:
             raise self.error
         self.sent.append(job)
         return f"provider-{len(self.sent)}"
+
+
+class FakeInboxSender(FakeSender):
+    """The in-app channel as DynamoInbox makes it: one item per delivery, and a copy finds it (AlreadyDelivered).
+    Its items are the records of in-app deliveries sent on a first try: give it to FakeStatusStore(inbox=...)."""
+
+    def __init__(self, error: Exception | None = None):
+        super().__init__(error)
+        self.items: dict[tuple[str, str], tuple[DeliveryJob, datetime]] = {}
+
+    def send(self, job: DeliveryJob) -> str:
+        key = (job.notification_id, job.delivery_id)
+        if key in self.items:
+            self.tried.append(job)
+            raise AlreadyDelivered(f"inbox:{job.user_id}:{job.notification_id}")
+        message_id = super().send(job)
+        self.items[key] = (job, now())
+        return message_id
+
+    def delivered(self, wanted: list[InboxDelivery]) -> dict[InboxDelivery, int]:
+        found = {}
+        for one in wanted:
+            item = self.items.get((one.notification_id, f"{one.user_id}#{one.device_id}"))
+            if item is not None and item[0].accepted_at.isoformat() == one.accepted_at:
+                found[one] = int(item[1].timestamp() * 1000)
+        return found
 
 
 class FakeSqs:

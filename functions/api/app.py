@@ -124,7 +124,7 @@ class Dependencies:
                 },
             ),
             status=status,
-            reader=DynamoStatusReader(dynamodb, settings.status_table),
+            reader=DynamoStatusReader(dynamodb, settings.status_table, inbox=inbox),
             subscribers=DynamoSubscribers(dynamodb, settings.subscribers_table),
             inbox=inbox,
             intake=IntakeLanes(sqs, {priority: settings.intake_queue_url(priority) for priority in Priority}),

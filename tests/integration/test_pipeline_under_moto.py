@@ -174,6 +174,60 @@ def test_every_channel_reaches_its_provider(deployed: Deployed) -> None:
     assert [item["notification_id"] for item in json.loads(inbox["body"])["items"]] == [notification_id]
 
 
+def test_an_in_app_delivery_is_recorded_by_its_inbox_item_alone(deployed: Deployed) -> None:
+    # Given a user with an in-app device, and a notification to it fanned out, its job delivered twice
+    # (an SQS duplicate: the same job, each on its first receive)
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Hi", "body": "there", "priority": "high"})
+    run_fanout(deployed)
+    [message] = deployed.receive_all("HighQueue")
+    dependencies = deliver.app.dependencies_from(deployed.environment("DeliverHighFunction"))
+    event = sqs_event([message, {**message, "MessageId": "copy-of-" + message["MessageId"]}], "arn")
+
+    # When the deliver function handles the batch
+    assert deliver.app.lambda_handler(event, FakeContext(), dependencies) == {"batchItemFailures": []}
+
+    # Then the status table holds no item of the delivery: no claim, no outcome
+    dynamodb = client("dynamodb")
+    table = deployed.environment("DeliverHighFunction")["STATUS_TABLE"]
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="notification_id = :n",
+        ExpressionAttributeValues={":n": {"S": notification_id}},
+    )["Items"]
+    assert sorted(item["sk"]["S"] for item in items) == ["notification", "page#00.000000"]
+    # And the inbox holds one item, stamped with when it was written
+    inbox_table = deployed.environment("DeliverHighFunction")["INBOX_TABLE"]
+    [stored] = dynamodb.query(
+        TableName=inbox_table,
+        KeyConditionExpression="user_id = :u",
+        ExpressionAttributeValues={":u": {"S": "ada"}},
+    )["Items"]
+    assert int(stored["delivered_at"]["N"]) > 0
+    # And the API reads the delivery sent from it, on the notification and on its deliveries route
+    status = status_of(deployed, notification_id)
+    assert status["status"] == "delivered"
+    assert status["counts"] == {"sent": 1}
+    [delivery] = status["deliveries"]
+    assert (delivery["device_id"], delivery["status"], delivery["attempts"]) == ("web", "sent", 1)
+    assert delivery["sent_at"] is not None
+    path = f"/notifications/{notification_id}/deliveries"
+    listed = json.loads(call_api(deployed, "GET", path, notification_id=notification_id)["body"])
+    assert [(d["device_id"], d["status"]) for d in listed["deliveries"]] == [("web", "sent")]
+
+
+def test_an_in_app_delivery_reads_queued_until_its_inbox_item_is_written(deployed: Deployed) -> None:
+    # Given an in-app notification fanned out, its job still in the queue
+    register(deployed, "ada", "web", {"channel": "in_app"})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Hi", "body": "there"})
+    run_fanout(deployed)
+
+    # When its status is read, Then the delivery is queued: no inbox item says otherwise
+    status = status_of(deployed, notification_id)
+    assert status["status"] == "in_progress"
+    assert [(d["device_id"], d["status"]) for d in status["deliveries"]] == [("web", "queued")]
+
+
 def test_each_priority_reaches_only_its_own_queue(deployed: Deployed) -> None:
     # Given a user with one device and one notification per priority
     register(deployed, "ada", "web", {"channel": "in_app"})

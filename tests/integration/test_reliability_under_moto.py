@@ -253,12 +253,14 @@ def test_a_delivery_item_caught_half_written_reads_as_queued_not_as_an_error(dep
 def test_a_job_whose_dynamodb_write_fails_validation_goes_to_its_dlq_on_its_first_receive_with_the_reason(
     deployed: Deployed,
 ) -> None:
-    # Given a delivery job whose status item key DynamoDB refuses: a sort key ("recipient#<user>") over 1,024 bytes
+    # Given a push delivery job whose status item key DynamoDB refuses: a sort key ("recipient#<user>") over
+    # 1,024 bytes (push: its claim is the first write; an in-app first try makes none, its inbox item is the record)
     job = DeliveryJob(
         notification_id="n-long-key",
         user_id="u" * 1100,
         device_id="d" * 10,
-        channel=Channel.IN_APP,
+        channel=Channel.PUSH,
+        endpoint_arn="arn:aws:sns:us-east-1:123456789012:endpoint/GCM/herald/1",
         title="t",
         body="b",
         priority="high",

@@ -7,7 +7,7 @@ import pytest
 import api.app
 from herald.logic.idempotency import IdempotentRequests
 from herald.logic.templates import Templating
-from herald.models.domain import DeliveryJob, Notification, Priority
+from herald.models.domain import Channel, DeliveryJob, Notification, Priority
 from herald.settings import ApiSettings
 from tests.events import load_event
 from tests.fakes import (
@@ -41,6 +41,14 @@ def notification() -> Notification:
 def job() -> DeliveryJob:
     """The in_app delivery of events/deliver.json, to user-42's device web-inbox."""
     return DeliveryJob.model_validate_json(load_event("deliver")["Records"][0]["body"])
+
+
+@pytest.fixture
+def push_job(job: DeliveryJob) -> DeliveryJob:
+    """The same delivery through mobile push (device pixel): claimed and recorded on every try, as every
+    channel but in_app is (herald.logic.delivery.SELF_RECORDING)."""
+    arn = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/herald/7"
+    return job.model_copy(update={"channel": Channel.PUSH, "device_id": "pixel", "endpoint_arn": arn})
 
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-"

@@ -18,7 +18,7 @@ from herald.models.domain import Channel, DeliveryJob, DeliveryState, Priority
 from herald.models.failures import DeliveryFailed
 from herald.settings import DeliverSettings
 from tests.events import load_event
-from tests.fakes import FakeDeviceRegistry, FakeSender, FakeSqs, FakeStatusStore
+from tests.fakes import FakeDeviceRegistry, FakeInboxSender, FakeSender, FakeSqs, FakeStatusStore
 
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/herald-HighDeadLetterQueue-1A2B3C"
 SETTINGS = DeliverSettings(
@@ -36,11 +36,13 @@ SETTINGS = DeliverSettings(
 
 
 def dependencies_with(sender: FakeSender, **more: FakeSender) -> deliver.app.Dependencies:
+    """`sender` for in_app (a FakeInboxSender's items are read back as the status reads the inbox), `more` by
+    channel name."""
     sqs = FakeSqs()
     return deliver.app.Dependencies(
         settings=SETTINGS,
         senders={Channel.IN_APP: sender, **{Channel(name): s for name, s in more.items()}},
-        status=FakeStatusStore(),
+        status=FakeStatusStore(inbox=sender if isinstance(sender, FakeInboxSender) else None),
         devices=FakeDeviceRegistry(),
         sqs=sqs,
         dead_letters=DeadLetterQueue(sqs, DLQ_URL, source="high"),
@@ -59,19 +61,48 @@ def record_for(event: dict[str, Any], index: int, **job_changes: Any) -> dict[st
     return record
 
 
-def test_sample_event_is_delivered_and_reports_no_failures(lambda_context):
-    # Given the sample in_app job and a working sender
+PUSH = {"channel": "push", "device_id": "pixel", "endpoint_arn": "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/h/7"}
+
+
+def push_event() -> dict[str, Any]:
+    """The sample event's job through mobile push: claimed and recorded on every try, as every channel but
+    in_app (whose first try is recorded by its inbox item)."""
     event = load_event("deliver")
-    dependencies = dependencies_with(FakeSender())
+    event["Records"] = [record_for(event, 1, **PUSH)]
+    return event
+
+
+def test_sample_event_is_delivered_and_reports_no_failures(lambda_context):
+    # Given the sample in_app job and a working inbox
+    event = load_event("deliver")
+    dependencies = dependencies_with(FakeInboxSender())
 
     # When the function handles it
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
 
-    # Then it is sent, recorded sent, and nothing is delayed or dead-lettered
+    # Then it is sent (its inbox item is its record: no status write), and nothing is delayed or dead-lettered
     assert response == {"batchItemFailures": []}
     assert [job.user_id for job in dependencies.senders[Channel.IN_APP].sent] == ["user-42"]
-    assert [attempt.state for attempt in dependencies.status.attempts] == [DeliveryState.SENT]
+    assert dependencies.status.delivery_writes == []
+    job = DeliveryJob.model_validate_json(event["Records"][0]["body"])
+    assert dependencies.status.delivery(job.notification_id, job.delivery_id).status is DeliveryState.SENT
     assert dependencies.sqs.visibility == [] and dependencies.sqs.sent == []
+
+
+def test_a_sample_push_job_is_claimed_sent_and_recorded(lambda_context):
+    # Given the sample job through push, and a working provider
+    event = push_event()
+    push = FakeSender()
+    dependencies = dependencies_with(FakeInboxSender(), push=push)
+
+    # When the function handles it
+    response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
+
+    # Then it is sent once, and recorded sent in the status (a claim, then its outcome)
+    assert response == {"batchItemFailures": []}
+    assert len(push.sent) == 1
+    assert [attempt.state for attempt in dependencies.status.attempts] == [DeliveryState.SENT]
+    assert [kind for kind, _, _ in dependencies.status.delivery_writes] == ["claim", "record"]
 
 
 def test_a_failing_sender_reports_the_record_and_backs_it_off_longer_each_time(lambda_context):
@@ -176,7 +207,7 @@ def test_an_sqs_duplicate_in_the_same_batch_is_sent_once(lambda_context):
     # Given a batch holding the same job twice, under two message ids (SQS delivers at least once)
     event = load_event("deliver")
     event["Records"].append(record_for(event, 2))
-    dependencies = dependencies_with(FakeSender())
+    dependencies = dependencies_with(FakeInboxSender())
 
     # When the function handles the batch
     deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
@@ -210,12 +241,12 @@ class GatedSender:
 def test_a_batch_calls_its_providers_concurrently_within_the_channel_limit(lambda_context):
     # Given a batch of 10 jobs for 10 devices, and a channel limit of 4 concurrent sends
     event = load_event("deliver")
-    event["Records"] = [record_for(event, i, device_id=f"device-{i}") for i in range(10)]
+    event["Records"] = [record_for(event, i, **{**PUSH, "device_id": f"device-{i}"}) for i in range(10)]
     sender = GatedSender(expected=4)
     dependencies = dependencies_with(FakeSender())
-    settings = SETTINGS.model_copy(update={"in_app_parallel_sends": 4})
+    settings = SETTINGS.model_copy(update={"push_parallel_sends": 4})
     dependencies = deliver.app.Dependencies(**{**dependencies.__dict__, "settings": settings})
-    dependencies.senders[Channel.IN_APP] = sender  # type: ignore[index]
+    dependencies.senders[Channel.PUSH] = sender  # type: ignore[index]
 
     # When the function handles the batch
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
@@ -259,9 +290,11 @@ class StatusStoreRefusingTheKey(FakeStatusStore):
 def test_a_job_whose_dynamodb_write_fails_validation_is_dead_lettered_on_its_first_receive_with_the_reason(
     lambda_context,
 ):
-    # Given the sample job on its first receive, and a status table that refuses its key as invalid
-    event = load_event("deliver")
-    dependencies = dataclasses.replace(dependencies_with(FakeSender()), status=StatusStoreRefusingTheKey())
+    # Given the sample job through push on its first receive, and a status table that refuses its key as invalid
+    event = push_event()
+    dependencies = dataclasses.replace(
+        dependencies_with(FakeSender(), push=FakeSender()), status=StatusStoreRefusingTheKey()
+    )
 
     # When the function handles it
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)
@@ -272,18 +305,20 @@ def test_a_job_whose_dynamodb_write_fails_validation_is_dead_lettered_on_its_fir
     [reason] = dependencies.sqs.reasons()
     assert reason.startswith("failed permanently on receive 1: ClientError:")
     assert "ValidationException" in reason and "1024 bytes" in reason
-    assert dependencies.senders[Channel.IN_APP].tried == []
+    assert dependencies.senders[Channel.PUSH].tried == []
 
 
 def test_a_transient_aws_error_outside_the_provider_call_is_still_retried(lambda_context):
-    # Given the sample job, and a status table that is throttling
+    # Given the sample job through push, and a status table that is throttling
     class ThrottledStatusStore(FakeStatusStore):
         def claim_deliveries(self, requests: Any, until: Any, fresh: bool = True) -> Any:
             error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
             raise ClientError({"Error": error}, "UpdateItem")
 
-    event = load_event("deliver")
-    dependencies = dataclasses.replace(dependencies_with(FakeSender()), status=ThrottledStatusStore())
+    event = push_event()
+    dependencies = dataclasses.replace(
+        dependencies_with(FakeSender(), push=FakeSender()), status=ThrottledStatusStore()
+    )
 
     # When the function handles its first receive
     response = deliver.app.lambda_handler(event, lambda_context, dependencies=dependencies)

@@ -21,7 +21,7 @@ from herald.logic.delivery import (
 )
 from herald.models.domain import Channel, DeliveryJob, DeliveryState, now
 from herald.models.failures import DeliveryFailed
-from tests.fakes import Attempt, FakeDeviceRegistry, FakeSender, FakeStatusStore, make_device
+from tests.fakes import Attempt, FakeDeviceRegistry, FakeInboxSender, FakeSender, FakeStatusStore, make_device
 
 MAX_ATTEMPTS = 5
 BASE, CAP = 2, 60
@@ -98,21 +98,127 @@ def test_jittered_delays_stay_within_bounds_and_differ_between_messages():
 # ---------------------------------------------------------------- deliver
 
 
-def test_success_claims_then_records_sent_with_the_provider_message_id(job):
+def test_success_claims_then_records_sent_with_the_provider_message_id(push_job):
     # Given a sender the provider accepts and a journal of status calls
     journal: list[str] = []
     sender, status = FakeSender(), FakeStatusStore(journal=journal)
 
-    # When the job is delivered on its first receive
-    result = deliver_with(job, sender, status, attempt=1)
+    # When the push job is delivered on its first receive
+    result = deliver_with(push_job, sender, status, attempt=1)
 
     # Then it was claimed, sent once and recorded sent with the provider's id
     assert result.outcome is Outcome.SENT
     assert journal == ["status.claim_deliveries", "status.record_outcomes"]
-    assert sender.sent == [job]
-    assert status.attempts == [Attempt(job.delivery_id, DeliveryState.SENT, None, "provider-1")]
-    record = status.delivery(job.notification_id, job.delivery_id)
+    assert sender.sent == [push_job]
+    assert status.attempts == [Attempt(push_job.delivery_id, DeliveryState.SENT, None, "provider-1")]
+    record = status.delivery(push_job.notification_id, push_job.delivery_id)
     assert (record.attempts, record.provider_message_id) == (1, "provider-1")
+
+
+# ---------------------------------------------------------------- in-app: the inbox item is the record
+
+
+def test_an_in_app_first_try_makes_no_status_write_and_reads_sent_from_its_inbox_item(job):
+    # Given the inbox (it keeps one item per delivery) and a journal of status calls
+    journal: list[str] = []
+    inbox = FakeInboxSender()
+    status = FakeStatusStore(journal=journal, inbox=inbox)
+
+    # When the in-app job is delivered on its first receive
+    result = deliver_with(job, inbox, status, attempt=1)
+
+    # Then the item is written once and nothing else: no claim, no outcome; the status reads it sent
+    assert result.outcome is Outcome.SENT
+    assert inbox.sent == [job]
+    assert journal == []
+    assert status.delivery_writes == []
+    record = status.delivery(job.notification_id, job.delivery_id)
+    assert (record.status, record.attempts) == (DeliveryState.SENT, 1)
+    assert record.sent_at is not None
+
+
+def test_a_copy_of_an_in_app_delivery_finds_its_item_and_is_done_without_a_second_item(job):
+    # Given an in-app delivery sent on its first try
+    inbox = FakeInboxSender()
+    status = FakeStatusStore(inbox=inbox)
+    deliver_with(job, inbox, status, attempt=1)
+
+    # When an SQS duplicate of its message arrives, first receive too
+    again = deliver_with(job, inbox, status, attempt=1)
+
+    # Then the inbox found the item: done, one item, still no status write
+    assert again.outcome is Outcome.ALREADY_DONE
+    assert (len(inbox.sent), len(inbox.tried), len(inbox.items)) == (1, 2, 1)
+    assert status.delivery_writes == []
+
+
+def test_an_in_app_first_try_that_fails_is_claimed_and_recorded_then_its_retry_records_sent(job):
+    # Given an inbox that is throttled on the first try
+    inbox = FakeInboxSender(error=DeliveryFailed("inbox throttled"))
+    status = FakeStatusStore(inbox=inbox)
+
+    # When the first try fails
+    first = deliver_with(job, inbox, status, attempt=1)
+
+    # Then it is recorded retrying (a claim and an outcome, its attempt counted), to come back
+    assert first.outcome is Outcome.RETRY
+    assert [kind for kind, _, _ in status.delivery_writes] == ["claim", "record"]
+    record = status.delivery(job.notification_id, job.delivery_id)
+    assert (record.status, record.attempts, record.last_error) == (DeliveryState.RETRYING, 1, "inbox throttled")
+
+    # And when the retry finds the inbox working, it is claimed, sent and recorded as any channel's
+    inbox.error = None
+    second = deliver_with(job, inbox, status, attempt=2)
+    assert second.outcome is Outcome.SENT
+    record = status.delivery(job.notification_id, job.delivery_id)
+    assert (record.status, record.attempts, record.last_error) == (DeliveryState.SENT, 2, None)
+    assert status.attempts[-1].state is DeliveryState.SENT
+
+
+def test_an_in_app_first_try_that_fails_for_good_is_recorded_failed(job):
+    # Given an inbox write refused for good (an item over DynamoDB's size, say)
+    inbox = FakeInboxSender(error=DeliveryFailed("item too large", permanent=True))
+    status = FakeStatusStore(inbox=inbox)
+
+    # When it is delivered
+    result = deliver_with(job, inbox, status, attempt=1)
+
+    # Then it ends failed, and the status says so
+    assert result.outcome is Outcome.FAILED
+    record = status.delivery(job.notification_id, job.delivery_id)
+    assert (record.status, record.last_error) == (DeliveryState.FAILED, "item too large")
+
+
+def test_an_in_app_first_try_that_fails_while_another_copy_holds_its_claim_leaves_the_record_to_it(job):
+    # Given a copy of the delivery that holds its claim (a retry under way), and a first try that fails
+    inbox = FakeInboxSender(error=DeliveryFailed("inbox throttled"))
+    status = FakeStatusStore(inbox=inbox)
+    status.claim_delivery(job, "request-1/message-1", deadline(20))
+
+    # When the first try fails
+    result = deliver_with(job, inbox, status, attempt=1)
+
+    # Then it writes nothing over the holder's claim and comes back once that claim could have expired
+    assert result.outcome is Outcome.RETRY
+    assert 20 <= result.retry_in <= 21
+    assert status.attempts == []
+
+
+def test_a_retry_of_an_in_app_delivery_whose_first_try_reached_the_inbox_is_done(job):
+    # Given a first try that wrote the item but whose answer was lost (recorded retrying)
+    inbox = FakeInboxSender()
+    status = FakeStatusStore(inbox=inbox)
+    inbox.items[(job.notification_id, job.delivery_id)] = (job, now())
+    status.claim_delivery(job, "request-1/message-1", deadline(-1))
+    status.record_outcome(job, "request-1/message-1", DeliveryState.RETRYING, "TimeoutError")
+
+    # When the retry comes
+    result = deliver_with(job, inbox, status, attempt=2)
+
+    # Then the inbox finds the item: done, recorded sent, no second item
+    assert result.outcome is Outcome.ALREADY_DONE
+    assert inbox.sent == [] and len(inbox.items) == 1
+    assert status.attempts[-1].state is DeliveryState.SENT
 
 
 @pytest.mark.parametrize(
@@ -194,26 +300,26 @@ def test_a_push_endpoint_sns_reports_gone_fails_the_delivery_and_marks_the_devic
     assert device.inactive_reason == f"{code}: Endpoint is disabled"
 
 
-def test_a_duplicate_of_a_sent_delivery_is_not_sent_again(job):
+def test_a_duplicate_of_a_sent_delivery_is_not_sent_again(push_job):
     # Given a delivery already sent
     sender, status = FakeSender(), FakeStatusStore()
-    deliver_with(job, sender, status, attempt=1)
+    deliver_with(push_job, sender, status, attempt=1)
 
-    # When SQS hands the same job over again (a duplicate, or a fan-out retried after a partial publish)
-    again = deliver_with(job, sender, status, attempt=1)
+    # When SQS hands the same push_job over again (a duplicate, or a fan-out retried after a partial publish)
+    again = deliver_with(push_job, sender, status, attempt=1)
 
     # Then it is done without a second provider call
     assert again.outcome is Outcome.ALREADY_DONE
     assert len(sender.tried) == 1
 
 
-def test_a_duplicate_while_another_attempt_holds_the_claim_waits_for_the_claim_to_expire(job):
+def test_a_duplicate_while_another_attempt_holds_the_claim_waits_for_the_claim_to_expire(push_job):
     # Given another invocation that claimed the delivery for 20 more seconds
     sender, status = FakeSender(), FakeStatusStore()
-    status.claim_delivery(job, "request-1/message-1", deadline(20))
+    status.claim_delivery(push_job, "request-1/message-1", deadline(20))
 
-    # When a duplicate of the job arrives
-    result = deliver(job, 1, deadline(), {job.channel: sender}, status, FakeDeviceRegistry(), LONGEST)
+    # When a duplicate of the push_job arrives
+    result = deliver(push_job, 1, deadline(), {push_job.channel: sender}, status, FakeDeviceRegistry(), LONGEST)
 
     # Then the provider is not called and the duplicate comes back once the claim could have expired
     assert result.outcome is Outcome.RETRY
@@ -250,19 +356,19 @@ def test_after_a_crash_an_in_app_delivery_is_written_again_because_the_inbox_wri
     assert sender.sent == [job]
 
 
-def test_a_crash_during_the_provider_call_propagates_and_leaves_the_claim_held(job):
+def test_a_crash_during_the_provider_call_propagates_and_leaves_the_claim_held(push_job):
     # Given a provider call that ends the process (a BaseException, as when the runtime dies)
     class Crash(BaseException):
         pass
 
     sender, status = FakeSender(error=Crash()), FakeStatusStore()
 
-    # When the job is delivered
+    # When the push_job is delivered
     with pytest.raises(Crash):
-        deliver_with(job, sender, status, attempt=1)
+        deliver_with(push_job, sender, status, attempt=1)
 
     # Then nothing is recorded after the claim: the delivery stays "sending" until the claim expires
-    assert status.delivery(job.notification_id, job.delivery_id).status is DeliveryState.SENDING
+    assert status.delivery(push_job.notification_id, push_job.delivery_id).status is DeliveryState.SENDING
     assert status.attempts == []
 
 
@@ -296,20 +402,37 @@ def test_a_redriven_delivery_gets_a_fresh_round_of_attempts(job):
     assert results[4].outcome is Outcome.DEAD_LETTER
 
 
-def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_no_redrive_is_counted(job):
+def test_a_stray_copy_of_a_dead_lettered_job_is_refused_and_no_redrive_is_counted(push_job):
     # Given a delivery dead-lettered after its last attempt (its message parked in the DLQ)
     status = FakeStatusStore()
-    deliver_with(job, FakeSender(error=DeliveryFailed("inbox throttled")), status, attempt=MAX_ATTEMPTS)
+    deliver_with(push_job, FakeSender(error=DeliveryFailed("push throttled")), status, attempt=MAX_ATTEMPTS)
     sender = FakeSender()
 
     # When a second SQS copy of the original job arrives: it was never parked, so it carries no mark
-    result = deliver_with(job, sender, status, attempt=1)
+    result = deliver_with(push_job, sender, status, attempt=1)
 
     # Then it is not sent but parked beside the first, for the operator; the status still says dead-lettered
     assert (result.outcome, result.reason) == (Outcome.DEAD_LETTER, UNPARKED_COPY)
     assert sender.tried == []
-    record = status.delivery(job.notification_id, job.delivery_id)
+    record = status.delivery(push_job.notification_id, push_job.delivery_id)
     assert (record.status, record.redrives, record.attempts) == (DeliveryState.DEAD_LETTERED, 0, 1)
+
+
+def test_a_stray_first_copy_of_a_dead_lettered_in_app_delivery_reaches_the_inbox_and_reads_sent(job):
+    # Given an in-app delivery dead-lettered after its last attempt
+    inbox = FakeInboxSender(error=DeliveryFailed("inbox throttled"))
+    status = FakeStatusStore(inbox=inbox)
+    deliver_with(job, inbox, status, attempt=MAX_ATTEMPTS)
+    inbox.error = None
+
+    # When a second SQS copy of the original job arrives, unmarked, on its first receive
+    result = deliver_with(job, inbox, status, attempt=1)
+
+    # Then, unlike another channel's, it is not parked: its first try writes the item (a copy could only find
+    # the same one), and the status reads the delivery sent from it
+    assert result.outcome is Outcome.SENT
+    assert len(inbox.items) == 1
+    assert status.delivery(job.notification_id, job.delivery_id).status is DeliveryState.SENT
 
 
 def test_a_parked_copy_from_an_earlier_round_does_not_revive_a_later_dead_letter(job):

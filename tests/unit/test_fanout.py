@@ -28,6 +28,7 @@ from herald.models.domain import (
 from herald.models.status import Cancellation
 from tests.fakes import (
     FakeDeviceRegistry,
+    FakeInboxSender,
     FakeIntakeQueue,
     FakePublisher,
     FakeSender,
@@ -66,7 +67,8 @@ class Run:
         self.registry = registry
         self.subscribers = subscribers or FakeSubscribers()
         self.topic = FakePublisher(failing=failing, journal=self.journal)
-        self.status = FakeStatusStore(journal=self.journal)
+        self.inbox = FakeInboxSender()  # its items are the records of in-app deliveries sent on a first try
+        self.status = FakeStatusStore(journal=self.journal, inbox=self.inbox)
         self.intake = FakeIntakeQueue(journal=self.journal)
 
     def __call__(self, notification: Notification, limits: PageLimits | None = None):
@@ -76,13 +78,15 @@ class Run:
 
     def deliver_published(self) -> Counter[str]:
         """Hands every job published so far to the delivery logic, as the priority queues would (each claims its
-        delivery first); returns how many times each delivery reached its provider."""
-        sender = FakeSender()
-        senders = {channel: sender for channel in Channel}
+        delivery first, but an in-app one's first try, whose inbox item a copy finds); returns how many times each
+        delivery was sent: taken by its provider, or written to its inbox."""
+        sender, inbox = FakeSender(), self.inbox
+        sent_before = len(inbox.sent)
+        senders = {channel: inbox if channel is Channel.IN_APP else sender for channel in Channel}
         policy = RetryPolicy(max_attempts=5, base=1, cap=1)
         for job in self.topic.published:
             deliver(job, 1, deadline(), senders, self.status, self.registry, policy)  # type: ignore[arg-type]
-        return Counter(job.delivery_id for job in sender.sent)
+        return Counter(job.delivery_id for job in sender.sent + inbox.sent[sent_before:])
 
     def drain(self, first: Notification, limits: PageLimits) -> int:
         """Fans `first` out, then every continuation it queues, as the intake queue would; returns pages run."""

@@ -40,7 +40,7 @@ from tests.fakes import (
     FakeSubscribers,
     make_device,
 )
-from tests.unit.test_deliver_handler import dependencies_with, record_for
+from tests.unit.test_deliver_handler import dependencies_with, push_event, record_for
 from tests.unit.test_fanout_handler import SETTINGS as FANOUT_SETTINGS
 from tests.unit.test_fanout_handler import dependencies_with as fanout_dependencies_with
 from tests.unit.test_feedback import DLQ_URL as FEEDBACK_DLQ_URL
@@ -157,10 +157,10 @@ class BrokenStatusStore(FakeStatusStore):
 
 @pytest.mark.parametrize(("receive_count", "expected"), [("1", "DeliveriesRetried"), ("5", "DeliveriesDeadLettered")])
 def test_a_handler_that_raises_is_counted_as_the_consumer_settles_it(capsys, lambda_context, receive_count, expected):
-    # Given a status store that cannot be reached, on a first and on a last receive
-    event = load_event("deliver")
+    # Given a push job, and a status store that cannot be reached, on a first and on a last receive
+    event = push_event()
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = receive_count
-    dependencies = dependencies_with(FakeSender())
+    dependencies = dependencies_with(FakeSender(), push=FakeSender())
     dependencies = deliver.app.Dependencies(**{**dependencies.__dict__, "status": BrokenStatusStore()})
 
     # When the deliver function handles it
@@ -168,7 +168,7 @@ def test_a_handler_that_raises_is_counted_as_the_consumer_settles_it(capsys, lam
 
     # Then the record counts as what the consumer made of the error: retried, or on the last receive dead-lettered
     documents = emf_documents(capsys.readouterr().out)
-    assert metric(documents, expected, channel="in_app", priority="high")[0][expected] == [1.0]
+    assert metric(documents, expected, channel="push", priority="high")[0][expected] == [1.0]
 
 
 def test_fan_out_records_each_notification_size_and_the_inactive_devices_it_skipped(capsys, lambda_context):

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from herald.logic.ports import Inbox
 from herald.models.domain import DeliveryJob, Platform, Priority
-from herald.models.failures import DeliveryFailed
+from herald.models.failures import AlreadyDelivered, DeliveryFailed
 
 
 class EmailSender:
@@ -102,8 +102,11 @@ class InAppSender:
         self._expires_at = expires_at
 
     def send(self, job: DeliveryJob) -> str:
-        self._inbox.add(job, self._expires_at())
-        return f"inbox:{job.user_id}:{job.notification_id}"
+        """The inbox item; AlreadyDelivered if an earlier copy of the delivery made it (it is left as it is)."""
+        message_id = f"inbox:{job.user_id}:{job.notification_id}"
+        if not self._inbox.add(job, self._expires_at()):
+            raise AlreadyDelivered(message_id)
+        return message_id
 
 
 class SnsPushEndpoints:

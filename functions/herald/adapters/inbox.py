@@ -16,15 +16,30 @@ from botocore.exceptions import ClientError
 
 from herald.adapters.pages import InvalidCursor, newest_first
 from herald.models.domain import DeliveryJob, now
-from herald.models.inbox import InboxItem, InboxPage, MarkedRead
+from herald.models.inbox import InboxDelivery, InboxItem, InboxPage, MarkedRead
 
 UNREAD_INDEX = "UnreadIndex"
 
-__all__ = ["UNREAD_INDEX", "DynamoInbox", "InvalidCursor", "UnknownItem", "item_id_of", "sort_key_of"]
+__all__ = [
+    "UNREAD_INDEX",
+    "DynamoInbox",
+    "InboxDelivery",
+    "InvalidCursor",
+    "UnknownItem",
+    "entry_sort_key",
+    "item_id_of",
+    "sort_key_of",
+]
 
 
 class UnknownItem(ValueError):
     """An item id that names no inbox item of the user."""
+
+
+def entry_sort_key(accepted_at: str, notification_id: str, device_id: str) -> str:
+    """An inbox item's sort key: the notification's accepted time (ISO 8601, as its status keeps it), its id
+    and the device: newest first, and fixed by the delivery, so a copy finds it."""
+    return f"{accepted_at}#{notification_id}#{device_id}"
 
 
 def item_id_of(sort_key: str) -> str:
@@ -43,9 +58,13 @@ class DynamoInbox:
         self._dynamodb = dynamodb
         self._table = table
 
-    def add(self, job: DeliveryJob, expires_at: int) -> None:
-        # The sort key is made of the job's own fields: a repeated delivery finds its item and leaves it
-        # as it is (read state included), never doubles it.
+    def add(self, job: DeliveryJob, expires_at: int) -> bool:
+        """True once the item is written; False if an earlier copy of the delivery wrote it.
+
+        The sort key is made of the job's own fields: a repeated delivery finds its item and leaves it as
+        it is (read state included), never doubles it. `delivered_at` (epoch ms) is when it was written:
+        the item is the delivery's record (herald.logic.delivery.SELF_RECORDING), and the status reads
+        it there."""
         item = InboxItem(
             notification_id=job.notification_id,
             device_id=job.device_id,
@@ -55,7 +74,7 @@ class DynamoInbox:
             priority=job.priority.value,
             created_at=job.accepted_at,
         )
-        sort_key = f"{job.accepted_at.isoformat()}#{job.notification_id}#{job.device_id}"
+        sort_key = entry_sort_key(job.accepted_at.isoformat(), job.notification_id, job.device_id)
         try:
             self._dynamodb.put_item(
                 TableName=self._table,
@@ -65,12 +84,40 @@ class DynamoInbox:
                     "item": {"S": item.model_dump_json(exclude={"item_id", "read", "read_at"})},
                     "unread": {"S": sort_key},
                     "expires_at": {"N": str(expires_at)},
+                    "delivered_at": {"N": str(int(now().timestamp() * 1000))},
                 },
                 ConditionExpression="attribute_not_exists(sk)",
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
+
+    def delivered(self, wanted: list[InboxDelivery]) -> dict[InboxDelivery, int]:
+        """Which of these in-app deliveries are in their user's inbox, and when each was written (epoch ms):
+        one consistent BatchGetItem per 100, keys and the time only."""
+        found: dict[InboxDelivery, int] = {}
+        by_key = {
+            (one.user_id, entry_sort_key(one.accepted_at, one.notification_id, one.device_id)): one for one in wanted
+        }
+        keys = [{"user_id": {"S": user_id}, "sk": {"S": sort_key}} for user_id, sort_key in by_key]
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys[start : start + 100],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "user_id, sk, delivered_at",
+                }
+            }
+            while request:
+                response = self._dynamodb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    one = by_key.get((item["user_id"]["S"], item["sk"]["S"]))
+                    if one is not None:
+                        found[one] = int(item.get("delivered_at", {}).get("N", "0"))
+                request = response.get("UnprocessedKeys") or {}
+        return found
 
     def page(self, user_id: str, limit: int, cursor: str | None) -> InboxPage:
         stored, next_cursor = newest_first(self._dynamodb, self._table, user_id, limit, cursor)

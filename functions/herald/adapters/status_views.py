@@ -34,7 +34,9 @@ from herald.adapters.status import (
     entry_of,
     partition_of,
 )
+from herald.logic.ports import InboxDeliveries
 from herald.models.domain import ROOT_PAGE, Channel, DeliveryState, now
+from herald.models.inbox import InboxDelivery
 from herald.models.status import (
     DEFERRED_MARK,
     LISTED_NAMES,
@@ -54,9 +56,13 @@ BATCH_GET_KEYS = 100
 
 
 class DynamoStatusReader:
-    def __init__(self, dynamodb: Any, table: str):
+    """`inbox`: where an in-app delivery sent on its first try is recorded (its inbox item); without it, such a
+    delivery reads as queued."""
+
+    def __init__(self, dynamodb: Any, table: str, inbox: InboxDeliveries | None = None):
         self._dynamodb = dynamodb
         self._table = table
+        self._inbox = inbox
 
     def get(self, notification_id: str) -> NotificationRecord | None:
         head = list(self._query(notification_id, "sk BETWEEN :a AND :b", SUMMARY_SK, PAGE_PREFIX + "\uffff"))
@@ -73,7 +79,8 @@ class DynamoStatusReader:
             counts = self._tally_counts(notification_id, planned, pages, held_counts(done, now()))
             listing = self.deliveries(notification_id, LISTED_DELIVERIES, None) or DeliveryPage(deliveries=[])
         else:
-            records = self._records(notification_id, pages)
+            accepted_at = (summary or {}).get("accepted_at") or _first(pages, "accepted_at")
+            records = self._in_inbox(notification_id, accepted_at, self._records(notification_id, pages))
             counts = dict(Counter(record.status.value for record in records))
             listing = DeliveryPage(
                 deliveries=records[:LISTED_DELIVERIES],
@@ -137,8 +144,10 @@ class DynamoStatusReader:
         found: list[tuple[str, datetime | None, str]] = []  # planned entries, their page's done time and partition
         next_cursor = None
         any_page = False
+        paged = False
         for key, page in self._pages_from(notification_id, start_page):
             any_page = True
+            paged = paged or page.get("paged") is True
             if "cancelled_at" in page:
                 break  # cancelled before fan-out: it has no deliveries, and never will
             if key == ROOT_PAGE:
@@ -159,7 +168,42 @@ class DynamoStatusReader:
                 break
         if not any_page and not cursor and not self._accepted(notification_id):
             return None
-        return DeliveryPage(deliveries=self._with_status(found), next_cursor=next_cursor)
+        records = self._with_status(found)
+        if not paged and records:  # a broadcast's deliveries are all claimed: tallies count them
+            records = self._in_inbox(notification_id, self._accepted_at(notification_id), records)
+        return DeliveryPage(deliveries=records, next_cursor=next_cursor)
+
+    def _in_inbox(self, notification_id: str, accepted_at: Any, records: list[DeliveryRecord]) -> list[DeliveryRecord]:
+        """The records, with each in-app delivery found in its inbox read as sent: the item is its record."""
+        if self._inbox is None or not isinstance(accepted_at, str):
+            return records
+        asked = {
+            index: InboxDelivery(record.user_id, notification_id, record.device_id, accepted_at)
+            for index, record in enumerate(records)
+            if record.channel is Channel.IN_APP and record.status not in _NOT_IN_AN_INBOX
+        }
+        if not asked:
+            return records
+        found = self._inbox.delivered(list(asked.values()))
+        read = list(records)
+        for index, delivery in asked.items():
+            if delivery in found:
+                read[index] = inbox_sent(records[index], from_millis(found[delivery]) if found[delivery] else None)
+        return read
+
+    def _accepted_at(self, notification_id: str) -> str | None:
+        """The accepted time the status keeps (the API's record, else what the first fan-out page kept)."""
+        for sort_key in (SUMMARY_SK, PAGE_PREFIX + "00.000000"):
+            response = self._dynamodb.get_item(
+                TableName=self._table,
+                Key={"notification_id": {"S": notification_id}, "sk": {"S": sort_key}},
+                ProjectionExpression="accepted_at",
+                ConsistentRead=True,
+            )
+            accepted_at = response.get("Item", {}).get("accepted_at", {}).get("S")
+            if accepted_at:
+                return str(accepted_at)
+        return None
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -324,6 +368,25 @@ def delivery_record(user_id: str, device_id: str, entry: DeliveryEntry) -> Deliv
         updated_at=updated,
         sent_at=updated if entry.status is DeliveryState.SENT else None,  # nothing changes a sent delivery after
         redriven_at=from_millis(entry.redriven_at) if entry.redriven_at is not None else None,
+    )
+
+
+# An in-app delivery in these states has no inbox item to look for (sent: its record says so already).
+_NOT_IN_AN_INBOX = frozenset({DeliveryState.SENT, DeliveryState.SKIPPED, DeliveryState.DEFERRED})
+
+
+def inbox_sent(record: DeliveryRecord, delivered_at: datetime | None) -> DeliveryRecord:
+    """An in-app delivery whose inbox item exists: sent, when the item was written (a first try that sent it
+    made no status write; a later try's record may lag behind the item)."""
+    at = delivered_at or record.updated_at
+    return record.model_copy(
+        update={
+            "status": DeliveryState.SENT,
+            "attempts": max(record.attempts, 1),
+            "last_error": None,
+            "updated_at": at,
+            "sent_at": at,
+        }
     )
 
 

@@ -14,13 +14,19 @@ from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusS
 from herald.logic.tallies import TallySheet
 from herald.logic.templates import resolved
 from herald.models.domain import Channel, DeliveryJob, DeliveryState
-from herald.models.failures import DeliveryFailed
-from herald.models.status import ClaimRequest, OutcomeRecord
+from herald.models.failures import AlreadyDelivered, DeliveryFailed
+from herald.models.status import Claim, ClaimRequest, OutcomeRecord
 
 SQS_MAX_VISIBILITY = 43200  # 12 hours
 # Channels whose provider write is idempotent (the inbox item's key is fixed), so a delivery
 # whose earlier attempt may or may not have reached the provider can safely be sent again.
 IDEMPOTENT_CHANNELS = frozenset({Channel.IN_APP})
+# Channels whose provider write is also the delivery's record: the inbox item (its key fixed, its time of
+# delivery kept) says the delivery was sent, and the status reads it there. A first try of such a delivery
+# makes no status write at all: no claim is needed to send it once (a copy finds the item and leaves it),
+# and its outcome, sent, is the item. Only a try that did not send (or a retry, a redrive, a broadcast's
+# tallied delivery) is claimed and recorded as any other. docs/reliability.md, "Inbox deliveries".
+SELF_RECORDING = frozenset({Channel.IN_APP})
 OUTCOME_UNKNOWN_AFTER_CALL = (
     "outcome unknown: the provider's answer was lost (it may have accepted the delivery); not sent again,"
     " to avoid a duplicate"
@@ -130,7 +136,8 @@ def deliver_together(
     run_all: Callable[[list[Callable[[], _Ended]]], list[_Ended]] = one_after_another,
 ) -> list[Result]:
     """Claims the deliveries (one write per recipient), calls each granted one's provider once (all at once
-    through `run_all`), records the outcomes (one write per recipient). One result per job, in order.
+    through `run_all`), records the outcomes (one write per recipient). One result per job, in order. A first
+    try of an inbox delivery is sent unclaimed, and recorded only if it was not sent (SELF_RECORDING).
 
     `attempt` is a message's receive count. The attempt is the last when either that count or
     the claim's own count (attempts since the delivery was queued or last redriven) reaches the
@@ -166,46 +173,68 @@ def deliver_together(
             jobs.append(one.job)
             unsendable.append(missing.reason)
     counted = [tally is not None and tally.counts_for(job) for job in jobs]
+    # A first try of an inbox delivery needs no claim: its provider write is its record (see SELF_RECORDING).
+    unclaimed = {
+        index
+        for index, (one, job) in enumerate(zip(received, jobs, strict=True))
+        if job.channel in SELF_RECORDING
+        and one.attempt <= 1
+        and one.parked_at is None
+        and not counted[index]
+        and unsendable[index] is None
+    }
+    claimed = [index for index in range(len(received)) if index not in unclaimed]
     invocation = tally.invocation if tally is not None else None
-    requests = [
-        ClaimRequest(job, one.parked_at, invocation if count else None)
-        for job, one, count in zip(jobs, received, counted, strict=True)
-    ]
-    fresh = all(one.attempt <= 1 and one.parked_at is None for one in received)
-    claims = status.claim_deliveries(requests, deadline, fresh=fresh)
-    results: list[Result | None] = [None] * len(received)
+
+    def claim(indexes: list[int], fresh: bool) -> dict[int, Claim]:
+        if not indexes:
+            return {}
+        requests = [ClaimRequest(jobs[i], received[i].parked_at, invocation if counted[i] else None) for i in indexes]
+        return dict(zip(indexes, status.claim_deliveries(requests, deadline, fresh=fresh), strict=True))
+
+    fresh = all(received[i].attempt <= 1 and received[i].parked_at is None for i in claimed)
+    claims = claim(claimed, fresh)
+    results: dict[int, Result] = {}
     ended: dict[int, _Ended] = {}
     sends: list[tuple[int, Callable[[], _Ended]]] = []
-    for index, (one, job, claim) in enumerate(zip(received, jobs, claims, strict=True)):
-        if tally is not None and counted[index] and claim.unsettled is not None:
+    for index in unclaimed:
+        last = received[index].attempt >= policy.max_attempts
+        sends.append((index, partial(_send, jobs[index], senders, devices, policy, last, 1)))
+    for index, granted in claims.items():
+        one, job = received[index], jobs[index]
+        if tally is not None and counted[index] and granted.unsettled is not None:
             assert job.page is not None
-            if not status.tally_exists(job.notification_id, job.page, claim.unsettled.by):
-                tally.recover(job, claim.unsettled, one.record_id)
-        if claim.done and claim.dead_lettered and one.parked_at is None:
-            # A copy Herald never parked: a stray SQS duplicate, or the job itself, moved to the DLQ by the
-            # queue's redrive policy after its parking failed. It may not revive the delivery; parked (with
-            # the mark), it is there for the operator's redrive, so no copy of a dead letter is ever lost.
-            results[index] = Result(Outcome.DEAD_LETTER, UNPARKED_COPY)
+            if not status.tally_exists(job.notification_id, job.page, granted.unsettled.by):
+                tally.recover(job, granted.unsettled, one.record_id)
+        refused = _refused(granted, one)
+        if refused is not None:
+            results[index] = refused
             continue
-        if claim.done:
-            results[index] = Result(Outcome.ALREADY_DONE)
-            continue
-        if not claim.granted:
-            results[index] = Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
-            continue
-        last = max(one.attempt, claim.attempt) >= policy.max_attempts
-        attempt = min(one.attempt, claim.attempt) if claim.attempt else one.attempt
+        last = max(one.attempt, granted.attempt) >= policy.max_attempts
+        attempt = min(one.attempt, granted.attempt) if granted.attempt else one.attempt
         if tally is not None and counted[index]:
-            tally.count(job, claim.previous, None, one.record_id)  # the claim took it out of its previous status
+            tally.count(job, granted.previous, None, one.record_id)  # the claim took it out of its previous status
         reason = unsendable[index]
         if reason is not None:
             ended[index] = _Ended(DeliveryState.FAILED, Result(Outcome.FAILED, reason), error=reason)
-        elif claim.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
+        elif granted.taken_over and job.channel not in IDEMPOTENT_CHANNELS:
             ended[index] = _Ended(DeliveryState.FAILED, Result(Outcome.FAILED, OUTCOME_UNKNOWN), error=OUTCOME_UNKNOWN)
         else:
             sends.append((index, partial(_send, job, senders, devices, policy, last, attempt)))
     for (index, _), outcome in zip(sends, run_all([send for _, send in sends]), strict=True):
         ended[index] = outcome
+    # An unclaimed delivery that was sent is recorded by its inbox item; one that was not needs its status
+    # written, so it is claimed now (its first attempt counted) and recorded with the others.
+    for index in sorted(unclaimed):
+        if ended[index].state is DeliveryState.SENT:
+            results[index] = ended.pop(index).result
+    late = claim(sorted(index for index in unclaimed if index in ended), fresh=True)
+    for index, granted in late.items():
+        claims[index] = granted
+        refused = _refused(granted, received[index])
+        if refused is not None:  # another copy got there first: its word stands
+            results[index] = refused
+            del ended[index]
     order = sorted(ended)
     recorded = (
         status.record_outcomes(
@@ -228,7 +257,21 @@ def deliver_together(
         if tally is not None and counted[index] and done:  # a lost claim's outcome is the new holder's to count
             tally.count(jobs[index], None, ended[index].state, received[index].record_id)
         results[index] = ended[index].result
-    return [result for result in results if result is not None]
+    return [results[index] for index in range(len(received))]
+
+
+def _refused(claim: Claim, one: Received) -> Result | None:
+    """What a delivery's message does when its claim was not granted; None when it was."""
+    if claim.done and claim.dead_lettered and one.parked_at is None:
+        # A copy Herald never parked: a stray SQS duplicate, or the job itself, moved to the DLQ by the
+        # queue's redrive policy after its parking failed. It may not revive the delivery; parked (with
+        # the mark), it is there for the operator's redrive, so no copy of a dead letter is ever lost.
+        return Result(Outcome.DEAD_LETTER, UNPARKED_COPY)
+    if claim.done:
+        return Result(Outcome.ALREADY_DONE)
+    if not claim.granted:
+        return Result(Outcome.RETRY, "another attempt holds this delivery", retry_in=claim.busy_for())
+    return None
 
 
 def _send(
@@ -237,6 +280,8 @@ def _send(
     """Calls the provider once; a crash (BaseException) propagates and leaves the claim to expire."""
     try:
         message_id = senders[job.channel].send(job)
+    except AlreadyDelivered as earlier:  # an earlier copy reached the provider: sent, and not again
+        return _Ended(DeliveryState.SENT, Result(Outcome.ALREADY_DONE), provider_message_id=earlier.provider_message_id)
     except Exception as error:
         failure = failure_from(error)
         if failure.device_gone:

@@ -9,7 +9,7 @@ from typing import Protocol
 from herald.models.domain import Channel, DeliveryJob, Device, DeviceKey, Notification, Platform
 from herald.models.holds import HeldMessage
 from herald.models.idempotency import IdempotencyRecord, StoredResponse
-from herald.models.inbox import HistoryEntry, HistoryPage, InboxItem, InboxPage, MarkedRead
+from herald.models.inbox import HistoryEntry, HistoryPage, InboxDelivery, InboxItem, InboxPage, MarkedRead
 from herald.models.preferences import Preferences
 from herald.models.status import (
     Cancellation,
@@ -117,8 +117,19 @@ class StatusReader(Protocol):
 
 
 class Inbox(Protocol):
-    def add(self, job: DeliveryJob, expires_at: int) -> None: ...
+    def add(self, job: DeliveryJob, expires_at: int) -> bool:
+        """Adds the delivery's item: True, or False if it was there already (left as it is)."""
+        ...
+
     def page(self, user_id: str, limit: int, cursor: str | None) -> InboxPage: ...
+
+
+class InboxDeliveries(Protocol):
+    """Which in-app deliveries reached their inbox: their items are their records (logic.delivery.SELF_RECORDING)."""
+
+    def delivered(self, wanted: list[InboxDelivery]) -> dict[InboxDelivery, int]:
+        """Those whose item exists, with when it was written (epoch ms)."""
+        ...
 
 
 class Intake(Protocol):

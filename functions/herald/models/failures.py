@@ -18,3 +18,12 @@ class Failure(Exception):
 
 class DeliveryFailed(Failure):
     """A channel did not deliver: raised by a sender for what it sees itself (no address, an opted-out number)."""
+
+
+class AlreadyDelivered(Exception):
+    """The provider already holds this delivery: an idempotent write (the inbox item, its key fixed) found it
+    made by an earlier copy or attempt. Not a failure: the delivery was sent, once."""
+
+    def __init__(self, provider_message_id: str):
+        super().__init__(provider_message_id)
+        self.provider_message_id = provider_message_id

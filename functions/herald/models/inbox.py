@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,3 +67,13 @@ class HistoryEntry(BaseModel):
 class HistoryPage(BaseModel):
     notifications: list[HistoryEntry]
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class InboxDelivery:
+    """An in-app delivery, named as its inbox item is found: the status asks whether it was made."""
+
+    user_id: str
+    notification_id: str
+    device_id: str
+    accepted_at: str  # the notification's accepted time, ISO 8601, as its status keeps it
