@@ -75,6 +75,18 @@ class GatedStatus:
         return gated
 
 
+class GatedSender:
+    """Holds a deliver function at its in-app sends (an in-app first try makes no status call to hold it at)."""
+
+    def __init__(self, sender: ChannelSender, gate: Gate):
+        self._sender = sender
+        self._gate = gate
+
+    def send(self, job: DeliveryJob) -> str:
+        self._gate.wait()
+        return self._sender.send(job)
+
+
 class JournaledTopic:
     def __init__(self, topic: Publisher, journal: Journal):
         self._topic = topic
@@ -100,7 +112,7 @@ class JournaledSender:
 
 @pytest.fixture(scope="module")
 def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate, Gate]]:
-    """A stack whose low lane can be held: its fan-out at its page records, its deliver function at its claims;
+    """A stack whose low lane can be held: its fan-out at its page records, its deliver function at its in-app sends;
     and whose high fan-out can be held at its page records (open until a test closes it)."""
     journal, low_fanout, low_deliver, high_fanout = Journal(), Gate(), Gate(), Gate(opened=True)
 
@@ -122,9 +134,11 @@ def lanes() -> Iterator[tuple[Herald, Journal, Gate, Gate, Gate]]:
             }
             dependencies = dataclasses.replace(dependencies, senders=senders)
         if function == "DeliverLowFunction":
-            dependencies = dataclasses.replace(
-                dependencies, status=GatedStatus(dependencies.status, low_deliver, "claim_deliveries")
-            )
+            senders = {
+                **dependencies.senders,
+                Channel.IN_APP: GatedSender(dependencies.senders[Channel.IN_APP], low_deliver),
+            }
+            dependencies = dataclasses.replace(dependencies, senders=senders)
         return dependencies
 
     options = StackOptions(
