@@ -239,9 +239,13 @@ class FakeStatusStore:
 
     # --- writes -------------------------------------------------------------------------------------
 
-    def record_accepted(self, notification: Notification) -> None:
+    def record_accepted(self, notification: Notification) -> datetime:
         self.journal.append("status.record_accepted")
+        earlier = self.accepted.get(notification.notification_id)
+        if earlier is not None:
+            return earlier.accepted_at
         self.accepted[notification.notification_id] = notification
+        return notification.accepted_at
 
     def cancel(self, notification_id: str) -> Cancellation:
         self.journal.append("status.cancel")

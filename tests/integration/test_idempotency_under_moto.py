@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 from herald.adapters.clients import client
@@ -103,6 +104,45 @@ def test_an_abandoned_claim_is_taken_over_under_the_notification_id_it_chose(dep
     assert response["statusCode"] == 202
     assert json.loads(response["body"])["notification_id"] == "earlier-attempt"
     assert [m["notification_id"] for m in deployed.bodies(INTAKE)] == ["earlier-attempt"]
+
+
+def test_an_attempt_taken_over_after_it_queued_its_message_keeps_its_accepted_time(deployed: Deployed) -> None:
+    # Given a first attempt that recorded and queued its notification, then died before storing its answer
+    first = send_with_key(deployed, "order-1042")
+    notification_id = json.loads(first["body"])["notification_id"]
+    accepted_at = status_item(deployed, notification_id)["accepted_at"]["S"]
+    dynamodb = client("dynamodb")
+    dynamodb.update_item(
+        TableName=table(deployed),
+        Key={"idempotency_key": {"S": SCOPED}},
+        UpdateExpression="SET #state = :in_progress, locked_until = :past REMOVE status_code, response_body",
+        ExpressionAttributeNames={"#state": "state"},
+        ExpressionAttributeValues={
+            ":in_progress": {"S": RecordState.IN_PROGRESS.value},
+            ":past": {"N": str(int(time.time()) - 1)},
+        },
+    )
+    time.sleep(0.01)  # so that a new accepted time would differ
+
+    # When the caller repeats, after the first attempt's lease ran out
+    again = send_with_key(deployed, "order-1042")
+
+    # Then the attempt is redone under the same id and with the first accepted time, in the record and in the
+    # message it queues again: its deliveries (an inbox item, a history entry) are keyed as the first ones were
+    assert again["statusCode"] == 202 and json.loads(again["body"])["notification_id"] == notification_id
+    assert status_item(deployed, notification_id)["accepted_at"]["S"] == accepted_at
+    queued = deployed.bodies(INTAKE)
+    assert [m["notification_id"] for m in queued] == [notification_id, notification_id]
+    assert len({m["accepted_at"] for m in queued}) == 1
+    assert datetime.fromisoformat(queued[1]["accepted_at"]) == datetime.fromisoformat(accepted_at)
+
+
+def status_item(deployed: Deployed, notification_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = client("dynamodb").get_item(
+        TableName=deployed.environment("ApiFunction")["STATUS_TABLE"],
+        Key={"notification_id": {"S": notification_id}, "sk": {"S": "notification"}},
+    )["Item"]
+    return item
 
 
 def test_an_expired_record_that_ttl_has_not_removed_yet_frees_its_key(deployed: Deployed) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from herald.logic.idempotency import IdempotentRequests, KeyReusedWithAnotherRequest, RequestInProgress, request_hash
-from herald.logic.sending import accept_once
+from herald.logic.sending import accept_notification, accept_once
 from herald.models.api import NotificationRequest
 from herald.models.idempotency import IdempotencyRecord, RecordState, StoredResponse
 from tests.fakes import FakeIdempotencyStore, FakeIntakeQueue, FakeStatusStore
@@ -206,3 +206,17 @@ def test_a_plain_request_keeps_the_fingerprint_it_had_before_templates_categorie
 
     # Then its record carries that same fingerprint: a retry across the upgrade is a repeat, not a new request
     assert store.records["caller#k"].request_hash == request_hash(before)
+
+
+def test_an_accept_redone_under_a_recorded_id_carries_the_first_accepted_time() -> None:
+    # Given a notification recorded and queued by a first attempt under its id
+    status, intake = FakeStatusStore(), FakeIntakeQueue()
+    request = NotificationRequest.model_validate({"recipients": ["ada"], "title": "t", "body": "b"})
+    first = accept_notification(request, status, intake, notification_id="n-1")
+
+    # When an attempt that took its key over redoes the accept under the same id
+    again = accept_notification(request, status, intake, notification_id="n-1")
+
+    # Then the record stands, and the message queued again carries the first accepted time
+    assert again.accepted_at == first.accepted_at == status.accepted["n-1"].accepted_at
+    assert [queued.accepted_at for queued in intake.sent] == [first.accepted_at, first.accepted_at]

@@ -66,7 +66,9 @@ class DynamoStatusStore:
     def expires_at(self) -> int:
         return int((now() + self._retention).timestamp())
 
-    def record_accepted(self, notification: Notification) -> None:
+    def record_accepted(self, notification: Notification) -> datetime:
+        """The API's one write (conditional: an attempt redone under the same id keeps the first one's record
+        and accepted time, which every delivery's inbox item and history entry is keyed by)."""
         item = {
             "notification_id": {"S": notification.notification_id},
             "sk": {"S": SUMMARY_SK},
@@ -75,7 +77,20 @@ class DynamoStatusStore:
             "expires_at": {"N": str(self.expires_at())},
         }
         item.update(scheduling_attributes(notification, self._retention))
-        self._dynamodb.put_item(TableName=self._table, Item=item)
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(sk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item") or self._item(_key(notification.notification_id, SUMMARY_SK))
+            accepted_at = old.get("accepted_at", {}).get("S")
+            return datetime.fromisoformat(accepted_at) if accepted_at else notification.accepted_at
+        return notification.accepted_at
 
     def cancel(self, notification_id: str) -> Cancellation:
         """Cancelled unless fan-out recorded its first page: the cancel marks that page's item, whose record

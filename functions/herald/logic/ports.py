@@ -75,7 +75,11 @@ class Subscribers(Protocol):
 class StatusStore(Protocol):
     """What fan-out and delivery write about a notification."""
 
-    def record_accepted(self, notification: Notification) -> None: ...
+    def record_accepted(self, notification: Notification) -> datetime:
+        """Records it, unless an earlier attempt under its id did (an Idempotency-Key's attempt taken over): the
+        accepted time the record holds, which the redone attempt then carries, so its deliveries are the same."""
+        ...
+
     def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> PageWrite:
         """Records the page fanned out with what it will publish, in one write conditional on no cancel and no
         earlier record of the page: a cancel and the fan-out exclude each other (the cancel's write requires

@@ -40,8 +40,11 @@ def accept_notification(
         template=template,
         **fields,
     )
-    # Status first: once the message is in the queue, fan-out may already be writing to it.
-    status.record_accepted(notification)
+    # Status first: once the message is in the queue, fan-out may already be writing to it. An attempt taken over
+    # (same id) keeps the first attempt's accepted time: a message that one queued makes the same deliveries.
+    accepted_at = status.record_accepted(notification)
+    if accepted_at != notification.accepted_at:
+        notification = notification.model_copy(update={"accepted_at": accepted_at})
     if templating is not None and rendering is not None:
         templating.content.put(notification.notification_id, rendering)
     if notification.send_at is not None and notification.send_at > notification.accepted_at:
