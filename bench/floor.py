@@ -27,7 +27,9 @@ deliveries, and costs
             the priority queue: n)
 
 The status store's two writes per group are the reliability design's (claim before the provider
-calls, outcome after): one conditional write serves as both the claim and the attempt count.
+calls, outcome after): one conditional write serves as both the claim and the attempt count. An
+in-app delivery's first try makes neither (its inbox item is its record, docs/reliability.md); the
+requests benchmark's devices are push devices, whose every delivery is claimed and recorded.
 """
 
 from __future__ import annotations
