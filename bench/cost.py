@@ -50,7 +50,7 @@ from bench.report import BenchError, Budget, Report, Scale, Table, main, progres
 from bench.stack import Backend, BenchStack, backend_option, running_stack
 
 PRIORITY = "normal"
-# Tiny: enough for a deliver batch of 10 to cut a notification's three deliveries (as the full run's do)
+# Tiny: one intake batch of 10 notifications, as the full run's batches are
 NOTIFICATIONS = {Scale.TINY: 10, Scale.FULL: 100}
 # A notification as a shop would send it: a short title and a text-message-sized body.
 TITLE = "Your order has shipped"
