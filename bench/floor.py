@@ -20,8 +20,9 @@ deliveries, and costs
             docs/inbox.md)
   deliver   per delivery: 1 provider call; 2 status UpdateItem (the claim, then the outcome) per group,
             a group being one recipient's deliveries within one deliver batch (grouped status writes):
-            at the least ceil(D / batch) per recipient, and ceil(batch / D) per full batch, since a
-            batch that D does not divide cuts a recipient's deliveries in two (`recipient_groups`)
+            at the least ceil(D / min(batch, sends at once)) per recipient, and ceil(batch / D) per full
+            batch, since a batch that D does not divide cuts a recipient's deliveries in two
+            (`recipient_groups`)
   mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
             each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
             the priority queue: n)
@@ -74,10 +75,13 @@ class Shape:
 
 @dataclass(frozen=True)
 class Batching:
-    """The event source mappings' batch sizes, from template.yaml."""
+    """The event source mappings' batch sizes, from template.yaml; `sends`: the deliveries of one channel a
+    deliver invocation sends at once (its ParallelSends and the channel's lane), which also cut a group
+    (no delivery is claimed while it waits for a send slot); 0: as many as a batch holds."""
 
     intake: int
     priority: int
+    sends: int = 0
 
 
 INTAKE = "intake"
@@ -117,7 +121,7 @@ class Line:
         if self.per_recipients_of:
             calls += math.ceil(shape.recipients / self.per_recipients_of)
         if self.per_recipient_batch:
-            calls += self.per_recipient_batch * recipient_groups(shape, batching.priority)
+            calls += self.per_recipient_batch * recipient_groups(shape, batching.priority, batching.sends)
         if self.per_message_of == INTAKE:
             calls += 1 / min(batching.intake, SQS_MESSAGES_PER_CALL)
         elif self.per_message_of == PRIORITY:
@@ -128,13 +132,15 @@ class Line:
         return any(fnmatchcase(call, pattern) for pattern in self.calls)
 
 
-def recipient_groups(shape: Shape, batch: int) -> float:
+def recipient_groups(shape: Shape, batch: int, sends: int = 0) -> float:
     """The fewest groups (one recipient's deliveries within one deliver batch) a notification's deliveries
     make, over full batches of `batch`: a recipient's D deliveries need ceil(D / batch) batches, and a full
     batch holds whole groups of D only when D divides it, so it holds at least ceil(batch / D) groups
-    (10 deliveries of 3-device recipients: 3 + 3 + 3 + 1, four groups)."""
+    (10 deliveries of 3-device recipients: 3 + 3 + 3 + 1, four groups). A group holds at most `sends`
+    deliveries (0: no such cut): 100 devices in batches of 30 with 10 sends at once make 10 groups."""
     batch = max(batch, 1)
-    by_recipient = shape.recipients * math.ceil(shape.devices / batch)
+    largest = min(batch, sends) if sends > 0 else batch
+    by_recipient = shape.recipients * math.ceil(shape.devices / largest)
     by_batch = shape.deliveries * math.ceil(batch / shape.devices) / batch
     return max(by_recipient, by_batch)
 

@@ -79,8 +79,11 @@ def mappings_of(bench: BenchStack, priority: str) -> tuple[Any, Any]:
 
 
 def batching_of(bench: BenchStack, priority: str) -> Batching:
+    """The lane's batch sizes, and the push deliveries its deliver function sends at once (the devices here)."""
     intake, deliver = mappings_of(bench, priority)
-    return Batching(intake=intake.batch_size, priority=deliver.batch_size)
+    settings = bench.deliver_function(priority).dependencies.settings
+    sends = min(settings.parallel_sends, settings.push_parallel_sends)
+    return Batching(intake=intake.batch_size, priority=deliver.batch_size, sends=sends)
 
 
 def tally_lines(bench: BenchStack, tally: Tally, measurement: Measurement) -> None:
