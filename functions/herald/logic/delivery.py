@@ -25,7 +25,7 @@ IDEMPOTENT_CHANNELS = frozenset({Channel.IN_APP})
 # delivery kept) says the delivery was sent, and the status reads it there. A first try of such a delivery
 # makes no status write at all: no claim is needed to send it once (a copy finds the item and leaves it),
 # and its outcome, sent, is the item. Only a try that did not send (or a retry, a redrive, a broadcast's
-# tallied delivery) is claimed and recorded as any other. docs/reliability.md, "Inbox deliveries".
+# tallied delivery) is claimed and recorded as any other. docs/reliability.md, "In-app deliveries".
 SELF_RECORDING = frozenset({Channel.IN_APP})
 OUTCOME_UNKNOWN_AFTER_CALL = (
     "outcome unknown: the provider's answer was lost (it may have accepted the delivery); not sent again,"
