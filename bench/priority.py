@@ -325,8 +325,15 @@ def flood_table(runs: list[Run]) -> Table:
     )
 
 
+# The hops are read from millisecond timestamps (SQS's, and a delivery's sent_at): a time below that is 0 ms
+# to within the reading, and a ratio to it says nothing. The in-app `deliver` hop reads 0 to 1 ms since its
+# sent_at is the inbox item's delivered_at, written by the invocation's first call.
+RESOLUTION_S = 0.001
+
+
 def ratio(flood: float, idle: float) -> float:
-    return flood / idle if idle > 0 else float("inf")
+    """flood / idle, with times below the timestamps' resolution read as that resolution (never a division by 0)."""
+    return max(flood, RESOLUTION_S) / max(idle, RESOLUTION_S)
 
 
 def run(scale: Scale, backend: Backend | None = None, precedence: bool = True) -> Report:

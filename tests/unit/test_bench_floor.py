@@ -83,7 +83,6 @@ def test_grouped_status_writes_cost_two_per_group_of_a_recipients_deliveries_in_
     assert writes == {1: 4, 2: 4, 3: pytest.approx(4.8), 5: 4, 10: 4, 11: 8}
 
 
-
 def test_a_group_is_also_cut_at_the_sends_a_deliver_invocation_makes_at_once():
     # Given one recipient with 100 devices, batches of 30, and 10 sends at once
     batching = Batching(intake=10, priority=30, sends=10)
@@ -93,6 +92,7 @@ def test_a_group_is_also_cut_at_the_sends_a_deliver_invocation_makes_at_once():
     assert floor_per_notification(Shape(1, 100), batching)[DELIVER_STATUS] == 20
     assert floor_per_notification(Shape(1, 100), Batching(intake=10, priority=30))[DELIVER_STATUS] == 8
     assert floor_per_notification(Shape(1, 3), batching)[DELIVER_STATUS] == 2
+
 
 def test_many_recipients_cost_one_device_query_each():
     # Given 1,000 recipients with one device each
