@@ -352,6 +352,7 @@ class EmulatorApplication:
         self._changes_lock = threading.Lock()
         self.changes = 0  # requests that may have changed the emulator's state, since it started
         self.short_polls = 0  # the short polls long polls were served as, since it started
+        self.message_wakes = 0  # waits of a long poll on an empty queue ended by a message's arrival (not its recheck)
         self.waits = LockWaits()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -390,7 +391,12 @@ class EmulatorApplication:
             # not yet visible) is polled as before, since a message turning visible sends no signal.
             recheck = LONG_POLL_RECHECK if not queue._messages else LONG_POLL_EVERY
             with queue._messages_lock:  # notified by moto on every message added to the queue
-                queue._messages_lock.wait_for(lambda held=held: len(queue._messages) != held, min(recheck, left))
+                arrived = queue._messages_lock.wait_for(
+                    lambda held=held: len(queue._messages) != held, min(recheck, left)
+                )
+            if arrived:
+                with self._changes_lock:
+                    self.message_wakes += 1
 
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> list[bytes]:
         with self.gate.passing():
@@ -436,6 +442,7 @@ class EmulatorApplication:
             "atomic_dynamodb": turns is not None,
             "changes": self.changes,
             "short_polls": self.short_polls,
+            "message_wakes": self.message_wakes,
             "lock_waits": asdict(self.waits),
             "held_back": turns.held_back if turns is not None else 0,
         }
