@@ -145,9 +145,11 @@ class DynamoStatusReader:
         next_cursor = None
         any_page = False
         paged = False
+        accepted_at = None  # what a chain's first page keeps of the request: the inbox items are keyed by it
         for key, page in self._pages_from(notification_id, start_page):
             any_page = True
             paged = paged or page.get("paged") is True
+            accepted_at = accepted_at or page.get("accepted_at")
             if "cancelled_at" in page:
                 break  # cancelled before fan-out: it has no deliveries, and never will
             if key == ROOT_PAGE:
@@ -170,7 +172,7 @@ class DynamoStatusReader:
             return None
         records = self._with_status(found)
         if not paged and records:  # a broadcast's deliveries are all claimed: tallies count them
-            records = self._in_inbox(notification_id, self._accepted_at(notification_id), records)
+            records = self._in_inbox(notification_id, accepted_at, records)
         return DeliveryPage(deliveries=records, next_cursor=next_cursor)
 
     def _in_inbox(self, notification_id: str, accepted_at: Any, records: list[DeliveryRecord]) -> list[DeliveryRecord]:
@@ -190,20 +192,6 @@ class DynamoStatusReader:
             if delivery in found:
                 read[index] = inbox_sent(records[index], from_millis(found[delivery]) if found[delivery] else None)
         return read
-
-    def _accepted_at(self, notification_id: str) -> str | None:
-        """The accepted time the status keeps (the API's record, else what the first fan-out page kept)."""
-        for sort_key in (SUMMARY_SK, PAGE_PREFIX + "00.000000"):
-            response = self._dynamodb.get_item(
-                TableName=self._table,
-                Key={"notification_id": {"S": notification_id}, "sk": {"S": sort_key}},
-                ProjectionExpression="accepted_at",
-                ConsistentRead=True,
-            )
-            accepted_at = response.get("Item", {}).get("accepted_at", {}).get("S")
-            if accepted_at:
-                return str(accepted_at)
-        return None
 
     # --- reading ---------------------------------------------------------------------------------------
 
