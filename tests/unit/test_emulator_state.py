@@ -478,7 +478,8 @@ def test_a_long_poll_is_served_as_short_polls_so_a_snapshot_never_waits_for_it()
     assert quiet is True
     assert b'"ReceiptHandle"' in answers[0][0]
     assert statuses == ["200 OK"]
-    assert 0.5 <= time.monotonic() - started < 2
+    # (well before the 5 s the long poll asked for: the bound is the poll's own wait, not a machine's speed)
+    assert 0.5 <= time.monotonic() - started < 5
     assert set(app.waits) == {0} and len(app.waits) > 1
     assert application.changes == 1  # only the receive that got the message
 
@@ -489,7 +490,8 @@ def test_a_long_poll_on_an_empty_queue_ends_when_its_wait_is_over() -> None:
     application = EmulatorApplication(app)
     answer = application(receive(1), lambda *_: None)
     assert answer == [b"{}"]
-    assert 1 <= time.monotonic() - started < 2
+    # (not before its 1 s, and not held much past it: 4 s to spare, for a loaded machine)
+    assert 1 <= time.monotonic() - started < 5
     assert set(app.waits) == {0}
     assert application.changes == 0
 
