@@ -15,10 +15,14 @@ from dataclasses import dataclass, replace
 from bench.capacity import write_units
 from bench.lockstep import ARRIVALS_PER_SECOND, SQS_MESSAGES_PER_CALL, CallCount, Invocation, Recording, fill_of
 
-# A grouped status item (one per notification per deliver batch): the keys, the claim and the
-# timestamps, then per delivery its id, status, attempts and provider message id.
-GROUP_ITEM_BYTES = 300
-GROUP_ENTRY_BYTES = 150
+# A recipient's status item (one per notification per deliver batch before lever 6): its keys, claim and
+# timestamps, then per delivery its status, attempts and provider message id. Measured 2026-12-01 on the
+# local stack: 381 bytes with 3 push devices sent (the model: 60 + 3 x 110 = 390).
+GROUP_ITEM_BYTES = 60
+GROUP_ENTRY_BYTES = 110
+# A history entry's `entry` attribute (herald.models.inbox.HistoryEntry as JSON) for the benchmark's
+# notification: measured 2026-12-01 at about 250 bytes; tests/unit/test_bench_levers.py holds it to this.
+HISTORY_ENTRY_BYTES = 280
 INTAKE_WINDOW_SECONDS = 1  # the window the intake lever gives the normal and low lanes
 INTAKE_BATCH_SIZE = 10
 SMALLEST_MEMORY_MB = 128
@@ -182,6 +186,84 @@ def idempotency_in_accepted_record(recording: Recording) -> Recording:
     return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
 
 
+# --- beyond issue 11's list, keeping every promise: not built ------------------------------------------
+
+
+def group_jobs(recording: Recording) -> Recording:
+    """One job per recipient and channel instead of one per device: the fan-out publishes one entry for a
+    recipient's devices of a channel, and the deliver batch receives it as one record (its devices still sent
+    in parallel, and claimed and recorded as now). Assumes what holds in every case here: a notification has
+    one recipient and one channel, so one job; and a deliver batch is cut by its window, not its size (at the
+    modelled rate 30 deliveries, or 10 group jobs, arrive in a window), so the invocations stay as they are."""
+    per_job = recording.deliveries / recording.notifications
+    if per_job <= 1:
+        return recording
+    queues = _deliver_queues(recording)
+
+    def rewrite(invocation: Invocation) -> Invocation:
+        if invocation.handler == "fanout":
+            publishes = math.ceil(invocation.notifications / 10)  # 10 entries a PublishBatch, one per job
+            return _with_calls(
+                invocation,
+                lambda c: replace(c, calls=publishes, units=float(publishes)) if _is(c, "sns", "PublishBatch") else c,
+            )
+        if invocation.handler == "deliver":
+            return replace(invocation, records=invocation.notifications)
+        return invocation
+
+    invocations = tuple(rewrite(i) for i in recording.invocations)
+    batches: dict[str, int] = {}
+    for invocation in invocations:
+        if invocation.handler == "deliver":
+            queue = queues[invocation.function]
+            batches[queue] = batches.get(queue, 0) + math.ceil(invocation.records / SQS_MESSAGES_PER_CALL)
+    mapping = tuple(
+        replace(c, calls=batches[c.resource], units=float(batches[c.resource])) if c.resource in batches else c
+        for c in recording.mapping
+    )
+    fills = {
+        name: (max(1, round(value / per_job)) if any(name == f + q for f, q in queues.items()) else value)
+        for name, value in recording.fills.items()
+    }
+    return replace(recording, invocations=invocations, mapping=mapping, fills=fills)
+
+
+def _deliver_queues(recording: Recording) -> dict[str, str]:
+    """Each deliver function's queue, read from the fills' keys (`<function><queue>`)."""
+    functions = {i.function for i in recording.invocations if i.handler == "deliver"}
+    return {f: name[len(f) :] for f in functions for name in recording.fills if name.startswith(f)}
+
+
+def history_in_recipient_item(recording: Recording) -> Recording:
+    """A recipient's history entry is its status item: the item moves under the recipient's key (user, then
+    accepted time and notification), the job carries the entry's fields, and the deliver's claim writes them
+    with the claim. The fan-out writes an entry itself only for a recipient none of whose deliveries claims
+    now (in-app first tries, skipped and deferred deliveries): in these cases, all of them or none. The claim
+    and outcome writes grow by the entry (`HISTORY_ENTRY_BYTES`)."""
+    delivers = [i for i in recording.invocations if i.handler == "deliver"]
+    claims = sum(i.count("dynamodb", "UpdateItem", "StatusTable") for i in delivers)
+    if not claims:
+        return recording
+    devices = recording.deliveries / recording.notifications
+    units = write_units(math.ceil(GROUP_ITEM_BYTES + GROUP_ENTRY_BYTES * devices + HISTORY_ENTRY_BYTES))
+
+    def rewrite(invocation: Invocation) -> Invocation:
+        if invocation.handler == "fanout":
+            return _with_calls(invocation, lambda c: None if c.resource == "HistoryTable" else c)
+        if invocation.handler == "deliver":
+            return _with_calls(
+                invocation,
+                lambda c: (
+                    replace(c, units=max(c.units, c.calls * units))
+                    if _is(c, "dynamodb", "UpdateItem", "StatusTable")
+                    else c
+                ),
+            )
+        return invocation
+
+    return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
+
+
 # --- beyond issue 11's list: what the path to $2.50 with 3 devices would take --------------------------
 
 
@@ -280,6 +362,22 @@ BUILT = (
         "status items per recipient; a crash between a group's provider calls and its outcome write leaves the"
         " whole group 'outcome unknown'",
         grouped_status_writes,
+    ),
+)
+
+# Not built, and keeping every promise: what is left to try before giving any up.
+KEEPING = (
+    Lever(
+        "one job per recipient and channel (not per device)",
+        "the job contract changes; a job whose devices end differently is retried whole (its sent devices are"
+        " found claimed and skipped) and dead-lettered whole; a job's size grows with its devices",
+        group_jobs,
+    ),
+    Lever(
+        "the history entry is the recipient's status item",
+        "an entry appears at the recipient's first claim, not at fan-out; status items keyed by recipient, found"
+        " from the page's recipients; a history page reads the larger status items",
+        history_in_recipient_item,
     ),
 )
 

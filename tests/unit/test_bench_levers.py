@@ -7,8 +7,11 @@ import pytest
 from bench.cost import bill_of
 from bench.levers import (
     LEVERS,
+    HISTORY_ENTRY_BYTES,
     fan_out_in_the_api,
+    group_jobs,
     grouped_status_writes,
+    history_in_recipient_item,
     idempotency_in_accepted_record,
     intake_window,
     no_accepted_record,
@@ -19,9 +22,14 @@ from bench.levers import (
     path_of,
     smallest_memory,
 )
-from bench.lockstep import CallCount, Recording
+import uuid
+from datetime import UTC, datetime
+
+from bench.cost import TITLE
+from bench.lockstep import CallCount, Invocation, Recording
 from bench.prices import DYNAMODB, SNS_PUBLISH, SQS
-from tests.unit.test_bench_cost import three_push_devices
+from herald.models.inbox import HistoryEntry
+from tests.unit.test_bench_cost import ARM, MEMORY, three_push_devices
 
 
 def calls(recording: Recording, handler: str, service: str, operation: str) -> int:
@@ -33,7 +41,7 @@ def test_grouped_status_writes_make_two_writes_per_notification_per_batch():
     rewritten = grouped_status_writes(three_push_devices())
 
     # Then each batch writes 2 x 4 instead of 2 x 10: 24 writes instead of 60, a unit each
-    # (a group of 2.5 deliveries is 300 + 2.5 x 150 bytes, under 1 KB)
+    # (a group of 2.5 deliveries is 60 + 2.5 x 110 bytes, under 1 KB)
     assert calls(rewritten, "deliver", "dynamodb", "UpdateItem") == 24
     assert bill_of(rewritten).usage.dynamodb_write_units == pytest.approx(3 + 2.4)
 
@@ -126,3 +134,141 @@ def test_a_path_applies_each_lever_on_top_of_the_ones_before():
     assert [(s.saves, s.total) for s in steps] == [
         (s.saves, s.total) for s in path_of(three_push_devices(), LEVERS, bill_of)
     ]
+
+
+def as_built(devices: int = 3, channel_calls: tuple[CallCount, ...] | None = None) -> Recording:
+    """What the design as built does for 10 notifications to a user with `devices` push devices: one
+    intake batch of 10, one deliver batch holding all their deliveries (the normal lane's window), a
+    claim and an outcome per notification, a history entry each."""
+    n = 10
+    api = Invocation(
+        "ApiFunction",
+        "api",
+        0,
+        1,
+        1,
+        (CallCount("dynamodb", "PutItem", "StatusTable", 1, 1), CallCount("sqs", "SendMessage", "IntakeQueue", 1, 1)),
+    )
+    publishes = -(-n * devices // 10)
+    fanout = Invocation(
+        "FanoutFunction",
+        "fanout",
+        n,
+        n,
+        1,
+        (
+            CallCount("dynamodb", "Query", "DevicesTable", n, n / 2),
+            CallCount("dynamodb", "UpdateItem", "StatusTable", n, n),
+            CallCount("dynamodb", "BatchWriteItem", "HistoryTable", n, n),
+            CallCount("sns", "PublishBatch", "NotificationsTopic", publishes, publishes),
+        ),
+    )
+    deliver = Invocation(
+        "DeliverNormalFunction",
+        "deliver",
+        n * devices,
+        n,
+        10,
+        channel_calls
+        or (
+            CallCount("dynamodb", "UpdateItem", "StatusTable", 2 * n, 2 * n),
+            CallCount("sns", "Publish", "endpoint", n * devices, n * devices),
+        ),
+    )
+    receives = -(-n * devices // 10)
+    return Recording(
+        case=f"{devices} push devices each",
+        notifications=n,
+        deliveries=n * devices,
+        invocations=(*[api] * n, fanout, deliver),
+        mapping=(
+            CallCount("sqs", "ReceiveMessage", "IntakeQueue", 1, 1),
+            CallCount("sqs", "DeleteMessageBatch", "IntakeQueue", 1, 1),
+            CallCount("sqs", "ReceiveMessage", "NormalQueue", receives, receives),
+            CallCount("sqs", "DeleteMessageBatch", "NormalQueue", receives, receives),
+        ),
+        memory_mb=MEMORY,
+        architecture=ARM,
+        fills={"FanoutFunctionIntakeQueue": n, "DeliverNormalFunctionNormalQueue": n * devices},
+    )
+
+
+def test_group_jobs_make_one_message_per_notification_and_keep_its_status_writes():
+    # Given the design as built: 30 jobs for 10 notifications of 3 push devices, 3 receives and 3 deletes
+    before = as_built()
+
+    # When each recipient's devices of a channel travel as one job
+    after = group_jobs(before)
+
+    # Then the fan-out publishes 10 entries (1 PublishBatch, not 3), the deliver batch holds 10 records,
+    # the normal queue takes 1 receive and 1 delete; the status writes and provider calls are the same
+    assert calls(after, "fanout", "sns", "PublishBatch") == 1
+    assert [i.records for i in after.invocations if i.handler == "deliver"] == [10]
+    assert {c.operation: c.calls for c in after.mapping if c.resource == "NormalQueue"} == {
+        "ReceiveMessage": 1,
+        "DeleteMessageBatch": 1,
+    }
+    assert after.fills["DeliverNormalFunctionNormalQueue"] == 10
+    assert bill_of(after).usage.sqs_requests == pytest.approx(1 + 0.2 + 0.2)
+    assert bill_of(after).usage.sns_requests == pytest.approx(0.1)
+    assert bill_of(after).usage.dynamodb_write_units == bill_of(before).usage.dynamodb_write_units
+    assert calls(after, "deliver", "sns", "Publish") == 30
+    # And less CPU: 20 records fewer in the deliver batch
+    assert bill_of(after).own[SQS] < bill_of(before).own[SQS]
+    assert sum(bill_of(after).usage.lambda_gb_seconds.values()) < sum(bill_of(before).usage.lambda_gb_seconds.values())
+
+
+def test_group_jobs_change_nothing_with_one_device_each():
+    one = as_built(devices=1)
+    assert group_jobs(one) == one
+
+
+def test_the_history_entry_in_the_recipient_item_saves_the_fan_outs_entry_write():
+    # Given the design as built (5 write units a notification with 3 push devices)
+    before = as_built()
+    assert bill_of(before).usage.dynamodb_write_units == pytest.approx(5)
+
+    # When the recipient's status item is its history entry
+    after = history_in_recipient_item(before)
+
+    # Then the fan-out writes no entry, and the claim and outcome stay one unit each (60 + 3 x 110 + 280 bytes)
+    assert calls(after, "fanout", "dynamodb", "BatchWriteItem") == 0
+    assert bill_of(after).usage.dynamodb_write_units == pytest.approx(4)
+
+
+def test_a_recipient_item_grown_past_1_kb_by_the_entry_costs_two_units_a_write():
+    # Given 7 push devices: 60 + 7 x 110 = 830 bytes, one unit; with the entry 1,110 bytes, two
+    after = history_in_recipient_item(as_built(devices=7))
+
+    # Then each of the 20 writes costs 2 units: 4 units a notification instead of 2 + the entry's 1
+    deliver_units = sum(
+        c.units for i in after.invocations if i.handler == "deliver" for c in i.calls if c.resource == "StatusTable"
+    )
+    assert deliver_units == 40
+    assert bill_of(after).usage.dynamodb_write_units == pytest.approx(2 + 4)
+
+
+def test_without_claims_the_fan_out_keeps_writing_the_entry():
+    # Given in-app deliveries recorded by their inbox item alone (no status write in deliver)
+    inbox = (CallCount("dynamodb", "PutItem", "InboxTable", 10, 20),)
+    in_app = as_built(devices=1, channel_calls=inbox)
+
+    # Then there is no claim to carry the entry: nothing changes
+    assert history_in_recipient_item(in_app) == in_app
+
+
+def test_the_modelled_history_entry_is_at_least_the_real_one():
+    # Given the entry fan-out writes for the benchmark's notification (herald.logic.history)
+    entry = HistoryEntry(
+        notification_id=str(uuid.uuid4()),
+        accepted_at=datetime.now(UTC),
+        fanned_out_at=datetime.now(UTC),
+        priority="normal",
+        title=TITLE,
+        channels=["push"],
+        deliveries=3,
+    )
+
+    # Then its JSON, with the attribute's name, fits the size the lever assumes
+    size = len("entry") + len(entry.model_dump_json(exclude_none=True, exclude_defaults=True).encode())
+    assert 200 < size <= HISTORY_ENTRY_BYTES
