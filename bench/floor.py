@@ -103,6 +103,8 @@ class Line:
     per_delivery: float = 0.0
     per_deliveries_of: int = 0  # one call per this many deliveries of a notification, rounded up
     per_recipients_of: int = 0  # one call per this many recipients of a notification, rounded up
+    # ... but none for a notification to one recipient (its history entry rides its page's record)
+    beyond_one_recipient: bool = False
     # A notification with fewer deliveries than one such call holds shares its calls with the others of its
     # intake batch (a fan-out batch's small pages publish together): n / per_deliveries_of, over full batches.
     shared_when_small: bool = False
@@ -118,7 +120,7 @@ class Line:
             calls += n / self.per_deliveries_of
         elif self.per_deliveries_of:
             calls += math.ceil(n / self.per_deliveries_of)
-        if self.per_recipients_of:
+        if self.per_recipients_of and not (self.beyond_one_recipient and shape.recipients == 1):
             calls += math.ceil(shape.recipients / self.per_recipients_of)
         if self.per_recipient_batch:
             calls += self.per_recipient_batch * recipient_groups(shape, batching.priority, batching.sends)
@@ -156,7 +158,8 @@ class Design:
 
 
 CURRENT = Design(
-    "a claim and an outcome per recipient per batch, one write per page, shared publishes (as built, 2026-11-30)",
+    "a claim and an outcome per recipient per batch, one write per page (a one-recipient notification's is its"
+    " history entry), shared publishes (as built, 2026-12-01)",
     (
         Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
@@ -169,7 +172,11 @@ CURRENT = Design(
         ),
         Line(
             FANOUT_STATUS,
-            ("herald fanout dynamodb UpdateItem StatusTable", "herald fanout dynamodb PutItem StatusTable"),
+            (
+                "herald fanout dynamodb UpdateItem StatusTable",
+                "herald fanout dynamodb PutItem StatusTable",
+                "herald fanout dynamodb UpdateItem HistoryTable",  # a one-recipient notification's page record
+            ),
             per_notification=1,
         ),
         Line(
@@ -178,7 +185,10 @@ CURRENT = Design(
             per_recipients_of=PREFERENCES_PER_READ,
         ),
         Line(
-            FANOUT_HISTORY, ("herald fanout dynamodb BatchWriteItem HistoryTable",), per_recipients_of=HISTORY_PER_WRITE
+            FANOUT_HISTORY,
+            ("herald fanout dynamodb BatchWriteItem HistoryTable",),
+            per_recipients_of=HISTORY_PER_WRITE,
+            beyond_one_recipient=True,
         ),
         Line(
             DELIVER_PROVIDER,

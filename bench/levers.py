@@ -20,9 +20,6 @@ from bench.lockstep import ARRIVALS_PER_SECOND, SQS_MESSAGES_PER_CALL, CallCount
 # local stack: 381 bytes with 3 push devices sent (the model: 60 + 3 x 110 = 390).
 GROUP_ITEM_BYTES = 60
 GROUP_ENTRY_BYTES = 110
-# A history entry's `entry` attribute (herald.models.inbox.HistoryEntry as JSON) for the benchmark's
-# notification: measured 2026-12-01 at about 250 bytes; tests/unit/test_bench_levers.py holds it to this.
-HISTORY_ENTRY_BYTES = 280
 INTAKE_WINDOW_SECONDS = 1  # the window the intake lever gives the normal and low lanes
 INTAKE_BATCH_SIZE = 10
 SMALLEST_MEMORY_MB = 128
@@ -234,36 +231,6 @@ def _deliver_queues(recording: Recording) -> dict[str, str]:
     return {f: name[len(f) :] for f in functions for name in recording.fills if name.startswith(f)}
 
 
-def history_in_recipient_item(recording: Recording) -> Recording:
-    """A recipient's history entry is its status item: the item moves under the recipient's key (user, then
-    accepted time and notification), the job carries the entry's fields, and the deliver's claim writes them
-    with the claim. The fan-out writes an entry itself only for a recipient none of whose deliveries claims
-    now (in-app first tries, skipped and deferred deliveries): in these cases, all of them or none. The claim
-    and outcome writes grow by the entry (`HISTORY_ENTRY_BYTES`)."""
-    delivers = [i for i in recording.invocations if i.handler == "deliver"]
-    claims = sum(i.count("dynamodb", "UpdateItem", "StatusTable") for i in delivers)
-    if not claims:
-        return recording
-    devices = recording.deliveries / recording.notifications
-    units = write_units(math.ceil(GROUP_ITEM_BYTES + GROUP_ENTRY_BYTES * devices + HISTORY_ENTRY_BYTES))
-
-    def rewrite(invocation: Invocation) -> Invocation:
-        if invocation.handler == "fanout":
-            return _with_calls(invocation, lambda c: None if c.resource == "HistoryTable" else c)
-        if invocation.handler == "deliver":
-            return _with_calls(
-                invocation,
-                lambda c: (
-                    replace(c, units=max(c.units, c.calls * units))
-                    if _is(c, "dynamodb", "UpdateItem", "StatusTable")
-                    else c
-                ),
-            )
-        return invocation
-
-    return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
-
-
 # --- beyond issue 11's list: what the path to $2.50 with 3 devices would take --------------------------
 
 
@@ -298,7 +265,8 @@ def outcome_without_claim(recording: Recording) -> Recording:
 
 def no_fan_out_write(recording: Recording) -> Recording:
     """The fan-out writes (and reads) no status: the deliveries' own records are the status (a notification
-    with no device, or skipped ones, would still get a write of its own: none in these cases)."""
+    with no device, or skipped ones, would still get a write of its own: none in these cases). A one-recipient
+    notification's page record is its history entry (HistoryTable): that write stays, as the entry."""
 
     def rewrite(invocation: Invocation) -> Invocation:
         if invocation.handler != "fanout":
@@ -372,12 +340,6 @@ KEEPING = (
         "the job contract changes; a job whose devices end differently is retried whole (its sent devices are"
         " found claimed and skipped) and dead-lettered whole; a job's size grows with its devices",
         group_jobs,
-    ),
-    Lever(
-        "the history entry is the recipient's status item",
-        "an entry appears at the recipient's first claim, not at fan-out; status items keyed by recipient, found"
-        " from the page's recipients; a history page reads the larger status items",
-        history_in_recipient_item,
     ),
 )
 

@@ -239,13 +239,15 @@ class FakeStatusStore:
 
     # --- writes -------------------------------------------------------------------------------------
 
-    def record_accepted(self, notification: Notification) -> datetime:
+    def record_accepted(self, notification: Notification) -> Notification:
         self.journal.append("status.record_accepted")
         earlier = self.accepted.get(notification.notification_id)
         if earlier is not None:
-            return earlier.accepted_at
+            return notification.model_copy(
+                update={"accepted_at": earlier.accepted_at, "page_in_history": earlier.page_in_history}
+            )
         self.accepted[notification.notification_id] = notification
-        return notification.accepted_at
+        return notification
 
     def cancel(self, notification_id: str) -> Cancellation:
         self.journal.append("status.cancel")
@@ -264,14 +266,15 @@ class FakeStatusStore:
         if notification_id in self.cancelled:  # the cancel marks the first page; no later page exists then
             return PageWrite(written=False, cancelled=True)
         held = self.pages.get((notification_id, page))
+        owner = notification.history_owner  # its history item holds the record (and the entry the outcome carries)
         if held is not None and held.done_at is not None and held.outcome is not None:
-            return PageWrite(written=False, next=held.outcome.next, continued=held.continued)
+            return PageWrite(written=False, next=held.outcome.next, continued=held.continued, history_user=owner)
         self.pages[(notification_id, page)] = FakePage(notification, done_at=now(), outcome=outcome)
-        return PageWrite(written=True)
+        return PageWrite(written=True, history_user=owner)
 
-    def record_continued(self, notification_id: str, page: str) -> None:
+    def record_continued(self, notification: Notification, page: str) -> None:
         self.journal.append(f"status.record_continued {page}")
-        self.pages[(notification_id, page)].continued = True
+        self.pages[(notification.notification_id, page)].continued = True
 
     def claim_deliveries(self, requests: list[ClaimRequest], until: datetime, fresh: bool = True) -> list[Claim]:
         self.journal.append("status.claim_deliveries")

@@ -30,7 +30,7 @@ from herald.adapters.idempotency import DynamoIdempotencyStore
 from herald.adapters.inbox import DynamoInbox, InvalidCursor, UnknownItem
 from herald.adapters.profiles import DynamoProfileStore
 from herald.adapters.queues import IntakeLanes, feedback_depth, intake_depths, queue_depths, schedule_depth
-from herald.adapters.status import DynamoStatusStore
+from herald.adapters.status import DynamoStatusStore, HistoryPages
 from herald.adapters.status_views import DynamoStatusReader
 from herald.adapters.templates import DynamoRenderedContent, DynamoTemplateStore
 from herald.adapters.topics import DynamoSubscribers
@@ -112,7 +112,8 @@ class Dependencies:
     def from_settings(cls, settings: ApiSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
         inbox = DynamoInbox(dynamodb, settings.inbox_table)
-        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
+        pages_in_history = HistoryPages(dynamodb, settings.history_table)
+        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days, pages_in_history)
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),
@@ -124,7 +125,7 @@ class Dependencies:
                 },
             ),
             status=status,
-            reader=DynamoStatusReader(dynamodb, settings.status_table, inbox=inbox),
+            reader=DynamoStatusReader(dynamodb, settings.status_table, inbox=inbox, history=pages_in_history),
             subscribers=DynamoSubscribers(dynamodb, settings.subscribers_table),
             inbox=inbox,
             intake=IntakeLanes(sqs, {priority: settings.intake_queue_url(priority) for priority in Priority}),

@@ -20,7 +20,7 @@ from herald.adapters.history import DynamoHistory
 from herald.adapters.holds import ScheduleQueue
 from herald.adapters.profiles import DynamoProfileStore
 from herald.adapters.queues import DeliveryTopic, IntakeQueue
-from herald.adapters.status import DynamoStatusStore
+from herald.adapters.status import DynamoStatusStore, HistoryPages
 from herald.adapters.topics import DynamoSubscribers
 from herald.logic.failures import failure_from
 from herald.logic.fanout import (
@@ -71,7 +71,8 @@ class Dependencies:
     @classmethod
     def from_settings(cls, settings: FanoutSettings) -> Dependencies:
         dynamodb, sqs = client("dynamodb"), client("sqs")
-        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days)
+        pages_in_history = HistoryPages(dynamodb, settings.history_table)
+        status = DynamoStatusStore(dynamodb, settings.status_table, settings.status_retention_days, pages_in_history)
         return cls(
             settings=settings,
             registry=DynamoDeviceRegistry(dynamodb, settings.devices_table),

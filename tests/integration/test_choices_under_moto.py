@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from bench.capacity import WRITE_UNIT_BYTES, item_size
 from herald.adapters.clients import client
 from herald.adapters.history import DynamoHistory
 from herald.adapters.inbox import DynamoInbox
 from herald.adapters.profiles import DynamoProfileStore
-from herald.adapters.status import DynamoStatusStore
+from herald.adapters.status import DynamoStatusStore, HistoryPages
 from herald.adapters.status_views import DynamoStatusReader
 from herald.adapters.templates import DynamoRenderedContent
 from herald.models.domain import Channel, DeliveryJob, Notification, PageCursor, PagePosition, Priority, now
@@ -92,6 +93,82 @@ def test_a_cancel_and_a_fan_out_record_exclude_each_other(deployed: Deployed) ->
     assert record is not None and record.status.value == "in_progress" and record.delivery_count == 1
 
 
+def test_a_one_recipient_notifications_page_record_is_its_history_entry_and_still_races_the_cancel(
+    deployed: Deployed,
+) -> None:
+    # Given two notifications the API recorded for ada alone (their page records go to her history)
+    dynamodb = client("dynamodb")
+    table, history_table = environment(deployed)["STATUS_TABLE"], environment(deployed)["HISTORY_TABLE"]
+    pages = HistoryPages(dynamodb, history_table)
+    status = DynamoStatusStore(dynamodb, table, 30, pages)
+    at = now()
+    accepted = {
+        notification_id: Notification(
+            notification_id=notification_id,
+            recipients=["ada"],
+            title="Your order has shipped",
+            body="b",
+            accepted_at=at + timedelta(seconds=n),
+            page_in_history=True,
+        )
+        for n, notification_id in enumerate(("first", "second"))
+    }
+    for notification in accepted.values():
+        assert status.record_accepted(notification).page_in_history
+
+    def outcome(notification: Notification) -> PageOutcome:
+        entry = HistoryEntry(
+            notification_id=notification.notification_id,
+            accepted_at=notification.accepted_at,
+            fanned_out_at=now(),
+            priority="normal",
+            title=notification.title,
+            channels=["push"],
+            deliveries=3,
+        )
+        return PageOutcome(planned=[f"ada#phone-{n}#push" for n in range(3)], history_entry=entry)
+
+    # When the first is cancelled before its fan-out records its page, and the second recorded before its cancel
+    assert status.cancel("first") is Cancellation.CANCELLED
+    write_first = status.record_page(accepted["first"], "00.000000", outcome(accepted["first"]))
+    write_second = status.record_page(accepted["second"], "00.000000", outcome(accepted["second"]))
+    cancel_second = status.cancel("second")
+
+    # Then exactly one of each pair won, as with a page in the status table
+    assert (write_first.written, write_first.cancelled, write_first.history_user) == (False, True, "ada")
+    assert (write_second.written, write_second.history_user) == (True, "ada")
+    assert cancel_second is Cancellation.TOO_LATE
+    assert status.cancel("first") is Cancellation.ALREADY_CANCELLED
+    # And neither has a page item in the status table: the record is ada's history item, one write unit
+    for notification_id in accepted:
+        items = dynamodb.query(
+            TableName=table,
+            KeyConditionExpression="notification_id = :n",
+            ExpressionAttributeValues={":n": {"S": notification_id}},
+        )["Items"]
+        assert [item["sk"]["S"] for item in items] == ["notification"]
+    [recorded] = [
+        item
+        for item in dynamodb.scan(TableName=history_table)["Items"]
+        if item["sk"]["S"].endswith("#second") and item["user_id"]["S"] == "ada"
+    ]
+    assert "done_at" in recorded and "entry" in recorded
+    assert item_size(recorded) <= WRITE_UNIT_BYTES
+    # And ada's history lists the one fanned out, not the cancel's mark
+    listed = DynamoHistory(dynamodb, history_table, lambda: 2_000_000_000).page("ada", 10, None)
+    assert [(e.notification_id, e.deliveries) for e in listed.notifications] == [("second", 3)]
+    # And the status reads both from there: one cancelled, one with its three deliveries queued
+    reader = DynamoStatusReader(dynamodb, table, history=pages)
+    first, second = reader.get("first"), reader.get("second")
+    assert first is not None and first.status.value == "cancelled" and first.cancelled_at is not None
+    assert second is not None and second.status.value == "in_progress" and second.delivery_count == 3
+    assert second.fanned_out_at is not None
+    listing = reader.deliveries("second", 2, None)
+    assert listing is not None and [d.device_id for d in listing.deliveries] == ["phone-0", "phone-1"]
+    rest = reader.deliveries("second", 2, listing.next_cursor)
+    assert rest is not None and [d.device_id for d in rest.deliveries] == ["phone-2"]
+
+
 def test_a_page_recorded_with_a_successor_tells_a_second_copy_where_it_ends_and_whether_that_is_queued(
     deployed: Deployed,
 ) -> None:
@@ -105,7 +182,7 @@ def test_a_page_recorded_with_a_successor_tells_a_second_copy_where_it_ends_and_
 
     # When a copy of its message records it again, before and after the next page is queued
     before = status.record_page(notification, "00.000000", PageOutcome())
-    status.record_continued("wide", "00.000000")
+    status.record_continued(notification, "00.000000")
     after = status.record_page(notification, "00.000000", PageOutcome())
 
     # Then both are refused with the recorded boundary, and only the second finds the next page queued

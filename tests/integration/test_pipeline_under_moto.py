@@ -187,7 +187,8 @@ def test_an_in_app_delivery_is_recorded_by_its_inbox_item_alone(deployed: Deploy
     # When the deliver function handles the batch
     assert deliver.app.lambda_handler(event, FakeContext(), dependencies) == {"batchItemFailures": []}
 
-    # Then the status table holds no item of the delivery: no claim, no outcome
+    # Then the status table holds no item of the delivery: no claim, no outcome (and no page record: a
+    # one-recipient notification's is ada's history item)
     dynamodb = client("dynamodb")
     table = deployed.environment("DeliverHighFunction")["STATUS_TABLE"]
     items = dynamodb.query(
@@ -195,7 +196,7 @@ def test_an_in_app_delivery_is_recorded_by_its_inbox_item_alone(deployed: Deploy
         KeyConditionExpression="notification_id = :n",
         ExpressionAttributeValues={":n": {"S": notification_id}},
     )["Items"]
-    assert sorted(item["sk"]["S"] for item in items) == ["notification", "page#00.000000"]
+    assert sorted(item["sk"]["S"] for item in items) == ["notification"]
     # And the inbox holds one item, stamped with when it was written
     inbox_table = deployed.environment("DeliverHighFunction")["INBOX_TABLE"]
     [stored] = dynamodb.query(

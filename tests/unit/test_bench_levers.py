@@ -7,11 +7,9 @@ import pytest
 from bench.cost import bill_of
 from bench.levers import (
     LEVERS,
-    HISTORY_ENTRY_BYTES,
     fan_out_in_the_api,
     group_jobs,
     grouped_status_writes,
-    history_in_recipient_item,
     idempotency_in_accepted_record,
     intake_window,
     no_accepted_record,
@@ -22,13 +20,8 @@ from bench.levers import (
     path_of,
     smallest_memory,
 )
-import uuid
-from datetime import UTC, datetime
-
-from bench.cost import TITLE
 from bench.lockstep import CallCount, Invocation, Recording
 from bench.prices import DYNAMODB, SNS_PUBLISH, SQS
-from herald.models.inbox import HistoryEntry
 from tests.unit.test_bench_cost import ARM, MEMORY, three_push_devices
 
 
@@ -136,10 +129,10 @@ def test_a_path_applies_each_lever_on_top_of_the_ones_before():
     ]
 
 
-def as_built(devices: int = 3, channel_calls: tuple[CallCount, ...] | None = None) -> Recording:
+def as_built(devices: int = 3) -> Recording:
     """What the design as built does for 10 notifications to a user with `devices` push devices: one
     intake batch of 10, one deliver batch holding all their deliveries (the normal lane's window), a
-    claim and an outcome per notification, a history entry each."""
+    claim and an outcome per notification, each page's record in the recipient's history."""
     n = 10
     api = Invocation(
         "ApiFunction",
@@ -158,8 +151,7 @@ def as_built(devices: int = 3, channel_calls: tuple[CallCount, ...] | None = Non
         1,
         (
             CallCount("dynamodb", "Query", "DevicesTable", n, n / 2),
-            CallCount("dynamodb", "UpdateItem", "StatusTable", n, n),
-            CallCount("dynamodb", "BatchWriteItem", "HistoryTable", n, n),
+            CallCount("dynamodb", "UpdateItem", "HistoryTable", n, n),  # the page record, the history entry too
             CallCount("sns", "PublishBatch", "NotificationsTopic", publishes, publishes),
         ),
     )
@@ -169,8 +161,7 @@ def as_built(devices: int = 3, channel_calls: tuple[CallCount, ...] | None = Non
         n * devices,
         n,
         10,
-        channel_calls
-        or (
+        (
             CallCount("dynamodb", "UpdateItem", "StatusTable", 2 * n, 2 * n),
             CallCount("sns", "Publish", "endpoint", n * devices, n * devices),
         ),
@@ -221,54 +212,3 @@ def test_group_jobs_make_one_message_per_notification_and_keep_its_status_writes
 def test_group_jobs_change_nothing_with_one_device_each():
     one = as_built(devices=1)
     assert group_jobs(one) == one
-
-
-def test_the_history_entry_in_the_recipient_item_saves_the_fan_outs_entry_write():
-    # Given the design as built (5 write units a notification with 3 push devices)
-    before = as_built()
-    assert bill_of(before).usage.dynamodb_write_units == pytest.approx(5)
-
-    # When the recipient's status item is its history entry
-    after = history_in_recipient_item(before)
-
-    # Then the fan-out writes no entry, and the claim and outcome stay one unit each (60 + 3 x 110 + 280 bytes)
-    assert calls(after, "fanout", "dynamodb", "BatchWriteItem") == 0
-    assert bill_of(after).usage.dynamodb_write_units == pytest.approx(4)
-
-
-def test_a_recipient_item_grown_past_1_kb_by_the_entry_costs_two_units_a_write():
-    # Given 7 push devices: 60 + 7 x 110 = 830 bytes, one unit; with the entry 1,110 bytes, two
-    after = history_in_recipient_item(as_built(devices=7))
-
-    # Then each of the 20 writes costs 2 units: 4 units a notification instead of 2 + the entry's 1
-    deliver_units = sum(
-        c.units for i in after.invocations if i.handler == "deliver" for c in i.calls if c.resource == "StatusTable"
-    )
-    assert deliver_units == 40
-    assert bill_of(after).usage.dynamodb_write_units == pytest.approx(2 + 4)
-
-
-def test_without_claims_the_fan_out_keeps_writing_the_entry():
-    # Given in-app deliveries recorded by their inbox item alone (no status write in deliver)
-    inbox = (CallCount("dynamodb", "PutItem", "InboxTable", 10, 20),)
-    in_app = as_built(devices=1, channel_calls=inbox)
-
-    # Then there is no claim to carry the entry: nothing changes
-    assert history_in_recipient_item(in_app) == in_app
-
-
-def test_the_modelled_history_entry_is_at_least_the_real_one():
-    # Given the entry fan-out writes for the benchmark's notification (herald.logic.history)
-    entry = HistoryEntry(
-        notification_id=str(uuid.uuid4()),
-        accepted_at=datetime.now(UTC),
-        fanned_out_at=datetime.now(UTC),
-        priority="normal",
-        title=TITLE,
-        channels=["push"],
-        deliveries=3,
-    )
-
-    # Then its JSON, with the attribute's name, fits the size the lever assumes
-    size = len("entry") + len(entry.model_dump_json(exclude_none=True, exclude_defaults=True).encode())
-    assert 200 < size <= HISTORY_ENTRY_BYTES

@@ -109,11 +109,14 @@ def test_what_the_code_does_on_tables_is_what_the_design_says(template: HeraldTe
         ("StatusTable", "dynamodb:PutItem"),  # a long planned list, in items of its own
         ("PreferencesTable", "dynamodb:BatchGetItem"),  # the page's recipients' preferences
         ("HistoryTable", "dynamodb:BatchWriteItem"),  # one history entry per recipient of the page
+        ("HistoryTable", "dynamodb:UpdateItem"),  # a one-recipient notification's page record, its entry too
     }
     assert ("StatusTable", "dynamodb:UpdateItem") in api  # DELETE /notifications/{id}: the cancel's mark
     assert ("PreferencesTable", "dynamodb:PutItem") in api  # PUT /users/{id}/preferences
     assert ("TemplatesTable", "dynamodb:DeleteItem") in api  # DELETE /templates/{id}
     assert ("HistoryTable", "dynamodb:Query") in api  # GET /users/{id}/notifications
+    assert ("HistoryTable", "dynamodb:GetItem") in api  # a one-recipient notification's first page, for its status
+    assert ("HistoryTable", "dynamodb:UpdateItem") in api  # ... and the cancel's mark on it
     assert ("InboxTable", "dynamodb:UpdateItem") in api  # an inbox item read or unread
     assert ("SubscribersTable", "dynamodb:UpdateItem") in api  # PUT /topics/{topic}/subscribers/{user_id}
     assert ("StatusTable", "dynamodb:GetItem") in deliver  # whether a broadcast's tally was written

@@ -13,6 +13,16 @@ BATCH_WRITE_MAX = 25
 UNPROCESSED_TRIES = 5
 
 
+def history_key(user_id: str, accepted_at: str, notification_id: str) -> dict[str, Any]:
+    """A history item's key: the user, then the notification's accepted time (ISO 8601, as the status keeps
+    it) and id, so a user's items read newest first."""
+    return {"user_id": {"S": user_id}, "sk": {"S": f"{accepted_at}#{notification_id}"}}
+
+
+def entry_attribute(entry: HistoryEntry) -> dict[str, Any]:
+    return {"S": entry.model_dump_json(exclude_none=True, exclude_defaults=True)}
+
+
 class DynamoHistory:
     def __init__(self, dynamodb: Any, table: str, expires_at: Any):
         self._dynamodb = dynamodb
@@ -21,15 +31,15 @@ class DynamoHistory:
 
     def record(self, entries: list[tuple[str, HistoryEntry]]) -> None:
         """BatchWriteItem, 25 entries a call: one write unit per recipient (an entry is well under 1 KB).
-        The key is (user, accepted_at#notification): a retried fan-out overwrites, never doubles."""
+        The key is (user, accepted_at#notification): a retried fan-out overwrites, never doubles. (A notification
+        to one recipient has no entry here: its fan-out page's record is the item, and carries the entry.)"""
         expires = str(self._expires_at())
         requests = [
             {
                 "PutRequest": {
                     "Item": {
-                        "user_id": {"S": user_id},
-                        "sk": {"S": f"{entry.accepted_at.isoformat()}#{entry.notification_id}"},
-                        "entry": {"S": entry.model_dump_json(exclude_none=True, exclude_defaults=True)},
+                        **history_key(user_id, entry.accepted_at.isoformat(), entry.notification_id),
+                        "entry": entry_attribute(entry),
                         "expires_at": {"N": expires},
                     }
                 }
@@ -48,5 +58,6 @@ class DynamoHistory:
 
     def page(self, user_id: str, limit: int, cursor: str | None) -> HistoryPage:
         items, next_cursor = newest_first(self._dynamodb, self._table, user_id, limit, cursor)
-        entries = [HistoryEntry.model_validate_json(item["entry"]["S"]) for item in items]
+        # An item without an entry is a page record with nothing for the user (no device), or a cancel's mark.
+        entries = [HistoryEntry.model_validate_json(item["entry"]["S"]) for item in items if "entry" in item]
         return HistoryPage(notifications=entries, next_cursor=next_cursor)

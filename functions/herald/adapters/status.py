@@ -9,7 +9,11 @@ Items of a notification (partition key `notification_id`), by sort key:
   before; those it skipped or deferred listed with them, and counted), the recipients it found
   without devices, and where the next page starts; then `continued_at` once that is queued. A cancel
   writes `cancelled_at` on the notification's first page, only if no fan-out recorded it, and the
-  fan-out's record requires no `cancelled_at`: exactly one of the two is written.
+  fan-out's record requires no `cancelled_at`: exactly one of the two is written. A notification the API
+  recorded for one recipient (`page_in_history` on its accepted record and its intake message) keeps its
+  first page's record in that recipient's history item instead (HistoryTable, keyed by the user, then
+  the accepted time and the notification): the record carries the recipient's history entry, so one
+  write is both (HistoryPages).
 - `recipient#<user>`: a recipient's deliveries of the notification, one map per device (`d#<device>`),
   written by deliver invocations only: one write claims the deliveries a batch holds for the recipient,
   one records their outcomes (docs/reliability.md, "Grouped status writes").
@@ -29,6 +33,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from herald.adapters.history import entry_attribute, history_key
 from herald.adapters.status_choices import cancellation_refused, scheduling_attributes
 from herald.models.domain import ROOT_PAGE, Channel, DeliveryJob, DeliveryState, Notification, PagePosition, now
 from herald.models.status import (
@@ -45,6 +50,7 @@ from herald.models.status import (
 T = TypeVar("T")
 
 SUMMARY_SK = "notification"
+PAGE_IN_HISTORY = "page_in_history"  # the accepted record's mark: its first page's record is a history item
 PAGE_PREFIX = "page#"
 RECIPIENT_PREFIX = "recipient#"
 DEVICE_PREFIX = "d#"  # a recipient item's attribute per device: "d#<device>"
@@ -58,24 +64,32 @@ INLINE_PLANNED_BYTES = 1000
 
 
 class DynamoStatusStore:
-    def __init__(self, dynamodb: Any, table: str, retention_days: int):
+    def __init__(self, dynamodb: Any, table: str, retention_days: int, history: HistoryPages | None = None):
         self._dynamodb = dynamodb
         self._table = table
         self._retention = timedelta(days=retention_days)
+        # Where a one-recipient notification's first page record lives (Notification.page_in_history); without
+        # it, every page record stays in the status table.
+        self._history = history
 
     def expires_at(self) -> int:
         return int((now() + self._retention).timestamp())
 
-    def record_accepted(self, notification: Notification) -> datetime:
-        """The API's one write (conditional: an attempt redone under the same id keeps the first one's record
-        and accepted time, which every delivery's inbox item and history entry is keyed by)."""
-        item = {
+    def record_accepted(self, notification: Notification) -> Notification:
+        """The API's one write (conditional: an attempt redone under the same id keeps the first one's record,
+        accepted time and page placement: every delivery's inbox item and history entry is keyed by the time,
+        and a cancel looks for the first page where the record says it is)."""
+        if notification.page_in_history and self._history is None:
+            notification = notification.model_copy(update={"page_in_history": False})
+        item: dict[str, Any] = {
             "notification_id": {"S": notification.notification_id},
             "sk": {"S": SUMMARY_SK},
             "request": {"S": request_of(notification)},
             "accepted_at": {"S": notification.accepted_at.isoformat()},
             "expires_at": {"N": str(self.expires_at())},
         }
+        if notification.page_in_history:
+            item[PAGE_IN_HISTORY] = {"BOOL": True}
         item.update(scheduling_attributes(notification, self._retention))
         try:
             self._dynamodb.put_item(
@@ -87,10 +101,15 @@ class DynamoStatusStore:
         except ClientError as error:
             if _code(error) != "ConditionalCheckFailedException":
                 raise
-            old = error.response.get("Item") or self._item(_key(notification.notification_id, SUMMARY_SK))
+            old = error.response.get("Item") or self.get(_key(notification.notification_id, SUMMARY_SK))
             accepted_at = old.get("accepted_at", {}).get("S")
-            return datetime.fromisoformat(accepted_at) if accepted_at else notification.accepted_at
-        return notification.accepted_at
+            return notification.model_copy(
+                update={
+                    "accepted_at": datetime.fromisoformat(accepted_at) if accepted_at else notification.accepted_at,
+                    "page_in_history": old.get(PAGE_IN_HISTORY, {}).get("BOOL") is True,
+                }
+            )
+        return notification
 
     def cancel(self, notification_id: str) -> Cancellation:
         """Cancelled unless fan-out recorded its first page: the cancel marks that page's item, whose record
@@ -101,33 +120,56 @@ class DynamoStatusStore:
         ).get("Item")
         if not summary:
             return Cancellation.UNKNOWN
-        first = first_page(summary.get("request", {}).get("S", ""))
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=_key(notification_id, PAGE_PREFIX + first),
-                # The summary's expiry, counted from a schedule's send_at: the mark lasts as long as the request.
-                UpdateExpression="SET cancelled_at = :t, expires_at = :e",
-                ConditionExpression="attribute_not_exists(cancelled_at) AND attribute_not_exists(done_at)",
-                ExpressionAttributeValues={
-                    ":t": {"S": now().isoformat()},
-                    ":e": summary.get("expires_at") or {"N": str(self.expires_at())},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            return cancellation_refused(error.response.get("Item") or self._page(notification_id, first))
+        key, in_history = self._first_page_of(notification_id, summary)
+        pages = self._history if in_history and self._history is not None else self
+        refused = pages.update(
+            key,
+            # The summary's expiry, counted from a schedule's send_at: the mark lasts as long as the request.
+            "SET cancelled_at = :t, expires_at = :e",
+            ["attribute_not_exists(cancelled_at)", "attribute_not_exists(done_at)"],
+            {},
+            {":t": {"S": now().isoformat()}, ":e": summary.get("expires_at") or {"N": str(self.expires_at())}},
+        )
+        if refused is not None:
+            return cancellation_refused(refused.response.get("Item") or pages.get(key))
         return Cancellation.CANCELLED
 
-    def _page(self, notification_id: str, page: str) -> dict[str, Any]:
-        """Where ReturnValuesOnConditionCheckFailure is not honoured (older emulators): read the item."""
-        response = self._dynamodb.get_item(
-            TableName=self._table, Key=_key(notification_id, PAGE_PREFIX + page), ConsistentRead=True
+    def _first_page_of(self, notification_id: str, summary: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Where the accepted record says its first page's record is: its recipient's history item (True), or
+        the status table's page item."""
+        request = summary.get("request", {}).get("S", "")
+        place = history_place(
+            notification_id,
+            request,
+            summary.get("accepted_at", {}).get("S"),
+            summary.get(PAGE_IN_HISTORY, {}).get("BOOL") is True,
         )
-        item: dict[str, Any] = response.get("Item") or {}
-        return item
+        if place is not None and self._history is not None:
+            return place, True
+        return _key(notification_id, PAGE_PREFIX + first_page(request)), False
+
+    def _page_item(self, notification: Notification, page: str) -> tuple[dict[str, Any], str | None]:
+        """The key of a page's record, and the recipient whose history item it is, if it is one."""
+        owner = notification.history_owner if page == notification.page_key else None
+        if owner is not None and self._history is not None:
+            return history_key(owner, notification.accepted_at.isoformat(), notification.notification_id), owner
+        return _key(notification.notification_id, PAGE_PREFIX + page), None
+
+    def update(
+        self,
+        key: dict[str, Any],
+        update: str,
+        conditions: list[str],
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> ClientError | None:
+        """A status item's UpdateItem, conditional on every one of `conditions`: None once written, else the
+        refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
+        return update_unless_changed(self._dynamodb, self._table, key, update, conditions, names, values)
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any]:
+        """A status item, read strongly consistent (where a refusal did not return it); {} if there is none."""
+        return item_at(self._dynamodb, self._table, key)
 
     # --- fan-out pages ---------------------------------------------------------------------------
 
@@ -194,33 +236,41 @@ class DynamoStatusStore:
             sets += ["request = :r", "accepted_at = :a"]
             values[":r"] = {"S": request_of(notification, recipients=False)}
             values[":a"] = {"S": notification.accepted_at.isoformat()}
+        key, owner = self._page_item(notification, page)
+        if owner is not None and outcome.history_entry is not None:
+            # The record is the recipient's history item: it is their entry too (one write, not two).
+            sets.append("entry = :entry")
+            values[":entry"] = entry_attribute(outcome.history_entry)
         # Every attribute by placeholder: several of these names (request, next) are DynamoDB reserved words.
         names = {f"#{assignment.split(' = ')[0]}": assignment.split(" = ")[0] for assignment in sets}
         sets = [f"#{assignment}" for assignment in sets]
-        refused = self._update_unless_changed(
-            _key(notification_id, PAGE_PREFIX + page),
+        pages = self._history if owner is not None and self._history is not None else self
+        refused = pages.update(
+            key,
             "SET " + ", ".join(sets),
             ["attribute_not_exists(done_at)", "attribute_not_exists(cancelled_at)"],
             names,
             values,
         )
         if refused is None:
-            return PageWrite(written=True)
+            return PageWrite(written=True, history_user=owner)
         # The item that refused the write: it exists (it has `done_at` or `cancelled_at`), so DynamoDB returns it.
         old = refused.response.get("Item") or {}
         if not old:
             raise refused
         if "cancelled_at" in old:
-            return PageWrite(written=False, cancelled=True)
-        return PageWrite(written=False, next=_position(old) if "next" in old else None, continued="continued_at" in old)
-
-    def record_continued(self, notification_id: str, page: str) -> None:
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key=_key(notification_id, PAGE_PREFIX + page),
-            UpdateExpression="SET continued_at = :t",
-            ExpressionAttributeValues={":t": {"S": now().isoformat()}},
+            return PageWrite(written=False, cancelled=True, history_user=owner)
+        return PageWrite(
+            written=False,
+            next=_position(old) if "next" in old else None,
+            continued="continued_at" in old,
+            history_user=owner,
         )
+
+    def record_continued(self, notification: Notification, page: str) -> None:
+        key, owner = self._page_item(notification, page)
+        pages = self._history if owner is not None and self._history is not None else self
+        pages.update(key, "SET continued_at = :t", [], {}, {":t": {"S": now().isoformat()}})
 
     # --- deliveries --------------------------------------------------------------------------------
 
@@ -241,7 +291,7 @@ class DynamoStatusStore:
     def _claim_item(
         self, key: dict[str, Any], requests: list[ClaimRequest], until: datetime, fresh: bool
     ) -> list[Claim]:
-        item: dict[str, Any] | None = None if fresh else self._item(key)
+        item: dict[str, Any] | None = None if fresh else self.get(key)
         for _ in range(CLAIM_ROUNDS):
             at = now()
             entries = _entries(item or {})
@@ -275,11 +325,11 @@ class DynamoStatusStore:
                 else:
                     conditions.append(f"#d{index}.k = :k{index}")
                     values[f":k{index}"] = {"N": str(old.version)}
-            refused = self._update_unless_changed(key, "SET " + ", ".join(sets), conditions, names, values)
+            refused = self.update(key, "SET " + ", ".join(sets), conditions, names, values)
             if refused is None:
                 return claims
             # Another copy got there first, or the deliveries were not new: decide again from the item.
-            item = refused.response.get("Item") or self._item(key)
+            item = refused.response.get("Item") or self.get(key)
         # Lost the race every round (several copies at once): busy, so the messages come back shortly.
         return [Claim(granted=False, busy_until=now() + timedelta(seconds=1)) for _ in requests]
 
@@ -330,10 +380,10 @@ class DynamoStatusStore:
                     values[":zero"] = {"N": "0"}
                     values[":one"] = {"N": "1"}
             update = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
-            refused = self._update_unless_changed(key, update, conditions, names, values)
+            refused = self.update(key, update, conditions, names, values)
             if refused is None:
                 return [outcome.job.device_id in pending for outcome in outcomes]
-            entries = _entries(refused.response.get("Item") or self._item(key))
+            entries = _entries(refused.response.get("Item") or self.get(key))
             kept = {
                 device: outcome
                 for device, outcome in pending.items()
@@ -343,32 +393,6 @@ class DynamoStatusStore:
                 raise refused  # nothing lost, yet refused: not a race this write can resolve
             pending = kept
         return [False] * len(outcomes)
-
-    def _update_unless_changed(
-        self, key: dict[str, Any], update: str, conditions: list[str], names: dict[str, str], values: dict[str, Any]
-    ) -> ClientError | None:
-        """A status item's conditional UpdateItem (every condition must hold): None once written, else the
-        refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise
-            return error
-        return None
-
-    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
-        response = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
-        item: dict[str, Any] = response.get("Item") or {}
-        return item
 
     # --- tallies -----------------------------------------------------------------------------------
 
@@ -408,6 +432,82 @@ def request_of(notification: Notification, recipients: bool = True) -> str:
     """What the status shows of the request: its priority, audience and channels."""
     fields = {"priority", "topic", "channels"} | ({"recipients"} if recipients else set())
     return notification.model_dump_json(include=fields, exclude_none=True)
+
+
+class HistoryPages:
+    """A one-recipient notification's first page record, kept in its recipient's history item (the item is
+    their history entry too, docs/performance.md, "Cost"): the fan-out writes it there, a cancel marks it,
+    the status reads it."""
+
+    def __init__(self, dynamodb: Any, table: str):
+        self._dynamodb = dynamodb
+        self._table = table
+
+    def update(
+        self,
+        key: dict[str, Any],
+        update: str,
+        conditions: list[str],
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> ClientError | None:
+        return update_unless_changed(self._dynamodb, self._table, key, update, conditions, names, values)
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any]:
+        return item_at(self._dynamodb, self._table, key)
+
+
+def update_unless_changed(
+    dynamodb: Any,
+    table: str,
+    key: dict[str, Any],
+    update: str,
+    conditions: list[str],
+    names: dict[str, str],
+    values: dict[str, Any],
+) -> ClientError | None:
+    """A conditional UpdateItem (every one of `conditions` must hold; none: unconditional): None once written,
+    else the refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "Key": key,
+        "UpdateExpression": update,
+        "ExpressionAttributeValues": values,
+    }
+    if conditions:
+        request["ConditionExpression"] = " AND ".join(conditions)
+        request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    if names:
+        request["ExpressionAttributeNames"] = names
+    try:
+        dynamodb.update_item(**request)
+    except ClientError as error:
+        if _code(error) != "ConditionalCheckFailedException":
+            raise
+        return error
+    return None
+
+
+def item_at(dynamodb: Any, table: str, key: dict[str, Any]) -> dict[str, Any]:
+    response = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    item: dict[str, Any] = response.get("Item") or {}
+    return item
+
+
+def history_place(
+    notification_id: str, request: str, accepted_at: str | None, in_history: bool
+) -> dict[str, Any] | None:
+    """The history item holding a notification's first page record, from its accepted record: its one
+    recipient's, keyed by the accepted time, when the record says so (`page_in_history`); else None."""
+    if not in_history or not accepted_at:
+        return None
+    try:
+        recipients = json.loads(request).get("recipients")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(recipients, list) or len(recipients) != 1 or not isinstance(recipients[0], str):
+        return None
+    return history_key(recipients[0], accepted_at, notification_id)
 
 
 def first_page(request: str) -> str:

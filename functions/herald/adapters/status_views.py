@@ -26,16 +26,19 @@ from pydantic import ValidationError
 from herald.adapters.inbox import InvalidCursor
 from herald.adapters.status import (
     DEVICE_PREFIX,
+    PAGE_IN_HISTORY,
     PAGE_PREFIX,
     PLANNED_PREFIX,
     RECIPIENT_PREFIX,
     SUMMARY_SK,
     TALLY_PREFIX,
+    HistoryPages,
     entry_of,
+    history_place,
     partition_of,
 )
 from herald.logic.ports import InboxDeliveries
-from herald.models.domain import ROOT_PAGE, Channel, DeliveryState, now
+from herald.models.domain import ROOT_PAGE, Channel, DeliveryState, PagePosition, now
 from herald.models.inbox import InboxDelivery
 from herald.models.status import (
     DEFERRED_MARK,
@@ -59,15 +62,21 @@ class DynamoStatusReader:
     """`inbox`: where an in-app delivery sent on its first try is recorded (its inbox item); without it, such a
     delivery reads as queued."""
 
-    def __init__(self, dynamodb: Any, table: str, inbox: InboxDeliveries | None = None):
+    def __init__(
+        self, dynamodb: Any, table: str, inbox: InboxDeliveries | None = None, history: HistoryPages | None = None
+    ):
         self._dynamodb = dynamodb
         self._table = table
         self._inbox = inbox
+        self._history = history  # where a one-recipient notification's first page record is
 
     def get(self, notification_id: str) -> NotificationRecord | None:
         head = list(self._query(notification_id, "sk BETWEEN :a AND :b", SUMMARY_SK, PAGE_PREFIX + "\uffff"))
         summary = next((item for item in head if item.get("sk") == SUMMARY_SK), None)
         pages = {item["sk"][len(PAGE_PREFIX) :]: item for item in head if item.get("sk", "").startswith(PAGE_PREFIX)}
+        first = self._history_page(notification_id, summary)
+        if first is not None:
+            pages[FIRST_PAGE] = first
         if summary is None and not pages:
             return None
         request = _request(summary, pages)
@@ -146,7 +155,8 @@ class DynamoStatusReader:
         any_page = False
         paged = False
         accepted_at = None  # what a chain's first page keeps of the request: the inbox items are keyed by it
-        for key, page in self._pages_from(notification_id, start_page):
+        summary = self._summary(notification_id)
+        for key, page in self._pages_from(notification_id, start_page, summary):
             any_page = True
             paged = paged or page.get("paged") is True
             accepted_at = accepted_at or page.get("accepted_at")
@@ -168,7 +178,7 @@ class DynamoStatusReader:
             if len(found) >= limit:
                 next_cursor = _cursor(key, len(entries))
                 break
-        if not any_page and not cursor and not self._accepted(notification_id):
+        if not any_page and not cursor and summary is None:
             return None
         records = self._with_status(found)
         if not paged and records:  # a broadcast's deliveries are all claimed: tallies count them
@@ -195,14 +205,34 @@ class DynamoStatusReader:
 
     # --- reading ---------------------------------------------------------------------------------------
 
-    def _accepted(self, notification_id: str) -> bool:
+    def _summary(self, notification_id: str) -> dict[str, Any] | None:
+        """What the accepted record says of where its first page is; None if there is no accepted record."""
         response = self._dynamodb.get_item(
             TableName=self._table,
             Key={"notification_id": {"S": notification_id}, "sk": {"S": SUMMARY_SK}},
-            ProjectionExpression="sk",
+            ProjectionExpression="sk, #request, accepted_at, page_in_history",  # "request" is a reserved word
+            ExpressionAttributeNames={"#request": "request"},
             ConsistentRead=True,
         )
-        return "Item" in response
+        item = response.get("Item")
+        return _plain_item(item) if item else None
+
+    def _history_page(self, notification_id: str, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The first page's record, when the accepted record says it is its one recipient's history item."""
+        if self._history is None or summary is None:
+            return None
+        request = summary.get("request")
+        accepted_at = summary.get("accepted_at")
+        key = history_place(
+            notification_id,
+            request if isinstance(request, str) else "",
+            accepted_at if isinstance(accepted_at, str) else None,
+            summary.get(PAGE_IN_HISTORY) is True,
+        )
+        if key is None:
+            return None
+        item = self._history.get(key)
+        return _plain_item(item) if item else None
 
     def _records(self, notification_id: str, pages: dict[str, dict[str, Any]]) -> list[DeliveryRecord]:
         """Every delivery of a notification of one page: its items, then the planned ones not claimed yet."""
@@ -263,9 +293,17 @@ class DynamoStatusReader:
             entries += _entries(chunk.get("planned"))
         return entries
 
-    def _pages_from(self, notification_id: str, start: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _pages_from(
+        self, notification_id: str, start: str, summary: dict[str, Any] | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The pages from `start` on, in order: the first one from its recipient's history where it is kept."""
+        first = self._history_page(notification_id, summary) if start <= FIRST_PAGE else None
+        if first is not None:
+            yield FIRST_PAGE, first
         for item in self._query(notification_id, "sk BETWEEN :a AND :b", PAGE_PREFIX + start, PAGE_PREFIX + "\uffff"):
-            yield item["sk"][len(PAGE_PREFIX) :], item
+            key = item["sk"][len(PAGE_PREFIX) :]
+            if first is None or key != FIRST_PAGE:
+                yield key, item
 
     def _query(
         self, notification_id: str, condition: str, *values: str, plain: bool = True
@@ -283,6 +321,9 @@ class DynamoStatusReader:
         ):
             for item in page.get("Items", []):
                 yield _plain_item(item) if plain else item
+
+
+FIRST_PAGE = PagePosition().key  # a recipients list's first page
 
 
 def tally_counts(tallies: Iterable[dict[str, Any]], planned: int, held: dict[str, int] | None = None) -> dict[str, int]:

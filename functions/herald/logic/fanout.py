@@ -94,6 +94,7 @@ class PagePlan:
     published: bool = False
     repeated: bool = False  # an earlier copy of the page's message recorded it
     continued: bool = False  # the next page is queued already
+    history_user: str | None = None  # whose history item holds the page's record: their entry is written
 
 
 def fan_out(
@@ -130,7 +131,7 @@ def begin_page(
 ) -> FanoutResult | PagePlan:
     """The page planned and recorded fanned out, its jobs still to publish; or, for a page cancelled or a
     topic's root (which publishes nothing), its result. The record is what a cancel races: exactly one wins."""
-    notification_id, page = notification.notification_id, notification.page_key
+    page = notification.page_key
     if page == ROOT_PAGE:
         outcome = PageOutcome(chains=SUBSCRIBER_SHARDS, paged=True)
         write = status.record_page(notification, page, outcome)
@@ -138,20 +139,32 @@ def begin_page(
             return FanoutResult(cancelled=True)
         if not write.continued:
             continuations.send_all([notification.at(PagePosition(chain=shard)) for shard in range(SUBSCRIBER_SHARDS)])
-            status.record_continued(notification_id, page)
+            status.record_continued(notification, page)
         return FanoutResult(outcome=outcome, repeated=not write.written)
     rules = rules or DeliveryRules()
     jobs, outcome = plan_page(notification, registry, subscribers, limits, rules)
+    owner = notification.history_owner
+    if owner is not None:  # the page's record is the recipient's history entry: it carries the entry
+        entries = dict(history_entries(notification, jobs, outcome.skipped, outcome.deferred))
+        outcome.history_entry = entries.get(owner)
     write = status.record_page(notification, page, outcome)
     if write.cancelled:
         return FanoutResult(cancelled=True)
     if write.written:
-        return PagePlan(notification, jobs, outcome, rules.clock)
+        return PagePlan(notification, jobs, outcome, rules.clock, history_user=write.history_user)
     # An earlier copy recorded this page and may have stopped before publishing it: publish it again, up to
     # where that record says the next page starts (the audience may have moved since, the boundary may not).
     if write.next != outcome.next:
         jobs, outcome = plan_page(notification, registry, subscribers, limits, rules, recorded=write)
-    return PagePlan(notification, jobs, outcome, rules.clock, repeated=True, continued=write.continued)
+    return PagePlan(
+        notification,
+        jobs,
+        outcome,
+        rules.clock,
+        repeated=True,
+        continued=write.continued,
+        history_user=write.history_user,
+    )
 
 
 def publish_together(plans: Iterable[PagePlan], topic: Publisher) -> None:
@@ -183,7 +196,7 @@ def finish_page(
     then queues its successor unless that is queued already. Each step is safe to repeat: a page's message
     that comes back after a crash does them all again."""
     notification, jobs, outcome = plan.notification, plan.jobs, plan.outcome
-    notification_id, page = notification.notification_id, notification.page_key
+    page = notification.page_key
     if jobs and not plan.published:
         topic.publish(jobs)
         plan.published = True
@@ -192,12 +205,18 @@ def finish_page(
             raise RuntimeError("deliveries to defer but no schedule queue to hold them")
         hold_deliveries(outcome.deferred, holds, at=plan.clock())
     if history is not None:  # a page whose message comes back writes the same items again
-        entries = history_entries(notification, jobs, outcome.skipped, outcome.deferred)
+        # (but for the recipient whose history item is the page's record: it carries their entry already, and
+        # an entry written over it would replace the record)
+        entries = [
+            (user, entry)
+            for user, entry in history_entries(notification, jobs, outcome.skipped, outcome.deferred)
+            if user != plan.history_user
+        ]
         if entries:
             history.record(entries)
     if outcome.next is not None and not plan.continued:
         continuations.send(notification.at(outcome.next))
-        status.record_continued(notification_id, page)
+        status.record_continued(notification, page)
     return FanoutResult(jobs=jobs, outcome=outcome, repeated=plan.repeated)
 
 

@@ -75,9 +75,10 @@ class Subscribers(Protocol):
 class StatusStore(Protocol):
     """What fan-out and delivery write about a notification."""
 
-    def record_accepted(self, notification: Notification) -> datetime:
+    def record_accepted(self, notification: Notification) -> Notification:
         """Records it, unless an earlier attempt under its id did (an Idempotency-Key's attempt taken over): the
-        accepted time the record holds, which the redone attempt then carries, so its deliveries are the same."""
+        notification as the record holds it (that attempt's accepted time and page placement), which the redone
+        attempt then carries, so its deliveries and its page record are the same."""
         ...
 
     def record_page(self, notification: Notification, page: str, outcome: PageOutcome) -> PageWrite:
@@ -86,7 +87,7 @@ class StatusStore(Protocol):
         no record)."""
         ...
 
-    def record_continued(self, notification_id: str, page: str) -> None: ...
+    def record_continued(self, notification: Notification, page: str) -> None: ...
     def claim_deliveries(self, requests: list[ClaimRequest], until: datetime, fresh: bool = True) -> list[Claim]:
         """The one write per recipient before the provider calls: a claim for each request, in order, held
         until `until`. Only a request carrying the `parked_at` of Herald's DLQ mark revives a dead letter;

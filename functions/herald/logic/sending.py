@@ -38,13 +38,13 @@ def accept_notification(
         title=request.title or "",
         body=request.body or "",
         template=template,
+        page_in_history=request.topic is None and request.recipients is not None and len(request.recipients) == 1,
         **fields,
     )
     # Status first: once the message is in the queue, fan-out may already be writing to it. An attempt taken over
-    # (same id) keeps the first attempt's accepted time: a message that one queued makes the same deliveries.
-    accepted_at = status.record_accepted(notification)
-    if accepted_at != notification.accepted_at:
-        notification = notification.model_copy(update={"accepted_at": accepted_at})
+    # (same id) keeps the first attempt's accepted time and page placement: a message that one queued makes the
+    # same deliveries, and its page record goes where a cancel looks for it.
+    notification = status.record_accepted(notification)
     if templating is not None and rendering is not None:
         templating.content.put(notification.notification_id, rendering)
     if notification.send_at is not None and notification.send_at > notification.accepted_at:

@@ -162,12 +162,25 @@ class Notification(BaseModel):
     send_at: datetime | None = None  # scheduled: held until then, fanned out after
     template: TemplateUse | None = None
     page: PagePosition | None = None
+    # Set by the API on a notification to one recipient that it recorded: the record of its first fan-out
+    # page is kept in that recipient's history, where it is also the history entry (one write, not two).
+    # A message queued without the API leaves it unset, and its page record stays in the status table.
+    page_in_history: bool = False
 
     @model_validator(mode="after")
     def _one_audience(self) -> Self:
         if (self.recipients is None) == (self.topic is None):
             raise ValueError("a notification has either recipients or a topic")
+        if self.page_in_history and (self.recipients is None or len(self.recipients) != 1):
+            raise ValueError("only a notification to one recipient keeps its page record in the history")
         return self
+
+    @property
+    def history_owner(self) -> str | None:
+        """The recipient whose history item holds this message's page record, if it does: its first page's."""
+        if self.page_in_history and self.recipients and self.page_key == PagePosition().key:
+            return self.recipients[0]
+        return None
 
     @property
     def page_key(self) -> str:

@@ -20,6 +20,7 @@ from herald.models.domain import (
     Priority,
     now,
 )
+from herald.models.inbox import HistoryEntry
 
 # The delivery states a broadcast's tallies count. `queued` and `sending` are not counted: they are
 # whatever of the planned deliveries the tallies do not account for.
@@ -282,6 +283,9 @@ class PageWrite:
     cancelled: bool = False
     next: PagePosition | None = None
     continued: bool = False
+    # The recipient whose history item holds the page record (Notification.page_in_history): that item is
+    # the recipient's history entry, and no other write may replace it.
+    history_user: str | None = None
 
 
 @dataclass
@@ -301,6 +305,8 @@ class PageOutcome:
     # neither is published by the page; the deferred ones go to the schedule queue.
     skipped: list[SkippedDelivery] = field(default_factory=list)
     deferred: list[DeferredDelivery] = field(default_factory=list)
+    # The history entry the page's record carries, for a page kept in its recipient's history.
+    history_entry: HistoryEntry | None = None
 
     @property
     def delivery_count(self) -> int:
