@@ -92,6 +92,17 @@ def _numeric(cell: str) -> bool:
     return cell.replace(",", "").replace(".", "").replace("-", "").replace("x", "").replace("%", "").isdigit()
 
 
+def non_finite(value: Any, path: str = "") -> list[str]:
+    """Where in a report's JSON a float is infinite or NaN (JSON has no such number), with its value."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path or '.'} = {value}"]
+    if isinstance(value, dict):
+        return [bad for key, inner in value.items() for bad in non_finite(inner, f"{path}.{key}")]
+    if isinstance(value, (list, tuple)):
+        return [bad for index, inner in enumerate(value) for bad in non_finite(inner, f"{path}[{index}]")]
+    return []
+
+
 @dataclass
 class Report:
     bench: str
@@ -125,7 +136,11 @@ class Report:
         }
 
     def json_line(self) -> str:
-        return json.dumps(self.as_json(), allow_nan=False, separators=(",", ":"))
+        data = self.as_json()
+        bad = non_finite(data)
+        if bad:
+            raise BenchError(f"bench.{self.bench}: figures that are not finite numbers: {', '.join(bad)}")
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
 
     def text(self) -> str:
         lines: list[str] = [f"== bench.{self.bench} ({self.scale.value}, {self.seconds:.1f} s)"]

@@ -9,7 +9,7 @@ import pytest
 
 from bench.fanout_scale import marginal_growth
 from bench.figures import linear_fit, percentile, ratio
-from bench.report import Budget, Report, Scale
+from bench.report import BenchError, Budget, Report, Scale
 from bench.summary import BEGIN, END, budget_lines, markdown_summary, replace_generated
 
 
@@ -142,6 +142,19 @@ def test_the_json_line_is_one_line_with_the_keys_the_summary_reads():
     assert data["budgets"] == [
         {"name": "b", "value": None, "limit": 1.5, "unit": "x", "holds": False, "at_least": False}
     ]
+
+
+def test_a_json_line_with_a_figure_that_is_not_a_number_names_where_it_is():
+    # Given a report whose figures hold an infinite ratio and a NaN deep inside
+    report = Report("priority", Scale.TINY)
+    report.figures = {"ratios": {"intake": 0.5, "queue": math.inf}, "runs": [{"p99_s": math.nan}]}
+
+    # When its JSON line is written, Then the error names each one, not only "out of range"
+    with pytest.raises(BenchError) as refused:
+        report.json_line()
+    assert str(refused.value) == (
+        "bench.priority: figures that are not finite numbers: .figures.ratios.queue = inf, .figures.runs[0].p99_s = nan"
+    )
 
 
 def test_the_summary_lists_every_budget_and_replaces_only_its_block():
