@@ -8,24 +8,24 @@ a new design, write its lines as `CURRENT` is written and pass it to `floor_per_
 `line_of`; the requests benchmark compares what it counts with it (at most 1.1x).
 
 CURRENT, Herald as built: a notification to R recipients with D devices each makes n = R x D
-deliveries, and costs
+deliveries in m = R x ceil(D / 10) queue messages (a recipient's devices of one channel travel together,
+up to 10 a message: herald.models.domain.GROUP_DEVICES), and costs
 
   api       1 intake SendMessage, 1 status PutItem (accepted)
-  fanout    R device Query pages (one page per recipient), ceil(n / 10) SNS PublishBatch (n / 10 when
-            n < 10: the small pages of a fan-out batch publish together, over full intake batches), 1 status
+  fanout    R device Query pages (one page per recipient), ceil(m / 10) SNS PublishBatch (m / 10 when
+            m < 10: the small pages of a fan-out batch publish together, over full intake batches), 1 status
             UpdateItem (the fan-out page's one record, before it publishes, which a cancel races; it also
             records the planned deliveries, so no delivery needs an item of its own before it is claimed; a
             planned list over 1 KB goes to a PutItem of its own, one more call not counted in the floor), ceil(R / 100)
-            preferences BatchGetItem and ceil(R / 25) history BatchWriteItem (docs/preferences.md,
-            docs/inbox.md)
+            preferences BatchGetItem and ceil(R / 25) history BatchWriteItem for several recipients (one
+            recipient's entry is the page's record: docs/preferences.md, docs/inbox.md)
   deliver   per delivery: 1 provider call; 2 status UpdateItem (the claim, then the outcome) per group,
             a group being one recipient's deliveries within one deliver batch (grouped status writes):
-            at the least ceil(D / min(batch, sends at once)) per recipient, and ceil(batch / D) per full
-            batch, since a batch that D does not divide cuts a recipient's deliveries in two
+            a message is never cut by a batch, so ceil(D / min(10, sends at once)) per recipient
             (`recipient_groups`)
   mapping   per message: the intake's and the priority queue's ReceiveMessage and DeleteMessageBatch,
             each carrying up to min(batch size, 10) messages (intake: 1 message per notification;
-            the priority queue: n)
+            the priority queue: m)
 
 The status store's two writes per group are the reliability design's (claim before the provider
 calls, outcome after): one conditional write serves as both the claim and the attempt count. An
@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+
+from herald.models.domain import GROUP_DEVICES
 
 # SQS hands out and deletes at most 10 messages per call, whatever the mapping's batch size.
 SQS_MESSAGES_PER_CALL = 10
@@ -72,6 +74,11 @@ class Shape:
     def deliveries(self) -> int:
         return self.recipients * self.devices
 
+    @property
+    def messages(self) -> int:
+        """Priority queue messages: a recipient's devices (of one channel) travel together, GROUP_DEVICES a message."""
+        return self.recipients * math.ceil(self.devices / GROUP_DEVICES)
+
 
 @dataclass(frozen=True)
 class Batching:
@@ -102,6 +109,7 @@ class Line:
     per_recipient: float = 0.0
     per_delivery: float = 0.0
     per_deliveries_of: int = 0  # one call per this many deliveries of a notification, rounded up
+    per_messages_of: int = 0  # one call per this many queue messages of a notification, rounded up
     per_recipients_of: int = 0  # one call per this many recipients of a notification, rounded up
     # ... but none for a notification to one recipient (its history entry rides its page's record)
     beyond_one_recipient: bool = False
@@ -120,6 +128,11 @@ class Line:
             calls += n / self.per_deliveries_of
         elif self.per_deliveries_of:
             calls += math.ceil(n / self.per_deliveries_of)
+        m = shape.messages
+        if self.per_messages_of and self.shared_when_small and m < self.per_messages_of:
+            calls += m / self.per_messages_of
+        elif self.per_messages_of:
+            calls += math.ceil(m / self.per_messages_of)
         if self.per_recipients_of and not (self.beyond_one_recipient and shape.recipients == 1):
             calls += math.ceil(shape.recipients / self.per_recipients_of)
         if self.per_recipient_batch:
@@ -127,7 +140,7 @@ class Line:
         if self.per_message_of == INTAKE:
             calls += 1 / min(batching.intake, SQS_MESSAGES_PER_CALL)
         elif self.per_message_of == PRIORITY:
-            calls += n / min(batching.priority, SQS_MESSAGES_PER_CALL)
+            calls += m / min(batching.priority, SQS_MESSAGES_PER_CALL)
         return calls
 
     def covers(self, call: str) -> bool:
@@ -136,15 +149,11 @@ class Line:
 
 def recipient_groups(shape: Shape, batch: int, sends: int = 0) -> float:
     """The fewest groups (one recipient's deliveries within one deliver batch) a notification's deliveries
-    make, over full batches of `batch`: a recipient's D deliveries need ceil(D / batch) batches, and a full
-    batch holds whole groups of D only when D divides it, so it holds at least ceil(batch / D) groups
-    (10 deliveries of 3-device recipients: 3 + 3 + 3 + 1, four groups). A group holds at most `sends`
-    deliveries (0: no such cut): 100 devices in batches of 30 with 10 sends at once make 10 groups."""
-    batch = max(batch, 1)
-    largest = min(batch, sends) if sends > 0 else batch
-    by_recipient = shape.recipients * math.ceil(shape.devices / largest)
-    by_batch = shape.deliveries * math.ceil(batch / shape.devices) / batch
-    return max(by_recipient, by_batch)
+    make. A recipient's devices travel in messages of up to GROUP_DEVICES, which no batch cuts; a group holds
+    at most `sends` deliveries (0: no such cut): 3 devices make one group, 100 devices with 10 sends at once
+    ten. (`batch`, in messages, no longer cuts a recipient's deliveries; kept for the designs before groups.)"""
+    largest = min(GROUP_DEVICES, sends) if sends > 0 else GROUP_DEVICES
+    return float(shape.recipients * math.ceil(shape.devices / largest))
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,7 @@ class Design:
 
 CURRENT = Design(
     "a claim and an outcome per recipient per batch, one write per page (a one-recipient notification's is its"
-    " history entry), shared publishes (as built, 2026-12-01)",
+    " history entry), one message per recipient and channel, shared publishes (as built, 2026-12-01)",
     (
         Line(API_INTAKE_SEND, ("herald api sqs SendMessage *IntakeQueue",), per_notification=1),
         Line(API_STATUS_ACCEPTED, ("herald api dynamodb PutItem StatusTable",), per_notification=1),
@@ -167,7 +176,7 @@ CURRENT = Design(
         Line(
             FANOUT_PUBLISH,
             ("herald fanout sns PublishBatch *",),
-            per_deliveries_of=PUBLISH_BATCH_ENTRIES,
+            per_messages_of=PUBLISH_BATCH_ENTRIES,
             shared_when_small=True,
         ),
         Line(

@@ -127,11 +127,14 @@ def call_counts(tally: Tally, origin: str, role: Callable[[str], str]) -> tuple[
 
 
 def message_facts(body: str) -> tuple[str, str]:
-    """(notification id, channel) of a queue message: an intake notification or a delivery job."""
+    """(notification id, channel) of a queue message: an intake notification, a delivery job, or a group of a
+    recipient's jobs (its first job's)."""
     try:
         data = json.loads(body)
     except ValueError:
         return "", ""
+    if isinstance(data, dict) and isinstance(data.get("job"), dict):
+        data = data["job"]
     if not isinstance(data, dict):
         return "", ""
     return str(data.get("notification_id", "")), str(data.get("channel", ""))

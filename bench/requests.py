@@ -114,11 +114,12 @@ def measure(bench: BenchStack, devices: int, notifications: int, priority: str =
     for _ in range(notifications):
         bench.send([user], priority)
     deliveries = notifications * shape.deliveries
+    messages = notifications * shape.messages  # a recipient's devices travel together in a message
     intake, deliver = mappings_of(bench, priority)
     bench.wait_until(
-        lambda: bench.deleted(intake.queue) >= notifications and bench.deleted(deliver.queue) >= deliveries,
+        lambda: bench.deleted(intake.queue) >= notifications and bench.deleted(deliver.queue) >= messages,
         timeout=120 + deliveries / 5,
-        what=f"{deliveries} deliveries to users with {devices} devices",
+        what=f"{deliveries} deliveries ({messages} messages) to users with {devices} devices",
     )
     measurement.seconds = time.perf_counter() - started
     time.sleep(SETTLE_SECONDS)

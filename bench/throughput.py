@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.calls import Origin
 from bench.figures import percentile
+from bench.floor import Shape
 from bench.report import BenchError, Budget, Report, Scale, Table, main, progress
 from bench.stack import Backend, BenchStack, Sent, backend_option, running_stack
 
@@ -179,7 +180,7 @@ def run_step(bench: BenchStack, clients: ProcessPoolExecutor, ramp: Ramp, rate: 
         a for future in [clients.submit(offer_share, url, key, s, PRIORITY) for s in shares] for a in future.result()
     ]
     ids = [a.notification_id for a in answers if a.notification_id]
-    expected = len(ids) * ramp.devices
+    expected = len(ids) * Shape(1, ramp.devices).messages  # a recipient's devices travel in one message
     target = deleted_before + expected
     drained = True
     try:
@@ -362,7 +363,8 @@ def run(
             ready.result()
         # One notification through the whole path first: cold starts are not what the ramp measures
         bench.send([users[0]], PRIORITY)
-        bench.wait_until(lambda: bench.deleted(QUEUE) >= ramp.devices, timeout=ramp.drain, what="the warm-up")
+        warm = Shape(1, ramp.devices).messages
+        bench.wait_until(lambda: bench.deleted(QUEUE) >= warm, timeout=ramp.drain, what="the warm-up")
         bench.reset()
         for rate in ramp.rates:
             progress(f"offering {rate:g} notifications/s x {ramp.devices} devices for {ramp.seconds:g} s")

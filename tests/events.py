@@ -16,6 +16,7 @@ FUNCTION_OF = {
     "api_send_notification": "ApiFunction",
     "fanout": "FanoutHighFunction",
     "deliver": "DeliverHighFunction",
+    "deliver_group": "DeliverHighFunction",
     "feedback": "FeedbackFunction",
     "dlq_redrive": "DlqRedriveFunction",
     "dlq_redrive_dry_run": "DlqRedriveFunction",

@@ -26,7 +26,7 @@ from herald.logic.delivery import UNPARKED_COPY, Outcome, Received, Result, Retr
 from herald.logic.failures import failure_from
 from herald.logic.ports import DeviceRegistry, RenderedContent, Senders, StatusStore
 from herald.logic.tallies import TallySheet
-from herald.models.domain import Channel, DeliveryJob, now
+from herald.models.domain import Channel, DeliveryJob, group_key, jobs_of, now
 from herald.observability import (
     ACCEPTED_TO_SENT_LATENCY,
     DELIVERIES_DEAD_LETTERED,
@@ -94,10 +94,11 @@ def default_dependencies() -> Dependencies:
 
 
 def recipient_of(job: DeliveryJob) -> tuple[str, str | None, str, str]:
-    """The deliveries a batch claims and records together: one notification's to one recipient on one channel.
-    All of a recipient's live in one status item, so grouping across channels would save more writes; it also
-    widens what a crash leaves "outcome unknown" to every group mate (docs/reliability.md)."""
-    return (job.notification_id, job.page, job.user_id, job.channel.value)
+    """The deliveries a batch claims and records together: one notification's to one recipient on one channel,
+    as fan-out groups them in one message (group_key). All of a recipient's live in one status item, so grouping
+    across channels would save more writes; it also widens what a crash leaves "outcome unknown" to every group
+    mate (docs/reliability.md)."""
+    return group_key(job)
 
 
 def all_at_once(calls: list[Callable[[], T]]) -> list[T]:
@@ -172,6 +173,7 @@ def lambda_handler(
 
     consumer = Consumer(
         parse=DeliveryJob.model_validate_json,
+        parse_all=jobs_of,  # a message holds one delivery, or a recipient's deliveries on one channel
         handle=lambda record, job: handle_group([(record, job)])[0],
         group_of=recipient_of,
         handle_group=handle_group,

@@ -42,8 +42,8 @@ def test_two_runs_of_the_cost_benchmark_under_each_others_load_report_the_same_f
     assert first["figures"] == second["figures"]
     assert first["budgets"] == second["budgets"]
     # and 4 write units with 3 push devices: accepted, the fan-out page's one record (the recipient's history
-    # entry too), and a claim and an outcome per recipient per deliver batch: the normal queue's batch (up to
-    # 30 in its 1 s window) holds the 10 notifications' 30 deliveries whole, one group per notification
+    # entry too), and a claim and an outcome per recipient's message: the normal queue's batch (up to 30 in its
+    # 1 s window) holds the 10 notifications' messages, each a recipient's three deliveries
     cases = first["figures"]["cases"]
     assert cases["3 push devices each"]["usage_per_notification"]["dynamodb_write_units"] == 4
-    assert cases["3 push devices each"]["fills"]["DeliverNormalFunctionNormalQueue"] == 30
+    assert cases["3 push devices each"]["fills"]["DeliverNormalFunctionNormalQueue"] == 10

@@ -16,7 +16,7 @@ from herald.adapters.clients import client
 from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE, REASON_ATTRIBUTE
 from herald.logic.delivery import UNPARKED_COPY
 from herald.logic.ports import ChannelSender
-from herald.models.domain import Channel, DeliveryJob
+from herald.models.domain import Channel, DeliveryJob, jobs_of
 from tests.fakes import FakeContext
 from tests.integration.conftest import Deployed
 from tests.integration.test_broadcast_under_moto import call_api_with_query
@@ -54,13 +54,18 @@ def address(device: str) -> str:
 
 
 def three_deliveries(deployed: Deployed) -> tuple[str, dict[str, dict[str, Any]]]:
-    """A high notification to ada's three email devices, fanned out: its id and each device's message."""
+    """A high notification to ada's three email devices, fanned out: its id and each device's message. Fan-out
+    queues the three as one message (a group); here it is split into one message per device, as a version before
+    groups queued them and as copies may travel: the claims must hold whatever batches the deliveries meet in."""
     for device in DEVICES:
         register(deployed, "ada", device, {"channel": "email", "address": address(device)})
     notification_id = send(deployed, {"recipients": ["ada"], "title": "Code", "body": "1234", "priority": "high"})
     run_fanout(deployed)
-    messages = deployed.receive_all("HighQueue")
-    by_device = {DeliveryJob.model_validate_json(m["Body"]).device_id: m for m in messages}
+    [group] = deployed.receive_all("HighQueue")
+    by_device = {
+        job.device_id: {**group, "MessageId": f"{group['MessageId']}-{job.device_id}", "Body": job.model_dump_json()}
+        for job in jobs_of(group["Body"])
+    }
     assert sorted(by_device) == list(DEVICES)
     return notification_id, by_device
 
@@ -255,4 +260,62 @@ def test_a_dead_lettered_device_of_a_group_is_revived_by_the_redrive_alone(deplo
         "mail-1": ("sent", 0, 1),
         "mail-2": ("sent", 1, 2),
         "mail-3": ("sent", 0, 1),
+    }
+
+
+def test_fan_out_queues_a_recipients_devices_as_one_message_and_a_dead_letter_of_it_revives_only_its_failed_device(
+    deployed: Deployed,
+) -> None:
+    # Given ada's three email devices, and a notification to her fanned out: one message holds the three
+    for device in DEVICES:
+        register(deployed, "ada", device, {"channel": "email", "address": address(device)})
+    notification_id = send(deployed, {"recipients": ["ada"], "title": "Code", "body": "1234", "priority": "high"})
+    run_fanout(deployed)
+    [group] = deployed.receive_all("HighQueue")
+    assert [job.device_id for job in jobs_of(group["Body"])] == list(DEVICES)
+
+    # When it is handled on its last allowed receive while SES throttles the second address
+    real = deliver_dependencies(deployed).senders[Channel.EMAIL]
+    flaky = deliver_dependencies(deployed, email=FailingFor(real, {address("mail-2"): throttled()}))
+    with status_writes() as written:
+        assert deliver_messages(deployed, [copy_of(group, "last", receive_count=5)], dependencies=flaky) == {
+            "batchItemFailures": []
+        }
+
+    # Then the two others are sent (one claim and one outcome write for the three), the second is dead-lettered,
+    # and the whole message waits in the DLQ with the reason
+    assert written == ["recipient#ada", "recipient#ada"]
+    assert [emails_to(address(device)) for device in DEVICES] == [1, 0, 1]
+    assert {device: d["status"] for device, d in by_device(deployed, notification_id).items()} == {
+        "mail-1": "sent",
+        "mail-2": "dead_lettered",
+        "mail-3": "sent",
+    }
+    [parked] = deployed.receive_all("HighDeadLetterQueue")
+    assert parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"] == "last attempt failed: Throttling: slow"
+    client("sqs").change_message_visibility(
+        QueueUrl=deployed.stack.ref("HighDeadLetterQueue"), ReceiptHandle=parked["ReceiptHandle"], VisibilityTimeout=0
+    )
+
+    # When the operator redrives it and the deliver function handles it
+    redriven = dlq_redrive.app.lambda_handler(
+        {"priority": "high"},
+        FakeContext(),
+        dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction")),
+    )
+    assert redriven["total_moved"] == 1
+    counting = FailingFor(real, {})
+    back = deployed.receive_all("HighQueue")
+    assert deliver_messages(deployed, back, dependencies=deliver_dependencies(deployed, email=counting)) == {
+        "batchItemFailures": []
+    }
+
+    # Then only the dead-lettered device is sent: each address holds one email, its mates were not tried again
+    assert counting.tried == ["mail-2"]
+    assert [emails_to(address(device)) for device in DEVICES] == [1, 1, 1]
+    statuses = by_device(deployed, notification_id)
+    assert {device: (d["status"], d["redrives"]) for device, d in statuses.items()} == {
+        "mail-1": ("sent", 0),
+        "mail-2": ("sent", 1),
+        "mail-3": ("sent", 0),
     }

@@ -53,46 +53,57 @@ def test_one_device_costs_the_fixed_calls_plus_one_delivery():
 
 
 def test_a_page_of_a_full_publish_or_more_publishes_alone_and_a_smaller_one_shares():
-    # Given notifications of 3, 9, 10 and 11 deliveries
-    publishes = {n: floor_per_notification(Shape(1, n), NORMAL)[FANOUT_PUBLISH] for n in (3, 9, 10, 11)}
+    # Given notifications to 3, 9, 10 and 11 recipients with one device each (one message each)
+    publishes = {r: floor_per_notification(Shape(r, 1), NORMAL)[FANOUT_PUBLISH] for r in (3, 9, 10, 11)}
 
-    # Then below 10 a notification pays its share of full PublishBatch calls; from 10 on, its own calls
+    # Then below 10 messages a notification pays its share of full PublishBatch calls; from 10 on, its own calls
     assert publishes == {3: pytest.approx(0.3), 9: pytest.approx(0.9), 10: 1, 11: 2}
+
+
+def test_a_recipients_devices_travel_as_one_message_up_to_ten():
+    # Given one recipient with 3, 10, 11 and 100 devices
+    shapes = {d: Shape(1, d) for d in (3, 10, 11, 100)}
+
+    # Then 1, 1, 2 and 10 messages: a tenth, a tenth, two tenths and one PublishBatch, and the priority
+    # queue's receives amortised over them
+    assert {d: shape.messages for d, shape in shapes.items()} == {3: 1, 10: 1, 11: 2, 100: 10}
+    publishes = {d: floor_per_notification(shape, NORMAL)[FANOUT_PUBLISH] for d, shape in shapes.items()}
+    assert publishes == {3: pytest.approx(0.1), 10: pytest.approx(0.1), 11: pytest.approx(0.2), 100: 1}
+    assert floor_per_notification(shapes[100], NORMAL)[PRIORITY_RECEIVE] == pytest.approx(1)
 
 
 def test_a_hundred_devices_batch_their_publishes_and_the_fan_out_still_writes_once():
     # Given one recipient with 100 devices
     floor = floor_per_notification(Shape(1, 100), NORMAL)
 
-    # Then 10 PublishBatch, 1 fan-out status write whatever the count, 100 provider calls, and 20 status
-    # writes: a claim and an outcome for each deliver batch of 10 the recipient's deliveries fill
+    # Then 10 messages of 10 devices in 1 PublishBatch, 1 fan-out status write whatever the count, 100 provider
+    # calls, and 20 status writes: a claim and an outcome for each message's group of 10
     assert floor[FANOUT_STATUS] == 1
-    assert floor[FANOUT_PUBLISH] == 10
+    assert floor[FANOUT_PUBLISH] == 1
     assert floor[DELIVER_PROVIDER] == 100
     assert floor[DELIVER_STATUS] == 20
-    assert floor[PRIORITY_RECEIVE] == pytest.approx(10)
-    # (api 2; fan-out query, publishes, the page record that is the history entry, preferences; deliver;
-    # intake receive and delete; priority receives and deletes)
-    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 10 + 1 + 1 + 100 + 20 + 0.2 + 20)
+    assert floor[PRIORITY_RECEIVE] == pytest.approx(1)
+    # (api 2; fan-out query, publish, the page record that is the history entry, preferences; deliver;
+    # intake receive and delete; priority receive and delete)
+    assert floor_total(Shape(1, 100), NORMAL) == pytest.approx(2 + 1 + 1 + 1 + 1 + 100 + 20 + 0.2 + 2)
 
 
-def test_grouped_status_writes_cost_two_per_group_of_a_recipients_deliveries_in_one_batch():
-    # Given two recipients with 1, 2, 3, 5, 10 and 11 devices, deliver batches of 10
+def test_grouped_status_writes_cost_two_per_group_of_a_recipients_deliveries_in_one_message():
+    # Given two recipients with 1, 2, 3, 5, 10 and 11 devices, deliver batches of 10 messages
     writes = {d: floor_per_notification(Shape(2, d), NORMAL)[DELIVER_STATUS] for d in (1, 2, 3, 5, 10, 11)}
 
-    # Then a divisor of 10 makes one group per recipient (4 writes); 3 devices can fill a batch of 10 only
-    # as 3 + 3 + 3 + 1, so 6 deliveries make at least 2.4 groups (4.8 writes); 11 need two batches each
-    assert writes == {1: 4, 2: 4, 3: pytest.approx(4.8), 5: 4, 10: 4, 11: 8}
+    # Then up to 10 devices are one message and one group per recipient (4 writes), whatever divides the batch
+    # (a batch never cuts a message); 11 are two messages each
+    assert writes == {1: 4, 2: 4, 3: 4, 5: 4, 10: 4, 11: 8}
 
 
 def test_a_group_is_also_cut_at_the_sends_a_deliver_invocation_makes_at_once():
     # Given one recipient with 100 devices, batches of 30, and 10 sends at once
     batching = Batching(intake=10, priority=30, sends=10)
 
-    # Then 100 deliveries make 10 groups (20 writes), not the 4 batches of 30 alone would allow; 3 devices still
-    # make one group per recipient when the batch holds whole ones (30 is a multiple of 3)
+    # Then 100 deliveries make 10 groups (20 writes), as do their 10 messages; with 5 sends at once, 20 groups
     assert floor_per_notification(Shape(1, 100), batching)[DELIVER_STATUS] == 20
-    assert floor_per_notification(Shape(1, 100), Batching(intake=10, priority=30))[DELIVER_STATUS] == 8
+    assert floor_per_notification(Shape(1, 100), Batching(intake=10, priority=30, sends=5))[DELIVER_STATUS] == 40
     assert floor_per_notification(Shape(1, 3), batching)[DELIVER_STATUS] == 2
 
 
@@ -113,10 +124,10 @@ def test_sqs_hands_out_at_most_ten_messages_per_call_whatever_the_batch_size():
     low = floor_per_notification(Shape(1, 100), Batching(intake=10, priority=50))
     high = floor_per_notification(Shape(1, 100), Batching(intake=10, priority=5))
 
-    # Then receives and deletes are amortised over 10 and over 5 messages
-    assert low[PRIORITY_RECEIVE] == pytest.approx(10)
-    assert low[PRIORITY_DELETE] == pytest.approx(10)
-    assert high[PRIORITY_RECEIVE] == pytest.approx(20)
+    # Then receives and deletes of its 10 messages are amortised over 10 and over 5
+    assert low[PRIORITY_RECEIVE] == pytest.approx(1)
+    assert low[PRIORITY_DELETE] == pytest.approx(1)
+    assert high[PRIORITY_RECEIVE] == pytest.approx(2)
 
 
 @pytest.mark.parametrize(

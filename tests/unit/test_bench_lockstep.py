@@ -51,6 +51,10 @@ def test_calls_are_grouped_by_role_with_empty_receives_left_out():
 def test_a_message_names_its_notification_and_channel():
     assert message_facts('{"notification_id": "n1", "channel": "push"}') == ("n1", "push")
     assert message_facts('{"notification_id": "n2", "title": "t"}') == ("n2", "")
+    assert message_facts('{"job": {"notification_id": "n3", "channel": "push"}, "more": [{"device_id": "b"}]}') == (
+        "n3",
+        "push",
+    )
     assert message_facts("not json") == ("", "")
     assert message_facts("[1]") == ("", "")
 

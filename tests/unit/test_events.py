@@ -7,7 +7,7 @@ from pydantic import TypeAdapter
 
 from dlq_redrive.app import RedriveRequest
 from herald.models.api import DeviceRegistration, EmailRegistration, InAppRegistration, NotificationRequest
-from herald.models.domain import Channel, DeliveryJob, Notification, Priority
+from herald.models.domain import Channel, DeliveryJob, Notification, Priority, jobs_of
 from herald.models.feedback import EmailFeedback, parse_feedback
 from herald.models.holds import HeldMessage, HeldNotification
 from tests.events import load_event
@@ -43,6 +43,26 @@ def test_deliver_event_carries_one_in_app_job_on_its_first_receive():
     assert job.priority is Priority.HIGH
     assert "HighQueue" in record.event_source_arn
     assert record.attributes.approximate_receive_count == "1"
+    assert record.message_attributes["priority"].string_value == "high"
+
+
+def test_deliver_group_event_carries_one_recipients_two_in_app_deliveries_in_one_message():
+    # Given the deliver function's sample event of a group (fan-out queues a recipient's devices of a channel so)
+    [record] = list(SQSEvent(load_event("deliver_group")).records)
+    notification = Notification.model_validate_json(next(SQSEvent(load_event("fanout")).records).body)
+
+    # When its one record is read as a priority queue's message
+    jobs = jobs_of(record.body)
+
+    # Then it holds two deliveries of the fan-out event's notification to user-42, one per device
+    assert [(j.user_id, j.device_id, j.channel) for j in jobs] == [
+        ("user-42", "web-inbox", Channel.IN_APP),
+        ("user-42", "tablet-inbox", Channel.IN_APP),
+    ]
+    assert {j.notification_id for j in jobs} == {notification.notification_id}
+    assert {(j.title, j.body, j.accepted_at) for j in jobs} == {
+        (notification.title, notification.body, notification.accepted_at)
+    }
     assert record.message_attributes["priority"].string_value == "high"
 
 

@@ -235,9 +235,10 @@ def test_the_small_pages_of_a_batch_are_each_recorded_then_share_their_publish(r
 
 
 def test_a_page_of_a_full_publish_or_more_publishes_alone(lambda_context):
-    # Given a batch of two notifications, each to a user with 12 devices and one with one (13 jobs a page)
+    # Given a batch of two notifications, each to a user with 95 devices and one with one: 96 jobs a page, in 11
+    # messages (a recipient's devices of a channel travel 10 a message)
     registry = FakeDeviceRegistry(
-        [make_device("user-42", f"web-{n:02d}", Channel.IN_APP) for n in range(12)]
+        [make_device("user-42", f"web-{n:02d}", Channel.IN_APP) for n in range(95)]
         + [make_device("user-43", "laptop-mail", Channel.EMAIL, address="grace@example.com")]
     )
     event = with_second_record(load_event("fanout"))
@@ -250,8 +251,27 @@ def test_a_page_of_a_full_publish_or_more_publishes_alone(lambda_context):
 
     # Then each page publishes on its own: a page of a full PublishBatch or more has nothing to gain by sharing
     assert response == {"batchItemFailures": []}
-    assert journal.count("topic.publish") == 2 and len(topic.published) == 26
+    assert journal.count("topic.publish") == 2 and len(topic.published) == 192
     assert len(status.fanned_out) == 2
+
+
+def test_a_page_of_many_jobs_in_few_messages_still_shares_its_publish(lambda_context):
+    # Given a batch of two notifications, each to a user with 12 devices and one with one: 13 jobs a page, but
+    # 3 messages (user-42's devices in two, user-43's in one)
+    registry = FakeDeviceRegistry(
+        [make_device("user-42", f"web-{n:02d}", Channel.IN_APP) for n in range(12)]
+        + [make_device("user-43", "laptop-mail", Channel.EMAIL, address="grace@example.com")]
+    )
+    journal: list[str] = []
+    topic, status = FakePublisher(journal=journal), FakeStatusStore(journal=journal)
+    dependencies = dependencies_with(registry, topic, status)
+
+    # When the function handles the batch
+    response = fanout.app.lambda_handler(with_second_record(load_event("fanout")), lambda_context, dependencies)
+
+    # Then the two pages share one publish: SNS bills per entry of a call, and a page's entries are its messages
+    assert response == {"batchItemFailures": []}
+    assert journal.count("topic.publish") == 1 and len(topic.published) == 26
 
 
 def test_a_shared_publish_that_fails_lets_each_page_publish_alone_and_fail_alone(registry, lambda_context):

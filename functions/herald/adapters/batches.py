@@ -24,20 +24,41 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def weighed_chunks(items: Sequence[T], size: int, weigh: Callable[[T], int], limit: int) -> Iterator[list[T]]:
+    """Chunks of at most `size` items whose weights add up to at most `limit` (an item over it goes alone)."""
+    chunk: list[T] = []
+    total = 0
+    for item in items:
+        weight = weigh(item)
+        if chunk and (len(chunk) >= size or total + weight > limit):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += weight
+    if chunk:
+        yield chunk
+
+
 def send_in_batches(
     entries: Sequence[T],
     call: Callable[[list[T]], dict[str, Any]],
     size: int = 10,
     parallel: int = 1,
+    weigh: Callable[[T], int] | None = None,
+    max_weight: int = 0,
 ) -> int:
     """Calls `call` once per chunk of `size` entries (SQS SendMessageBatch, SNS PublishBatch), at most
-    `parallel` calls at once.
+    `parallel` calls at once; with `weigh`, a chunk's entries also weigh at most `max_weight` together (a
+    batch call's payload limit).
 
     Every chunk is attempted; if any entry failed, raises BatchEntryFailed listing all of them (an
     exception a call raises is raised once every chunk was attempted). Returns how many entries
     were accepted.
     """
-    parts = [list(chunk) for chunk in chunks(entries, size)]
+    if weigh is not None:
+        parts = list(weighed_chunks(entries, size, weigh, max_weight))
+    else:
+        parts = [list(chunk) for chunk in chunks(entries, size)]
     if parallel > 1 and len(parts) > 1:
         with ThreadPoolExecutor(max_workers=min(parallel, len(parts))) as pool:
             futures = [pool.submit(call, part) for part in parts]

@@ -111,6 +111,9 @@ class Consumer(Generic[T]):
     # batch's deliveries to one recipient: one status write claims them all). Without it, `handle` each alone.
     group_of: Callable[[T], Hashable] | None = None
     handle_group: Callable[[list[tuple[QueueRecord, T]]], list[Verdict]] | None = None
+    # A record that holds several items (a recipient's deliveries in one message): each is handled as its own,
+    # and the record's verdict is the one that leaves none of them behind (one_verdict). Instead of `parse`.
+    parse_all: Callable[[str], list[T]] | None = None
 
     def process(self, event: Mapping[str, Any]) -> BatchOutcome:
         records = [QueueRecord.from_event_record(record) for record in event.get("Records", [])]
@@ -118,7 +121,8 @@ class Consumer(Generic[T]):
         work: list[tuple[QueueRecord, T]] = []
         for record in records:
             try:
-                work.append((record, self.parse(record.body)))
+                items = self.parse_all(record.body) if self.parse_all is not None else [self.parse(record.body)]
+                work.extend((record, item) for item in items)
             except ValueError as error:  # pydantic's ValidationError is a ValueError
                 outcome.poison += 1
                 self._dead_letter(record, f"invalid message: {_invalid_because(error)}", outcome)
@@ -126,7 +130,7 @@ class Consumer(Generic[T]):
             self.prepare(work)
         verdicts = self._handle_units(work) if self.handle_group is not None else self._handle_all(work)
         delays: list[tuple[QueueRecord, int]] = []
-        for record, verdict in verdicts:
+        for record, verdict in per_record(verdicts):
             if isinstance(verdict, Retry):
                 outcome.failed.append(record.message_id)
                 if verdict.delay is not None:
@@ -258,6 +262,33 @@ class Consumer(Generic[T]):
         except Exception:  # BatchEntryFailed included
             # The messages still come back, after the queue's visibility timeout instead.
             logger.exception("could not set the backoff of some messages")
+
+
+def per_record(verdicts: list[tuple[QueueRecord, Verdict]]) -> list[tuple[QueueRecord, Verdict]]:
+    """One verdict per record, in order, from those of its items (one_verdict)."""
+    records: dict[str, QueueRecord] = {}
+    by_record: dict[str, list[Verdict]] = {}
+    for record, verdict in verdicts:
+        records.setdefault(record.message_id, record)
+        by_record.setdefault(record.message_id, []).append(verdict)
+    return [(records[message_id], one_verdict(found)) for message_id, found in by_record.items()]
+
+
+def one_verdict(verdicts: list[Verdict]) -> Verdict:
+    """A message's verdict from its items': back if any is to retry (the longest backoff any asked for, so none
+    comes back early: the items already sent find their claims and are skipped), else to the DLQ if any is
+    (with every reason), else done."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    retries = [v for v in verdicts if isinstance(v, Retry)]
+    if retries:
+        delays = [r.delay for r in retries if r.delay is not None]
+        reasons = list(dict.fromkeys(r.reason for r in retries))
+        return Retry("; ".join(reasons), delay=max(delays) if delays else None)
+    dead = [v for v in verdicts if isinstance(v, DeadLetter)]
+    if dead:
+        return DeadLetter("; ".join(dict.fromkeys(d.reason for d in dead)))
+    return Done()
 
 
 class _Slots:

@@ -8,7 +8,7 @@ from typing import Any
 
 from herald.adapters.batches import send_in_batches
 from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
-from herald.models.domain import DeliveryJob, Notification, Priority, now
+from herald.models.domain import DeliveryGroup, DeliveryJob, Notification, Priority, delivery_messages, now
 from herald.models.queues import QueueDepth
 from herald.settings import QueueUrls
 
@@ -56,30 +56,50 @@ def _message(notification: Notification) -> dict[str, Any]:
 class DeliveryTopic:
     """The SNS topic whose subscriptions route each delivery to its priority's queue."""
 
-    def __init__(self, sns: Any, topic_arn: str, parallel: int = 1):
+    def __init__(self, sns: Any, topic_arn: str, parallel: int = 1, max_bytes: int = 0):
         self._sns = sns
         self._topic_arn = topic_arn
         self._parallel = parallel  # PublishBatch calls in flight at once
+        self._max_bytes = max_bytes or PUBLISH_BATCH_BYTES  # a call's messages and attributes together
 
     def publish(self, jobs: list[DeliveryJob]) -> int:
-        # Each call serialises its own ten jobs: a page's worth of messages is never all in memory.
-        return send_in_batches(
-            jobs,
+        """Publishes `jobs` as their queue messages (a recipient's devices of one channel in one message,
+        herald.models.domain.delivery_messages), ten to a PublishBatch call and at most its 256 KB; returns how
+        many jobs were published."""
+        entries = [
+            {
+                "Message": message.model_dump_json(exclude_none=True),
+                "MessageAttributes": {PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": priority.value}},
+            }
+            for message, priority in (
+                (message, (message.job if isinstance(message, DeliveryGroup) else message).priority)
+                for message in delivery_messages(jobs)
+            )
+        ]
+        send_in_batches(
+            entries,
             lambda chunk: self._sns.publish_batch(
                 TopicArn=self._topic_arn,
-                PublishBatchRequestEntries=[
-                    {
-                        "Id": str(index),
-                        "Message": job.model_dump_json(),
-                        "MessageAttributes": {
-                            PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": job.priority.value}
-                        },
-                    }
-                    for index, job in enumerate(chunk)
-                ],
+                PublishBatchRequestEntries=[{"Id": str(index), **entry} for index, entry in enumerate(chunk)],
             ),
             parallel=self._parallel,
+            weigh=_entry_bytes,
+            max_weight=self._max_bytes,
         )
+        return len(jobs)
+
+
+# SNS's limit on a PublishBatch call's messages and their attributes together.
+PUBLISH_BATCH_BYTES = 256 * 1024
+
+
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    """What an entry counts toward PUBLISH_BATCH_BYTES: its message and its attributes' names and values."""
+    attributes = sum(
+        len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+        for name, value in entry["MessageAttributes"].items()
+    )
+    return len(entry["Message"].encode()) + attributes
 
 
 DLQ_SAMPLE = 10  # ReceiveMessage's maximum: one call per DLQ

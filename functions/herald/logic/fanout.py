@@ -45,6 +45,7 @@ from herald.models.domain import (
     Notification,
     PageCursor,
     PagePosition,
+    delivery_messages,
     now,
 )
 from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, PageWrite, SkippedDelivery
@@ -169,11 +170,16 @@ def begin_page(
 
 def publish_together(plans: Iterable[PagePlan], topic: Publisher) -> None:
     """Publishes the jobs of the small pages of one batch in shared PublishBatch calls (SNS bills a batch of up
-    to 10 entries as one request, whoever they are for). Pages of a full call or more publish alone, so a
-    batch's memory stays one page's. If the shared publish fails, every page it held publishes alone in
-    `finish_page`: a refused entry fails only its own notification's record, and a job published twice is
-    sent once, by its delivery's claim."""
-    small = [plan for plan in plans if 0 < len(plan.jobs) < PUBLISH_BATCH_ENTRIES and not plan.published]
+    to 10 entries as one request, whoever they are for). A page is small when its jobs make fewer than 10
+    messages (a recipient's devices of a channel are one message: delivery_messages). Pages of a full call or
+    more publish alone, so a batch's memory stays one page's. If the shared publish fails, every page it held
+    publishes alone in `finish_page`: a refused entry fails only its own notification's record, and a job
+    published twice is sent once, by its delivery's claim."""
+    small = [
+        plan
+        for plan in plans
+        if plan.jobs and len(delivery_messages(plan.jobs)) < PUBLISH_BATCH_ENTRIES and not plan.published
+    ]
     if len(small) < 2:
         return
     try:

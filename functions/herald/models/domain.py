@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, Self
@@ -242,3 +243,68 @@ class DeliveryJob(BaseModel):
             queued_at=queued_at,
             page=page,
         )
+
+
+# A priority queue's message holds one delivery (a DeliveryJob), or one recipient's deliveries of a notification
+# on one channel (a DeliveryGroup, up to GROUP_DEVICES): one message, one receive and delete, one SNS entry for
+# them all. Each delivery of a group is still claimed, sent and recorded as its own.
+GROUP_DEVICES = 10
+
+
+class GroupedDevice(BaseModel):
+    """What a delivery of a group has of its own: the rest is the group's first job's."""
+
+    device_id: str
+    address: str | None = None
+    platform: Platform | None = None
+    endpoint_arn: str | None = None
+    content_locale: str | None = None
+
+
+class DeliveryGroup(BaseModel):
+    """A recipient's deliveries of one notification page on one channel, as one queue message: the first job in
+    full, the others by their devices. Its own shape ("job" and "more"), so that a version of the deliver
+    function that reads single jobs refuses it (to the DLQ, with the reason) rather than send to one device."""
+
+    job: DeliveryJob
+    more: list[GroupedDevice] = Field(min_length=1, max_length=GROUP_DEVICES - 1)
+
+    def jobs(self) -> list[DeliveryJob]:
+        return [self.job, *(self.job.model_copy(update=device.model_dump()) for device in self.more)]
+
+    @classmethod
+    def of(cls, jobs: list[DeliveryJob]) -> DeliveryGroup:
+        first, *others = jobs
+        fields = set(GroupedDevice.model_fields)
+        return cls(job=first, more=[GroupedDevice(**job.model_dump(include=fields)) for job in others])
+
+
+def group_key(job: DeliveryJob) -> tuple[str, str | None, str, str]:
+    """What the deliveries of one group share: notification, page, recipient, channel."""
+    return (job.notification_id, job.page, job.user_id, job.channel.value)
+
+
+def delivery_messages(jobs: list[DeliveryJob]) -> list[DeliveryJob | DeliveryGroup]:
+    """The queue messages of `jobs`, in order of their first job: the jobs of one group key together, up to
+    GROUP_DEVICES a message; a job alone stays a job."""
+    keyed: dict[tuple[str, str | None, str, str], list[DeliveryJob]] = {}
+    for job in jobs:
+        keyed.setdefault(group_key(job), []).append(job)
+    messages: list[DeliveryJob | DeliveryGroup] = []
+    for group in keyed.values():
+        for start in range(0, len(group), GROUP_DEVICES):
+            part = group[start : start + GROUP_DEVICES]
+            messages.append(part[0] if len(part) == 1 else DeliveryGroup.of(part))
+    return messages
+
+
+def jobs_of(body: str) -> list[DeliveryJob]:
+    """The deliveries a priority queue message holds: a group's, or the one job. Raises ValueError (pydantic's
+    ValidationError) for a body that is neither."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return [DeliveryJob.model_validate_json(body)]  # raises pydantic's "body: Invalid JSON"
+    if isinstance(data, dict) and "job" in data:
+        return DeliveryGroup.model_validate(data).jobs()
+    return [DeliveryJob.model_validate(data)]
