@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.capacity import DYNAMODB_READS, DYNAMODB_WRITES
 from bench.durations import MODEL, WAIT_MS, DurationModel, Work, cpu_stretch, gb_seconds
-from bench.levers import BEYOND, KEEPING, LEVERS, Lever, path_of
+from bench.levers import BEYOND, LEVERS, Lever, path_of
 from bench.lockstep import (
     ARRIVALS_PER_SECOND,
     Invocation,
@@ -55,7 +55,7 @@ NOTIFICATIONS = {Scale.TINY: 10, Scale.FULL: 100}
 # A notification as a shop would send it: a short title and a text-message-sized body.
 TITLE = "Your order has shipped"
 BODY = "Order 1042 left our warehouse this morning and should reach you on Thursday. Track it in the app."
-ALL_LEVERS = (*KEEPING, *LEVERS, *BEYOND)
+ALL_LEVERS = (*LEVERS, *BEYOND)
 PROVIDER_OPERATIONS = {("sns", "Publish"), ("ses", "SendEmail"), ("ses", "SendRawEmail")}
 
 
@@ -333,8 +333,7 @@ def lever_table(cases: list[Case], recordings: Mapping[str, Recording], levers: 
     paths = {case.name: path_of(recordings[case.name], levers, bill_of) for case in cases}
     rows = []
     for index, lever in enumerate(levers):
-        kind = "" if lever in LEVERS else "(keeps promises) " if lever in KEEPING else "(beyond) "
-        label = kind + lever.name
+        label = lever.name if lever in LEVERS else f"(beyond) {lever.name}"
         rows.append(
             (label, *(f"{saving(paths[c.name][index].saves)} = {money(paths[c.name][index].total)}" for c in cases))
         )

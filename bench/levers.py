@@ -183,11 +183,12 @@ def idempotency_in_accepted_record(recording: Recording) -> Recording:
     return replace(recording, invocations=tuple(rewrite(i) for i in recording.invocations))
 
 
-# --- beyond issue 11's list, keeping every promise: not built ------------------------------------------
+# --- beyond issue 11's list, keeping every promise: built as lever 8 (2026-12-01) ---------------------------
 
 
 def group_jobs(recording: Recording) -> Recording:
-    """One job per recipient and channel instead of one per device: the fan-out publishes one entry for a
+    """Built (lever 8): prices a recording of the design before it. One job per recipient and channel instead of
+    one per device: the fan-out publishes one entry for a
     recipient's devices of a channel, and the deliver batch receives it as one record (its devices still sent
     in parallel, and claimed and recorded as now). Assumes what holds in every case here: a notification has
     one recipient and one channel, so one job; and a deliver batch is cut by its window, not its size (at the
@@ -326,20 +327,16 @@ BUILT = (
         one_accept_write,
     ),
     Lever(
-        "grouped status writes (a claim, an outcome per recipient per batch)",
-        "status items per recipient; a crash between a group's provider calls and its outcome write leaves the"
-        " whole group 'outcome unknown'",
-        grouped_status_writes,
-    ),
-)
-
-# Not built, and keeping every promise: what is left to try before giving any up.
-KEEPING = (
-    Lever(
         "one job per recipient and channel (not per device)",
         "the job contract changes; a job whose devices end differently is retried whole (its sent devices are"
         " found claimed and skipped) and dead-lettered whole; a job's size grows with its devices",
         group_jobs,
+    ),
+    Lever(
+        "grouped status writes (a claim, an outcome per recipient per batch)",
+        "status items per recipient; a crash between a group's provider calls and its outcome write leaves the"
+        " whole group 'outcome unknown'",
+        grouped_status_writes,
     ),
 )
 

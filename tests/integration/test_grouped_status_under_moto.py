@@ -81,6 +81,24 @@ def by_device(deployed: Deployed, notification_id: str) -> dict[str, dict[str, A
     return {d["device_id"]: d for d in status_of(deployed, notification_id)["deliveries"]}
 
 
+def redrive_high(deployed: Deployed, parked: list[dict[str, Any]]) -> int:
+    """Makes the dead letters read here visible again, and runs the operator's redrive of the high DLQ: how many
+    it moved."""
+    for message in parked:
+        client("sqs").change_message_visibility(
+            QueueUrl=deployed.stack.ref("HighDeadLetterQueue"),
+            ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+    redriven = dlq_redrive.app.lambda_handler(
+        {"priority": "high"},
+        FakeContext(),
+        dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction")),
+    )
+    moved: int = redriven["total_moved"]
+    return moved
+
+
 @contextmanager
 def status_writes() -> Iterator[list[str]]:
     """The UpdateItem calls on recipient status items while inside, by sort key."""
@@ -232,19 +250,9 @@ def test_a_dead_lettered_device_of_a_group_is_revived_by_the_redrive_alone(deplo
     parked = deployed.receive_all("HighDeadLetterQueue")
     reasons = sorted(m["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"] for m in parked)
     assert reasons == [UNPARKED_COPY, "last attempt failed: Throttling: slow"]
-    sqs = client("sqs")
-    for m in parked:  # visible again for the redrive
-        sqs.change_message_visibility(
-            QueueUrl=deployed.stack.ref("HighDeadLetterQueue"), ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-        )
 
     # When the operator redrives the DLQ and the deliver function gets both redriven messages in one batch
-    redriven = dlq_redrive.app.lambda_handler(
-        {"priority": "high"},
-        FakeContext(),
-        dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction")),
-    )
-    assert redriven["total_moved"] == 2
+    assert redrive_high(deployed, parked) == 2
     back = deployed.receive_all("HighQueue")
     assert all(DEAD_LETTERED_AT_ATTRIBUTE in m["MessageAttributes"] for m in back)
     result = deliver_messages(deployed, back)
@@ -293,17 +301,9 @@ def test_fan_out_queues_a_recipients_devices_as_one_message_and_a_dead_letter_of
     }
     [parked] = deployed.receive_all("HighDeadLetterQueue")
     assert parked["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"] == "last attempt failed: Throttling: slow"
-    client("sqs").change_message_visibility(
-        QueueUrl=deployed.stack.ref("HighDeadLetterQueue"), ReceiptHandle=parked["ReceiptHandle"], VisibilityTimeout=0
-    )
 
     # When the operator redrives it and the deliver function handles it
-    redriven = dlq_redrive.app.lambda_handler(
-        {"priority": "high"},
-        FakeContext(),
-        dlq_redrive.app.dependencies_from(deployed.environment("DlqRedriveFunction")),
-    )
-    assert redriven["total_moved"] == 1
+    assert redrive_high(deployed, [parked]) == 1
     counting = FailingFor(real, {})
     back = deployed.receive_all("HighQueue")
     assert deliver_messages(deployed, back, dependencies=deliver_dependencies(deployed, email=counting)) == {

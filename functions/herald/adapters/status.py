@@ -63,10 +63,58 @@ PLANNED_CHUNK_BYTES = 300_000  # of an item's 400 KB
 INLINE_PLANNED_BYTES = 1000
 
 
-class DynamoStatusStore:
-    def __init__(self, dynamodb: Any, table: str, retention_days: int, history: HistoryPages | None = None):
+class TableItems:
+    """Conditional updates and consistent reads of one table's items."""
+
+    def __init__(self, dynamodb: Any, table: str):
         self._dynamodb = dynamodb
         self._table = table
+
+    def update(
+        self,
+        key: dict[str, Any],
+        update: str,
+        conditions: list[str],
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> ClientError | None:
+        """An item's UpdateItem, conditional on every one of `conditions` (none: unconditional): None once
+        written, else the refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": key,
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            request["ConditionExpression"] = " AND ".join(conditions)
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if names:
+            request["ExpressionAttributeNames"] = names
+        try:
+            self._dynamodb.update_item(**request)
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return error
+        return None
+
+    def get(self, key: dict[str, Any]) -> dict[str, Any]:
+        """An item, read strongly consistent (where a refusal did not return it); {} if there is none."""
+        response = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        item: dict[str, Any] = response.get("Item") or {}
+        return item
+
+
+class HistoryPages(TableItems):
+    """A one-recipient notification's first page record, kept in its recipient's history item (the item is
+    their history entry too, docs/performance.md, "Cost"): the fan-out writes it there, a cancel marks it,
+    the status reads it."""
+
+
+class DynamoStatusStore(TableItems):
+    def __init__(self, dynamodb: Any, table: str, retention_days: int, history: HistoryPages | None = None):
+        super().__init__(dynamodb, table)
         self._retention = timedelta(days=retention_days)
         # Where a one-recipient notification's first page record lives (Notification.page_in_history); without
         # it, every page record stays in the status table.
@@ -154,22 +202,6 @@ class DynamoStatusStore:
         if owner is not None and self._history is not None:
             return history_key(owner, notification.accepted_at.isoformat(), notification.notification_id), owner
         return _key(notification.notification_id, PAGE_PREFIX + page), None
-
-    def update(
-        self,
-        key: dict[str, Any],
-        update: str,
-        conditions: list[str],
-        names: dict[str, str],
-        values: dict[str, Any],
-    ) -> ClientError | None:
-        """A status item's UpdateItem, conditional on every one of `conditions`: None once written, else the
-        refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
-        return update_unless_changed(self._dynamodb, self._table, key, update, conditions, names, values)
-
-    def get(self, key: dict[str, Any]) -> dict[str, Any]:
-        """A status item, read strongly consistent (where a refusal did not return it); {} if there is none."""
-        return item_at(self._dynamodb, self._table, key)
 
     # --- fan-out pages ---------------------------------------------------------------------------
 
@@ -432,66 +464,6 @@ def request_of(notification: Notification, recipients: bool = True) -> str:
     """What the status shows of the request: its priority, audience and channels."""
     fields = {"priority", "topic", "channels"} | ({"recipients"} if recipients else set())
     return notification.model_dump_json(include=fields, exclude_none=True)
-
-
-class HistoryPages:
-    """A one-recipient notification's first page record, kept in its recipient's history item (the item is
-    their history entry too, docs/performance.md, "Cost"): the fan-out writes it there, a cancel marks it,
-    the status reads it."""
-
-    def __init__(self, dynamodb: Any, table: str):
-        self._dynamodb = dynamodb
-        self._table = table
-
-    def update(
-        self,
-        key: dict[str, Any],
-        update: str,
-        conditions: list[str],
-        names: dict[str, str],
-        values: dict[str, Any],
-    ) -> ClientError | None:
-        return update_unless_changed(self._dynamodb, self._table, key, update, conditions, names, values)
-
-    def get(self, key: dict[str, Any]) -> dict[str, Any]:
-        return item_at(self._dynamodb, self._table, key)
-
-
-def update_unless_changed(
-    dynamodb: Any,
-    table: str,
-    key: dict[str, Any],
-    update: str,
-    conditions: list[str],
-    names: dict[str, str],
-    values: dict[str, Any],
-) -> ClientError | None:
-    """A conditional UpdateItem (every one of `conditions` must hold; none: unconditional): None once written,
-    else the refusal, whose response holds the item as it stood (ALL_OLD) when DynamoDB returned it."""
-    request: dict[str, Any] = {
-        "TableName": table,
-        "Key": key,
-        "UpdateExpression": update,
-        "ExpressionAttributeValues": values,
-    }
-    if conditions:
-        request["ConditionExpression"] = " AND ".join(conditions)
-        request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    if names:
-        request["ExpressionAttributeNames"] = names
-    try:
-        dynamodb.update_item(**request)
-    except ClientError as error:
-        if _code(error) != "ConditionalCheckFailedException":
-            raise
-        return error
-    return None
-
-
-def item_at(dynamodb: Any, table: str, key: dict[str, Any]) -> dict[str, Any]:
-    response = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
-    item: dict[str, Any] = response.get("Item") or {}
-    return item
 
 
 def history_place(
