@@ -8,7 +8,7 @@ from typing import Any
 
 from herald.adapters.batches import send_in_batches
 from herald.adapters.dead_letters import DEAD_LETTERED_AT_ATTRIBUTE
-from herald.models.domain import DeliveryGroup, DeliveryJob, Notification, Priority, delivery_messages, now
+from herald.models.domain import DeliveryJob, Notification, Priority, delivery_messages, now
 from herald.models.queues import QueueDepth
 from herald.settings import QueueUrls
 
@@ -66,15 +66,16 @@ class DeliveryTopic:
         """Publishes `jobs` as their queue messages (a recipient's devices of one channel in one message,
         herald.models.domain.delivery_messages), ten to a PublishBatch call and at most its 256 KB; returns how
         many jobs were published."""
+        # A page's messages are serialised together to cut its calls by size: at most a page's worth (1,000
+        # deliveries) is in memory, whatever the audience.
         entries = [
             {
                 "Message": message.model_dump_json(exclude_none=True),
-                "MessageAttributes": {PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": priority.value}},
+                "MessageAttributes": {
+                    PRIORITY_ATTRIBUTE: {"DataType": "String", "StringValue": message.priority.value}
+                },
             }
-            for message, priority in (
-                (message, (message.job if isinstance(message, DeliveryGroup) else message).priority)
-                for message in delivery_messages(jobs)
-            )
+            for message in delivery_messages(jobs)
         ]
         send_in_batches(
             entries,

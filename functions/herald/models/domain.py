@@ -269,6 +269,10 @@ class DeliveryGroup(BaseModel):
     job: DeliveryJob
     more: list[GroupedDevice] = Field(min_length=1, max_length=GROUP_DEVICES - 1)
 
+    @property
+    def priority(self) -> Priority:
+        return self.job.priority
+
     def jobs(self) -> list[DeliveryJob]:
         return [self.job, *(self.job.model_copy(update=device.model_dump()) for device in self.more)]
 
