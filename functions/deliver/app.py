@@ -93,14 +93,6 @@ def default_dependencies() -> Dependencies:
     return dependencies_from(os.environ)
 
 
-def recipient_of(job: DeliveryJob) -> tuple[str, str | None, str, str]:
-    """The deliveries a batch claims and records together: one notification's to one recipient on one channel,
-    as fan-out groups them in one message (group_key). All of a recipient's live in one status item, so grouping
-    across channels would save more writes; it also widens what a crash leaves "outcome unknown" to every group
-    mate (docs/reliability.md)."""
-    return group_key(job)
-
-
 def all_at_once(calls: list[Callable[[], T]]) -> list[T]:
     """A group's provider calls side by side (its unit holds a send slot for each), each in a copy of the
     invocation's context; a crash in one propagates once all have returned, as Lambda's would stop them all."""
@@ -175,7 +167,7 @@ def lambda_handler(
         parse=DeliveryJob.model_validate_json,
         parse_all=jobs_of,  # a message holds one delivery, or a recipient's deliveries on one channel
         handle=lambda record, job: handle_group([(record, job)])[0],
-        group_of=recipient_of,
+        group_of=group_key,  # claimed and recorded together: a recipient's deliveries of a notification on a channel
         handle_group=handle_group,
         dead_letters=d.dead_letters,
         sqs=d.sqs,

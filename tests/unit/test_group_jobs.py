@@ -22,6 +22,7 @@ from herald.models.domain import (
     Priority,
     delivery_messages,
     jobs_of,
+    message_count,
 )
 from herald.models.failures import DeliveryFailed
 from tests.events import load_event
@@ -66,6 +67,9 @@ def test_a_group_is_cut_at_ten_devices():
     jobs = [job("ada", f"p{n}") for n in range(GROUP_DEVICES * 2 + 3)]
     sizes = [len(jobs_of(m.model_dump_json())) for m in delivery_messages(jobs)]
     assert sizes == [10, 10, 3]
+    # And the count fan-out judges a page's size by is the same, without making the messages
+    assert message_count(jobs) == 3
+    assert message_count([job("ada", "p1"), job("bob", "p9"), job("ada", "p2"), job("ada", "m", "email")]) == 3
 
 
 def test_a_version_that_reads_single_jobs_refuses_a_group_instead_of_sending_to_one_device():

@@ -168,8 +168,7 @@ class DynamoStatusStore(TableItems):
         ).get("Item")
         if not summary:
             return Cancellation.UNKNOWN
-        key, in_history = self._first_page_of(notification_id, summary)
-        pages = self._history if in_history and self._history is not None else self
+        pages, key = self._first_page_of(notification_id, summary)
         refused = pages.update(
             key,
             # The summary's expiry, counted from a schedule's send_at: the mark lasts as long as the request.
@@ -182,9 +181,9 @@ class DynamoStatusStore(TableItems):
             return cancellation_refused(refused.response.get("Item") or pages.get(key))
         return Cancellation.CANCELLED
 
-    def _first_page_of(self, notification_id: str, summary: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Where the accepted record says its first page's record is: its recipient's history item (True), or
-        the status table's page item."""
+    def _first_page_of(self, notification_id: str, summary: dict[str, Any]) -> tuple[TableItems, dict[str, Any]]:
+        """Where the accepted record says its first page's record is: its recipient's history item, or the
+        status table's page item (the table's items, and the key)."""
         request = summary.get("request", {}).get("S", "")
         place = history_place(
             notification_id,
@@ -193,15 +192,17 @@ class DynamoStatusStore(TableItems):
             summary.get(PAGE_IN_HISTORY, {}).get("BOOL") is True,
         )
         if place is not None and self._history is not None:
-            return place, True
-        return _key(notification_id, PAGE_PREFIX + first_page(request)), False
+            return self._history, place
+        return self, _key(notification_id, PAGE_PREFIX + first_page(request))
 
-    def _page_item(self, notification: Notification, page: str) -> tuple[dict[str, Any], str | None]:
-        """The key of a page's record, and the recipient whose history item it is, if it is one."""
+    def _page_item(self, notification: Notification, page: str) -> tuple[TableItems, dict[str, Any], str | None]:
+        """Where a page's record is (the table's items, and the key), and the recipient whose history item it
+        is, if it is one."""
         owner = notification.history_owner if page == notification.page_key else None
         if owner is not None and self._history is not None:
-            return history_key(owner, notification.accepted_at.isoformat(), notification.notification_id), owner
-        return _key(notification.notification_id, PAGE_PREFIX + page), None
+            key = history_key(owner, notification.accepted_at.isoformat(), notification.notification_id)
+            return self._history, key, owner
+        return self, _key(notification.notification_id, PAGE_PREFIX + page), None
 
     # --- fan-out pages ---------------------------------------------------------------------------
 
@@ -268,7 +269,7 @@ class DynamoStatusStore(TableItems):
             sets += ["request = :r", "accepted_at = :a"]
             values[":r"] = {"S": request_of(notification, recipients=False)}
             values[":a"] = {"S": notification.accepted_at.isoformat()}
-        key, owner = self._page_item(notification, page)
+        pages, key, owner = self._page_item(notification, page)
         if owner is not None and outcome.history_entry is not None:
             # The record is the recipient's history item: it is their entry too (one write, not two).
             sets.append("entry = :entry")
@@ -276,7 +277,6 @@ class DynamoStatusStore(TableItems):
         # Every attribute by placeholder: several of these names (request, next) are DynamoDB reserved words.
         names = {f"#{assignment.split(' = ')[0]}": assignment.split(" = ")[0] for assignment in sets}
         sets = [f"#{assignment}" for assignment in sets]
-        pages = self._history if owner is not None and self._history is not None else self
         refused = pages.update(
             key,
             "SET " + ", ".join(sets),
@@ -300,8 +300,7 @@ class DynamoStatusStore(TableItems):
         )
 
     def record_continued(self, notification: Notification, page: str) -> None:
-        key, owner = self._page_item(notification, page)
-        pages = self._history if owner is not None and self._history is not None else self
+        pages, key, _ = self._page_item(notification, page)
         pages.update(key, "SET continued_at = :t", [], {}, {":t": {"S": now().isoformat()}})
 
     # --- deliveries --------------------------------------------------------------------------------

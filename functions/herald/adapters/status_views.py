@@ -155,8 +155,7 @@ class DynamoStatusReader:
         any_page = False
         paged = False
         accepted_at = None  # what a chain's first page keeps of the request: the inbox items are keyed by it
-        summary = self._summary(notification_id)
-        for key, page in self._pages_from(notification_id, start_page, summary):
+        for key, page in self._pages_from(notification_id, start_page):
             any_page = True
             paged = paged or page.get("paged") is True
             accepted_at = accepted_at or page.get("accepted_at")
@@ -178,7 +177,7 @@ class DynamoStatusReader:
             if len(found) >= limit:
                 next_cursor = _cursor(key, len(entries))
                 break
-        if not any_page and not cursor and summary is None:
+        if not any_page and not cursor and self._summary(notification_id) is None:
             return None
         records = self._with_status(found)
         if not paged and records:  # a broadcast's deliveries are all claimed: tallies count them
@@ -293,17 +292,19 @@ class DynamoStatusReader:
             entries += _entries(chunk.get("planned"))
         return entries
 
-    def _pages_from(
-        self, notification_id: str, start: str, summary: dict[str, Any] | None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The pages from `start` on, in order: the first one from its recipient's history where it is kept."""
-        first = self._history_page(notification_id, summary) if start <= FIRST_PAGE else None
-        if first is not None:
-            yield FIRST_PAGE, first
-        for item in self._query(notification_id, "sk BETWEEN :a AND :b", PAGE_PREFIX + start, PAGE_PREFIX + "\uffff"):
-            key = item["sk"][len(PAGE_PREFIX) :]
-            if first is None or key != FIRST_PAGE:
-                yield key, item
+    def _pages_from(self, notification_id: str, start: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The pages from `start` on, in order. Where the status table lacks the first page, the accepted record
+        may say it is its one recipient's history item: only then are the two read."""
+        items = self._query(notification_id, "sk BETWEEN :a AND :b", PAGE_PREFIX + start, PAGE_PREFIX + "\uffff")
+        head = next(items, None)
+        if start <= FIRST_PAGE and (head is None or head["sk"] != PAGE_PREFIX + FIRST_PAGE):
+            first = self._history_page(notification_id, self._summary(notification_id))
+            if first is not None:
+                yield FIRST_PAGE, first
+        if head is not None:
+            yield head["sk"][len(PAGE_PREFIX) :], head
+        for item in items:
+            yield item["sk"][len(PAGE_PREFIX) :], item
 
     def _query(
         self, notification_id: str, condition: str, *values: str, plain: bool = True

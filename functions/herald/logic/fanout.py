@@ -45,7 +45,7 @@ from herald.models.domain import (
     Notification,
     PageCursor,
     PagePosition,
-    delivery_messages,
+    message_count,
     now,
 )
 from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, PageWrite, SkippedDelivery
@@ -171,14 +171,12 @@ def begin_page(
 def publish_together(plans: Iterable[PagePlan], topic: Publisher) -> None:
     """Publishes the jobs of the small pages of one batch in shared PublishBatch calls (SNS bills a batch of up
     to 10 entries as one request, whoever they are for). A page is small when its jobs make fewer than 10
-    messages (a recipient's devices of a channel are one message: delivery_messages). Pages of a full call or
+    messages (a recipient's devices of a channel are one message: message_count). Pages of a full call or
     more publish alone, so a batch's memory stays one page's. If the shared publish fails, every page it held
     publishes alone in `finish_page`: a refused entry fails only its own notification's record, and a job
     published twice is sent once, by its delivery's claim."""
     small = [
-        plan
-        for plan in plans
-        if plan.jobs and len(delivery_messages(plan.jobs)) < PUBLISH_BATCH_ENTRIES and not plan.published
+        plan for plan in plans if plan.jobs and message_count(plan.jobs) < PUBLISH_BATCH_ENTRIES and not plan.published
     ]
     if len(small) < 2:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, Self
@@ -284,18 +285,30 @@ class DeliveryGroup(BaseModel):
 
 
 def group_key(job: DeliveryJob) -> tuple[str, str | None, str, str]:
-    """What the deliveries of one group share: notification, page, recipient, channel."""
+    """What the deliveries of one group share: notification, page, recipient, channel. Fan-out puts them in one
+    message; a deliver batch claims and records them together (all of a recipient's live in one status item,
+    so grouping across channels would save more writes; it would also widen what a crash leaves "outcome
+    unknown" to every group mate: docs/reliability.md)."""
     return (job.notification_id, job.page, job.user_id, job.channel.value)
+
+
+def _by_group(jobs: list[DeliveryJob]) -> list[list[DeliveryJob]]:
+    keyed: dict[tuple[str, str | None, str, str], list[DeliveryJob]] = {}
+    for job in jobs:
+        keyed.setdefault(group_key(job), []).append(job)
+    return list(keyed.values())
+
+
+def message_count(jobs: list[DeliveryJob]) -> int:
+    """How many queue messages `jobs` make (delivery_messages), without making them."""
+    return sum(math.ceil(len(group) / GROUP_DEVICES) for group in _by_group(jobs))
 
 
 def delivery_messages(jobs: list[DeliveryJob]) -> list[DeliveryJob | DeliveryGroup]:
     """The queue messages of `jobs`, in order of their first job: the jobs of one group key together, up to
     GROUP_DEVICES a message; a job alone stays a job."""
-    keyed: dict[tuple[str, str | None, str, str], list[DeliveryJob]] = {}
-    for job in jobs:
-        keyed.setdefault(group_key(job), []).append(job)
     messages: list[DeliveryJob | DeliveryGroup] = []
-    for group in keyed.values():
+    for group in _by_group(jobs):
         for start in range(0, len(group), GROUP_DEVICES):
             part = group[start : start + GROUP_DEVICES]
             messages.append(part[0] if len(part) == 1 else DeliveryGroup.of(part))
