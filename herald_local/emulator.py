@@ -353,6 +353,7 @@ class EmulatorApplication:
         self.changes = 0  # requests that may have changed the emulator's state, since it started
         self.short_polls = 0  # the short polls long polls were served as, since it started
         self.message_wakes = 0  # waits of a long poll on an empty queue ended by a message's arrival (not its recheck)
+        self.parked_polls = 0  # long polls now waiting on an empty queue for a message's arrival
         self.waits = LockWaits()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -390,10 +391,17 @@ class EmulatorApplication:
             # An empty queue waits for moto's signal of a message added; one holding messages (in flight, or
             # not yet visible) is polled as before, since a message turning visible sends no signal.
             recheck = LONG_POLL_RECHECK if not queue._messages else LONG_POLL_EVERY
-            with queue._messages_lock:  # notified by moto on every message added to the queue
-                arrived = queue._messages_lock.wait_for(
-                    lambda held=held: len(queue._messages) != held, min(recheck, left)
-                )
+            with self._changes_lock:
+                self.parked_polls += 1
+            try:
+                with queue._messages_lock:  # notified by moto on every message added to the queue
+                    # (a message added since `held` was read ends the wait at once: none is missed)
+                    arrived = queue._messages_lock.wait_for(
+                        lambda held=held: len(queue._messages) != held, min(recheck, left)
+                    )
+            finally:
+                with self._changes_lock:
+                    self.parked_polls -= 1
             if arrived:
                 with self._changes_lock:
                     self.message_wakes += 1
@@ -443,6 +451,7 @@ class EmulatorApplication:
             "changes": self.changes,
             "short_polls": self.short_polls,
             "message_wakes": self.message_wakes,
+            "parked_polls": self.parked_polls,
             "lock_waits": asdict(self.waits),
             "held_back": turns.held_back if turns is not None else 0,
         }

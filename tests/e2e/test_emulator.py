@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,20 +172,35 @@ def test_in_either_placement_a_long_poll_waits_for_its_queue_not_on_a_timer(emul
     idle_polls = emulator_figures(emulator.endpoint)["short_polls"] - polls_before
     assert 1 <= idle_polls <= 3 / LONG_POLL_RECHECK + 1, idle_polls
 
-    # When a message is sent 0.2 s into a 10 s long poll
-    sender = sqs_at(emulator.endpoint)
-    timer = threading.Timer(0.2, lambda: sender.send_message(QueueUrl=queue, MessageBody="m"))
+    # When a message is sent while a 10 s long poll waits on the empty queue (sent once the emulator shows the poll
+    # parked, not after a fixed delay: on a loaded machine the poll's first check may come after a timed send)
     before = emulator_figures(emulator.endpoint)
-    timer.start()
-    received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)
-    timer.join()
+    received: dict[str, Any] = {}
+    poll = threading.Thread(target=lambda: received.update(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)))
+    poll.start()
+    try:
+        assert parked_within(emulator.endpoint, seconds=5), "the long poll never waited on the empty queue"
+        sqs_at(emulator.endpoint).send_message(QueueUrl=queue, MessageBody="m")
+    finally:
+        poll.join()
 
     # Then the poll returns it, woken by the message's arrival, not by the empty queue's recheck: one wait ended
-    # by the message. (Counted, not timed: a loaded machine may delay the send past a recheck or two.)
+    # by the message, and no poll left waiting
     after = emulator_figures(emulator.endpoint)
     assert [m["Body"] for m in received["Messages"]] == ["m"]
     assert after["message_wakes"] - before["message_wakes"] == 1
+    assert after["parked_polls"] == 0
     assert 1 <= after["short_polls"] - before["short_polls"] <= 2 + 10 / LONG_POLL_RECHECK
+
+
+def parked_within(endpoint: str, seconds: float) -> bool:
+    """Whether a long poll is found waiting on an empty queue within `seconds` (asked every 0.02 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if emulator_figures(endpoint)["parked_polls"] > 0:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 @pytest.mark.parametrize("placement", list(Placement))
