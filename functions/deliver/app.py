@@ -164,7 +164,6 @@ def lambda_handler(
             metrics.count(DELIVERIES_DEAD_LETTERED, channel=job.channel.value, priority=job.priority.value)
 
     consumer = Consumer(
-        parse=DeliveryJob.model_validate_json,
         parse_all=jobs_of,  # a message holds one delivery, or a recipient's deliveries on one channel
         handle=lambda record, job: handle_group([(record, job)])[0],
         group_of=group_key,  # claimed and recorded together: a recipient's deliveries of a notification on a channel

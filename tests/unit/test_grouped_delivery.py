@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -374,3 +375,20 @@ def test_a_group_of_several_channels_is_one_unit_cut_only_where_a_lane_would_ove
 
     # Then the group is cut where a second sms would join: two units of an sms and a push each
     assert sorted(units) == [["1", "2"], ["3", "4"]]
+
+
+@pytest.mark.parametrize("readers", [{}, {"parse": str, "parse_all": lambda body: [body]}], ids=["neither", "both"])
+def test_a_consumer_is_told_how_to_read_its_records_exactly_once(readers: dict[str, Any]) -> None:
+    # Given a consumer given neither way to read a record's body, or both
+    # When it is made
+    # Then it refuses, naming the two
+    with pytest.raises(TypeError, match="parse and parse_all"):
+        Consumer(
+            handle=lambda r, item: Done(),
+            dead_letters=None,  # type: ignore[arg-type]
+            sqs=FakeSqs(),
+            queue_url="q",
+            max_receive_count=5,
+            classify=failure_from,
+            **readers,
+        )

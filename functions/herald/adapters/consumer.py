@@ -92,7 +92,6 @@ class BatchOutcome:
 class Consumer(Generic[T]):
     """How one function reads its queue."""
 
-    parse: Callable[[str], T]
     handle: Callable[[QueueRecord, T], Verdict]
     dead_letters: DeadLetterQueue
     sqs: Any
@@ -111,9 +110,21 @@ class Consumer(Generic[T]):
     # batch's deliveries to one recipient: one status write claims them all). Without it, `handle` each alone.
     group_of: Callable[[T], Hashable] | None = None
     handle_group: Callable[[list[tuple[QueueRecord, T]]], list[Verdict]] | None = None
-    # A record that holds several items (a recipient's deliveries in one message): each is handled as its own,
-    # and the record's verdict is the one that leaves none of them behind (one_verdict). Instead of `parse`.
+    # How a record's body is read: `parse` for one item, or `parse_all` for a record that holds several (a
+    # recipient's deliveries in one message: each is handled as its own, and the record's verdict is the one that
+    # leaves none of them behind, one_verdict). Exactly one of the two is given.
+    parse: Callable[[str], T] | None = None
     parse_all: Callable[[str], list[T]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.parse is None) == (self.parse_all is None):
+            raise TypeError("a Consumer reads its records with exactly one of parse and parse_all")
+
+    def _items_of(self, body: str) -> list[T]:
+        if self.parse_all is not None:
+            return self.parse_all(body)
+        assert self.parse is not None  # __post_init__
+        return [self.parse(body)]
 
     def process(self, event: Mapping[str, Any]) -> BatchOutcome:
         records = [QueueRecord.from_event_record(record) for record in event.get("Records", [])]
@@ -121,8 +132,7 @@ class Consumer(Generic[T]):
         work: list[tuple[QueueRecord, T]] = []
         for record in records:
             try:
-                items = self.parse_all(record.body) if self.parse_all is not None else [self.parse(record.body)]
-                work.extend((record, item) for item in items)
+                work.extend((record, item) for item in self._items_of(record.body))
             except ValueError as error:  # pydantic's ValidationError is a ValueError
                 outcome.poison += 1
                 self._dead_letter(record, f"invalid message: {_invalid_because(error)}", outcome)
