@@ -48,6 +48,7 @@ from herald.models.domain import (
     message_count,
     now,
 )
+from herald.models.inbox import HistoryEntry
 from herald.models.status import LISTED_NAMES, DeferredDelivery, PageOutcome, PageWrite, SkippedDelivery
 
 PUBLISH_BATCH_ENTRIES = 10  # SNS PublishBatch's most entries per call
@@ -96,6 +97,9 @@ class PagePlan:
     repeated: bool = False  # an earlier copy of the page's message recorded it
     continued: bool = False  # the next page is queued already
     history_user: str | None = None  # whose history item holds the page's record: their entry is written
+    # The page's history entries, when planning made them already (a one-recipient page's record carries its
+    # entry); None: finish_page makes them from the jobs
+    entries: list[tuple[str, HistoryEntry]] | None = None
 
 
 def fan_out(
@@ -145,18 +149,20 @@ def begin_page(
     rules = rules or DeliveryRules()
     jobs, outcome = plan_page(notification, registry, subscribers, limits, rules)
     owner = notification.history_owner
+    entries = None
     if owner is not None:  # the page's record is the recipient's history entry: it carries the entry
-        entries = dict(history_entries(notification, jobs, outcome.skipped, outcome.deferred))
-        outcome.history_entry = entries.get(owner)
+        entries = history_entries(notification, jobs, outcome.skipped, outcome.deferred)
+        outcome.history_entry = dict(entries).get(owner)
     write = status.record_page(notification, page, outcome)
     if write.cancelled:
         return FanoutResult(cancelled=True)
     if write.written:
-        return PagePlan(notification, jobs, outcome, rules.clock, history_user=write.history_user)
+        return PagePlan(notification, jobs, outcome, rules.clock, history_user=write.history_user, entries=entries)
     # An earlier copy recorded this page and may have stopped before publishing it: publish it again, up to
     # where that record says the next page starts (the audience may have moved since, the boundary may not).
     if write.next != outcome.next:
         jobs, outcome = plan_page(notification, registry, subscribers, limits, rules, recorded=write)
+        entries = None  # other jobs: their entries are made from them
     return PagePlan(
         notification,
         jobs,
@@ -165,6 +171,7 @@ def begin_page(
         repeated=True,
         continued=write.continued,
         history_user=write.history_user,
+        entries=entries,
     )
 
 
@@ -211,11 +218,10 @@ def finish_page(
     if history is not None:  # a page whose message comes back writes the same items again
         # (but for the recipient whose history item is the page's record: it carries their entry already, and
         # an entry written over it would replace the record)
-        entries = [
-            (user, entry)
-            for user, entry in history_entries(notification, jobs, outcome.skipped, outcome.deferred)
-            if user != plan.history_user
-        ]
+        made = plan.entries
+        if made is None:
+            made = history_entries(notification, jobs, outcome.skipped, outcome.deferred)
+        entries = [(user, entry) for user, entry in made if user != plan.history_user]
         if entries:
             history.record(entries)
     if outcome.next is not None and not plan.continued:
