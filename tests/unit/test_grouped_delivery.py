@@ -297,14 +297,7 @@ def test_a_batchs_records_are_handled_by_group_and_a_group_is_cut_at_its_lanes_l
             running[lane] -= len(unit)
         return [Done() for _ in unit]
 
-    consumer = Consumer(
-        parse=str,
-        handle=lambda r, item: Done(),
-        dead_letters=None,  # type: ignore[arg-type]
-        sqs=FakeSqs(),
-        queue_url="q",
-        max_receive_count=5,
-        classify=failure_from,
+    consumer = consumer_of(
         parallel=4,
         lane_of=lambda item: lanes[groups[item]],
         lane_limits={"sms": 2, "push": 4},
@@ -326,14 +319,7 @@ def test_a_group_whose_handling_raised_settles_each_of_its_records():
     def handle_group(unit: list[tuple[QueueRecord, str]]) -> list[Verdict]:
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
 
-    consumer = Consumer(
-        parse=str,
-        handle=lambda r, item: Done(),
-        dead_letters=None,  # type: ignore[arg-type]
-        sqs=FakeSqs(),
-        queue_url="q",
-        max_receive_count=5,
-        classify=failure_from,
+    consumer = consumer_of(
         parallel=4,
         group_of=lambda item: "a",
         handle_group=handle_group,
@@ -355,14 +341,7 @@ def test_a_group_of_several_channels_is_one_unit_cut_only_where_a_lane_would_ove
         units.append([item for _, item in unit])
         return [Done() for _ in unit]
 
-    consumer = Consumer(
-        parse=str,
-        handle=lambda r, item: Done(),
-        dead_letters=None,  # type: ignore[arg-type]
-        sqs=FakeSqs(),
-        queue_url="q",
-        max_receive_count=5,
-        classify=failure_from,
+    consumer = consumer_of(
         parallel=10,
         lane_of=lambda item: lanes[item],
         lane_limits={"sms": 1, "push": 4},
@@ -377,18 +356,27 @@ def test_a_group_of_several_channels_is_one_unit_cut_only_where_a_lane_would_ove
     assert sorted(units) == [["1", "2"], ["3", "4"]]
 
 
-@pytest.mark.parametrize("readers", [{}, {"parse": str, "parse_all": lambda body: [body]}], ids=["neither", "both"])
+@pytest.mark.parametrize(
+    "readers", [{"parse": None}, {"parse": str, "parse_all": lambda body: [body]}], ids=["neither", "both"]
+)
 def test_a_consumer_is_told_how_to_read_its_records_exactly_once(readers: dict[str, Any]) -> None:
     # Given a consumer given neither way to read a record's body, or both
     # When it is made
     # Then it refuses, naming the two
     with pytest.raises(TypeError, match="parse and parse_all"):
-        Consumer(
-            handle=lambda r, item: Done(),
-            dead_letters=None,  # type: ignore[arg-type]
-            sqs=FakeSqs(),
-            queue_url="q",
-            max_receive_count=5,
-            classify=failure_from,
-            **readers,
-        )
+        consumer_of(**readers)
+
+
+def consumer_of(**settings: Any) -> Consumer[str]:
+    """A consumer of string records (read with `str` unless told otherwise) on a fake queue, set as `settings` say."""
+    if "parse_all" not in settings:
+        settings.setdefault("parse", str)
+    return Consumer(
+        handle=lambda r, item: Done(),
+        dead_letters=None,  # type: ignore[arg-type]
+        sqs=FakeSqs(),
+        queue_url="q",
+        max_receive_count=5,
+        classify=failure_from,
+        **settings,
+    )
