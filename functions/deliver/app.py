@@ -165,7 +165,6 @@ def lambda_handler(
 
     consumer = Consumer(
         parse_all=jobs_of,  # a message holds one delivery, or a recipient's deliveries on one channel
-        handle=lambda record, job: handle_group([(record, job)])[0],
         group_of=group_key,  # claimed and recorded together: a recipient's deliveries of a notification on a channel
         handle_group=handle_group,
         dead_letters=d.dead_letters,

@@ -357,22 +357,30 @@ def test_a_group_of_several_channels_is_one_unit_cut_only_where_a_lane_would_ove
 
 
 @pytest.mark.parametrize(
-    "readers", [{"parse": None}, {"parse": str, "parse_all": lambda body: [body]}], ids=["neither", "both"]
+    ("ways", "named"),
+    [
+        ({"parse": None}, "parse and parse_all"),
+        ({"parse": str, "parse_all": lambda body: [body]}, "parse and parse_all"),
+        ({"handle": None}, "handle and handle_group"),
+        ({"handle": lambda r, item: Done(), "handle_group": lambda unit: []}, "handle and handle_group"),
+    ],
+    ids=["no reader", "two readers", "no handler", "two handlers"],
 )
-def test_a_consumer_is_told_how_to_read_its_records_exactly_once(readers: dict[str, Any]) -> None:
-    # Given a consumer given neither way to read a record's body, or both
+def test_a_consumer_is_told_how_to_read_and_handle_its_records_exactly_once(ways: dict[str, Any], named: str) -> None:
+    # Given a consumer given neither way to read a record's body (or to handle its items), or both
     # When it is made
     # Then it refuses, naming the two
-    with pytest.raises(TypeError, match="parse and parse_all"):
-        consumer_of(**readers)
+    with pytest.raises(TypeError, match=named):
+        consumer_of(**ways)
 
 
 def consumer_of(**settings: Any) -> Consumer[str]:
     """A consumer of string records (read with `str` unless told otherwise) on a fake queue, set as `settings` say."""
     if "parse_all" not in settings:
         settings.setdefault("parse", str)
+    if "handle_group" not in settings:
+        settings.setdefault("handle", lambda r, item: Done())
     return Consumer(
-        handle=lambda r, item: Done(),
         dead_letters=None,  # type: ignore[arg-type]
         sqs=FakeSqs(),
         queue_url="q",

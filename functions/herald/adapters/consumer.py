@@ -92,7 +92,6 @@ class BatchOutcome:
 class Consumer(Generic[T]):
     """How one function reads its queue."""
 
-    handle: Callable[[QueueRecord, T], Verdict]
     dead_letters: DeadLetterQueue
     sqs: Any
     queue_url: str
@@ -106,8 +105,10 @@ class Consumer(Generic[T]):
     # Given every parsed record before any is handled: work the batch's records share (one publish for
     # several notifications). What it leaves undone, `handle` does for each record alone.
     prepare: Callable[[list[tuple[QueueRecord, T]]], None] | None = None
-    # Records sharing a key are handled by `handle_group` together, one verdict per record in order (a deliver
-    # batch's deliveries to one recipient: one status write claims them all). Without it, `handle` each alone.
+    # How an item is handled: `handle` each alone, or `handle_group` the items sharing a key of `group_of`
+    # together, one verdict per item in order (a deliver batch's deliveries to one recipient: one status write
+    # claims them all). Exactly one of the two is given.
+    handle: Callable[[QueueRecord, T], Verdict] | None = None
     group_of: Callable[[T], Hashable] | None = None
     handle_group: Callable[[list[tuple[QueueRecord, T]]], list[Verdict]] | None = None
     # How a record's body is read: `parse` for one item, or `parse_all` for a record that holds several (a
@@ -119,6 +120,8 @@ class Consumer(Generic[T]):
     def __post_init__(self) -> None:
         if (self.parse is None) == (self.parse_all is None):
             raise TypeError("a Consumer reads its records with exactly one of parse and parse_all")
+        if (self.handle is None) == (self.handle_group is None):
+            raise TypeError("a Consumer handles its items with exactly one of handle and handle_group")
 
     def _items_of(self, body: str) -> list[T]:
         if self.parse_all is not None:
@@ -227,6 +230,7 @@ class Consumer(Generic[T]):
         return verdict
 
     def _verdict(self, record: QueueRecord, item: T) -> Verdict:
+        assert self.handle is not None  # __post_init__
         try:
             return self.handle(record, item)
         except Exception as error:
