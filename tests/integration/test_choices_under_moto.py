@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bench.capacity import WRITE_UNIT_BYTES, item_size
 from herald.adapters.clients import client
@@ -167,6 +168,36 @@ def test_a_one_recipient_notifications_page_record_is_its_history_entry_and_stil
     assert listing is not None and [d.device_id for d in listing.deliveries] == ["phone-0", "phone-1"]
     rest = reader.deliveries("second", 2, listing.next_cursor)
     assert rest is not None and [d.device_id for d in rest.deliveries] == ["phone-2"]
+
+
+def test_the_deliveries_of_a_one_recipient_notification_not_yet_fanned_out_read_its_accepted_record_once(
+    deployed: Deployed,
+) -> None:
+    # Given a notification the API recorded for ada alone, whose fan-out has not recorded its page yet
+    dynamodb = client("dynamodb")
+    table, history_table = environment(deployed)["STATUS_TABLE"], environment(deployed)["HISTORY_TABLE"]
+    pages = HistoryPages(dynamodb, history_table)
+    notification = Notification(
+        notification_id="waiting", recipients=["ada"], title="t", body="b", accepted_at=now(), page_in_history=True
+    )
+    assert DynamoStatusStore(dynamodb, table, 30, pages).record_accepted(notification).page_in_history
+
+    # When its deliveries are read (each GetItem noted by botocore's hook, as the status-write tests count writes)
+    read: list[tuple[str, str]] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        read.append((params["TableName"], params["Key"]["sk"]["S"]))
+
+    dynamodb.meta.events.register("provide-client-params.dynamodb.GetItem", note, unique_id="deliveries-reads")
+    try:
+        listing = DynamoStatusReader(dynamodb, table, history=pages).deliveries("waiting", 10, None)
+    finally:
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.GetItem", unique_id="deliveries-reads")
+
+    # Then it is known, with no deliveries yet; its accepted record was read once, then the history item it names
+    assert listing is not None and listing.deliveries == [] and listing.next_cursor is None
+    key = f"{notification.accepted_at.isoformat()}#waiting"
+    assert read == [(table, "notification"), (history_table, key)]
 
 
 def test_a_page_recorded_with_a_successor_tells_a_second_copy_where_it_ends_and_whether_that_is_queued(

@@ -17,8 +17,9 @@ import binascii
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -155,7 +156,8 @@ class DynamoStatusReader:
         any_page = False
         paged = False
         accepted_at = None  # what a chain's first page keeps of the request: the inbox items are keyed by it
-        for key, page in self._pages_from(notification_id, start_page):
+        summary = cache(lambda: self._summary(notification_id))  # read once, and only if needed
+        for key, page in self._pages_from(notification_id, start_page, summary):
             any_page = True
             paged = paged or page.get("paged") is True
             accepted_at = accepted_at or page.get("accepted_at")
@@ -177,7 +179,7 @@ class DynamoStatusReader:
             if len(found) >= limit:
                 next_cursor = _cursor(key, len(entries))
                 break
-        if not any_page and not cursor and self._summary(notification_id) is None:
+        if not any_page and not cursor and summary() is None:
             return None
         records = self._with_status(found)
         if not paged and records:  # a broadcast's deliveries are all claimed: tallies count them
@@ -292,13 +294,15 @@ class DynamoStatusReader:
             entries += _entries(chunk.get("planned"))
         return entries
 
-    def _pages_from(self, notification_id: str, start: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _pages_from(
+        self, notification_id: str, start: str, summary: Callable[[], dict[str, Any] | None]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """The pages from `start` on, in order. Where the status table lacks the first page, the accepted record
-        may say it is its one recipient's history item: only then are the two read."""
+        (`summary`, read when called) may say it is its one recipient's history item: only then are the two read."""
         items = self._query(notification_id, "sk BETWEEN :a AND :b", PAGE_PREFIX + start, PAGE_PREFIX + "\uffff")
         head = next(items, None)
         if start <= FIRST_PAGE and (head is None or head["sk"] != PAGE_PREFIX + FIRST_PAGE):
-            first = self._history_page(notification_id, self._summary(notification_id))
+            first = self._history_page(notification_id, summary())
             if first is not None:
                 yield FIRST_PAGE, first
         if head is not None:
