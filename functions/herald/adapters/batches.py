@@ -39,6 +39,10 @@ def weighed_chunks(items: Sequence[T], size: int, weigh: Callable[[T], int], lim
         yield chunk
 
 
+def _weightless(entry: object) -> int:
+    return 0
+
+
 def send_in_batches(
     entries: Sequence[T],
     call: Callable[[list[T]], dict[str, Any]],
@@ -55,10 +59,7 @@ def send_in_batches(
     exception a call raises is raised once every chunk was attempted). Returns how many entries
     were accepted.
     """
-    if weigh is not None:
-        parts = list(weighed_chunks(entries, size, weigh, max_weight))
-    else:
-        parts = [list(chunk) for chunk in chunks(entries, size)]
+    parts = list(weighed_chunks(entries, size, weigh or _weightless, max_weight))
     if parallel > 1 and len(parts) > 1:
         with ThreadPoolExecutor(max_workers=min(parallel, len(parts))) as pool:
             futures = [pool.submit(call, part) for part in parts]
