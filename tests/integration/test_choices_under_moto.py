@@ -94,13 +94,18 @@ def test_a_cancel_and_a_fan_out_record_exclude_each_other(deployed: Deployed) ->
     assert record is not None and record.status.value == "in_progress" and record.delivery_count == 1
 
 
+def status_with_history(deployed: Deployed) -> tuple[Any, str, str, HistoryPages]:
+    """The DynamoDB client, the status and history tables' names, and the history's page records."""
+    dynamodb = client("dynamodb")
+    table, history_table = environment(deployed)["STATUS_TABLE"], environment(deployed)["HISTORY_TABLE"]
+    return dynamodb, table, history_table, HistoryPages(dynamodb, history_table)
+
+
 def test_a_one_recipient_notifications_page_record_is_its_history_entry_and_still_races_the_cancel(
     deployed: Deployed,
 ) -> None:
     # Given two notifications the API recorded for ada alone (their page records go to her history)
-    dynamodb = client("dynamodb")
-    table, history_table = environment(deployed)["STATUS_TABLE"], environment(deployed)["HISTORY_TABLE"]
-    pages = HistoryPages(dynamodb, history_table)
+    dynamodb, table, history_table, pages = status_with_history(deployed)
     status = DynamoStatusStore(dynamodb, table, 30, pages)
     at = now()
     accepted = {
@@ -174,9 +179,7 @@ def test_the_deliveries_of_a_one_recipient_notification_not_yet_fanned_out_read_
     deployed: Deployed,
 ) -> None:
     # Given a notification the API recorded for ada alone, whose fan-out has not recorded its page yet
-    dynamodb = client("dynamodb")
-    table, history_table = environment(deployed)["STATUS_TABLE"], environment(deployed)["HISTORY_TABLE"]
-    pages = HistoryPages(dynamodb, history_table)
+    dynamodb, table, history_table, pages = status_with_history(deployed)
     notification = Notification(
         notification_id="waiting", recipients=["ada"], title="t", body="b", accepted_at=now(), page_in_history=True
     )
